@@ -1,0 +1,445 @@
+//! Agent configuration: a TOML file and command-line flags, merged into one
+//! raw form and validated once into [`Config`], whose fields cannot be wrong.
+//!
+//! Every option has a flag; a flag overrides the file. A bad value produces
+//! one [`ConfigError`] naming the field and the problem.
+
+use maxwell_gossip::{MicroWatts, MilliCelsius};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default HTTP address: loopback only, like node_exporter behind a proxy.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7070";
+/// Default data directory, where the host key lives.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/maxwell";
+
+/// Errors from loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("config file {path}, line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What the parser said, on one line.
+        message: String,
+    },
+    /// A field holds a value outside what it may be.
+    #[error("config field `{field}`: {problem}")]
+    Invalid {
+        /// The dotted field name, as in the file.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+/// Where sensor readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SensorMode {
+    /// Real sensors (sysfs) when any exist, else the emulated model.
+    Auto,
+    /// hwmon and RAPL through sysfs only.
+    Sysfs,
+    /// libsensors (needs the `libsensors` build feature) plus RAPL through sysfs.
+    Libsensors,
+    /// The emulated RC model driven by this host's real CPU utilisation.
+    Emulated,
+}
+
+/// A place a power cap may come from, in the order the operator prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapSource {
+    /// A hwmon `power*_cap` (for example an ACPI power meter's cap).
+    Hwmon,
+    /// RAPL `constraint_0_power_limit_uw` summed over packages.
+    Rapl,
+    /// The configured `power.budget_w`.
+    Config,
+}
+
+/// The file's shape (and the flags' target): everything optional, nothing trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub name: Option<String>,
+    pub rack: Option<String>,
+    pub slot: Option<u32>,
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<String>,
+    #[serde(default)]
+    pub sensors: RawSensors,
+    #[serde(default)]
+    pub power: RawPower,
+    #[serde(default)]
+    pub emulated: RawEmulated,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSensors {
+    pub source: Option<SensorMode>,
+    pub interval_ms: Option<u64>,
+    pub hwmon_root: Option<PathBuf>,
+    pub powercap_root: Option<PathBuf>,
+    pub default_critical_celsius: Option<f64>,
+    pub exclude_chips: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPower {
+    pub budget_w: Option<f64>,
+    pub cap_sources: Option<Vec<CapSource>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmulated {
+    pub idle_w: Option<f64>,
+    pub peak_w: Option<f64>,
+    pub cap_w: Option<f64>,
+    pub inlet_celsius: Option<f64>,
+    pub thermal_resistance_c_per_w: Option<f64>,
+    pub time_constant_s: Option<f64>,
+    pub critical_celsius: Option<f64>,
+    pub extra_load: Option<f64>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Human name of this node (default: the host name).
+    pub name: String,
+    /// Rack this host sits in.
+    pub rack: String,
+    /// Slot (rack unit) in the rack, counted from the bottom.
+    pub slot: u16,
+    /// Where the host key and state live.
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Sensor reading.
+    pub sensors: SensorConfig,
+    /// Power cap selection.
+    pub power: PowerConfig,
+    /// The emulated model's parameters.
+    pub emulated: EmulatedParams,
+}
+
+/// Validated sensor settings.
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    pub mode: SensorMode,
+    pub interval: Duration,
+    pub hwmon_root: PathBuf,
+    pub powercap_root: PathBuf,
+    /// Limit used for a temperature channel that exposes no `_crit`.
+    pub default_critical: MilliCelsius,
+    /// hwmon chip names (the `name` file) left out of the summary.
+    pub exclude_chips: Vec<String>,
+}
+
+/// Validated power settings.
+#[derive(Debug, Clone)]
+pub struct PowerConfig {
+    pub budget: Option<MicroWatts>,
+    /// Non-empty, without repeats.
+    pub cap_sources: Vec<CapSource>,
+}
+
+/// Parameters of the emulated host (a lumped RC thermal model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmulatedParams {
+    pub idle: MicroWatts,
+    pub peak: MicroWatts,
+    pub cap: MicroWatts,
+    pub inlet: MilliCelsius,
+    /// Kelvin per watt from die to inlet air.
+    pub resistance_k_per_w: f64,
+    /// R·C, in seconds.
+    pub time_constant: Duration,
+    pub critical: MilliCelsius,
+    /// Synthetic utilisation added to the host's real one, in [0, 1].
+    pub extra_load: f64,
+}
+
+impl Default for EmulatedParams {
+    /// A 1U two-socket server: ~100 W idle, ~350 W peak, 25 °C inlet,
+    /// about 85 °C at sustained peak, time constant 30 s, critical 95 °C.
+    fn default() -> Self {
+        Self {
+            idle: MicroWatts::from_watts(100.0),
+            peak: MicroWatts::from_watts(350.0),
+            cap: MicroWatts::from_watts(320.0),
+            inlet: MilliCelsius::from_celsius(25.0),
+            resistance_k_per_w: 0.17,
+            time_constant: Duration::from_secs(30),
+            critical: MilliCelsius::from_celsius(95.0),
+            extra_load: 0.0,
+        }
+    }
+}
+
+impl RawConfig {
+    /// Reads and parses a TOML file; errors name the line.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|(line, message)| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })
+    }
+
+    /// Parses TOML text; on error returns the 1-based line and a one-line message.
+    pub fn from_toml(text: &str) -> Result<Self, (usize, String)> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1);
+            (line, e.message().replace('\n', " "))
+        })
+    }
+
+    /// Validates into a [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let name = match self.name {
+            Some(n) => n,
+            None => default_node_name(),
+        };
+        check_name("name", &name)?;
+        let rack = self.rack.unwrap_or_else(|| "default".to_string());
+        check_name("rack", &rack)?;
+        let slot = match self.slot {
+            None => 0,
+            Some(s) => u16::try_from(s)
+                .ok()
+                .filter(|s| *s <= 1000)
+                .ok_or_else(|| invalid("slot", format!("{s} is not a rack slot (0 to 1000)")))?,
+        };
+        let http = self.http_addr.as_deref().unwrap_or(DEFAULT_HTTP_ADDR);
+        let http_addr = http.parse().map_err(|_| {
+            invalid(
+                "http_addr",
+                format!("{http:?} is not an address like 127.0.0.1:7070"),
+            )
+        })?;
+        Ok(Config {
+            name,
+            rack,
+            slot,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            http_addr,
+            sensors: self.sensors.validate()?,
+            power: self.power.validate()?,
+            emulated: self.emulated.validate()?,
+        })
+    }
+}
+
+impl RawSensors {
+    fn validate(self) -> Result<SensorConfig, ConfigError> {
+        let interval_ms = self.interval_ms.unwrap_or(1000);
+        let interval_ms = NonZeroU64::new(interval_ms)
+            .filter(|ms| (100..=3_600_000).contains(&ms.get()))
+            .ok_or_else(|| {
+                invalid(
+                    "sensors.interval_ms",
+                    format!("{interval_ms} is outside 100 to 3600000"),
+                )
+            })?;
+        let crit = celsius(
+            "sensors.default_critical_celsius",
+            self.default_critical_celsius.unwrap_or(95.0),
+            20.0,
+            150.0,
+        )?;
+        Ok(SensorConfig {
+            mode: self.source.unwrap_or(SensorMode::Auto),
+            interval: Duration::from_millis(interval_ms.get()),
+            hwmon_root: self.hwmon_root.unwrap_or_else(|| "/sys/class/hwmon".into()),
+            powercap_root: self
+                .powercap_root
+                .unwrap_or_else(|| "/sys/class/powercap".into()),
+            default_critical: crit,
+            exclude_chips: self.exclude_chips.unwrap_or_default(),
+        })
+    }
+}
+
+impl RawPower {
+    fn validate(self) -> Result<PowerConfig, ConfigError> {
+        let budget = self
+            .budget_w
+            .map(|w| watts("power.budget_w", w, 1.0, 1_000_000.0))
+            .transpose()?;
+        let sources = self
+            .cap_sources
+            .unwrap_or_else(|| vec![CapSource::Hwmon, CapSource::Rapl, CapSource::Config]);
+        if sources.is_empty() {
+            return Err(invalid(
+                "power.cap_sources",
+                "must name at least one source".into(),
+            ));
+        }
+        for (i, s) in sources.iter().enumerate() {
+            if sources[..i].contains(s) {
+                return Err(invalid(
+                    "power.cap_sources",
+                    format!("{s:?} is listed twice"),
+                ));
+            }
+        }
+        Ok(PowerConfig {
+            budget,
+            cap_sources: sources,
+        })
+    }
+}
+
+impl RawEmulated {
+    fn validate(self) -> Result<EmulatedParams, ConfigError> {
+        let d = EmulatedParams::default();
+        let idle = opt_watts("emulated.idle_w", self.idle_w, d.idle, 0.0, 100_000.0)?;
+        let peak = opt_watts("emulated.peak_w", self.peak_w, d.peak, 1.0, 100_000.0)?;
+        if peak <= idle {
+            return Err(invalid(
+                "emulated.peak_w",
+                "must be greater than emulated.idle_w".into(),
+            ));
+        }
+        let r = self
+            .thermal_resistance_c_per_w
+            .unwrap_or(d.resistance_k_per_w);
+        if !(r.is_finite() && r > 0.0 && r <= 10.0) {
+            return Err(invalid(
+                "emulated.thermal_resistance_c_per_w",
+                format!("{r} is outside (0, 10]"),
+            ));
+        }
+        let tau = self
+            .time_constant_s
+            .unwrap_or(d.time_constant.as_secs_f64());
+        if !(tau.is_finite() && (0.1..=3600.0).contains(&tau)) {
+            return Err(invalid(
+                "emulated.time_constant_s",
+                format!("{tau} is outside 0.1 to 3600"),
+            ));
+        }
+        let extra = self.extra_load.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&extra) {
+            return Err(invalid(
+                "emulated.extra_load",
+                format!("{extra} is outside 0 to 1"),
+            ));
+        }
+        Ok(EmulatedParams {
+            idle,
+            peak,
+            cap: opt_watts("emulated.cap_w", self.cap_w, d.cap, 1.0, 100_000.0)?,
+            inlet: celsius(
+                "emulated.inlet_celsius",
+                self.inlet_celsius.unwrap_or(d.inlet.as_celsius()),
+                -20.0,
+                60.0,
+            )?,
+            resistance_k_per_w: r,
+            time_constant: Duration::from_secs_f64(tau),
+            critical: celsius(
+                "emulated.critical_celsius",
+                self.critical_celsius.unwrap_or(d.critical.as_celsius()),
+                20.0,
+                150.0,
+            )?,
+            extra_load: extra,
+        })
+    }
+}
+
+fn invalid(field: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { field, problem }
+}
+
+fn celsius(field: &'static str, c: f64, lo: f64, hi: f64) -> Result<MilliCelsius, ConfigError> {
+    if c.is_finite() && (lo..=hi).contains(&c) {
+        Ok(MilliCelsius::from_celsius(c))
+    } else {
+        Err(invalid(field, format!("{c} °C is outside {lo} to {hi}")))
+    }
+}
+
+fn watts(field: &'static str, w: f64, lo: f64, hi: f64) -> Result<MicroWatts, ConfigError> {
+    if w.is_finite() && (lo..=hi).contains(&w) {
+        Ok(MicroWatts::from_watts(w))
+    } else {
+        Err(invalid(field, format!("{w} W is outside {lo} to {hi}")))
+    }
+}
+
+fn opt_watts(
+    field: &'static str,
+    w: Option<f64>,
+    default: MicroWatts,
+    lo: f64,
+    hi: f64,
+) -> Result<MicroWatts, ConfigError> {
+    w.map_or(Ok(default), |w| watts(field, w, lo, hi))
+}
+
+/// Names and racks go into reports, tables and metric labels: keep them short and printable.
+fn check_name(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{value:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+/// The host name, cleaned to what a node name may hold.
+fn default_node_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "maxwell".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests;

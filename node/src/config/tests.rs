@@ -1,0 +1,124 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    let raw = RawConfig::from_toml(text).map_err(|(line, msg)| format!("line {line}: {msg}"))?;
+    raw.validate().map_err(|e| e.to_string())
+}
+
+#[test]
+fn empty_file_gives_documented_defaults() {
+    let c = parse("").expect("defaults are valid");
+    assert_eq!(c.rack, "default");
+    assert_eq!(c.slot, 0);
+    assert_eq!(c.http_addr, DEFAULT_HTTP_ADDR.parse().expect("valid"));
+    assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(c.sensors.mode, SensorMode::Auto);
+    assert_eq!(c.sensors.interval, Duration::from_secs(1));
+    assert_eq!(c.sensors.default_critical, MilliCelsius(95_000));
+    assert_eq!(
+        c.power.cap_sources,
+        vec![CapSource::Hwmon, CapSource::Rapl, CapSource::Config]
+    );
+    assert_eq!(c.power.budget, None);
+    assert_eq!(c.emulated, EmulatedParams::default());
+}
+
+#[test]
+fn full_file_is_read_into_typed_values() {
+    let c = parse(
+        r#"
+        name = "r1-u07"
+        rack = "r1"
+        slot = 7
+        data_dir = "/tmp/mx"
+        http_addr = "0.0.0.0:9000"
+        [sensors]
+        source = "emulated"
+        interval_ms = 250
+        default_critical_celsius = 90.5
+        exclude_chips = ["acpitz"]
+        [power]
+        budget_w = 450.5
+        cap_sources = ["config", "rapl"]
+        [emulated]
+        idle_w = 120
+        peak_w = 380
+        inlet_celsius = 30
+        extra_load = 0.5
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(
+        (c.name.as_str(), c.rack.as_str(), c.slot),
+        ("r1-u07", "r1", 7)
+    );
+    assert_eq!(c.sensors.mode, SensorMode::Emulated);
+    assert_eq!(c.sensors.interval, Duration::from_millis(250));
+    assert_eq!(c.sensors.default_critical, MilliCelsius(90_500));
+    assert_eq!(c.sensors.exclude_chips, vec!["acpitz".to_string()]);
+    assert_eq!(c.power.budget, Some(MicroWatts(450_500_000)));
+    assert_eq!(
+        c.power.cap_sources,
+        vec![CapSource::Config, CapSource::Rapl]
+    );
+    assert_eq!(c.emulated.idle, MicroWatts(120_000_000));
+    assert_eq!(c.emulated.inlet, MilliCelsius(30_000));
+    assert_eq!(c.emulated.extra_load, 0.5);
+}
+
+#[test]
+fn unknown_field_names_the_field_and_line() {
+    let err = parse("rack = \"r1\"\n[sensors]\nintervall_ms = 5\n").expect_err("unknown field");
+    assert!(err.starts_with("line 3:"), "{err}");
+    assert!(err.contains("intervall_ms"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn wrong_type_is_a_parse_error() {
+    let err = parse("slot = \"seven\"\n").expect_err("type");
+    assert!(err.starts_with("line 1:"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    let cases = [
+        ("slot = 70000", "`slot`"),
+        ("rack = \"r 1\"", "`rack`"),
+        ("name = \"\"", "`name`"),
+        ("http_addr = \"localhost\"", "`http_addr`"),
+        ("[sensors]\ninterval_ms = 0", "`sensors.interval_ms`"),
+        (
+            "[sensors]\ndefault_critical_celsius = 500",
+            "`sensors.default_critical_celsius`",
+        ),
+        ("[power]\nbudget_w = -3", "`power.budget_w`"),
+        ("[power]\ncap_sources = []", "`power.cap_sources`"),
+        (
+            "[power]\ncap_sources = [\"rapl\", \"rapl\"]",
+            "`power.cap_sources`",
+        ),
+        ("[emulated]\nidle_w = 400", "`emulated.peak_w`"),
+        ("[emulated]\nextra_load = 1.5", "`emulated.extra_load`"),
+        (
+            "[emulated]\ntime_constant_s = 0",
+            "`emulated.time_constant_s`",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = parse(text).expect_err(text);
+        assert!(err.contains(field), "{text:?} gave {err:?}");
+    }
+}
+
+#[test]
+fn unknown_enum_value_is_rejected() {
+    let err = parse("[sensors]\nsource = \"magic\"").expect_err("enum");
+    assert!(err.contains("magic") || err.contains("variant"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let err = RawConfig::from_file(Path::new("/nonexistent/maxwell.toml")).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/maxwell.toml"));
+}

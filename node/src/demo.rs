@@ -1,0 +1,199 @@
+//! `maxwell demo`: a local mesh of real agents on loopback with emulated
+//! sensors, and a live table of what they report. Each agent is a child
+//! process of this binary (`maxwell agent --config ...`), so the demo runs the
+//! same code as a rack host.
+
+use crate::cli::DemoArgs;
+use crate::client;
+use crate::http::Status;
+use crate::render::{opt, Table};
+use anyhow::{bail, Context};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Hosts per rack in the demo layout.
+const PER_RACK: u16 = 4;
+
+/// Child agents, stopped (SIGTERM, then SIGKILL) when dropped, and their scratch dir removed.
+struct Children {
+    dir: PathBuf,
+    procs: Vec<(String, Child)>,
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.procs {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.procs {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The config of demo node `k`: racks of four, the last node runs hot.
+fn node_config(k: u16, n: u16, port: u16, dir: &Path) -> String {
+    let rack = k / PER_RACK + 1;
+    let slot = k % PER_RACK + 1;
+    let hot = k + 1 == n && n > 1;
+    let inlet = if hot { 32.0 } else { 22.0 + f64::from(slot) };
+    let extra = if hot { 0.7 } else { 0.05 * f64::from(k % 3) };
+    format!(
+        "name = \"r{rack}-u{slot:02}\"\nrack = \"r{rack}\"\nslot = {slot}\n\
+         data_dir = \"{data}\"\nhttp_addr = \"127.0.0.1:{port}\"\n\
+         [sensors]\nsource = \"emulated\"\ninterval_ms = 500\n\
+         [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n",
+        data = dir.join(format!("node{k}")).display(),
+    )
+}
+
+/// Runs the demo until Ctrl-C or `--duration-s`.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the maxwell binary")?;
+    let dir = std::env::temp_dir().join(format!("maxwell-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut children = Children {
+        dir: dir.clone(),
+        procs: Vec::new(),
+    };
+    let mut addrs = Vec::new();
+    for k in 0..args.nodes {
+        let port = args
+            .base_port
+            .checked_add(k)
+            .context("--base-port too high for --nodes")?;
+        let cfg = dir.join(format!("node{k}.toml"));
+        std::fs::write(&cfg, node_config(k, args.nodes, port, &dir))?;
+        let log = std::fs::File::create(dir.join(format!("node{k}.log")))?;
+        let child = Command::new(&exe)
+            .arg("agent")
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting an agent")?;
+        children.procs.push((format!("node{k}"), child));
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    wait_healthy(&mut children, &addrs).await?;
+    let started = Instant::now();
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let polled = addrs.clone();
+        let statuses = tokio::task::spawn_blocking(move || poll(&polled)).await?;
+        let mut out = String::new();
+        if tty {
+            out.push_str("\x1b[2J\x1b[H");
+        }
+        out.push_str(&view(&statuses, started.elapsed()));
+        print!("{out}");
+        std::io::stdout().flush()?;
+        if args
+            .duration_s
+            .is_some_and(|d| started.elapsed() >= Duration::from_secs(d))
+        {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(args.refresh_ms)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("stopping {} agents", children.procs.len());
+    drop(children);
+    Ok(())
+}
+
+async fn wait_healthy(children: &mut Children, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, addr) in addrs.iter().enumerate() {
+        loop {
+            let (name, child) = &mut children.procs[i];
+            if let Ok(Some(code)) = child.try_wait() {
+                let log = std::fs::read_to_string(children.dir.join(format!("{name}.log")))
+                    .unwrap_or_default();
+                bail!("agent {name} exited with {code} before it was healthy:\n{log}");
+            }
+            let a = *addr;
+            let ok = tokio::task::spawn_blocking(move || {
+                client::get(a, "/healthz", Duration::from_millis(500)).is_ok()
+            })
+            .await?;
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("agent {name} did not answer on {addr} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn poll(addrs: &[SocketAddr]) -> Vec<(SocketAddr, Result<Status, String>)> {
+    addrs
+        .iter()
+        .map(|a| {
+            (
+                *a,
+                client::get_json(*a, "/v1/status", Duration::from_secs(2))
+                    .map_err(|e| e.to_string()),
+            )
+        })
+        .collect()
+}
+
+fn view(statuses: &[(SocketAddr, Result<Status, String>)], elapsed: Duration) -> String {
+    let mut t = Table::new(&[
+        "NAME", "RACK", "SLOT", "HTTP", "SENSORS", "HOTTEST", "CRIT", "DRAW", "CAP", "HEADROOM",
+        "CPU",
+    ]);
+    for (addr, s) in statuses {
+        match s {
+            Ok(s) => {
+                let sum = &s.snapshot.summary;
+                t.row(vec![
+                    s.node.name.clone(),
+                    s.node.rack.clone(),
+                    s.node.slot.to_string(),
+                    addr.to_string(),
+                    s.snapshot.source.as_str().to_string(),
+                    opt(sum.hottest.as_ref().map(|h| h.millicelsius)),
+                    opt(sum.hottest.as_ref().map(|h| h.critical_millicelsius)),
+                    opt(sum.power_draw.as_ref().map(|p| p.microwatts)),
+                    opt(sum.power_cap.as_ref().map(|p| p.microwatts)),
+                    opt(sum.headroom_microwatts),
+                    format!("{:.0} %", s.snapshot.cpu.utilisation * 100.0),
+                ]);
+            }
+            Err(e) => t.row(vec![
+                "?".into(),
+                "-".into(),
+                "-".into(),
+                addr.to_string(),
+                format!("unreachable: {e}"),
+            ]),
+        }
+    }
+    format!(
+        "maxwell demo: {} agents on loopback, emulated sensors, {:.0} s  (Ctrl-C to stop)\n\n{}",
+        statuses.len(),
+        elapsed.as_secs_f64(),
+        t.render()
+    )
+}

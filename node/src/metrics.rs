@@ -1,0 +1,274 @@
+//! `GET /metrics`: Prometheus text format through `prometheus-client`.
+//!
+//! Sensor values use node_exporter's names (`node_hwmon_temp_celsius`,
+//! `node_hwmon_power_average_watt`, `node_rapl_package_joules_total`, ...)
+//! so existing dashboards work; maxwell's own figures are `maxwell_*`. A
+//! registry is built per scrape from the latest snapshot, so a sensor that
+//! disappears also disappears from the output.
+
+use crate::sensors::Snapshot;
+use crate::state::AppState;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Labels = Vec<(String, String)>;
+type FloatFamily = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Renders the metrics text for the current state.
+pub fn render(state: &AppState) -> String {
+    let snap = state.snapshot();
+    let mut reg = Registry::default();
+    hwmon_metrics(&mut reg, &snap);
+    summary_metrics(&mut reg, state, &snap);
+    reg.register(
+        "maxwell_sensor_read_errors",
+        "Sensor files skipped because they were missing, unreadable, faulty or garbage",
+        state.counters.sensor_read_errors.clone(),
+    );
+    reg.register(
+        "maxwell_sensor_reads",
+        "Sensor periods completed",
+        state.counters.sensor_reads.clone(),
+    );
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        return "# encoding failed\n".into();
+    }
+    out
+}
+
+fn family(reg: &mut Registry, name: &str, help: &str) -> FloatFamily {
+    let f = FloatFamily::default();
+    reg.register(name, help, f.clone());
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+fn set(f: &FloatFamily, l: Labels, v: f64) {
+    f.get_or_create(&l).set(v);
+}
+
+fn hwmon_metrics(reg: &mut Registry, snap: &Snapshot) {
+    let temp = family(
+        reg,
+        "node_hwmon_temp_celsius",
+        "Hardware monitor for temperature (input)",
+    );
+    let tmax = family(
+        reg,
+        "node_hwmon_temp_max_celsius",
+        "Hardware monitor for temperature (max)",
+    );
+    let tcrit = family(
+        reg,
+        "node_hwmon_temp_crit_celsius",
+        "Hardware monitor for temperature (crit)",
+    );
+    let hyst = family(
+        reg,
+        "node_hwmon_temp_crit_hyst_celsius",
+        "Hardware monitor for temperature (crit_hyst)",
+    );
+    let label = family(
+        reg,
+        "node_hwmon_sensor_label",
+        "Label for given chip and sensor",
+    );
+    let chip_names = family(
+        reg,
+        "node_hwmon_chip_names",
+        "Annotation metric for human-readable chip names",
+    );
+    let pin = family(
+        reg,
+        "node_hwmon_power_input_watt",
+        "Hardware monitor for power usage in watts (input)",
+    );
+    let pavg = family(
+        reg,
+        "node_hwmon_power_average_watt",
+        "Hardware monitor for power usage in watts (average)",
+    );
+    let pcap = family(
+        reg,
+        "node_hwmon_power_cap_watt",
+        "Hardware monitor for power usage in watts (cap)",
+    );
+    let energy = family(
+        reg,
+        "node_hwmon_energy_joule_total",
+        "Hardware monitor for joules used so far (input)",
+    );
+    let rapl = family(
+        reg,
+        "node_rapl_package_joules_total",
+        "Current RAPL package value in joules",
+    );
+    let rapl_w = family(
+        reg,
+        "maxwell_rapl_power_watts",
+        "Mean RAPL zone power since the previous reading",
+    );
+    let rapl_lim = family(
+        reg,
+        "maxwell_rapl_power_limit_watts",
+        "RAPL constraint_0 power limit",
+    );
+    let h = &snap.hwmon;
+    for t in &h.temperatures {
+        let l = labels(&[("chip", &t.device), ("sensor", &t.sensor)]);
+        set(&temp, l.clone(), t.input_millicelsius.as_celsius());
+        t.max_millicelsius
+            .map(|v| set(&tmax, l.clone(), v.as_celsius()));
+        t.crit_millicelsius
+            .map(|v| set(&tcrit, l.clone(), v.as_celsius()));
+        t.crit_hyst_millicelsius
+            .map(|v| set(&hyst, l.clone(), v.as_celsius()));
+        if let Some(text) = &t.label {
+            set(
+                &label,
+                labels(&[("chip", &t.device), ("sensor", &t.sensor), ("label", text)]),
+                1.0,
+            );
+        }
+        set(
+            &chip_names,
+            labels(&[("chip", &t.device), ("chip_name", &t.chip)]),
+            1.0,
+        );
+    }
+    for p in &h.power {
+        let l = labels(&[("chip", &p.device), ("sensor", &p.sensor)]);
+        p.input_microwatts
+            .map(|v| set(&pin, l.clone(), v.as_watts()));
+        p.average_microwatts
+            .map(|v| set(&pavg, l.clone(), v.as_watts()));
+        p.cap_microwatts
+            .map(|v| set(&pcap, l.clone(), v.as_watts()));
+        set(
+            &chip_names,
+            labels(&[("chip", &p.device), ("chip_name", &p.chip)]),
+            1.0,
+        );
+    }
+    for e in &h.energy {
+        let l = labels(&[("chip", &e.device), ("sensor", &e.sensor)]);
+        set(&energy, l, e.input_microjoules.as_joules());
+    }
+    for (i, z) in snap.rapl.iter().enumerate() {
+        let l = labels(&[
+            ("index", &i.to_string()),
+            ("path", &z.zone),
+            ("rapl_zone", &z.name),
+        ]);
+        set(&rapl, l.clone(), z.energy_microjoules.as_joules());
+        z.power_microwatts
+            .map(|v| set(&rapl_w, l.clone(), v.as_watts()));
+        z.limit_microwatts
+            .map(|v| set(&rapl_lim, l.clone(), v.as_watts()));
+    }
+}
+
+fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
+    let n = &state.node;
+    let info = family(
+        reg,
+        "maxwell_node_info",
+        "This node's identity and place (value 1)",
+    );
+    let slot = n.slot.to_string();
+    let id = n.id.to_string();
+    let source = snap.source.as_str();
+    set(
+        &info,
+        labels(&[
+            ("id", &id),
+            ("name", &n.name),
+            ("rack", &n.rack),
+            ("slot", &slot),
+            ("version", &n.version),
+            ("sensor_source", source),
+        ]),
+        1.0,
+    );
+    // Unlabelled gauges; an unknown value is left out rather than faked.
+    let g = |name: &str, help: &str, v: Option<f64>, reg: &mut Registry| {
+        if let Some(v) = v {
+            let gauge = Gauge::<f64, AtomicU64>::default();
+            gauge.set(v);
+            reg.register(name, help, gauge);
+        }
+    };
+    let s = &snap.summary;
+    g(
+        "maxwell_sensors_emulated",
+        "1 when readings come from the emulated model, not hardware",
+        Some(f64::from(u8::from(snap.emulated))),
+        reg,
+    );
+    g(
+        "maxwell_hottest_temp_celsius",
+        "Hottest relevant temperature (closest to its limit)",
+        s.hottest.as_ref().map(|h| h.millicelsius.as_celsius()),
+        reg,
+    );
+    g(
+        "maxwell_hottest_temp_crit_celsius",
+        "Critical limit of the hottest temperature",
+        s.hottest
+            .as_ref()
+            .map(|h| h.critical_millicelsius.as_celsius()),
+        reg,
+    );
+    g(
+        "maxwell_power_draw_watts",
+        "Host power draw",
+        s.power_draw.as_ref().map(|p| p.microwatts.as_watts()),
+        reg,
+    );
+    g(
+        "maxwell_power_cap_watts",
+        "Host power cap",
+        s.power_cap.as_ref().map(|p| p.microwatts.as_watts()),
+        reg,
+    );
+    g(
+        "maxwell_power_headroom_watts",
+        "Power cap minus draw",
+        s.headroom_microwatts.map(|p| p.as_watts()),
+        reg,
+    );
+    g(
+        "maxwell_cpu_utilisation_ratio",
+        "Busy fraction of all CPUs",
+        Some(snap.cpu.utilisation),
+        reg,
+    );
+    g(
+        "maxwell_memory_used_bytes",
+        "Memory in use",
+        Some(snap.cpu.memory_used_bytes as f64),
+        reg,
+    );
+    g(
+        "maxwell_sensor_problems",
+        "Sensor channels skipped in the latest read",
+        Some(snap.problems.len() as f64),
+        reg,
+    );
+    g(
+        "maxwell_uptime_seconds",
+        "Seconds since the agent started",
+        Some(state.started.elapsed().as_secs_f64()),
+        reg,
+    );
+}

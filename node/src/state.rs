@@ -1,0 +1,109 @@
+//! What the agent knows, shared between the sensor loop and the HTTP API.
+
+use crate::config::Config;
+use crate::identity::{hex, Identity};
+use crate::sensors::{Problem, ProblemKind, Snapshot};
+use maxwell_gossip::NodeId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+/// Who this node is; fixed for the life of the process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub rack: String,
+    pub slot: u16,
+    /// Hex of the ed25519 public key.
+    pub public_key: String,
+    pub version: String,
+}
+
+/// Counters that live as long as the process.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Failed reads of a sensor file, by [`ProblemKind`].
+    pub sensor_read_errors: Family<Vec<(String, String)>, Counter>,
+    /// Sensor periods completed.
+    pub sensor_reads: Counter,
+}
+
+/// Shared agent state.
+#[derive(Debug)]
+pub struct AppState {
+    pub node: NodeInfo,
+    pub started: Instant,
+    pub counters: Counters,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Problems of the previous read, to log only changes.
+    known_problems: Mutex<BTreeSet<(String, ProblemKind)>>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, identity: &Identity, first: Snapshot) -> Self {
+        let state = Self {
+            node: NodeInfo {
+                id: identity.id(),
+                name: config.name.clone(),
+                rack: config.rack.clone(),
+                slot: config.slot,
+                public_key: hex(identity.public_key().as_bytes()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            started: Instant::now(),
+            counters: Counters::default(),
+            snapshot: RwLock::new(Arc::new(first.clone())),
+            known_problems: Mutex::new(BTreeSet::new()),
+        };
+        state.note_problems(&first.problems);
+        state
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Publishes a new snapshot: counts its problems, logs the ones that
+    /// appeared or cleared since the last read.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.counters.sensor_reads.inc();
+        self.note_problems(&snapshot.problems);
+        let mut slot = match self.snapshot.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(snapshot);
+    }
+
+    fn note_problems(&self, problems: &[Problem]) {
+        for p in problems {
+            self.counters
+                .sensor_read_errors
+                .get_or_create(&vec![("kind".into(), p.kind.as_str().into())])
+                .inc();
+        }
+        let now: BTreeSet<_> = problems.iter().map(|p| (p.path.clone(), p.kind)).collect();
+        let mut known = match self.known_problems.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for p in problems
+            .iter()
+            .filter(|p| !known.contains(&(p.path.clone(), p.kind)))
+        {
+            tracing::warn!(path = %p.path, kind = p.kind.as_str(), detail = %p.detail, "sensor skipped");
+        }
+        for (path, kind) in known.difference(&now) {
+            tracing::info!(path = %path, kind = kind.as_str(), "sensor readable again");
+        }
+        *known = now;
+    }
+}

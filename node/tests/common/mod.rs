@@ -1,0 +1,140 @@
+//! Helpers shared by the process tests.
+#![allow(dead_code)]
+
+use maxwell_node::client;
+use maxwell_node::http::Status;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A port the OS just handed out (and took back).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running agent on a fixture tree; killed on drop.
+pub struct Agent {
+    pub child: Child,
+    pub addr: SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn start(bin: &str, tree: &Path, extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(bin)
+            .args([
+                "agent",
+                "--name",
+                "fixture",
+                "--rack",
+                "r9",
+                "--slot",
+                "12",
+                "--sensors",
+                "sysfs",
+            ])
+            .args(["--sensor-interval-ms", "100", "--http", &addr.to_string()])
+            .arg("--hwmon-root")
+            .arg(tree.join("hwmon"))
+            .arg("--powercap-root")
+            .arg(tree.join("powercap"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        let mut agent = Self {
+            child,
+            addr,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client::get(addr, "/healthz", Duration::from_millis(200)).is_err() {
+            assert!(
+                agent.child.try_wait().expect("wait").is_none(),
+                "agent exited early"
+            );
+            assert!(Instant::now() < deadline, "agent never became healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    pub fn status(&self) -> Status {
+        client::get_json(self.addr, "/v1/status", Duration::from_secs(2)).expect("status")
+    }
+
+    /// Polls the status until `pred` holds (the agent reads every 100 ms).
+    pub fn wait_for(&self, pred: impl Fn(&Status) -> bool) -> Status {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached; last status: {s:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(mut self, sig: i32) -> Option<i32> {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, sig) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "agent ignored the signal");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn terminate(self) -> Option<i32> {
+        self.signal(libc::SIGTERM)
+    }
+
+    pub fn interrupt(self) -> Option<i32> {
+        self.signal(libc::SIGINT)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
