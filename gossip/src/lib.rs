@@ -1,0 +1,45 @@
+//! `maxwell-gossip`: what a maxwell agent says about its heat, and how every
+//! other agent decides whether to believe it. Pure code: no I/O, no clock, no
+//! randomness; time is always a parameter (`now_ms`, unix milliseconds) and
+//! keys are passed in.
+//!
+//! - [`report`]: the records, [`HeatReport`] and the graceful [`Leave`].
+//! - [`wire`]: [`SignedRecord`], the ed25519-signed envelope and its compact
+//!   text form (unpadded base64url of `kind | key | signature | postcard body`),
+//!   which is what travels as a chitchat value.
+//! - [`verify`]: [`Verifier`], the state machine that admits a value only if
+//!   it is well-formed, signed by the key of the node it claims to come from,
+//!   allowlisted (when an allowlist is set), recent, and newer than anything
+//!   accepted from that node; every refusal is counted by reason.
+//! - [`allowlist`]: parsing of the admission file.
+//!
+//! Contracts:
+//! - decoding never panics and never allocates more than
+//!   [`wire::MAX_ENCODED_LEN`]-proportional memory for one value;
+//! - a node is a member only while its latest accepted record is a report;
+//!   downstream code must treat [`Freshness::Stale`] members as hot, never cool;
+//! - the verifier keeps state only for nodes with an accepted record, at most
+//!   [`VerifierConfig::max_tracked_nodes`] of them.
+//!
+//! The protocol, its versioning and threat model are in `docs/protocol.md`.
+
+pub mod allowlist;
+mod b64;
+pub mod node_id;
+pub mod report;
+pub mod units;
+pub mod verify;
+pub mod wire;
+
+pub use allowlist::{Allowlist, AllowlistError};
+pub use node_id::NodeId;
+pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, RECORD_VERSION};
+pub use units::{MicroJoules, MicroWatts, MilliCelsius};
+pub use verify::{
+    Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
+};
+pub use wire::{DecodeError, RecordKind, SignedRecord, MAX_ENCODED_LEN};
+
+/// The chitchat key under which an agent publishes its latest signed record
+/// (a heat report, or its leave when shutting down cleanly).
+pub const CHITCHAT_KEY: &str = "maxwell.record";

@@ -1,0 +1,227 @@
+//! The records a node signs and gossips: its [`HeatReport`] and, when it shuts
+//! down cleanly, a [`Leave`]. Plain data with bounds checks; encoding and
+//! signing live in [`crate::wire`].
+//!
+//! Neither struct carries its version: the wire form writes
+//! [`RECORD_VERSION`] in front of the postcard body, inside the signed bytes,
+//! so a version can neither be forgotten by a caller nor altered in transit.
+
+use crate::node_id::NodeId;
+use crate::units::{MicroWatts, MilliCelsius};
+use serde::{Deserialize, Serialize};
+
+/// Version of the record layout this crate writes and the only one it accepts.
+/// Postcard is not self-describing, so any change to a field of [`HeatReport`]
+/// or [`Leave`] (added, removed, reordered, retyped) needs a new version.
+pub const RECORD_VERSION: u16 = 1;
+
+/// Longest rack name, in bytes of UTF-8. Keeps every record small enough for
+/// one chitchat key-value (see [`crate::wire::MAX_ENCODED_LEN`]).
+pub const MAX_RACK_LEN: usize = 64;
+
+/// Where a node's temperatures and power figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SensorSource {
+    /// Linux hwmon / powercap files read directly from `/sys`.
+    Sysfs,
+    /// lm-sensors' libsensors.
+    Libsensors,
+    /// Synthetic values (tests, demos, hosts without sensors). Downstream code
+    /// may show these but should not act on them as if they were measured.
+    Emulated,
+}
+
+/// One node's signed statement of its heat and power at `timestamp_ms`.
+///
+/// Ordering between reports of one node is `(generation, seq)`,
+/// lexicographically: a restart picks a larger `generation` and may start
+/// `seq` again from zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeatReport {
+    /// The author: must be the id of the key that signs the report.
+    pub node_id: NodeId,
+    /// Incarnation of the agent, strictly larger after every restart
+    /// (the agent's start time in unix ms is the usual choice; it is also
+    /// what chitchat expects of its own `generation_id`).
+    pub generation: u64,
+    /// Counter of records within a generation, strictly increasing.
+    pub seq: u64,
+    /// When the readings were taken, unix time in milliseconds.
+    pub timestamp_ms: u64,
+    /// Rack name, at most [`MAX_RACK_LEN`] bytes.
+    pub rack: String,
+    /// Slot (unit position) within the rack.
+    pub slot: u16,
+    /// Hottest sensor reading on the host.
+    pub hottest: MilliCelsius,
+    /// Critical limit of that sensor.
+    pub critical: MilliCelsius,
+    /// Power the host draws now.
+    pub power_draw: MicroWatts,
+    /// Power cap in force.
+    pub power_cap: MicroWatts,
+    /// Headroom under the cap (negative when over it).
+    pub headroom: MicroWatts,
+    /// Current price, in thousandths of a unit; zero until pricing lands.
+    pub price_milli: u64,
+    /// Where the readings came from.
+    pub source: SensorSource,
+}
+
+/// A node's signed statement that it is leaving the cluster for good in
+/// `generation`. Its peers stop counting it as a member and refuse any later
+/// record of that generation or an older one; a restart (newer generation)
+/// brings it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// The author: must be the id of the key that signs the record.
+    pub node_id: NodeId,
+    /// Generation that ends with this record.
+    pub generation: u64,
+    /// Next sequence number of that generation (greater than its last report's).
+    pub seq: u64,
+    /// When the node left, unix time in milliseconds.
+    pub timestamp_ms: u64,
+}
+
+/// A record that can not be signed or was decoded with out-of-bounds fields.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The rack name is longer than [`MAX_RACK_LEN`] bytes.
+    #[error("rack name is {len} bytes, the limit is {MAX_RACK_LEN}")]
+    RackTooLong {
+        /// Length of the rejected name, in bytes.
+        len: usize,
+    },
+    /// The record names a node other than the one owning the signing key.
+    #[error("record is for node {record} but the signing key belongs to {key}")]
+    NodeIdMismatch {
+        /// Node id written in the record.
+        record: NodeId,
+        /// Node id of the signing key.
+        key: NodeId,
+    },
+    /// Postcard could not encode the record (not expected for these types:
+    /// encoding into a `Vec` has no failure path they can reach).
+    #[error("postcard could not encode the record: {0}")]
+    Encode(postcard::Error),
+}
+
+impl HeatReport {
+    /// Checks the bounds that the wire format relies on.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        if self.rack.len() > MAX_RACK_LEN {
+            return Err(RecordError::RackTooLong {
+                len: self.rack.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Either kind of signed record, as found in a chitchat value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A heat report.
+    Report(HeatReport),
+    /// A graceful leave.
+    Leave(Leave),
+}
+
+impl Record {
+    /// The author named in the record.
+    pub fn node_id(&self) -> NodeId {
+        match self {
+            Record::Report(r) => r.node_id,
+            Record::Leave(l) => l.node_id,
+        }
+    }
+
+    /// `(generation, seq)`: the order of one node's records.
+    pub fn order(&self) -> (u64, u64) {
+        match self {
+            Record::Report(r) => (r.generation, r.seq),
+            Record::Leave(l) => (l.generation, l.seq),
+        }
+    }
+
+    /// When the record was made, unix ms.
+    pub fn timestamp_ms(&self) -> u64 {
+        match self {
+            Record::Report(r) => r.timestamp_ms,
+            Record::Leave(l) => l.timestamp_ms,
+        }
+    }
+
+    /// Checks the bounds that the wire format relies on.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        match self {
+            Record::Report(r) => r.validate(),
+            Record::Leave(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A realistic report for tests: rack "r12", a 350 W host at 71.5 °C.
+    pub(crate) fn sample(node_id: NodeId) -> HeatReport {
+        HeatReport {
+            node_id,
+            generation: 1_764_201_600_000,
+            seq: 42,
+            timestamp_ms: 1_764_201_642_000,
+            rack: "r12".to_string(),
+            slot: 17,
+            hottest: MilliCelsius(71_500),
+            critical: MilliCelsius(95_000),
+            power_draw: MicroWatts::from_watts(350.0),
+            power_cap: MicroWatts::from_watts(400.0),
+            headroom: MicroWatts::from_watts(50.0),
+            price_milli: 0,
+            source: SensorSource::Sysfs,
+        }
+    }
+
+    #[test]
+    fn rack_length_is_bounded() {
+        let mut r = sample(NodeId([1; 10]));
+        assert_eq!(r.validate(), Ok(()));
+        r.rack = "x".repeat(MAX_RACK_LEN);
+        assert_eq!(r.validate(), Ok(()));
+        r.rack.push('x');
+        assert_eq!(
+            r.validate(),
+            Err(RecordError::RackTooLong {
+                len: MAX_RACK_LEN + 1
+            })
+        );
+        assert_eq!(
+            Record::Report(r).validate(),
+            Err(RecordError::RackTooLong {
+                len: MAX_RACK_LEN + 1
+            })
+        );
+    }
+
+    #[test]
+    fn record_accessors() {
+        let r = sample(NodeId([2; 10]));
+        let rec = Record::Report(r.clone());
+        assert_eq!(rec.order(), (1_764_201_600_000, 42));
+        assert_eq!(rec.timestamp_ms(), 1_764_201_642_000);
+        assert_eq!(rec.node_id(), NodeId([2; 10]));
+        let leave = Record::Leave(Leave {
+            node_id: NodeId([3; 10]),
+            generation: 5,
+            seq: 9,
+            timestamp_ms: 77,
+        });
+        assert_eq!(leave.order(), (5, 9));
+        assert_eq!(leave.timestamp_ms(), 77);
+        assert_eq!(leave.node_id(), NodeId([3; 10]));
+        assert_eq!(leave.validate(), Ok(()));
+    }
+}
