@@ -19,6 +19,9 @@ pub const RECORD_VERSION: u16 = 1;
 /// one chitchat key-value (see [`crate::wire::MAX_ENCODED_LEN`]).
 pub const MAX_RACK_LEN: usize = 64;
 
+/// Longest node name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 64;
+
 /// Where a node's temperatures and power figures came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SensorSource {
@@ -40,6 +43,9 @@ pub enum SensorSource {
 pub struct HeatReport {
     /// The author: must be the id of the key that signs the report.
     pub node_id: NodeId,
+    /// Human name of the node (signed, so no peer can rename another), at
+    /// most [`MAX_NAME_LEN`] bytes.
+    pub name: String,
     /// Incarnation of the agent, strictly larger after every restart
     /// (the agent's start time in unix ms is the usual choice; it is also
     /// what chitchat expects of its own `generation_id`).
@@ -87,6 +93,12 @@ pub struct Leave {
 /// A record that can not be signed or was decoded with out-of-bounds fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// The node name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("node name is {len} bytes, the limit is {MAX_NAME_LEN}")]
+    NameTooLong {
+        /// Length of the rejected name, in bytes.
+        len: usize,
+    },
     /// The rack name is longer than [`MAX_RACK_LEN`] bytes.
     #[error("rack name is {len} bytes, the limit is {MAX_RACK_LEN}")]
     RackTooLong {
@@ -110,6 +122,11 @@ pub enum RecordError {
 impl HeatReport {
     /// Checks the bounds that the wire format relies on.
     pub fn validate(&self) -> Result<(), RecordError> {
+        if self.name.len() > MAX_NAME_LEN {
+            return Err(RecordError::NameTooLong {
+                len: self.name.len(),
+            });
+        }
         if self.rack.len() > MAX_RACK_LEN {
             return Err(RecordError::RackTooLong {
                 len: self.rack.len(),
@@ -170,6 +187,7 @@ pub(crate) mod tests {
     pub(crate) fn sample(node_id: NodeId) -> HeatReport {
         HeatReport {
             node_id,
+            name: "r12-u17".to_string(),
             generation: 1_764_201_600_000,
             seq: 42,
             timestamp_ms: 1_764_201_642_000,

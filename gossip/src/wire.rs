@@ -28,8 +28,8 @@ use serde::Serialize;
 pub const SIGNING_CONTEXT: &[u8] = b"maxwell-gossip/record/v1\0";
 
 /// Longest accepted text form. The largest possible v1 record (a 64-byte rack
-/// and every integer at its widest varint) encodes to 356 characters.
-pub const MAX_ENCODED_LEN: usize = 384;
+/// and every integer at its widest varint) encodes to 443 characters.
+pub const MAX_ENCODED_LEN: usize = 512;
 
 /// Bytes in front of the body: kind, public key, signature.
 pub const HEADER_LEN: usize = 1 + 32 + 64;

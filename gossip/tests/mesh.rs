@@ -20,6 +20,7 @@ struct Node {
 fn report(node: &Node, now_ms: u64, celsius: f64) -> HeatReport {
     HeatReport {
         node_id: node.id,
+        name: format!("n{}", node.id.0[0]),
         generation: T0,
         seq: node.seq,
         timestamp_ms: now_ms,

@@ -1,6 +1,6 @@
 //! Command-line interface: `agent`, `status`, `members`, `demo`.
 
-use crate::config::{Config, ConfigError, RawConfig, SensorMode, DEFAULT_HTTP_ADDR};
+use crate::config::{CapSource, Config, ConfigError, RawConfig, SensorMode, DEFAULT_HTTP_ADDR};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,9 +62,49 @@ pub struct AgentArgs {
     /// powercap class directory [default: /sys/class/powercap].
     #[arg(long)]
     pub powercap_root: Option<PathBuf>,
+    /// Limit for temperature channels without `_crit`, in °C [default: 95].
+    #[arg(long)]
+    pub default_critical_celsius: Option<f64>,
+    /// hwmon chip name to leave out of the summary (repeatable).
+    #[arg(long = "exclude-chip")]
+    pub exclude_chips: Vec<String>,
     /// Power budget in watts, a cap source of last resort.
     #[arg(long)]
     pub power_budget_w: Option<f64>,
+    /// Cap sources in order of preference [default: hwmon,rapl,config].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub cap_sources: Vec<CapSource>,
+    #[command(flatten)]
+    pub emulated: EmulatedArgs,
+}
+
+/// The emulated model's parameters (config section `[emulated]`).
+#[derive(Debug, Args)]
+pub struct EmulatedArgs {
+    /// Emulated idle power, W [default: 100].
+    #[arg(long)]
+    pub emulated_idle_w: Option<f64>,
+    /// Emulated peak power, W [default: 350].
+    #[arg(long)]
+    pub emulated_peak_w: Option<f64>,
+    /// Emulated hardware power cap, W [default: 320].
+    #[arg(long)]
+    pub emulated_cap_w: Option<f64>,
+    /// Emulated inlet air temperature, °C [default: 25].
+    #[arg(long)]
+    pub emulated_inlet_celsius: Option<f64>,
+    /// Emulated die-to-air thermal resistance, K/W [default: 0.17].
+    #[arg(long)]
+    pub emulated_thermal_resistance_c_per_w: Option<f64>,
+    /// Emulated thermal time constant R·C, s [default: 30].
+    #[arg(long)]
+    pub emulated_time_constant_s: Option<f64>,
+    /// Emulated critical temperature, °C [default: 95].
+    #[arg(long)]
+    pub emulated_critical_celsius: Option<f64>,
+    /// Synthetic load added to the real CPU utilisation, 0 to 1 [default: 0].
+    #[arg(long)]
+    pub emulated_extra_load: Option<f64>,
 }
 
 impl AgentArgs {
@@ -90,7 +130,23 @@ impl AgentArgs {
         flag!(raw.sensors.interval_ms, self.sensor_interval_ms);
         flag!(raw.sensors.hwmon_root, self.hwmon_root);
         flag!(raw.sensors.powercap_root, self.powercap_root);
+        flag!(raw.sensors.default_critical_celsius, self.default_critical_celsius);
+        if !self.exclude_chips.is_empty() {
+            raw.sensors.exclude_chips = Some(self.exclude_chips);
+        }
         flag!(raw.power.budget_w, self.power_budget_w);
+        if !self.cap_sources.is_empty() {
+            raw.power.cap_sources = Some(self.cap_sources);
+        }
+        let (e, r) = (self.emulated, &mut raw.emulated);
+        flag!(r.idle_w, e.emulated_idle_w);
+        flag!(r.peak_w, e.emulated_peak_w);
+        flag!(r.cap_w, e.emulated_cap_w);
+        flag!(r.inlet_celsius, e.emulated_inlet_celsius);
+        flag!(r.thermal_resistance_c_per_w, e.emulated_thermal_resistance_c_per_w);
+        flag!(r.time_constant_s, e.emulated_time_constant_s);
+        flag!(r.critical_celsius, e.emulated_critical_celsius);
+        flag!(r.extra_load, e.emulated_extra_load);
         raw.validate()
     }
 }

@@ -62,7 +62,7 @@ pub enum SensorMode {
 }
 
 /// A place a power cap may come from, in the order the operator prefers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum CapSource {
     /// A hwmon `power*_cap` (for example an ACPI power meter's cap).

@@ -244,3 +244,17 @@ fn demo_runs_agents_and_cleans_up() {
         );
     }
 }
+
+#[cfg(not(feature = "libsensors"))]
+#[test]
+fn libsensors_source_without_the_feature_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["agent", "--sensors", "libsensors", "--http", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features libsensors"));
+}

@@ -1,7 +1,7 @@
 use super::*;
 use crate::report::tests::sample;
 use crate::report::SensorSource;
-use crate::report::MAX_RACK_LEN;
+use crate::report::{MAX_NAME_LEN, MAX_RACK_LEN};
 use crate::units::{MicroWatts, MilliCelsius};
 
 fn key(seed: u8) -> SigningKey {
@@ -48,13 +48,14 @@ fn leave_round_trips_through_text() {
 fn typical_and_largest_sizes() {
     let k = key(3);
     let typical = SignedRecord::sign_report(&sample(id(&k)), &k).expect("signable");
-    // Measured: 51-byte body + 97-byte header = 148 bytes = 198 characters.
-    assert_eq!(typical.body().len(), 51);
-    assert_eq!(typical.to_bytes().len(), 148);
-    assert_eq!(typical.encode().len(), 198);
+    // Measured: 59-byte body + 97-byte header = 156 bytes = 208 characters.
+    assert_eq!(typical.body().len(), 59);
+    assert_eq!(typical.to_bytes().len(), 156);
+    assert_eq!(typical.encode().len(), 208);
 
     let largest = HeatReport {
         node_id: id(&k),
+        name: "n".repeat(MAX_NAME_LEN),
         generation: u64::MAX,
         seq: u64::MAX,
         timestamp_ms: u64::MAX,
@@ -69,8 +70,8 @@ fn typical_and_largest_sizes() {
         source: SensorSource::Emulated,
     };
     let signed = SignedRecord::sign_report(&largest, &k).expect("signable");
-    assert_eq!(signed.body().len(), 170);
-    assert_eq!(signed.encode().len(), 356);
+    assert_eq!(signed.body().len(), 235);
+    assert_eq!(signed.encode().len(), 443);
     assert!(signed.encode().len() <= MAX_ENCODED_LEN);
     assert_eq!(
         SignedRecord::decode(&signed.encode()).and_then(|s| s.open()),

@@ -122,3 +122,16 @@ fn missing_file_is_a_clear_error() {
     let err = RawConfig::from_file(Path::new("/nonexistent/maxwell.toml")).expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/maxwell.toml"));
 }
+
+#[test]
+fn shipped_example_config_is_valid_and_matches_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/maxwell.toml");
+    let c = RawConfig::from_file(&path).expect("parses").validate().expect("valid");
+    let d = parse("").expect("defaults");
+    assert_eq!((c.rack.as_str(), c.slot), ("r1", 7));
+    assert_eq!(c.http_addr, d.http_addr);
+    assert_eq!(c.sensors.interval, d.sensors.interval);
+    assert_eq!(c.sensors.default_critical, d.sensors.default_critical);
+    assert_eq!(c.power.cap_sources, d.power.cap_sources);
+    assert_eq!(c.emulated, d.emulated);
+}

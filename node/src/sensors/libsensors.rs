@@ -7,31 +7,78 @@ use super::hwmon::classify;
 use super::{EnergyReading, HwmonReadings, PowerReading, Problem, ProblemKind, TempReading};
 use maxwell_gossip::{MicroJoules, MicroWatts, MilliCelsius};
 
-/// An initialised libsensors.
-pub struct LibSensors {
-    inner: lm_sensors::LMSensors,
-}
+type Reply = (HwmonReadings, Vec<Problem>);
 
-impl std::fmt::Debug for LibSensors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LibSensors").finish_non_exhaustive()
-    }
+/// libsensors on a thread of its own: the library keeps process-global state
+/// and its handle is not `Send`, so every call goes through that thread.
+#[derive(Debug)]
+pub struct LibSensors {
+    requests: std::sync::mpsc::Sender<std::sync::mpsc::Sender<Reply>>,
+    chips: usize,
 }
 
 impl LibSensors {
     /// Initialises libsensors with the system configuration.
     pub fn new() -> Result<Self, String> {
-        lm_sensors::Initializer::default()
-            .initialize()
-            .map(|inner| Self { inner })
-            .map_err(|e| format!("libsensors failed to initialise: {e}"))
+        let (req_tx, req_rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<Reply>>();
+        let (init_tx, init_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("libsensors".into())
+            .spawn(move || {
+                let reader = match lm_sensors::Initializer::default().initialize() {
+                    Ok(inner) => Reader { inner },
+                    Err(e) => {
+                        let _ = init_tx.send(Err(format!("libsensors failed to initialise: {e}")));
+                        return;
+                    }
+                };
+                let _ = init_tx.send(Ok(reader.inner.chip_iter(None).count()));
+                // Ends when the hub (and its sender) is dropped.
+                while let Ok(reply) = req_rx.recv() {
+                    let mut problems = Vec::new();
+                    let readings = reader.read(&mut problems);
+                    let _ = reply.send((readings, problems));
+                }
+            })
+            .map_err(|e| format!("cannot start the libsensors thread: {e}"))?;
+        let chips = init_rx
+            .recv()
+            .map_err(|_| "libsensors thread died during start".to_string())??;
+        Ok(Self { requests: req_tx, chips })
     }
 
-    /// Number of chips libsensors sees.
+    /// Number of chips libsensors saw at start.
     pub fn chip_count(&self) -> usize {
-        self.inner.chip_iter(None).count()
+        self.chips
     }
 
+    /// Reads every chip through the libsensors thread.
+    pub fn read(&self, problems: &mut Vec<Problem>) -> HwmonReadings {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reply = self.requests.send(tx).ok().and_then(|()| rx.recv().ok());
+        match reply {
+            Some((readings, mut found)) => {
+                problems.append(&mut found);
+                readings
+            }
+            None => {
+                problems.push(Problem {
+                    path: "libsensors".into(),
+                    kind: ProblemKind::Unreadable,
+                    detail: "the libsensors thread is gone".into(),
+                });
+                HwmonReadings::default()
+            }
+        }
+    }
+}
+
+/// The handle, owned by the libsensors thread.
+struct Reader {
+    inner: lm_sensors::LMSensors,
+}
+
+impl Reader {
     /// Reads every chip, in the same shape as the sysfs reader.
     pub fn read(&self, problems: &mut Vec<Problem>) -> HwmonReadings {
         let mut out = HwmonReadings::default();
