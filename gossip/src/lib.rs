@@ -25,6 +25,7 @@
 
 pub mod allowlist;
 mod b64;
+pub mod membership;
 pub mod node_id;
 pub mod report;
 pub mod units;
@@ -32,6 +33,7 @@ pub mod verify;
 pub mod wire;
 
 pub use allowlist::{Allowlist, AllowlistError};
+pub use membership::{Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation};
 pub use node_id::NodeId;
 pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, RECORD_VERSION};
 pub use units::{MicroJoules, MicroWatts, MilliCelsius};

@@ -1,10 +1,15 @@
 //! `maxwell agent`: the sensor loop and the HTTP API, until SIGINT or SIGTERM.
 
 use crate::config::Config;
+use crate::http::{Member, Members};
 use crate::identity::Identity;
+use crate::mesh::setup::{heat_of, start_agent_mesh};
+use crate::mesh::{Clock, Mesh};
 use crate::sensors::hub::SensorHub;
 use crate::state::AppState;
 use anyhow::Context;
+use maxwell_gossip::{HeatReport, MembershipEvent};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
@@ -22,7 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut hub = SensorHub::new(&config)?;
     let start = Instant::now();
     let first = hub.read(Duration::ZERO, unix_ms());
-    let state = Arc::new(AppState::new(&config, &identity, first));
+    let state = Arc::new(AppState::new(&config, &identity, first.clone()));
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
@@ -46,9 +51,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             })
             .await
     });
+    let clock: Clock = Arc::new(unix_ms);
+    let mesh = start_agent_mesh(&config, &identity, Arc::clone(&state.gossip_stats), clock).await?;
+    mesh.publish(&heat_of(&first, &config, 0)).await?;
     let mut tick = tokio::time::interval(config.sensors.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; we just read.
+    let mut gossip_tick = tokio::time::interval(config.gossip.interval);
+    gossip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rejections = RejectionLog::default();
     let reason = loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -61,13 +72,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .context("sensor reader panicked")?;
                 hub = back;
+                let heat = heat_of(&snap, &config, 0);
                 state.publish(snap);
+                if let Err(e) = mesh.publish(&heat).await {
+                    tracing::error!(error = %e, "cannot publish our heat report");
+                }
+            }
+            _ = gossip_tick.tick() => {
+                for event in mesh.refresh().await {
+                    rejections.log(event);
+                }
+                let peers = mesh.gossip_peers().await;
+                state.set_members(member_rows(&mesh, peers), mesh.counters());
             }
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
         }
     };
-    tracing::info!(signal = reason, "shutting down");
+    tracing::info!(signal = reason, "shutting down: announcing our leave");
+    // Three rounds reach every peer of a LAN-sized mesh with high probability.
+    if let Err(e) = mesh.leave(config.gossip.interval * 3).await {
+        tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
+    }
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Ok(()))) => {}
@@ -77,4 +103,91 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This node and every peer with a verified report, as API rows.
+pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
+    let now = unix_ms();
+    let mut rows: Vec<Member> = Vec::new();
+    if let Some(own) = mesh.last_report() {
+        rows.push(row(&own, "alive", own.generation, "-".into(), now.saturating_sub(own.timestamp_ms), true, true, true));
+    }
+    let members = mesh.members();
+    for m in &members {
+        let fresh = m.freshness == maxwell_gossip::Freshness::Fresh;
+        match &m.report {
+            Some(r) => rows.push(row(r, m.status.as_str(), m.generation, m.addr.to_string(), m.age_ms, fresh, m.counts(), false)),
+            None => rows.push(Member {
+                id: m.node_id,
+                name: "-".into(),
+                addr: m.addr.to_string(),
+                status: m.status.as_str().into(),
+                generation: m.generation,
+                rack: "-".into(),
+                slot: 0,
+                hottest_millicelsius: None,
+                critical_millicelsius: None,
+                power_draw_microwatts: None,
+                power_cap_microwatts: None,
+                headroom_microwatts: None,
+                price_milli: None,
+                sensor_source: None,
+                age_ms: m.age_ms,
+                fresh,
+                counts: false,
+                is_self: false,
+            }),
+        }
+    }
+    Members { unverified_peers: gossip_peers.saturating_sub(members.len()), members: rows }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(r: &HeatReport, status: &str, generation: u64, addr: String, age_ms: u64, fresh: bool, counts: bool, is_self: bool) -> Member {
+    Member {
+        id: r.node_id,
+        name: r.name.clone(),
+        addr,
+        status: status.into(),
+        generation,
+        rack: r.rack.clone(),
+        slot: r.slot,
+        hottest_millicelsius: Some(r.hottest),
+        critical_millicelsius: Some(r.critical),
+        power_draw_microwatts: Some(r.power_draw),
+        power_cap_microwatts: Some(r.power_cap),
+        headroom_microwatts: Some(r.headroom),
+        price_milli: Some(r.price_milli),
+        sensor_source: Some(format!("{:?}", r.source).to_lowercase()),
+        age_ms,
+        fresh,
+        counts,
+        is_self,
+    }
+}
+
+/// Logs membership events; refusals at most once per reason every 10 s
+/// (a flood of forgeries is counted in metrics, not written line by line).
+#[derive(Debug, Default)]
+struct RejectionLog {
+    last: HashMap<&'static str, Instant>,
+}
+
+impl RejectionLog {
+    fn log(&mut self, event: MembershipEvent) {
+        match event {
+            MembershipEvent::Joined { node, generation } => tracing::info!(%node, generation, "member joined"),
+            MembershipEvent::Left { node } => tracing::info!(%node, "member left"),
+            MembershipEvent::Died { node } => tracing::warn!(%node, "member failed"),
+            MembershipEvent::Recovered { node } => tracing::info!(%node, "member recovered"),
+            MembershipEvent::Rejected { gossip_id, reason } => {
+                let label = reason.label();
+                let due = self.last.get(label).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+                if due {
+                    self.last.insert(label, Instant::now());
+                    tracing::warn!(peer = %gossip_id, reason = %reason, "gossiped record refused (further refusals of this kind are counted in metrics)");
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Command-line interface: `agent`, `status`, `members`, `demo`.
 
-use crate::config::{CapSource, Config, ConfigError, RawConfig, SensorMode, DEFAULT_HTTP_ADDR};
+use crate::config::{
+    CapSource, Config, ConfigError, GossipPreset, RawConfig, SensorMode, DEFAULT_HTTP_ADDR,
+};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +78,49 @@ pub struct AgentArgs {
     pub cap_sources: Vec<CapSource>,
     #[command(flatten)]
     pub emulated: EmulatedArgs,
+    #[command(flatten)]
+    pub gossip: GossipArgs,
+}
+
+/// Gossip options (config section `[gossip]`).
+#[derive(Debug, Args)]
+pub struct GossipArgs {
+    /// Timing preset [default: lan].
+    #[arg(long, value_enum)]
+    pub gossip_preset: Option<GossipPreset>,
+    /// UDP address to gossip on [default: 0.0.0.0:7946].
+    #[arg(long)]
+    pub gossip_listen: Option<String>,
+    /// Address peers should use [default: the listen address, or the local address towards the first seed].
+    #[arg(long)]
+    pub gossip_advertise: Option<String>,
+    /// A seed peer, host:port (repeatable).
+    #[arg(long = "seed")]
+    pub seeds: Vec<String>,
+    /// Cluster name; peers of another cluster are refused [default: maxwell].
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Gossip round period, ms [preset].
+    #[arg(long)]
+    pub gossip_interval_ms: Option<u64>,
+    /// Phi-accrual threshold for declaring a peer dead [preset].
+    #[arg(long)]
+    pub phi_threshold: Option<f64>,
+    /// How long a dead peer is remembered, ms [preset].
+    #[arg(long)]
+    pub dead_grace_ms: Option<u64>,
+    /// Age after which a peer's report is stale, ms [preset].
+    #[arg(long)]
+    pub report_ttl_ms: Option<u64>,
+    /// How far ahead of our clock a report may be, ms [default: 5000].
+    #[arg(long)]
+    pub max_clock_skew_ms: Option<u64>,
+    /// Oldest report accepted, ms [default: 60000].
+    #[arg(long)]
+    pub max_report_age_ms: Option<u64>,
+    /// File of admitted public keys, one hex key per line.
+    #[arg(long)]
+    pub allowlist: Option<PathBuf>,
 }
 
 /// The emulated model's parameters (config section `[emulated]`).
@@ -147,6 +192,21 @@ impl AgentArgs {
         flag!(r.time_constant_s, e.emulated_time_constant_s);
         flag!(r.critical_celsius, e.emulated_critical_celsius);
         flag!(r.extra_load, e.emulated_extra_load);
+        let (g, r) = (self.gossip, &mut raw.gossip);
+        flag!(r.preset, g.gossip_preset);
+        flag!(r.listen_addr, g.gossip_listen);
+        flag!(r.advertise_addr, g.gossip_advertise);
+        if !g.seeds.is_empty() {
+            r.seeds = Some(g.seeds);
+        }
+        flag!(r.cluster_id, g.cluster_id);
+        flag!(r.interval_ms, g.gossip_interval_ms);
+        flag!(r.phi_threshold, g.phi_threshold);
+        flag!(r.dead_grace_ms, g.dead_grace_ms);
+        flag!(r.report_ttl_ms, g.report_ttl_ms);
+        flag!(r.max_clock_skew_ms, g.max_clock_skew_ms);
+        flag!(r.max_report_age_ms, g.max_report_age_ms);
+        flag!(r.allowlist, g.allowlist);
         raw.validate()
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::cli::DemoArgs;
 use crate::client;
-use crate::http::Status;
+use crate::http::{Members, Status};
 use crate::render::{opt, Table};
 use anyhow::{bail, Context};
 use std::io::{IsTerminal, Write};
@@ -43,8 +43,9 @@ impl Drop for Children {
     }
 }
 
-/// The config of demo node `k`: racks of four, the last node runs hot.
-fn node_config(k: u16, n: u16, port: u16, dir: &Path) -> String {
+/// The config of demo node `k`: racks of four, the last node runs hot; all
+/// gossip on loopback with node 0 as the seed.
+fn node_config(k: u16, n: u16, port: u16, gossip: (u16, u16), dir: &Path) -> String {
     let rack = k / PER_RACK + 1;
     let slot = k % PER_RACK + 1;
     let hot = k + 1 == n && n > 1;
@@ -54,8 +55,11 @@ fn node_config(k: u16, n: u16, port: u16, dir: &Path) -> String {
         "name = \"r{rack}-u{slot:02}\"\nrack = \"r{rack}\"\nslot = {slot}\n\
          data_dir = \"{data}\"\nhttp_addr = \"127.0.0.1:{port}\"\n\
          [sensors]\nsource = \"emulated\"\ninterval_ms = 500\n\
-         [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n",
+         [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n\
+         [gossip]\npreset = \"test\"\ninterval_ms = 200\nlisten_addr = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n",
         data = dir.join(format!("node{k}")).display(),
+        own = gossip.0,
+        seed = gossip.1,
     )
 }
 
@@ -75,7 +79,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .checked_add(k)
             .context("--base-port too high for --nodes")?;
         let cfg = dir.join(format!("node{k}.toml"));
-        std::fs::write(&cfg, node_config(k, args.nodes, port, &dir))?;
+        let gossip_base = args.base_port.checked_add(args.nodes).context("--base-port too high")?;
+        let gossip = (gossip_base.checked_add(k).context("--base-port too high")?, gossip_base);
+        std::fs::write(&cfg, node_config(k, args.nodes, port, gossip, &dir))?;
         let log = std::fs::File::create(dir.join(format!("node{k}.log")))?;
         let child = Command::new(&exe)
             .arg("agent")
@@ -145,27 +151,27 @@ async fn wait_healthy(children: &mut Children, addrs: &[SocketAddr]) -> anyhow::
     Ok(())
 }
 
-fn poll(addrs: &[SocketAddr]) -> Vec<(SocketAddr, Result<Status, String>)> {
-    addrs
-        .iter()
-        .map(|a| {
-            (
-                *a,
-                client::get_json(*a, "/v1/status", Duration::from_secs(2))
-                    .map_err(|e| e.to_string()),
-            )
-        })
-        .collect()
+type Polled = (SocketAddr, Result<(Status, Members), String>);
+
+fn poll(addrs: &[SocketAddr]) -> Vec<Polled> {
+    let one = |a: SocketAddr| -> Result<(Status, Members), String> {
+        let t = Duration::from_secs(2);
+        let status = client::get_json(a, "/v1/status", t).map_err(|e| e.to_string())?;
+        let members = client::get_json(a, "/v1/members", t).map_err(|e| e.to_string())?;
+        Ok((status, members))
+    };
+    addrs.iter().map(|a| (*a, one(*a))).collect()
 }
 
-fn view(statuses: &[(SocketAddr, Result<Status, String>)], elapsed: Duration) -> String {
+fn view(statuses: &[Polled], elapsed: Duration) -> String {
     let mut t = Table::new(&[
         "NAME", "RACK", "SLOT", "HTTP", "SENSORS", "HOTTEST", "CRIT", "DRAW", "CAP", "HEADROOM",
-        "CPU",
+        "CPU", "SEES",
     ]);
     for (addr, s) in statuses {
         match s {
-            Ok(s) => {
+            Ok((s, members)) => {
+                let sees = members.members.iter().filter(|m| m.counts).count();
                 let sum = &s.snapshot.summary;
                 t.row(vec![
                     s.node.name.clone(),
@@ -179,6 +185,7 @@ fn view(statuses: &[(SocketAddr, Result<Status, String>)], elapsed: Duration) ->
                     opt(sum.power_cap.as_ref().map(|p| p.microwatts)),
                     opt(sum.headroom_microwatts),
                     format!("{:.0} %", s.snapshot.cpu.utilisation * 100.0),
+                    format!("{sees}/{}", statuses.len()),
                 ]);
             }
             Err(e) => t.row(vec![

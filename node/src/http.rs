@@ -2,6 +2,7 @@
 
 use crate::sensors::Snapshot;
 use crate::state::{AppState, NodeInfo};
+use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,14 +22,31 @@ pub struct Status {
     pub snapshot: Snapshot,
 }
 
-/// One row of `GET /v1/members`.
+/// One row of `GET /v1/members`: a peer with a verified report (or this node).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Member {
-    #[serde(flatten)]
-    pub node: NodeInfo,
-    /// `alive`, `suspect`, `dead` or `left`.
+    pub id: NodeId,
+    pub name: String,
+    /// Gossip address.
+    pub addr: String,
+    /// `alive`, `dead` or `left`.
     pub status: String,
-    /// True for the row describing the answering node itself.
+    pub generation: u64,
+    pub rack: String,
+    pub slot: u16,
+    pub hottest_millicelsius: Option<MilliCelsius>,
+    pub critical_millicelsius: Option<MilliCelsius>,
+    pub power_draw_microwatts: Option<MicroWatts>,
+    pub power_cap_microwatts: Option<MicroWatts>,
+    pub headroom_microwatts: Option<MicroWatts>,
+    pub price_milli: Option<u64>,
+    pub sensor_source: Option<String>,
+    /// Age of the report, ms.
+    pub age_ms: u64,
+    /// False once the report is older than the TTL: shown, never acted on.
+    pub fresh: bool,
+    /// True when the row may be acted on (alive, fresh, verified).
+    pub counts: bool,
     pub is_self: bool,
 }
 
@@ -36,6 +54,8 @@ pub struct Member {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Members {
     pub members: Vec<Member>,
+    /// Gossip peers without a verified report (not members).
+    pub unverified_peers: usize,
 }
 
 /// Builds the router over shared state.
@@ -63,14 +83,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
 }
 
 async fn members(State(state): State<Arc<AppState>>) -> Json<Members> {
-    // Until the gossip layer lands, the cluster this node knows is itself.
-    Json(Members {
-        members: vec![Member {
-            node: state.node.clone(),
-            status: "alive".into(),
-            is_self: true,
-        }],
-    })
+    Json(state.members())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

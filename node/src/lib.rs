@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod identity;
+pub mod mesh;
 pub mod metrics;
 pub mod render;
 pub mod sensors;

@@ -5,6 +5,9 @@ use clap::Parser;
 use maxwell_node::cli::{Cli, Command};
 use maxwell_node::{agent, client, demo, http, render};
 use std::time::Duration;
+use maxwell_node::mesh::transport::InvalidPayloadLayer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -20,9 +23,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    // The counter of malformed gossip datagrams sees chitchat's warnings
+    // whatever the log level.
+    let chitchat_warnings = Targets::new().with_target("chitchat::transport", tracing::Level::WARN);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(InvalidPayloadLayer.with_filter(chitchat_warnings))
         .init();
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 use crate::sensors::Snapshot;
 use crate::state::AppState;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -33,6 +34,7 @@ pub fn render(state: &AppState) -> String {
         "Sensor periods completed",
         state.counters.sensor_reads.clone(),
     );
+    gossip_metrics(&mut reg, state);
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
         return "# encoding failed\n".into();
@@ -271,4 +273,53 @@ fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
         Some(state.started.elapsed().as_secs_f64()),
         reg,
     );
+}
+
+fn counter_family(reg: &mut Registry, name: &str, help: &str, values: &[(&str, &str, u64)]) {
+    let f = Family::<Labels, Counter>::default();
+    for (key, value, n) in values {
+        f.get_or_create(&labels(&[(key, value)])).inc_by(*n);
+    }
+    reg.register(name, help, f);
+}
+
+fn gossip_metrics(reg: &mut Registry, state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let members = state.members();
+    let by_status = family(reg, "maxwell_members", "Members with a verified record, by status (self included)");
+    for status in ["alive", "dead", "left"] {
+        let n = members.members.iter().filter(|m| m.status == status).count();
+        set(&by_status, labels(&[("status", status)]), n as f64);
+    }
+    let unverified = Gauge::<f64, AtomicU64>::default();
+    unverified.set(members.unverified_peers as f64);
+    reg.register("maxwell_gossip_unverified_peers", "Gossip peers without a verified record", unverified);
+    let c = state.verify_counters();
+    counter_family(
+        reg,
+        "maxwell_gossip_records_accepted",
+        "Gossiped records accepted, by kind",
+        &[("kind", "report", c.accepted_reports), ("kind", "leave", c.accepted_leaves)],
+    );
+    let rejections: Vec<(&str, &str, u64)> = c.rejections().iter().map(|(l, n)| ("reason", *l, *n)).collect();
+    counter_family(reg, "maxwell_gossip_records_rejected", "Gossiped records refused, by reason", &rejections);
+    let s = &state.gossip_stats;
+    counter_family(
+        reg,
+        "maxwell_gossip_datagrams",
+        "Gossip datagrams, by direction",
+        &[("direction", "in", s.datagrams_in.load(Relaxed)), ("direction", "out", s.datagrams_out.load(Relaxed))],
+    );
+    counter_family(
+        reg,
+        "maxwell_gossip_bytes",
+        "Gossip payload bytes, by direction",
+        &[("direction", "in", s.bytes_in.load(Relaxed)), ("direction", "out", s.bytes_out.load(Relaxed))],
+    );
+    let invalid = Counter::<u64>::default();
+    invalid.inc_by(s.invalid_datagrams());
+    reg.register("maxwell_gossip_invalid_datagrams", "Datagrams on the gossip port that were not chitchat messages (dropped)", invalid);
+    let errors = Counter::<u64>::default();
+    errors.inc_by(s.send_errors.load(Relaxed));
+    reg.register("maxwell_gossip_send_errors", "Gossip sends that failed (dropped; gossip goes on)", errors);
 }

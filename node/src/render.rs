@@ -166,24 +166,41 @@ pub fn status(s: &Status) -> String {
     out
 }
 
-/// `maxwell members` as a table.
+/// `maxwell members` as a table, like `serf members`.
 pub fn members(m: &Members) -> String {
-    let mut t = Table::new(&["NAME", "ID", "RACK", "SLOT", "STATUS"]);
+    let mut t = Table::new(&["NAME", "ID", "ADDRESS", "STATUS", "RACK", "SLOT", "HOTTEST", "CRIT", "HEADROOM", "PRICE", "AGE", "REPORT"]);
     for row in &m.members {
-        let name = if row.is_self {
-            format!("{} (self)", row.node.name)
-        } else {
-            row.node.name.clone()
+        let name = if row.is_self { format!("{} (self)", row.name) } else { row.name.clone() };
+        let report = match (row.fresh, row.counts) {
+            (_, true) => "verified",
+            (false, _) => "stale",
+            (true, false) => "ignored",
         };
         t.row(vec![
             name,
-            row.node.id.to_string(),
-            row.node.rack.clone(),
-            row.node.slot.to_string(),
+            row.id.to_string(),
+            row.addr.clone(),
             row.status.clone(),
+            row.rack.clone(),
+            row.slot.to_string(),
+            opt(row.hottest_millicelsius),
+            opt(row.critical_millicelsius),
+            opt(row.headroom_microwatts),
+            opt(row.price_milli.map(price)),
+            format!("{:.1} s", row.age_ms as f64 / 1000.0),
+            report.to_string(),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    if m.unverified_peers > 0 {
+        let _ = writeln!(out, "\n{} gossip peer(s) without a verified report are not members", m.unverified_peers);
+    }
+    out
+}
+
+/// A price in thousandths, shown in units.
+pub fn price(milli: u64) -> String {
+    format!("{}.{:03}", milli / 1000, milli % 1000)
 }
 
 #[cfg(test)]

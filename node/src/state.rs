@@ -1,7 +1,10 @@
 //! What the agent knows, shared between the sensor loop and the HTTP API.
 
 use crate::config::Config;
+use crate::http::Members;
 use crate::identity::{hex, Identity};
+use crate::mesh::transport::GossipStats;
+use maxwell_gossip::RejectCounters;
 use crate::sensors::{Problem, ProblemKind, Snapshot};
 use maxwell_gossip::NodeId;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +44,12 @@ pub struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Problems of the previous read, to log only changes.
     known_problems: Mutex<BTreeSet<(String, ProblemKind)>>,
+    /// Gossip traffic.
+    pub gossip_stats: Arc<GossipStats>,
+    /// The latest membership view.
+    members: RwLock<Members>,
+    /// Verification counters at the latest refresh.
+    verify_counters: RwLock<RejectCounters>,
 }
 
 impl AppState {
@@ -58,6 +67,9 @@ impl AppState {
             counters: Counters::default(),
             snapshot: RwLock::new(Arc::new(first.clone())),
             known_problems: Mutex::new(BTreeSet::new()),
+            gossip_stats: Arc::new(GossipStats::default()),
+            members: RwLock::new(Members { members: Vec::new(), unverified_peers: 0 }),
+            verify_counters: RwLock::new(RejectCounters::default()),
         };
         state.note_problems(&first.problems);
         state
@@ -65,10 +77,7 @@ impl AppState {
 
     /// The latest snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        match self.snapshot.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&read(&self.snapshot))
     }
 
     /// Publishes a new snapshot: counts its problems, logs the ones that
@@ -76,11 +85,23 @@ impl AppState {
     pub fn publish(&self, snapshot: Snapshot) {
         self.counters.sensor_reads.inc();
         self.note_problems(&snapshot.problems);
-        let mut slot = match self.snapshot.write() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *slot = Arc::new(snapshot);
+        *write(&self.snapshot) = Arc::new(snapshot);
+    }
+
+    /// The latest membership view.
+    pub fn members(&self) -> Members {
+        read(&self.members).clone()
+    }
+
+    /// Verification counters at the latest refresh.
+    pub fn verify_counters(&self) -> RejectCounters {
+        *read(&self.verify_counters)
+    }
+
+    /// Replaces the membership view.
+    pub fn set_members(&self, members: Members, counters: RejectCounters) {
+        *write(&self.members) = members;
+        *write(&self.verify_counters) = counters;
     }
 
     fn note_problems(&self, problems: &[Problem]) {
@@ -106,4 +127,12 @@ impl AppState {
         }
         *known = now;
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1,0 +1,158 @@
+//! Turning the agent's config into a running [`Mesh`]: the advertise
+//! address, a generation that grows across restarts, the allowlist file.
+
+use super::transport::{CountingTransport, GossipStats};
+use super::{Clock, Heat, Mesh, MeshSettings};
+use crate::config::{Config, GossipConfig};
+use crate::identity::Identity;
+use crate::sensors::{SourceKind, Snapshot};
+use anyhow::Context;
+use maxwell_gossip::{Allowlist, MicroWatts, SensorSource, VerifierConfig};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+
+/// File in the data dir holding the last generation used.
+pub const GENERATION_FILE: &str = "generation";
+
+/// Starts gossip on real UDP for the agent.
+pub async fn start_agent_mesh(
+    config: &Config,
+    identity: &Identity,
+    stats: Arc<GossipStats>,
+    clock: Clock,
+) -> anyhow::Result<Mesh> {
+    let g = &config.gossip;
+    let settings = settings(g)?;
+    let generation = next_generation(&config.data_dir, clock());
+    tracing::info!(
+        listen = %settings.listen_addr,
+        advertise = %settings.advertise_addr,
+        seeds = ?settings.seeds,
+        generation,
+        "gossip starting"
+    );
+    let transport = CountingTransport::new(chitchat::transport::UdpTransport, stats);
+    let key = identity.signing_key().clone();
+    Ok(Mesh::start(settings, key, config.name.clone(), generation, &transport, clock).await?)
+}
+
+/// Validated gossip config to mesh settings, reading the allowlist file.
+pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
+    let allowlist = match &g.allowlist {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read allowlist {}", path.display()))?;
+            let list = Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
+            tracing::info!(keys = list.len(), path = %path.display(), "allowlist loaded");
+            Some(list)
+        }
+    };
+    Ok(MeshSettings {
+        listen_addr: g.listen_addr,
+        advertise_addr: advertise_addr(g),
+        seeds: g.seeds.clone(),
+        cluster_id: g.cluster_id.clone(),
+        interval: g.interval,
+        phi_threshold: g.phi_threshold,
+        dead_grace: g.dead_grace,
+        verifier: VerifierConfig {
+            max_clock_skew_ms: millis(g.max_clock_skew),
+            max_age_ms: millis(g.max_report_age),
+            ttl_ms: millis(g.report_ttl),
+            allowlist,
+            ..VerifierConfig::default()
+        },
+    })
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The configured advertise address; else the listen address when it is
+/// concrete; else the local address the kernel would use towards the first
+/// seed (a connected UDP socket sends nothing); else loopback.
+fn advertise_addr(g: &GossipConfig) -> SocketAddr {
+    if let Some(a) = g.advertise_addr {
+        return a;
+    }
+    let port = g.listen_addr.port();
+    if !g.listen_addr.ip().is_unspecified() {
+        return g.listen_addr;
+    }
+    let towards_seed = g.seeds.first().and_then(|seed| {
+        let target = seed.to_socket_addrs().ok()?.next()?;
+        let probe = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+        probe.connect(target).ok()?;
+        probe.local_addr().ok()
+    });
+    match towards_seed {
+        Some(local) => SocketAddr::new(local.ip(), port),
+        None => SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// A generation larger than any this data dir handed out before, even if
+/// the clock stepped back: peers refuse a lower one as a replay.
+pub fn next_generation(data_dir: &Path, now_ms: u64) -> u64 {
+    let path = data_dir.join(GENERATION_FILE);
+    let last = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let generation = last.map_or(now_ms, |l| now_ms.max(l.saturating_add(1)));
+    let tmp = data_dir.join(format!("{GENERATION_FILE}.tmp"));
+    let written = std::fs::write(&tmp, format!("{generation}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the generation; a restart with the clock set back would be refused by peers until they forget us");
+    }
+    generation
+}
+
+/// The heat fields of our report, from a sensor snapshot. Unknown is never
+/// reported as cool: no temperature means "at the limit", no power means no headroom.
+pub fn heat_of(snapshot: &Snapshot, config: &Config, price_milli: u64) -> Heat {
+    let s = &snapshot.summary;
+    let (hottest, critical) = match &s.hottest {
+        Some(h) => (h.millicelsius, h.critical_millicelsius),
+        None => (config.sensors.default_critical, config.sensors.default_critical),
+    };
+    let watts = |p: &Option<crate::sensors::summary::Sourced>| p.as_ref().map_or(MicroWatts(0), |p| p.microwatts);
+    Heat {
+        rack: config.rack.clone(),
+        slot: config.slot,
+        hottest,
+        critical,
+        power_draw: watts(&s.power_draw),
+        power_cap: watts(&s.power_cap),
+        headroom: s.headroom_microwatts.unwrap_or(MicroWatts(0)),
+        price_milli,
+        source: match snapshot.source {
+            SourceKind::Sysfs => SensorSource::Sysfs,
+            SourceKind::Libsensors => SensorSource::Libsensors,
+            SourceKind::Emulated => SensorSource::Emulated,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_grows_even_when_the_clock_steps_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(next_generation(dir.path(), 1_000), 1_000);
+        assert_eq!(next_generation(dir.path(), 5_000), 5_000);
+        assert_eq!(next_generation(dir.path(), 2_000), 5_001, "clock went back");
+    }
+
+    #[test]
+    fn advertise_falls_back_sensibly() {
+        let mut g = crate::config::RawConfig::default().validate().expect("defaults").gossip;
+        assert_eq!(advertise_addr(&g), SocketAddr::from(([127, 0, 0, 1], 7946)));
+        g.listen_addr = "127.0.0.9:7000".parse().expect("addr");
+        assert_eq!(advertise_addr(&g), g.listen_addr);
+        g.advertise_addr = Some("10.1.2.3:7946".parse().expect("addr"));
+        assert_eq!(advertise_addr(&g), SocketAddr::from(([10, 1, 2, 3], 7946)));
+    }
+}
