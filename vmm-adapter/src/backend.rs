@@ -1,0 +1,133 @@
+//! The trait the rest of the agent drives guests through, and the plain
+//! data it reports.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::spec::{CpuCap, GuestSpec};
+
+/// A guest's id, unique within this process (never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct GuestId(pub u64);
+
+impl GuestId {
+    /// A fresh id.
+    pub(crate) fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        GuestId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for GuestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// Where a guest is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestState {
+    /// vCPUs are scheduled (possibly throttled by the cap).
+    Running,
+    /// Every vCPU is parked; the progress counter is frozen.
+    Paused,
+    /// The guest stopped by itself (payload finished, shutdown, crash);
+    /// its resources stay until `kill`.
+    Exited,
+    /// Killed: threads joined/processes reaped, memory and cgroups freed.
+    /// Only ever seen in the [`GuestInfo`] that `kill` returns.
+    Killed,
+}
+
+/// How caps are enforced for a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapMode {
+    /// cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` per vCPU thread.
+    CgroupV1,
+    /// cgroup v2 threaded cgroup, `cpu.max` per vCPU thread.
+    CgroupV2,
+    /// User-space duty cycle (no writable cgroup cpu controller).
+    DutyCycle,
+}
+
+/// A snapshot of one guest, as `GET /v1/guests` and `maxwell guests` show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GuestInfo {
+    /// Id.
+    pub id: GuestId,
+    /// Name from the spec.
+    pub name: String,
+    /// `"workload"` or `"linux"`.
+    pub kind: &'static str,
+    /// Backend: `"kvm"` or `"process"`.
+    pub backend: &'static str,
+    /// State.
+    pub state: GuestState,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Memory, MiB.
+    pub memory_mib: u32,
+    /// Cap per vCPU, fraction of one core.
+    pub cap: CpuCap,
+    /// How the cap is enforced.
+    pub cap_mode: CapMode,
+    /// CPU time used by all vCPUs since start.
+    pub cpu_time_ns: u64,
+    /// Progress: finished work blocks (workload) or console bytes (linux).
+    pub progress: u64,
+    /// Time from `start` to the guest's first exit to the host, if seen.
+    pub first_exit_us: Option<u64>,
+    /// Why the guest exited, if it did.
+    pub exit_reason: Option<String>,
+}
+
+/// Drives guests on this host. All methods are safe to call from several
+/// threads; ids of killed guests become [`crate::VmmError::NoSuchGuest`].
+///
+/// Contracts:
+/// * `start` either returns a running guest or leaves nothing behind.
+/// * `pause` returns once every vCPU is parked (counter frozen), or with
+///   [`crate::VmmError::Timeout`] if a vCPU has not parked yet (the pause
+///   stays requested and lands asynchronously).
+/// * `kill` always frees everything (threads/processes, memory, cgroups)
+///   and returns the final accounting.
+pub trait GuestBackend: Send + Sync + fmt::Debug {
+    /// `"kvm"` or `"process"`.
+    fn name(&self) -> &'static str;
+    /// Start a guest from a validated spec.
+    fn start(&self, spec: &GuestSpec) -> Result<GuestId>;
+    /// Park every vCPU. Idempotent.
+    fn pause(&self, id: GuestId) -> Result<()>;
+    /// Un-park every vCPU. Idempotent.
+    fn resume(&self, id: GuestId) -> Result<()>;
+    /// Set the cap (fraction of one core per vCPU; `CpuCap::FULL` = none).
+    fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()>;
+    /// CPU time used by all vCPUs since start (thread CPU clocks).
+    fn cpu_time(&self, id: GuestId) -> Result<Duration>;
+    /// Guest progress counter (see [`GuestInfo::progress`]).
+    fn progress(&self, id: GuestId) -> Result<u64>;
+    /// A snapshot of one guest.
+    fn info(&self, id: GuestId) -> Result<GuestInfo>;
+    /// Kill the guest and free everything; returns its final snapshot with
+    /// state [`GuestState::Killed`].
+    fn kill(&self, id: GuestId) -> Result<GuestInfo>;
+    /// Snapshots of all live (not yet killed) guests, ordered by id.
+    fn list(&self) -> Vec<GuestInfo>;
+
+    /// Kill every guest (clean agent shutdown). Returns the final snapshots;
+    /// errors are impossible by contract of `kill` except for races with a
+    /// concurrent `kill`, which are ignored.
+    fn shutdown(&self) -> Vec<GuestInfo> {
+        self.list()
+            .into_iter()
+            .filter_map(|g| self.kill(g.id).ok())
+            .collect()
+    }
+}

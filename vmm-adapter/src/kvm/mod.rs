@@ -1,0 +1,618 @@
+//! The KVM backend: guests run in this process on the rust-vmm crates, one
+//! OS thread per vCPU (see [`vcpu`] for pausing with signals and
+//! `immediate_exit`).
+
+pub mod layout;
+mod linux;
+pub mod payload;
+mod vcpu;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::backend::{CapMode, GuestBackend, GuestId, GuestInfo, GuestState};
+use crate::cgroup::{place, CapConfig, CapGroup, Hierarchy};
+use crate::duty::DutyCycle;
+use crate::error::{Result, VmmError};
+use crate::spec::{CpuCap, GuestKind, GuestSpec, Workload};
+use crate::sys;
+use vcpu::{ConsoleSink, Io, Shared, ThreadIds, VcpuThread, Want};
+
+/// How long `pause`/`resume` wait for every vCPU to acknowledge.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `/dev/kvm` can run guests here; `Err` says why not.
+pub fn kvm_available() -> std::result::Result<(), String> {
+    let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+    let v = kvm.get_api_version();
+    if v != 12 {
+        return Err(format!("KVM API version {v}, expected 12"));
+    }
+    kvm.create_vm()
+        .map(drop)
+        .map_err(|e| format!("KVM_CREATE_VM failed: {e}"))
+}
+
+#[derive(Debug)]
+struct VcpuHandle {
+    /// `None` once joined; the pthread in `ids` is valid only while `Some`.
+    thread: Option<JoinHandle<()>>,
+    ids: ThreadIds,
+    final_cpu_ns: Arc<AtomicU64>,
+}
+
+impl VcpuHandle {
+    fn cpu(&self) -> Duration {
+        let fin = self.final_cpu_ns.load(Ordering::SeqCst);
+        if fin == 0 && self.thread.is_some() {
+            if let Ok(d) = sys::thread_cpu(self.ids.pthread) {
+                return d;
+            }
+        }
+        Duration::from_nanos(self.final_cpu_ns.load(Ordering::SeqCst))
+    }
+}
+
+#[derive(Debug)]
+struct Caps {
+    cap: CpuCap,
+    mode: CapMode,
+    group: Option<CapGroup>,
+    duty: Option<DutyCycle>,
+}
+
+#[derive(Debug)]
+enum Progress {
+    /// Sum of the per-vCPU block counters in guest memory.
+    Slots(usize),
+    /// Console bytes.
+    Console(ConsoleSink),
+}
+
+#[derive(Debug)]
+struct KvmGuest {
+    id: GuestId,
+    spec: GuestSpec,
+    shared: Arc<Shared>,
+    vcpus: Mutex<Vec<VcpuHandle>>,
+    caps: Mutex<Caps>,
+    progress: Progress,
+    killed: std::sync::atomic::AtomicBool,
+    /// Progress at teardown, once the memory is gone.
+    final_progress: AtomicU64,
+    /// `None` after teardown.
+    vm: Mutex<Option<Vm>>,
+}
+
+/// The VM and its memory. Field order is drop order: the VM goes before
+/// the memory it maps.
+#[derive(Debug)]
+struct Vm {
+    fd: VmFd,
+    mem: GuestMemoryMmap,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl KvmGuest {
+    fn n(&self) -> usize {
+        usize::from(self.spec.vcpus.get())
+    }
+
+    fn kick_all(&self) {
+        let sig = vcpu::kick_signal();
+        for h in lock(&self.vcpus).iter().filter(|h| h.thread.is_some()) {
+            let _ = sys::pthread_kill(h.ids.pthread, sig);
+        }
+    }
+
+    fn state(&self) -> GuestState {
+        if self.killed.load(Ordering::SeqCst) {
+            return GuestState::Killed;
+        }
+        let c = self.shared.lock();
+        if c.exited >= self.n() {
+            GuestState::Exited
+        } else if c.want == Want::Pause {
+            GuestState::Paused
+        } else {
+            GuestState::Running
+        }
+    }
+
+    fn cpu_time(&self) -> Duration {
+        lock(&self.vcpus).iter().map(VcpuHandle::cpu).sum()
+    }
+
+    fn progress(&self) -> u64 {
+        match &self.progress {
+            Progress::Slots(n) => match &*lock(&self.vm) {
+                Some(vm) => (0..*n)
+                    .map(|i| {
+                        vm.mem
+                            .load::<u64>(GuestAddress(layout::slot(i)), Ordering::Relaxed)
+                            .unwrap_or(0)
+                    })
+                    .sum(),
+                None => self.final_progress.load(Ordering::Relaxed),
+            },
+            Progress::Console(c) => c.total.load(Ordering::Relaxed),
+        }
+    }
+
+    fn info(&self) -> GuestInfo {
+        let caps = lock(&self.caps);
+        let first = self.shared.first_exit_us.load(Ordering::Relaxed);
+        GuestInfo {
+            id: self.id,
+            name: self.spec.name.clone(),
+            kind: self.spec.kind.name(),
+            backend: "kvm",
+            state: self.state(),
+            vcpus: self.spec.vcpus.get(),
+            memory_mib: self.spec.memory.mib(),
+            cap: caps.cap,
+            cap_mode: caps.mode,
+            cpu_time_ns: self.cpu_time().as_nanos() as u64,
+            progress: self.progress(),
+            first_exit_us: (first != u64::MAX).then_some(first),
+            exit_reason: self.shared.lock().exit_reason.clone(),
+        }
+    }
+
+    /// Stop and join every vCPU thread, drop the duty cycle, close the VM,
+    /// unmap the memory, remove the cgroups. Idempotent.
+    fn teardown(&self) -> Result<()> {
+        let mut caps = lock(&self.caps);
+        caps.duty = None;
+        if let Some(g) = &caps.group {
+            // Unthrottle first so the stop signal is handled now, not at
+            // the next CFS period.
+            let _ = g.set_cap(CpuCap::FULL);
+        }
+        self.shared.lock().want = Want::Stop;
+        self.shared.cv.notify_all();
+        self.kick_all();
+        let mut vcpus = lock(&self.vcpus);
+        for h in vcpus.iter_mut() {
+            if let Some(t) = h.thread.take() {
+                let _ = t.join();
+            }
+        }
+        drop(vcpus);
+        self.final_progress
+            .store(self.progress(), Ordering::Relaxed);
+        // Close the VM before removing the cgroups: KVM's per-VM worker
+        // thread (NX huge-page recovery) is started from the first vCPU
+        // thread and lives in its cgroup until the VM is destroyed.
+        drop(lock(&self.vm).take());
+        if let Some(mut g) = caps.group.take() {
+            g.remove().map_err(VmmError::after_change)?;
+        }
+        Ok(())
+    }
+}
+
+/// The KVM backend. Dropping it kills every guest.
+#[derive(Debug)]
+pub struct KvmBackend {
+    kvm: Kvm,
+    cpuid: CpuId,
+    hierarchy: Hierarchy,
+    guests: Mutex<BTreeMap<GuestId, Arc<KvmGuest>>>,
+}
+
+impl KvmBackend {
+    /// Open `/dev/kvm` with default caps (cgroups under `maxwell/`).
+    pub fn new() -> Result<Self> {
+        Self::with_caps(CapConfig::default())
+    }
+
+    /// Open `/dev/kvm` with a cap configuration.
+    pub fn with_caps(cfg: CapConfig) -> Result<Self> {
+        kvm_available().map_err(VmmError::KvmUnavailable)?;
+        vcpu::install_kick_handler().map_err(VmmError::KvmUnavailable)?;
+        let kvm = Kvm::new().map_err(|e| VmmError::KvmUnavailable(e.to_string()))?;
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| VmmError::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+        Ok(KvmBackend {
+            kvm,
+            cpuid,
+            hierarchy: Hierarchy::detect(&cfg),
+            guests: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// How caps are enforced on this host.
+    pub fn cap_mode(&self) -> CapMode {
+        self.hierarchy.mode()
+    }
+
+    /// The cgroup directory of a guest, if it has one (for diagnostics).
+    pub fn cgroup_dir(&self, id: GuestId) -> Result<Option<std::path::PathBuf>> {
+        let g = self.get(id)?;
+        let caps = lock(&g.caps);
+        Ok(caps.group.as_ref().map(|c| c.dir().to_path_buf()))
+    }
+
+    /// The last console output of a Linux guest (empty for workloads).
+    pub fn console(&self, id: GuestId) -> Result<String> {
+        let g = self.get(id)?;
+        Ok(match &g.progress {
+            Progress::Console(c) => String::from_utf8_lossy(&lock(&c.buf)).into_owned(),
+            Progress::Slots(_) => String::new(),
+        })
+    }
+
+    fn get(&self, id: GuestId) -> Result<Arc<KvmGuest>> {
+        lock(&self.guests)
+            .get(&id)
+            .cloned()
+            .ok_or(VmmError::NoSuchGuest(id))
+    }
+
+    fn build(&self, spec: &GuestSpec, created: Instant) -> Result<KvmGuest> {
+        check_host_memory(spec)?;
+        let vm = self
+            .kvm
+            .create_vm()
+            .map_err(|e| VmmError::kvm("KVM_CREATE_VM", e))?;
+        let mem = map_memory(&vm, spec)?;
+        write_long_mode_tables(&mem)?;
+        let progress = match &spec.kind {
+            GuestKind::Workload(_) => {
+                let code = payload::assemble(workload(spec).payload);
+                write(&mem, layout::CODE, &code)?;
+                Progress::Slots(usize::from(spec.vcpus.get()))
+            }
+            GuestKind::Linux(_) => Progress::Console(ConsoleSink {
+                buf: Arc::default(),
+                total: Arc::default(),
+            }),
+        };
+        Ok(KvmGuest {
+            id: GuestId::next(),
+            spec: spec.clone(),
+            shared: Arc::new(Shared::new(created)),
+            vcpus: Mutex::new(Vec::new()),
+            caps: Mutex::new(Caps {
+                cap: spec.cap,
+                mode: self.hierarchy.mode(),
+                group: None,
+                duty: None,
+            }),
+            progress,
+            killed: Default::default(),
+            final_progress: AtomicU64::new(0),
+            vm: Mutex::new(Some(Vm { fd: vm, mem })),
+        })
+    }
+
+    fn create_vcpu(&self, g: &KvmGuest, i: usize, regs: &kvm_regs) -> Result<VcpuFd> {
+        let user = matches!(g.spec.kind, GuestKind::Workload(_));
+        let vm = lock(&g.vm);
+        let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.id))?;
+        let fd = vm
+            .fd
+            .create_vcpu(i as u64)
+            .map_err(|e| VmmError::kvm("KVM_CREATE_VCPU", e))?;
+        fd.set_cpuid2(&self.cpuid)
+            .map_err(|e| VmmError::kvm("KVM_SET_CPUID2", e))?;
+        let sregs = fd
+            .get_sregs()
+            .map_err(|e| VmmError::kvm("KVM_GET_SREGS", e))?;
+        fd.set_sregs(&layout::long_mode_sregs(sregs, user))
+            .map_err(|e| VmmError::kvm("KVM_SET_SREGS", e))?;
+        fd.set_regs(regs)
+            .map_err(|e| VmmError::kvm("KVM_SET_REGS", e))?;
+        let fpu = kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
+        fd.set_fpu(&fpu)
+            .map_err(|e| VmmError::kvm("KVM_SET_FPU", e))?;
+        Ok(fd)
+    }
+
+    fn spawn_vcpus(&self, g: &KvmGuest, mut ios: Vec<Io>, regs: &[kvm_regs]) -> Result<()> {
+        for (i, r) in regs.iter().enumerate() {
+            let fd = self.create_vcpu(g, i, r)?;
+            let final_cpu_ns = Arc::new(AtomicU64::new(0));
+            let t = VcpuThread {
+                index: i,
+                fd,
+                shared: Arc::clone(&g.shared),
+                io: ios.remove(0),
+                final_cpu_ns: Arc::clone(&final_cpu_ns),
+            };
+            let (tx, rx) = mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("{}-vcpu{i}", g.id))
+                .spawn(move || t.run(tx))
+                .map_err(|e| VmmError::host("spawn vCPU thread", "", e))?;
+            let ids = match rx.recv() {
+                Ok(ids) => ids,
+                Err(_) => {
+                    let _ = thread.join();
+                    return Err(VmmError::host(
+                        "vCPU thread died before starting",
+                        "",
+                        std::io::ErrorKind::Other.into(),
+                    ));
+                }
+            };
+            lock(&g.vcpus).push(VcpuHandle {
+                thread: Some(thread),
+                ids,
+                final_cpu_ns,
+            });
+        }
+        Ok(())
+    }
+
+    fn apply_caps(&self, g: &KvmGuest) -> Result<()> {
+        let name = format!("{}-{}", std::process::id(), g.id);
+        let mut caps = lock(&g.caps);
+        match CapGroup::create(&self.hierarchy, &name, g.n())? {
+            Some(group) => {
+                let tids: Vec<libc::pid_t> = lock(&g.vcpus).iter().map(|h| h.ids.tid).collect();
+                let r = place(&group, &tids, caps.cap);
+                // Keep the group even on error, so teardown removes it.
+                caps.group = Some(group);
+                r
+            }
+            None => {
+                if !caps.cap.is_full() {
+                    caps.duty = Some(spawn_duty(g, caps.cap)?);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn start_inner(&self, g: &KvmGuest) -> Result<()> {
+        let n = g.n();
+        let (ios, regs) = match &g.spec.kind {
+            GuestKind::Workload(w) => {
+                let stop = w.stop_after.map_or(u64::MAX, |s| s.get());
+                let regs = (0..n)
+                    .map(|i| layout::workload_regs(i, payload::REPORT_MASK, stop))
+                    .collect();
+                ((0..n).map(|_| Io::Workload).collect(), regs)
+            }
+            GuestKind::Linux(boot) => {
+                let Progress::Console(sink) = &g.progress else {
+                    return Err(VmmError::invalid("kind", "internal: linux without console"));
+                };
+                let vm = lock(&g.vm);
+                let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.id))?;
+                let (io, regs) = linux::prepare(&vm.fd, &vm.mem, boot, sink.clone(), n)?;
+                (vec![io], vec![regs])
+            }
+        };
+        self.spawn_vcpus(g, ios, &regs)?;
+        self.apply_caps(g)?;
+        g.shared.lock().want = Want::Run;
+        g.shared.cv.notify_all();
+        Ok(())
+    }
+}
+
+fn workload(spec: &GuestSpec) -> Workload {
+    match &spec.kind {
+        GuestKind::Workload(w) => *w,
+        GuestKind::Linux(_) => Workload {
+            payload: crate::spec::PayloadLoop::Count,
+            stop_after: None,
+        },
+    }
+}
+
+fn spawn_duty(g: &KvmGuest, cap: CpuCap) -> Result<DutyCycle> {
+    let shared = Arc::clone(&g.shared);
+    let pthreads: Vec<libc::pthread_t> = lock(&g.vcpus).iter().map(|h| h.ids.pthread).collect();
+    let hold = move |on: bool| {
+        shared.lock().throttled = on;
+        shared.cv.notify_all();
+        if on {
+            for p in &pthreads {
+                // The duty cycle is dropped before the threads are joined,
+                // so these handles are valid.
+                let _ = sys::pthread_kill(*p, vcpu::kick_signal());
+            }
+        }
+    };
+    DutyCycle::spawn(cap, Box::new(hold)).map_err(|e| VmmError::host("spawn duty cycle", "", e))
+}
+
+fn check_host_memory(spec: &GuestSpec) -> Result<()> {
+    let host = sys::host_memory_bytes();
+    if host != 0 && spec.memory.bytes() > host / 2 {
+        return Err(VmmError::invalid(
+            "memory_mib",
+            format!(
+                "{} MiB is more than half of this host's {} MiB",
+                spec.memory.mib(),
+                host >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn map_memory(vm: &VmFd, spec: &GuestSpec) -> Result<GuestMemoryMmap> {
+    let ranges: Vec<(GuestAddress, usize)> = layout::ram_ranges(spec.memory.bytes())
+        .into_iter()
+        .map(|(start, len)| (GuestAddress(start), len as usize))
+        .collect();
+    let mem = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| {
+        VmmError::host("map guest memory", "", std::io::Error::other(e.to_string()))
+    })?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem.get_host_address(region.start_addr()).map_err(|e| {
+            VmmError::host("guest memory", "", std::io::Error::other(e.to_string()))
+        })?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the
+        // guest struct keeps until after the VM fd is closed.
+        unsafe { vm.set_user_memory_region(r) }
+            .map_err(|e| VmmError::kvm("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(mem)
+}
+
+fn write(mem: &GuestMemoryMmap, addr: u64, bytes: &[u8]) -> Result<()> {
+    mem.write_slice(bytes, GuestAddress(addr)).map_err(|e| {
+        VmmError::host(
+            "write guest memory",
+            "",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+fn write_long_mode_tables(mem: &GuestMemoryMmap) -> Result<()> {
+    for (addr, v) in layout::page_tables() {
+        write(mem, addr, &v.to_le_bytes())?;
+    }
+    for (i, e) in layout::gdt().iter().enumerate() {
+        write(mem, layout::GDT + 8 * i as u64, &e.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+impl GuestBackend for KvmBackend {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn start(&self, spec: &GuestSpec) -> Result<GuestId> {
+        let g = self.build(spec, Instant::now())?;
+        if let Err(e) = self.start_inner(&g) {
+            let _ = g.teardown();
+            return Err(e);
+        }
+        let id = g.id;
+        lock(&self.guests).insert(id, Arc::new(g));
+        Ok(id)
+    }
+
+    fn pause(&self, id: GuestId) -> Result<()> {
+        let g = self.get(id)?;
+        let n = g.n();
+        {
+            let mut c = g.shared.lock();
+            if c.exited >= n {
+                return Err(VmmError::InvalidState {
+                    id,
+                    state: GuestState::Exited,
+                    op: "pause",
+                });
+            }
+            c.want = Want::Pause;
+        }
+        g.kick_all();
+        if vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| c.parked + c.exited >= n) {
+            Ok(())
+        } else {
+            Err(VmmError::Timeout {
+                id,
+                op: "pause",
+                waited_ms: ACK_TIMEOUT.as_millis() as u64,
+            })
+        }
+    }
+
+    fn resume(&self, id: GuestId) -> Result<()> {
+        let g = self.get(id)?;
+        let n = g.n();
+        {
+            let mut c = g.shared.lock();
+            if c.exited >= n {
+                return Err(VmmError::InvalidState {
+                    id,
+                    state: GuestState::Exited,
+                    op: "resume",
+                });
+            }
+            c.want = Want::Run;
+        }
+        g.shared.cv.notify_all();
+        // Parked-by-throttle vCPUs stay parked; do not wait for them.
+        if vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| c.parked == 0 || c.throttled) {
+            Ok(())
+        } else {
+            Err(VmmError::Timeout {
+                id,
+                op: "resume",
+                waited_ms: ACK_TIMEOUT.as_millis() as u64,
+            })
+        }
+    }
+
+    fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()> {
+        let g = self.get(id)?;
+        let mut caps = lock(&g.caps);
+        if let Some(group) = &caps.group {
+            group.set_cap(cap)?;
+        } else if cap.is_full() {
+            caps.duty = None;
+        } else if let Some(d) = &caps.duty {
+            d.set_cap(cap);
+        } else {
+            caps.duty = Some(spawn_duty(&g, cap)?);
+        }
+        caps.cap = cap;
+        Ok(())
+    }
+
+    fn cpu_time(&self, id: GuestId) -> Result<Duration> {
+        Ok(self.get(id)?.cpu_time())
+    }
+
+    fn progress(&self, id: GuestId) -> Result<u64> {
+        Ok(self.get(id)?.progress())
+    }
+
+    fn info(&self, id: GuestId) -> Result<GuestInfo> {
+        Ok(self.get(id)?.info())
+    }
+
+    fn kill(&self, id: GuestId) -> Result<GuestInfo> {
+        let g = lock(&self.guests)
+            .remove(&id)
+            .ok_or(VmmError::NoSuchGuest(id))?;
+        let r = g.teardown();
+        g.killed.store(true, Ordering::SeqCst);
+        let info = g.info();
+        r.map(|()| info)
+    }
+
+    fn list(&self) -> Vec<GuestInfo> {
+        let guests: Vec<Arc<KvmGuest>> = lock(&self.guests).values().cloned().collect();
+        guests.iter().map(|g| g.info()).collect()
+    }
+}
+
+impl Drop for KvmBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
