@@ -79,7 +79,8 @@ pub struct Member {
     pub generation: u64,
     /// Alive, dead or left.
     pub status: MemberStatus,
-    /// Its latest verified report (absent once it left).
+    /// Its latest verified report (kept after a leave, for display; only
+    /// [`Member::counts`] says whether it may be acted on).
     pub report: Option<HeatReport>,
     /// Age of that report at observation time, ms.
     pub age_ms: u64,
@@ -116,6 +117,7 @@ struct Row {
     addr: SocketAddr,
     generation: u64,
     status: MemberStatus,
+    last: Option<HeatReport>,
 }
 
 /// The member table and the verifier behind it.
@@ -155,7 +157,7 @@ impl Membership {
         now_ms: u64,
     ) -> Vec<MembershipEvent> {
         let mut events = Vec::new();
-        let mut present: BTreeMap<NodeId, PeerObservation<'a>> = BTreeMap::new();
+        let mut present: BTreeMap<NodeId, Vec<PeerObservation<'a>>> = BTreeMap::new();
         let mut keys = BTreeSet::new();
         for peer in peers {
             let key = (peer.gossip_id.to_string(), peer.generation);
@@ -176,16 +178,12 @@ impl Membership {
                     self.take_value(node, &peer, value, now_ms, &mut events);
                 }
             }
-            // Of two incarnations of one node, the newest speaks for it.
-            let newer = present.get(&node).is_none_or(|p| p.generation < peer.generation);
-            if newer {
-                present.insert(node, peer);
-            }
+            present.entry(node).or_default().push(peer);
         }
         self.seen.retain(|k, _| keys.contains(k));
         self.bad_ids.retain(|k| keys.contains(k));
-        for (node, peer) in &present {
-            self.apply_liveness(*node, peer, &mut events);
+        for (node, peers) in &present {
+            self.apply_liveness(*node, peers, &mut events);
         }
         let gone: Vec<NodeId> = self.rows.keys().filter(|n| !present.contains_key(n)).copied().collect();
         for node in gone {
@@ -216,21 +214,29 @@ impl Membership {
                     Liveness::Alive => MemberStatus::Alive,
                     Liveness::Dead => MemberStatus::Dead,
                 };
-                self.rows.insert(node, Row { addr: peer.addr, generation: report.generation, status });
+                let row = Row { addr: peer.addr, generation: report.generation, status, last: Some(report) };
+                self.rows.insert(node, row);
             }
             Ok(Verified::Leave(leave)) => {
                 events.push(MembershipEvent::Left { node });
-                let addr = peer.addr;
-                self.rows.insert(node, Row { addr, generation: leave.generation, status: MemberStatus::Left });
+                let last = self.rows.remove(&node).and_then(|r| r.last);
+                let row = Row { addr: peer.addr, generation: leave.generation, status: MemberStatus::Left, last };
+                self.rows.insert(node, row);
             }
             Ok(Verified::Unchanged) => {}
             Err(reason) => events.push(MembershipEvent::Rejected { gossip_id: peer.gossip_id.into(), reason }),
         }
     }
 
-    fn apply_liveness(&mut self, node: NodeId, peer: &PeerObservation<'_>, events: &mut Vec<MembershipEvent>) {
+    /// Liveness comes from the gossip peer of the member's verified
+    /// generation only: anyone can gossip under a node's id (chitchat does
+    /// not authenticate), and an impostor must not keep a dead node "alive".
+    fn apply_liveness(&mut self, node: NodeId, peers: &[PeerObservation<'_>], events: &mut Vec<MembershipEvent>) {
         let Some(row) = self.rows.get_mut(&node) else { return };
-        if row.status == MemberStatus::Left || peer.generation < row.generation {
+        let Some(peer) = peers.iter().find(|p| p.generation == row.generation) else {
+            return;
+        };
+        if row.status == MemberStatus::Left {
             return;
         }
         row.addr = peer.addr;
@@ -260,7 +266,7 @@ impl Membership {
                     status: row.status,
                     age_ms: view.as_ref().map_or(0, |v| v.age_ms),
                     freshness: view.as_ref().map_or(Freshness::Stale, |v| v.freshness),
-                    report: view.map(|v| v.report).filter(|_| row.status != MemberStatus::Left),
+                    report: view.map(|v| v.report).or_else(|| row.last.clone()),
                 }
             })
             .collect()

@@ -1,6 +1,7 @@
 //! `maxwell agent`: the sensor loop and the HTTP API, until SIGINT or SIGTERM.
 
 use crate::config::Config;
+use crate::guests::{self, Guests};
 use crate::http::{Member, Members};
 use crate::identity::Identity;
 use crate::mesh::setup::{heat_of, start_agent_mesh};
@@ -23,14 +24,21 @@ pub fn unix_ms() -> u64 {
 
 /// Runs the agent until a termination signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // A bad guest spec stops the agent like a bad config: before anything runs.
+    let specs = match &config.guests.specs_dir {
+        Some(dir) => guests::load_specs(dir)?,
+        None => Vec::new(),
+    };
     let identity = Identity::load_or_create(&config.data_dir)?;
     let mut hub = SensorHub::new(&config)?;
     let start = Instant::now();
     let first = hub.read(Duration::ZERO, unix_ms());
-    let state = Arc::new(AppState::new(&config, &identity, first.clone()));
+    let guests = Arc::new(Guests::open(&config.guests)?);
+    let state = Arc::new(AppState::new(&config, &identity, first.clone(), Arc::clone(&guests)));
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
+    guests.start_specs(specs).await?;
     tracing::info!(
         id = %identity.id(),
         name = %config.name,
@@ -38,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         slot = config.slot,
         http = %config.http_addr,
         sensors = hub.source().as_str(),
+        guests = guests.backend_name().unwrap_or("disabled"),
         "maxwell agent started"
     );
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -101,6 +110,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open after 5 s; closing them"),
     }
+    // No request can start a guest any more: kill every one we run.
+    let stopped = guests.shutdown().await;
+    tracing::info!(guests = stopped, "guests stopped");
     tracing::info!("stopped");
     Ok(())
 }

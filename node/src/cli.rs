@@ -1,7 +1,8 @@
-//! Command-line interface: `agent`, `status`, `members`, `demo`.
+//! Command-line interface: `agent`, `status`, `members`, `demo`, `guests`.
 
 use crate::config::{
-    CapSource, Config, ConfigError, GossipPreset, RawConfig, SensorMode, DEFAULT_HTTP_ADDR,
+    CapSource, Config, ConfigError, GossipPreset, GuestBackendKind, RawConfig, SensorMode,
+    DEFAULT_HTTP_ADDR,
 };
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -29,6 +30,10 @@ pub enum Command {
     Members(QueryArgs),
     /// Start a local demo mesh of agents on loopback with emulated sensors and show a live view.
     Demo(DemoArgs),
+    /// List this node's guests, or start, pause, resume, cap or kill one.
+    Guests(GuestsArgs),
+    /// Run a benchmark and print one table (`maxwell bench gossip`, `maxwell bench vmm`).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `maxwell agent`: every config field has a flag; flags override the file.
@@ -80,6 +85,19 @@ pub struct AgentArgs {
     pub emulated: EmulatedArgs,
     #[command(flatten)]
     pub gossip: GossipArgs,
+    #[command(flatten)]
+    pub guests: GuestArgs,
+}
+
+/// Guest options (config section `[guests]`).
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    /// Guest backend [default: auto].
+    #[arg(long, value_enum)]
+    pub guest_backend: Option<GuestBackendKind>,
+    /// Directory of `*.toml`/`*.json` guest specs started with the agent.
+    #[arg(long)]
+    pub guest_specs_dir: Option<PathBuf>,
 }
 
 /// Gossip options (config section `[gossip]`).
@@ -207,6 +225,8 @@ impl AgentArgs {
         flag!(r.max_clock_skew_ms, g.max_clock_skew_ms);
         flag!(r.max_report_age_ms, g.max_report_age_ms);
         flag!(r.allowlist, g.allowlist);
+        flag!(raw.guests.backend, self.guests.guest_backend);
+        flag!(raw.guests.specs_dir, self.guests.guest_specs_dir);
         raw.validate()
     }
 }
@@ -220,6 +240,51 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `maxwell guests`: a table of this node's guests, or one action.
+#[derive(Debug, Args)]
+pub struct GuestsArgs {
+    /// The agent's HTTP address.
+    #[arg(long, default_value = DEFAULT_HTTP_ADDR, global = true)]
+    pub http: SocketAddr,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<GuestAction>,
+}
+
+/// One action on the agent's guests.
+#[derive(Debug, Subcommand)]
+pub enum GuestAction {
+    /// Start a guest from a spec file (TOML, or JSON if it ends in `.json`).
+    Start {
+        /// The spec file.
+        file: PathBuf,
+    },
+    /// Pause a guest (every vCPU parked).
+    Pause {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+    },
+    /// Resume a paused guest.
+    Resume {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+    },
+    /// Kill a guest and free everything it held.
+    Kill {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+    },
+    /// Set a guest's CPU cap, a fraction of one core per vCPU in (0, 1].
+    Cap {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+        /// Fraction of one core per vCPU, e.g. 0.3.
+        fraction: f64,
+    },
 }
 
 /// `maxwell demo`.

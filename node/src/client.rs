@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 GET for the CLI (`status`, `members`, `demo`): the
+//! A minimal HTTP/1.1 client for the CLI (`status`, `members`, `guests`, `demo`): the
 //! agent's API is plain JSON on loopback, so a full client crate is not worth
 //! its build time.
 
@@ -39,13 +39,52 @@ pub enum ClientError {
 
 /// GETs `path` and returns the body of a 200 answer.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ClientError> {
+    request(addr, "GET", path, None, timeout)
+}
+
+/// POSTs a JSON `body` to `path` and returns the body of a 200 answer.
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ClientError> {
+    request(addr, "POST", path, Some(body), timeout)
+}
+
+/// PUTs a JSON `body` to `path` and returns the body of a 200 answer.
+pub fn put(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ClientError> {
+    request(addr, "PUT", path, Some(body), timeout)
+}
+
+/// One request; `body`, when given, is sent as JSON.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<String, ClientError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|source| ClientError::Connect { addr, source })?;
     let io = |source| ClientError::Io { addr, source };
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
     stream.take(64 << 20).read_to_end(&mut raw).map_err(io)?;

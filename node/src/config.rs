@@ -90,6 +90,29 @@ pub struct RawConfig {
     pub emulated: RawEmulated,
     #[serde(default)]
     pub gossip: RawGossip,
+    #[serde(default)]
+    pub guests: RawGuests,
+}
+
+/// Which guest backend the agent runs (config `guests.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestBackendKind {
+    /// KVM where `/dev/kvm` works, else the process backend; if neither opens, guests are disabled.
+    Auto,
+    /// KVM guests; the agent refuses to start without a usable `/dev/kvm`.
+    Kvm,
+    /// Forked processes (no KVM needed).
+    Process,
+    /// No guests on this host.
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuests {
+    pub backend: Option<GuestBackendKind>,
+    pub specs_dir: Option<PathBuf>,
 }
 
 /// Gossip timing presets: the defaults a deployment starts from.
@@ -171,6 +194,16 @@ pub struct Config {
     pub emulated: EmulatedParams,
     /// Gossip.
     pub gossip: GossipConfig,
+    /// Guests (the vmm adapter).
+    pub guests: GuestsConfig,
+}
+
+/// Validated guest settings.
+#[derive(Debug, Clone)]
+pub struct GuestsConfig {
+    pub backend: GuestBackendKind,
+    /// `*.toml`/`*.json` guest specs started with the agent; read at start.
+    pub specs_dir: Option<PathBuf>,
 }
 
 /// Validated gossip settings.
@@ -305,6 +338,28 @@ impl RawConfig {
             power: self.power.validate()?,
             emulated: self.emulated.validate()?,
             gossip: self.gossip.validate()?,
+            guests: self.guests.validate()?,
+        })
+    }
+}
+
+impl RawGuests {
+    fn validate(self) -> Result<GuestsConfig, ConfigError> {
+        let backend = self.backend.unwrap_or(GuestBackendKind::Auto);
+        if let Some(dir) = &self.specs_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(invalid("guests.specs_dir", "must not be empty".into()));
+            }
+            if backend == GuestBackendKind::None {
+                return Err(invalid(
+                    "guests.specs_dir",
+                    "is set but guests.backend is \"none\": choose a backend or drop the specs dir".into(),
+                ));
+            }
+        }
+        Ok(GuestsConfig {
+            backend,
+            specs_dir: self.specs_dir,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The operator HTTP API: `/v1/status`, `/v1/members`, `/metrics`, `/healthz`.
+//! The operator HTTP API: `/v1/status`, `/v1/members`, `/v1/guests` ([`crate::guests`]),
+//! `/metrics`, `/healthz`.
 
 use crate::sensors::Snapshot;
 use crate::state::{AppState, NodeInfo};
@@ -65,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members", get(members))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .merge(crate::guests::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -87,12 +89,16 @@ async fn members(State(state): State<Arc<AppState>>) -> Json<Members> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Guest figures come from the backend, which may block briefly: off the runtime.
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&state))
+        .await
+        .unwrap_or_else(|_| "# rendering failed\n".into());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(&state),
+        text,
     )
         .into_response()
 }
@@ -104,6 +110,6 @@ async fn healthz() -> &'static str {
 async fn not_found() -> (StatusCode, &'static str) {
     (
         StatusCode::NOT_FOUND,
-        "not found: try /v1/status, /v1/members, /metrics, /healthz\n",
+        "not found: try /v1/status, /v1/members, /v1/guests, /metrics, /healthz\n",
     )
 }

@@ -14,10 +14,12 @@
 //! - The host key is never replaced silently.
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod guests;
 pub mod http;
 pub mod identity;
 pub mod mesh;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use maxwell_node::cli::{Cli, Command};
-use maxwell_node::{agent, client, demo, http, render};
+use maxwell_node::{agent, client, demo, guests, http, render};
 use std::time::Duration;
 use maxwell_node::mesh::transport::InvalidPayloadLayer;
 use tracing_subscriber::filter::Targets;
@@ -74,5 +74,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Guests(args) => guests::cli(args),
+        // Builds its own runtimes: the simulation needs a paused clock.
+        Command::Bench(args) => maxwell_node::bench::run(args),
     }
 }

@@ -35,6 +35,7 @@ pub fn render(state: &AppState) -> String {
         state.counters.sensor_reads.clone(),
     );
     gossip_metrics(&mut reg, state);
+    guest_metrics(&mut reg, state);
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
         return "# encoding failed\n".into();
@@ -273,6 +274,27 @@ fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
         Some(state.started.elapsed().as_secs_f64()),
         reg,
     );
+}
+
+/// Per-guest series carry only the guest id, so their number is the number
+/// of live guests; a killed guest's series disappear with it.
+fn guest_metrics(reg: &mut Registry, state: &AppState) {
+    let guests = state.guests.list_blocking();
+    let by_state = family(reg, "maxwell_guests", "Live guests on this host, by state");
+    for s in ["running", "paused", "exited"] {
+        let n = guests.iter().filter(|g| crate::guests::state_name(g.state) == s).count();
+        set(&by_state, labels(&[("state", s)]), n as f64);
+    }
+    let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    reg.register("maxwell_guest_cpu_seconds", "CPU time used by the guest's vCPUs", cpu.clone());
+    let progress = family(reg, "maxwell_guest_progress", "Guest progress: work blocks done (workload) or console bytes (linux)");
+    let cap = family(reg, "maxwell_guest_cap_ratio", "Guest CPU cap per vCPU, fraction of one core");
+    for g in &guests {
+        let l = labels(&[("guest", &g.id.to_string())]);
+        cpu.get_or_create(&l).inc_by(g.cpu_time_ns as f64 / 1e9);
+        set(&progress, l.clone(), g.progress as f64);
+        set(&cap, l, g.cap.fraction());
+    }
 }
 
 fn counter_family(reg: &mut Registry, name: &str, help: &str, values: &[(&str, &str, u64)]) {

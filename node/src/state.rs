@@ -1,6 +1,7 @@
 //! What the agent knows, shared between the sensor loop and the HTTP API.
 
 use crate::config::Config;
+use crate::guests::Guests;
 use crate::http::Members;
 use crate::identity::{hex, Identity};
 use crate::mesh::transport::GossipStats;
@@ -50,10 +51,12 @@ pub struct AppState {
     members: RwLock<Members>,
     /// Verification counters at the latest refresh.
     verify_counters: RwLock<RejectCounters>,
+    /// This host's guests (the vmm backend, or why there is none).
+    pub guests: Arc<Guests>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, identity: &Identity, first: Snapshot) -> Self {
+    pub fn new(config: &Config, identity: &Identity, first: Snapshot, guests: Arc<Guests>) -> Self {
         let state = Self {
             node: NodeInfo {
                 id: identity.id(),
@@ -70,6 +73,7 @@ impl AppState {
             gossip_stats: Arc::new(GossipStats::default()),
             members: RwLock::new(Members { members: Vec::new(), unverified_peers: 0 }),
             verify_counters: RwLock::new(RejectCounters::default()),
+            guests,
         };
         state.note_problems(&first.problems);
         state

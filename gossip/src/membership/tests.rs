@@ -118,7 +118,8 @@ fn death_recovery_leave_and_restart() {
     let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&bye))], T0 + 3);
     assert_eq!(events, vec![MembershipEvent::Left { node: id(&a) }]);
     let row = &m.members(T0 + 3)[0];
-    assert_eq!((row.status, row.report.is_none(), row.counts()), (MemberStatus::Left, true, false));
+    // The last report is kept for display; it no longer counts.
+    assert_eq!((row.status, row.report.is_some(), row.counts()), (MemberStatus::Left, true, false));
 
     // Restart: a new chitchat generation beside the old one; the new one speaks.
     let g2 = T0 + 10_000;
@@ -160,4 +161,23 @@ fn a_replayed_old_value_is_rejected() {
     let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&v1))], T0 + 2000);
     assert!(matches!(&events[..], [MembershipEvent::Rejected { reason: RejectReason::Replay { .. }, .. }]), "{events:?}");
     assert_eq!(m.members(T0 + 2000)[0].report.as_ref().map(|r| r.seq), Some(2));
+}
+
+#[test]
+fn an_impostor_gossiping_under_a_members_id_changes_nothing() {
+    let (a, rogue) = (key(1), key(9));
+    let gid = id(&a).to_string();
+    let real = value(&a, T0, 1, T0);
+    let forged = value(&rogue, T0 + 50, 1, T0);
+    let mut m = table();
+    m.observe([obs(&gid, T0, Liveness::Alive, Some(&real))], T0);
+    // The real incarnation dies; an impostor with a newer generation claims the id.
+    let events = m.observe(
+        [obs(&gid, T0, Liveness::Dead, Some(&real)), obs(&gid, T0 + 50, Liveness::Alive, Some(&forged))],
+        T0 + 1,
+    );
+    assert!(events.contains(&MembershipEvent::Died { node: id(&a) }), "{events:?}");
+    let row = &m.members(T0 + 1)[0];
+    assert_eq!((row.status, row.generation), (MemberStatus::Dead, T0));
+    assert!(!row.counts());
 }

@@ -135,3 +135,20 @@ fn shipped_example_config_is_valid_and_matches_the_defaults() {
     assert_eq!(c.power.cap_sources, d.power.cap_sources);
     assert_eq!(c.emulated, d.emulated);
 }
+
+#[test]
+fn guests_section_defaults_flags_and_errors() {
+    let d = parse("").expect("defaults");
+    assert_eq!(d.guests.backend, GuestBackendKind::Auto);
+    assert_eq!(d.guests.specs_dir, None);
+    let c = parse("[guests]\nbackend = \"process\"\nspecs_dir = \"/etc/maxwell/guests\"\n")
+        .expect("valid");
+    assert_eq!(c.guests.backend, GuestBackendKind::Process);
+    assert_eq!(c.guests.specs_dir, Some(PathBuf::from("/etc/maxwell/guests")));
+    let err = parse("[guests]\nbackend = \"none\"\nspecs_dir = \"/x\"\n").expect_err("none + dir");
+    assert!(err.contains("guests.specs_dir"), "{err}");
+    let err = parse("[guests]\nbackend = \"xen\"\n").expect_err("unknown backend");
+    assert!(err.contains("line 2"), "{err}");
+    let err = parse("[guests]\nspecs = \"/x\"\n").expect_err("unknown field");
+    assert!(err.contains("specs"), "{err}");
+}

@@ -78,6 +78,11 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn agent");
+        Self::adopt(child, addr, data)
+    }
+
+    /// An agent spawned by the caller (with its data dir), once healthy.
+    pub fn adopt(child: Child, addr: SocketAddr, data: tempfile::TempDir) -> Self {
         let mut agent = Self {
             child,
             addr,

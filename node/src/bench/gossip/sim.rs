@@ -1,0 +1,194 @@
+//! Convergence in simulation: `n` [`Mesh`]es in one process on chitchat's
+//! in-memory [`ChannelTransport`] (MTU 65 507, as UDP), on a current-thread
+//! tokio runtime with a paused clock, so a round costs no wall time and CPU
+//! load cannot stretch the measured times.
+//!
+//! Each node publishes one report at start, nodes start spread over one
+//! interval (so their rounds are not in lock-step), and once every node
+//! counts every other as a member, the last node publishes a report with a
+//! distinctive temperature. We then check every `interval / 4` which of the
+//! others' [`Mesh::members`] show it.
+
+use crate::bench::{quantile, Waited};
+use crate::mesh::transport::{CountingTransport, GossipStats};
+use crate::mesh::{Clock, Heat, Mesh, MeshSettings};
+use chitchat::transport::ChannelTransport;
+use ed25519_dalek::SigningKey;
+use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId, SensorSource, VerifierConfig};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The temperature the changed node reports (no other node reports it).
+const MARK: MilliCelsius = MilliCelsius(87_654);
+/// Phi threshold of the LAN preset.
+const PHI: f64 = 8.0;
+/// Rounds over which steady-state bytes are counted.
+const STEADY_ROUNDS: u32 = 10;
+
+/// The outcome for one mesh size.
+#[derive(Debug, Clone)]
+pub struct SimResult {
+    pub n: usize,
+    /// Simulated time until every node counted every other.
+    pub join: Waited,
+    /// Simulated time until 50 %, 99 % and 100 % of the other nodes saw the change.
+    pub reached: [Waited; 3],
+    /// Gossip payload bytes sent per node per simulated second, steady state.
+    pub bytes_per_node_s: Option<f64>,
+    /// Wall-clock time the simulation took.
+    pub wall: Duration,
+}
+
+/// Simulates a mesh of `n` nodes gossiping every `interval`; `timeout` is
+/// in simulated time, per wait.
+pub fn run(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
+    anyhow::ensure!(n >= 2, "a mesh needs at least 2 nodes (got {n})");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+    let wall = Instant::now();
+    // chitchat logs every closed in-memory socket; keep the table readable.
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let mut result = tracing::subscriber::with_default(quiet, || rt.block_on(simulate(n, interval, timeout)))?;
+    drop(rt);
+    result.wall = wall.elapsed();
+    Ok(result)
+}
+
+async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
+    let stats = Arc::new(GossipStats::default());
+    let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(&stats));
+    let start = tokio::time::Instant::now();
+    let base = crate::agent::unix_ms();
+    let clock: Clock = Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let seeds: Vec<String> = (0..n.min(3)).map(|k| addr(k).to_string()).collect();
+    let stagger = interval / u32::try_from(n).unwrap_or(u32::MAX);
+    let mut meshes = Vec::with_capacity(n);
+    for k in 0..n {
+        let mesh = Mesh::start(settings(k, &seeds, interval), key(k), format!("sim-{k}"), base, &transport, Arc::clone(&clock)).await?;
+        mesh.publish(&heat(k, MilliCelsius(40_000))).await?;
+        meshes.push(mesh);
+        tokio::time::sleep(stagger).await;
+    }
+    let step = interval / 4;
+    let everyone = |m: &Mesh| m.members().iter().filter(|m| m.counts()).count() + 1 == n;
+    let joined = wait_each(&meshes, step, timeout, everyone).await;
+    let join = quantile(&joined, 1.0);
+    let bytes_per_node_s = match join {
+        Waited::Done(_) => Some(steady_bytes(&stats, n, interval).await),
+        Waited::Timeout { .. } => None,
+    };
+    let (origin, others) = meshes.split_last().expect("n >= 2");
+    let reached = match join {
+        Waited::Done(_) => {
+            origin.publish(&heat(n - 1, MARK)).await?;
+            let id = origin.node_id();
+            let seen = wait_each(others, step, timeout, |m| shows(m, id)).await;
+            [quantile(&seen, 0.5), quantile(&seen, 0.99), quantile(&seen, 1.0)]
+        }
+        Waited::Timeout { .. } => [Waited::Timeout { seen: 0, of: n - 1 }; 3],
+    };
+    for mesh in meshes {
+        mesh.shutdown().await;
+    }
+    Ok(SimResult { n, join, reached, bytes_per_node_s, wall: Duration::ZERO })
+}
+
+/// Gossip rounds a time spans: `ceil(t / interval)`.
+pub fn rounds(t: Duration, interval: Duration) -> u128 {
+    t.as_nanos().div_ceil(interval.as_nanos().max(1))
+}
+
+/// Gossip bytes sent per node per second over [`STEADY_ROUNDS`] quiet rounds.
+async fn steady_bytes(stats: &GossipStats, n: usize, interval: Duration) -> f64 {
+    let before = stats.bytes_out.load(Relaxed);
+    let window = interval * STEADY_ROUNDS;
+    tokio::time::sleep(window).await;
+    let sent = stats.bytes_out.load(Relaxed).saturating_sub(before);
+    #[allow(clippy::cast_precision_loss)]
+    let per_node = sent as f64 / n as f64;
+    per_node / window.as_secs_f64()
+}
+
+/// Every `step`, refreshes the meshes that do not satisfy `done` yet and
+/// records when each first does; stops when all do or after `timeout`.
+async fn wait_each(meshes: &[Mesh], step: Duration, timeout: Duration, done: impl Fn(&Mesh) -> bool) -> Vec<Option<Duration>> {
+    let start = tokio::time::Instant::now();
+    let mut times: Vec<Option<Duration>> = vec![None; meshes.len()];
+    while times.iter().any(Option::is_none) && start.elapsed() < timeout {
+        tokio::time::sleep(step).await;
+        for (mesh, time) in meshes.iter().zip(&mut times) {
+            if time.is_none() {
+                mesh.refresh().await;
+                if done(mesh) {
+                    *time = Some(start.elapsed());
+                }
+            }
+        }
+    }
+    times
+}
+
+/// Whether `mesh` shows node `id` alive with the marked temperature.
+fn shows(mesh: &Mesh, id: NodeId) -> bool {
+    mesh.members().iter().any(|m| m.node_id == id && m.counts() && m.report.as_ref().is_some_and(|r| r.hottest == MARK))
+}
+
+fn addr(k: usize) -> SocketAddr {
+    let port = u16::try_from(10_000 + k).expect("at most 55 535 simulated nodes");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn key(k: usize) -> SigningKey {
+    let mut seed = [0x6d_u8; 32];
+    seed[..8].copy_from_slice(&(k as u64).to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
+    let hour = 3_600_000;
+    MeshSettings {
+        listen_addr: addr(k),
+        advertise_addr: addr(k),
+        seeds: seeds.to_vec(),
+        cluster_id: "maxwell-bench".into(),
+        interval,
+        phi_threshold: PHI,
+        dead_grace: Duration::from_secs(3600),
+        // Reports are published once: nothing may go stale during the run.
+        verifier: VerifierConfig { max_age_ms: hour, ttl_ms: hour, ..VerifierConfig::default() },
+    }
+}
+
+fn heat(k: usize, hottest: MilliCelsius) -> Heat {
+    Heat {
+        rack: "sim".into(),
+        slot: u16::try_from(k % 1000).unwrap_or(0),
+        hottest,
+        critical: MilliCelsius(95_000),
+        power_draw: MicroWatts(200_000_000),
+        power_cap: MicroWatts(320_000_000),
+        headroom: MicroWatts(120_000_000),
+        price_milli: 0,
+        source: SensorSource::Emulated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_simulated_mesh_converges() {
+        let interval = Duration::from_millis(200);
+        let r = run(5, interval, Duration::from_secs(60)).expect("simulation runs");
+        assert_eq!(r.n, 5);
+        assert!(r.join.done().is_some(), "every node counts every other: {:?}", r.join);
+        for (label, w) in ["50%", "99%", "100%"].iter().zip(r.reached) {
+            let t = w.done().unwrap_or_else(|| panic!("{label} of the nodes never saw the change: {w:?}"));
+            assert!(rounds(t, interval) >= 1, "{label}: seen in no round ({t:?})");
+        }
+        assert!(r.reached[0].done() <= r.reached[2].done(), "quantiles are ordered");
+        assert!(r.bytes_per_node_s.is_some_and(|b| b > 0.0), "gossip sent bytes");
+    }
+}

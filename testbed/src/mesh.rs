@@ -1,0 +1,223 @@
+//! Maxwell in the simulation: every host runs the real
+//! [`maxwell_pricing::PriceController`] on what simulated gossip brought it
+//! (reports `delay` rounds old, each lost with probability `loss`, nothing
+//! across a partition), and a local market: a host whose price is well above
+//! a cheaper offer it has heard of lets its lowest-value guest go there, if
+//! the destination (the authority on its own admission) has room.
+
+use crate::policies::Policy;
+use crate::rng::Rng;
+use crate::sim::World;
+use maxwell_gossip::{node_id::NODE_ID_LEN, MicroWatts, MilliCelsius, NodeId};
+use maxwell_pricing::{OwnSummary, PeerView, PriceController, PriceInput, PriceParams};
+use std::collections::VecDeque;
+
+/// Power cap of every simulated host, W.
+pub const CAP_W: f64 = 400.0;
+/// A host sells a guest when its price exceeds an offer by this much (milli).
+pub const MOVE_MARGIN_MILLI: u64 = 250;
+/// Rounds a host waits after letting a guest go.
+pub const COOLDOWN_S: u64 = 5;
+/// A host admits at most one incoming guest per this many rounds.
+pub const ADMIT_EVERY_S: u64 = 10;
+/// A host admits a guest only if its demand stays under this.
+pub const ADMIT_LIMIT: f64 = 0.75;
+/// A seller considers this many of the cheapest offers it knows...
+pub const OFFER_POOL: usize = 12;
+/// ...and asks at most this many of them, in random order, per round.
+pub const OFFER_TRIES: usize = 6;
+/// Offers older than this are ignored by the market, ms.
+pub const OFFER_TTL_MS: u64 = 5_000;
+
+/// What a node gossips about itself each round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Report {
+    at_ms: u64,
+    temp: MilliCelsius,
+    critical: MilliCelsius,
+    draw_w: f64,
+    demand: f64,
+    price: u64,
+}
+
+/// The Maxwell policy.
+#[derive(Debug)]
+pub struct Maxwell {
+    ctl: Vec<PriceController>,
+    prices: Vec<u64>,
+    published: VecDeque<Vec<Report>>,
+    view: Vec<Vec<Option<Report>>>,
+    cooldown: Vec<u64>,
+    admitted_at: Vec<Option<u64>>,
+    rng: Rng,
+    delay: usize,
+    loss: f64,
+}
+
+fn node(h: usize) -> NodeId {
+    let mut id = [0u8; NODE_ID_LEN];
+    id[..8].copy_from_slice(&(h as u64).to_be_bytes());
+    NodeId(id)
+}
+
+fn watts(w: f64) -> Option<MicroWatts> {
+    Some(MicroWatts::from_watts(w))
+}
+
+impl Maxwell {
+    /// `hosts` controllers with `params`; gossip `delay` rounds late, each
+    /// report lost with probability `loss`.
+    pub fn new(hosts: usize, params: PriceParams, delay: usize, loss: f64, seed: u64) -> Self {
+        Self {
+            ctl: (0..hosts)
+                .map(|_| PriceController::new(params.clone()))
+                .collect(),
+            prices: vec![params.config().base_milli; hosts],
+            published: VecDeque::new(),
+            view: vec![vec![None; hosts]; hosts],
+            cooldown: vec![0; hosts],
+            admitted_at: vec![None; hosts],
+            rng: Rng::derive(seed, 0x3E5),
+            delay,
+            loss,
+        }
+    }
+
+    fn publish_and_gossip(&mut self, w: &World) {
+        let now_ms = w.t * 1000;
+        let own: Vec<Report> = (0..w.layout.hosts())
+            .map(|h| Report {
+                at_ms: now_ms,
+                temp: MilliCelsius::from_celsius(w.thermal[h].die_c),
+                critical: MilliCelsius::from_celsius(w.models[h].critical_c),
+                draw_w: w.power_w[h],
+                demand: w.host_demand[h],
+                price: self.prices[h],
+            })
+            .collect();
+        self.published.push_back(own);
+        while self.published.len() > self.delay + 1 {
+            self.published.pop_front();
+        }
+        if self.published.len() <= self.delay {
+            return;
+        }
+        let src = &self.published[0];
+        for (i, row) in self.view.iter_mut().enumerate() {
+            for (j, slot) in row.iter_mut().enumerate() {
+                if i != j && w.reachable(i, j) && self.rng.unit() >= self.loss {
+                    *slot = Some(src[j]);
+                }
+            }
+        }
+    }
+
+    fn quote(&mut self, w: &World, h: usize) {
+        let l = &w.layout;
+        let (rack, now_ms) = (l.rack_of(h), w.t * 1000);
+        let peers = (l.host(rack, 0)..l.host(rack, 0) + l.hosts_per_rack)
+            .filter(|&j| j != h)
+            .filter_map(|j| {
+                let r = self.view[h][j]?;
+                Some(PeerView {
+                    node: node(j),
+                    rack: l.rack_name(rack),
+                    slot: l.slot_of(j) as u16,
+                    temp: r.temp,
+                    critical: r.critical,
+                    draw: watts(r.draw_w),
+                    cap: watts(CAP_W),
+                    age_ms: now_ms.saturating_sub(r.at_ms),
+                    stale: false,
+                })
+            })
+            .collect();
+        let own = OwnSummary {
+            temp: MilliCelsius::from_celsius(w.thermal[h].die_c),
+            critical: MilliCelsius::from_celsius(w.models[h].critical_c),
+            draw: watts(w.power_w[h]),
+            cap: watts(CAP_W),
+        };
+        let input = PriceInput {
+            own,
+            rack: l.rack_name(rack),
+            slot: l.slot_of(h) as u16,
+            peers,
+        };
+        self.prices[h] = self.ctl[h].update(&input, now_ms).price_milli;
+    }
+
+    /// The market step of host `h`: offer its lowest-value guest (the
+    /// smallest of them) to the cheapest fresh offers it has heard of that
+    /// have room for it (a few, in random order), if they undercut it by
+    /// the margin. The destination decides on what it knows
+    /// now: it admits one guest per [`ADMIT_EVERY_S`], if the guest fits
+    /// under [`ADMIT_LIMIT`] and its own current price still undercuts the
+    /// seller's by the margin.
+    fn trade(&mut self, w: &World, h: usize, moves: &mut Vec<(usize, usize)>) {
+        if self.cooldown[h] > w.t {
+            return;
+        }
+        let now_ms = w.t * 1000;
+        let mine = self.prices[h];
+        let Some((g, d)) = w.on_host[h]
+            .iter()
+            .filter(|&&g| w.guests[g].frozen_until <= w.t)
+            .map(|&g| (g, w.demand(g, w.t), w.guests[g].class))
+            .min_by(|a, b| a.2.cmp(&b.2).then(a.1.total_cmp(&b.1)))
+            .map(|(g, d, _)| (g, d))
+        else {
+            return;
+        };
+        let mut offers: Vec<(u64, usize)> = self.view[h]
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| r.map(|r| (j, r)))
+            .filter(|(_, r)| {
+                now_ms.saturating_sub(r.at_ms) <= OFFER_TTL_MS && r.demand + d <= ADMIT_LIMIT
+            })
+            .filter(|(_, r)| r.price + MOVE_MARGIN_MILLI < mine)
+            .map(|(j, r)| (r.price, j))
+            .collect();
+        offers.sort_unstable();
+        // Try a few of the cheapest offers, in random order (everyone hears
+        // of the same cheapest hosts; trying only those would queue).
+        offers.truncate(OFFER_POOL);
+        for k in 0..offers.len() {
+            let pick = k + self.rng.below(offers.len() - k);
+            offers.swap(k, pick);
+        }
+        for &(_, dest) in offers.iter().take(OFFER_TRIES) {
+            let busy = self.admitted_at[dest].is_some_and(|at| w.t < at + ADMIT_EVERY_S);
+            let fits = w.host_demand[dest] + d <= ADMIT_LIMIT;
+            let cheaper = self.prices[dest] + MOVE_MARGIN_MILLI < mine;
+            if !busy && fits && cheaper && w.reachable(h, dest) {
+                moves.push((g, dest));
+                self.admitted_at[dest] = Some(w.t);
+                self.cooldown[h] = w.t + COOLDOWN_S;
+                return;
+            }
+        }
+    }
+}
+
+impl Policy for Maxwell {
+    fn name(&self) -> &'static str {
+        "maxwell"
+    }
+    fn act(&mut self, w: &World, moves: &mut Vec<(usize, usize)>) {
+        self.publish_and_gossip(w);
+        for h in 0..w.layout.hosts() {
+            self.quote(w, h);
+        }
+        for h in 0..w.layout.hosts() {
+            self.trade(w, h, moves);
+        }
+    }
+    fn value_priority(&self) -> bool {
+        true
+    }
+    fn prices(&self) -> Option<&[u64]> {
+        Some(&self.prices)
+    }
+}

@@ -1,0 +1,107 @@
+//! The benchmark, in its short version: complete, deterministic, and the
+//! oracle bounds everyone.
+#![allow(clippy::unwrap_used)]
+
+use maxwell_testbed::{run_thermal_bench_with, BenchConfig, ThermalBenchReport};
+use std::sync::OnceLock;
+
+fn report() -> &'static ThermalBenchReport {
+    static R: OnceLock<ThermalBenchReport> = OnceLock::new();
+    R.get_or_init(|| run_thermal_bench_with(&BenchConfig::short(7)))
+}
+
+fn row<'a>(r: &'a ThermalBenchReport, scenario: &str, policy: &str) -> &'a maxwell_testbed::Row {
+    r.rows
+        .iter()
+        .find(|x| x.scenario == scenario && x.policy == policy)
+        .unwrap()
+}
+
+#[test]
+fn every_scenario_has_every_policy_and_the_oracle() {
+    let r = report();
+    assert!(r.oracle_errors.is_empty(), "{:?}", r.oracle_errors);
+    assert_eq!(r.rows.len(), 5 * 6);
+    let text = r.to_string();
+    for name in [
+        "steady-40%",
+        "cooling+6C",
+        "fan-failure",
+        "burst-30%",
+        "partition",
+        "hw-throttle",
+        "least-loaded",
+        "local-cap",
+        "central-80%",
+        "maxwell",
+        "oracle",
+        "maxwell/oracle",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+}
+
+#[test]
+fn same_seed_same_table_other_seed_other_table() {
+    let again = run_thermal_bench_with(&BenchConfig::short(7));
+    assert_eq!(report().to_string(), again.to_string());
+    let other = run_thermal_bench_with(&BenchConfig {
+        duration_s: 120,
+        ..BenchConfig::short(8)
+    });
+    assert_ne!(report().to_string(), other.to_string());
+}
+
+#[test]
+fn the_oracle_delivers_at_least_as_much_value_as_anyone() {
+    let r = report();
+    for x in &r.rows {
+        let oracle = row(r, x.scenario, "oracle").metrics.value;
+        assert!(
+            oracle >= 0.99 * x.metrics.value,
+            "{} {}: {} > oracle {}",
+            x.scenario,
+            x.policy,
+            x.metrics.value,
+            oracle
+        );
+    }
+    for s in ["steady-40%", "fan-failure", "burst-30%"] {
+        let ratio = r.ratio(s).unwrap();
+        assert!(ratio > 0.8 && ratio <= 1.01, "{s}: {ratio}");
+    }
+}
+
+#[test]
+fn maxwell_drains_work_away_from_a_failed_fan() {
+    let r = report();
+    let (hw, mx) = (
+        &row(r, "fan-failure", "hw-throttle").metrics,
+        &row(r, "fan-failure", "maxwell").metrics,
+    );
+    assert!(
+        mx.peak_c < hw.peak_c,
+        "maxwell {} vs throttling {}",
+        mx.peak_c,
+        hw.peak_c
+    );
+    assert!(mx.throttle_s <= hw.throttle_s);
+    assert!(mx.moves > 0 && mx.price_osc_milli.is_some());
+}
+
+#[test]
+fn plots_are_svg_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = report().write_plots(dir.path()).unwrap();
+    assert_eq!(paths.len(), 2);
+    for p in paths {
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("<svg")
+                && text.contains("<polyline")
+                && text.trim_end().ends_with("</svg>"),
+            "{}",
+            p.display()
+        );
+    }
+}

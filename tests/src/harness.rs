@@ -1,0 +1,476 @@
+//! Cluster tests as data: a [`Scenario`] is a list of [`Op`]s (add nodes,
+//! heat a node, cut links, heal, crash, bounce, leave, set loss or latency,
+//! wait, expect) run by [`run`] on a turmoil simulation in which every host
+//! runs a real [`Mesh`] over the [`TurmoilTransport`].
+//!
+//! chitchat seeds its own RNG from the OS, so runs are not replayable from
+//! the turmoil seed alone: expectations are bounds ("within 5 s"), and each
+//! scenario is meant to be run under several seeds.
+
+use crate::rogue;
+use crate::transport::{Mailbox, TurmoilTransport};
+use ed25519_dalek::SigningKey;
+use maxwell_gossip::{
+    Member, MemberStatus, MicroWatts, MilliCelsius, NodeId, RejectCounters, SensorSource,
+};
+use maxwell_node::mesh::{Clock, Heat, Mesh, MeshSettings};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The gossip port every simulated host uses.
+pub const GOSSIP_PORT: u16 = 7946;
+/// Unix ms at simulated time zero.
+pub const EPOCH_MS: u64 = 1_800_000_000_000;
+/// Period at which a node publishes its heat.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// Temperature every node starts at.
+pub const START_CELSIUS: f64 = 40.0;
+
+/// Which nodes an expectation is checked at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Who {
+    /// Every running honest node other than the subject.
+    All,
+    /// These nodes.
+    Nodes(Vec<usize>),
+}
+
+/// What a node is expected to be, as seen by others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Alive, verified, fresh: counts downstream.
+    Counted,
+    Dead,
+    Left,
+    /// Present but not counted (dead, left or stale).
+    NotCounted,
+}
+
+/// One step of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Starts `n` more honest nodes.
+    AddNodes(usize),
+    /// Sets a node's hottest temperature.
+    Heat { node: usize, celsius: f64 },
+    /// Partitions two groups from each other (both ways).
+    Cut { a: Vec<usize>, b: Vec<usize> },
+    /// Drops datagrams from one group to another only.
+    CutOneWay { from: Vec<usize>, to: Vec<usize> },
+    /// Cuts a node from every other host.
+    Isolate(usize),
+    /// Repairs every link.
+    HealAll,
+    /// Stops a host's software at once.
+    Crash(usize),
+    /// Restarts a host's software (a new generation).
+    Bounce(usize),
+    /// Asks a node to leave gracefully.
+    Leave(usize),
+    /// Drops each datagram with this probability.
+    SetLoss(f64),
+    /// Delivers datagrams with up to this latency.
+    SetLatency(Duration),
+    /// Starts a rogue host that gossips forged and replayed records for `victim`.
+    AddRogue { victim: usize },
+    /// Lets simulated time pass.
+    Wait(Duration),
+    /// Every running honest node counts every other one.
+    ExpectConverged { within: Duration },
+    /// `seen_by` see `node` at `celsius`.
+    ExpectHeat { node: usize, celsius: f64, seen_by: Who, within: Duration },
+    /// `seen_by` see `node` as `seen`.
+    ExpectSeen { node: usize, seen: Seen, seen_by: Who, within: Duration },
+    /// `by` have refused at least `at_least` records for `reason` (a reject label).
+    ExpectRejected { reason: &'static str, at_least: u64, by: Who, within: Duration },
+}
+
+/// A named list of operations run on one turmoil seed.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub seed: u64,
+    pub gossip_interval: Duration,
+    pub ops: Vec<Op>,
+}
+
+/// What a scenario measured: for each expectation, the simulated time it took.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub waits: Vec<(usize, Duration)>,
+    pub datagrams_lost: u64,
+}
+
+/// What the driver and a host share about one node.
+#[derive(Debug, Default)]
+pub struct Ctl {
+    pub celsius: f64,
+    pub leave: bool,
+    pub running: bool,
+    pub starts: u32,
+    pub generation: u64,
+    pub view: Vec<Member>,
+    pub counters: RejectCounters,
+}
+
+/// The deterministic key of node `i`.
+pub fn key_of(i: usize) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    seed[31] = 0x4d;
+    SigningKey::from_bytes(&seed)
+}
+
+/// The node id of node `i`.
+pub fn id_of(i: usize) -> NodeId {
+    NodeId::from_verifying_key(&key_of(i).verifying_key())
+}
+
+fn host_name(i: usize) -> String {
+    format!("n{i}")
+}
+
+/// Simulated unix time, ms.
+pub fn sim_clock() -> Clock {
+    Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64))
+}
+
+fn lock(ctl: &Mutex<Ctl>) -> std::sync::MutexGuard<'_, Ctl> {
+    ctl.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Seed addresses: the first three nodes, filled in as they are added.
+pub type Seeds = Arc<Mutex<Vec<IpAddr>>>;
+
+/// Gossip settings of a simulated node: the seeds other than itself.
+pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
+    let me = turmoil::lookup(host_name(i));
+    let seeds = seeds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|ip| **ip != me)
+        .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string())
+        .collect();
+    MeshSettings {
+        listen_addr: SocketAddr::from(([0, 0, 0, 0], GOSSIP_PORT)),
+        advertise_addr: SocketAddr::new(me, GOSSIP_PORT),
+        seeds,
+        cluster_id: "sim".into(),
+        interval,
+        phi_threshold: 8.0,
+        dead_grace: Duration::from_secs(120),
+        verifier: maxwell_gossip::VerifierConfig { ttl_ms: 3_000, ..Default::default() },
+    }
+}
+
+fn heat(celsius: f64) -> Heat {
+    Heat {
+        rack: "r1".into(),
+        slot: 1,
+        hottest: MilliCelsius::from_celsius(celsius),
+        critical: MilliCelsius::from_celsius(95.0),
+        power_draw: MicroWatts::from_watts(200.0),
+        power_cap: MicroWatts::from_watts(400.0),
+        headroom: MicroWatts::from_watts(200.0),
+        price_milli: 0,
+        source: SensorSource::Emulated,
+    }
+}
+
+/// The software of one honest host: a mesh that publishes the heat the driver
+/// sets, refreshes its view, and leaves when asked.
+async fn node_main(i: usize, ctl: Arc<Mutex<Ctl>>, mailbox: Mailbox, interval: Duration, seeds: Seeds) -> turmoil::Result {
+    let clock = sim_clock();
+    let generation = clock();
+    let transport = TurmoilTransport::new(mailbox);
+    let mesh = Mesh::start(settings(i, interval, &seeds), key_of(i), host_name(i), generation, &transport, clock).await?;
+    {
+        let mut c = lock(&ctl);
+        c.running = true;
+        c.starts += 1;
+        c.generation = generation;
+    }
+    let mut publish = tokio::time::interval(PUBLISH_EVERY);
+    let mut refresh = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = publish.tick() => {
+                let (celsius, leave) = { let c = lock(&ctl); (c.celsius, c.leave) };
+                if leave {
+                    mesh.leave(interval * 3).await?;
+                    lock(&ctl).running = false;
+                    return Ok(());
+                }
+                mesh.publish(&heat(celsius)).await?;
+            }
+            _ = refresh.tick() => {
+                mesh.refresh().await;
+                let mut c = lock(&ctl);
+                c.view = mesh.members();
+                c.counters = mesh.counters();
+            }
+        }
+    }
+}
+
+/// Runs a scenario; panics with the failing step and what was seen.
+pub fn run(s: &Scenario) -> Report {
+    Driver::new(s).run(s)
+}
+
+struct Driver<'a> {
+    sim: turmoil::Sim<'a>,
+    mailbox: Mailbox,
+    nodes: Vec<Arc<Mutex<Ctl>>>,
+    interval: Duration,
+    rogues: usize,
+    seeds: Seeds,
+    /// Nodes the scenario means to be up: added, not crashed, not left.
+    up: std::collections::BTreeSet<usize>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(s: &Scenario) -> Self {
+        let sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(3600))
+            .tick_duration(Duration::from_millis(10))
+            .udp_capacity(4096)
+            .rng_seed(s.seed)
+            .build();
+        Self {
+            sim,
+            mailbox: Mailbox::new(s.seed),
+            nodes: Vec::new(),
+            interval: s.gossip_interval,
+            rogues: 0,
+            seeds: Seeds::default(),
+            up: std::collections::BTreeSet::new(),
+        }
+    }
+
+    fn run(mut self, s: &Scenario) -> Report {
+        let mut report = Report::default();
+        for (step, op) in s.ops.iter().enumerate() {
+            let started = self.sim.elapsed();
+            let ok = self.apply(op);
+            if let Err(why) = ok {
+                panic!("scenario {:?} (seed {}), step {step} {op:?} at {:?}: {why}", s.name, s.seed, self.sim.elapsed());
+            }
+            if is_expectation(op) {
+                report.waits.push((step, self.sim.elapsed() - started));
+            }
+        }
+        report.datagrams_lost = self.mailbox.stats().dropped_by_loss;
+        report
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.sim.step().map(|_| ()).map_err(|e| format!("simulation error: {e}"))
+    }
+
+    fn wait(&mut self, d: Duration) -> Result<(), String> {
+        let until = self.sim.elapsed() + d;
+        while self.sim.elapsed() < until {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Steps until `check` passes or `within` runs out; the error says what was last seen.
+    fn until(&mut self, within: Duration, check: impl Fn(&Self) -> Result<(), String>) -> Result<(), String> {
+        let deadline = self.sim.elapsed() + within;
+        loop {
+            match check(self) {
+                Ok(()) => return Ok(()),
+                Err(why) if self.sim.elapsed() >= deadline => return Err(format!("not within {within:?}: {why}")),
+                Err(_) => self.step()?,
+            }
+        }
+    }
+
+    fn add_node(&mut self) {
+        let i = self.nodes.len();
+        let ctl = Arc::new(Mutex::new(Ctl { celsius: START_CELSIUS, ..Ctl::default() }));
+        self.nodes.push(Arc::clone(&ctl));
+        let (mailbox, interval, seeds) = (self.mailbox.clone(), self.interval, Arc::clone(&self.seeds));
+        self.sim.host(host_name(i), move || node_main(i, Arc::clone(&ctl), mailbox.clone(), interval, Arc::clone(&seeds)));
+        if i < 3 {
+            let ip = self.sim.lookup(host_name(i).as_str());
+            self.seeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ip);
+        }
+    }
+
+    fn names(&self, ids: &[usize]) -> Vec<String> {
+        ids.iter().map(|i| host_name(*i)).collect()
+    }
+
+    fn others(&self, i: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..self.nodes.len()).filter(|j| *j != i).map(host_name).collect();
+        v.extend((0..self.rogues).map(rogue::host_name));
+        v
+    }
+
+    fn running(&self) -> Vec<usize> {
+        self.up.iter().copied().collect()
+    }
+
+    /// Steps until node `i` has started `starts` times.
+    fn await_start(&mut self, i: usize, starts: u32) -> Result<(), String> {
+        let ctl = Arc::clone(&self.nodes[i]);
+        self.until(Duration::from_secs(5), move |_| {
+            if lock(&ctl).starts >= starts { Ok(()) } else { Err(format!("n{i} did not start")) }
+        })
+    }
+
+    fn observers(&self, who: &Who, subject: Option<usize>) -> Vec<usize> {
+        match who {
+            Who::All => self.running().into_iter().filter(|i| Some(*i) != subject).collect(),
+            Who::Nodes(v) => v.clone(),
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::AddNodes(n) => {
+                let first = self.nodes.len();
+                (0..*n).for_each(|_| self.add_node());
+                for i in first..first + n {
+                    self.await_start(i, 1)?;
+                    self.up.insert(i);
+                }
+            }
+            Op::Heat { node, celsius } => lock(&self.nodes[*node]).celsius = *celsius,
+            Op::Cut { a, b } => {
+                let (a, b) = (self.names(a), self.names(b));
+                for x in &a {
+                    for y in &b {
+                        self.sim.partition(x.as_str(), y.as_str());
+                    }
+                }
+            }
+            Op::CutOneWay { from, to } => {
+                for x in self.names(from) {
+                    for y in self.names(to) {
+                        self.sim.partition_oneway(x.as_str(), y.as_str());
+                    }
+                }
+            }
+            Op::Isolate(i) => {
+                for other in self.others(*i) {
+                    self.sim.partition(host_name(*i).as_str(), other.as_str());
+                }
+            }
+            Op::HealAll => {
+                let all: Vec<String> = (0..self.nodes.len()).map(host_name).chain((0..self.rogues).map(rogue::host_name)).collect();
+                for x in &all {
+                    for y in &all {
+                        if x != y {
+                            self.sim.repair(x.as_str(), y.as_str());
+                        }
+                    }
+                }
+            }
+            Op::Crash(i) => {
+                self.sim.crash(host_name(*i).as_str());
+                lock(&self.nodes[*i]).running = false;
+                self.up.remove(i);
+            }
+            Op::Bounce(i) => {
+                let before = lock(&self.nodes[*i]).starts;
+                self.sim.bounce(host_name(*i).as_str());
+                self.await_start(*i, before + 1)?;
+                self.up.insert(*i);
+            }
+            Op::Leave(i) => {
+                lock(&self.nodes[*i]).leave = true;
+                self.up.remove(i);
+            }
+            Op::SetLoss(p) => self.mailbox.set_loss(*p),
+            Op::SetLatency(d) => self.sim.set_max_message_latency(*d),
+            Op::AddRogue { victim } => {
+                let k = self.rogues;
+                let name = rogue::host_name(k);
+                self.rogues += 1;
+                let (mailbox, interval, victim, seeds) = (self.mailbox.clone(), self.interval, *victim, Arc::clone(&self.seeds));
+                self.sim.host(name, move || rogue::rogue_main(k, victim, mailbox.clone(), interval, Arc::clone(&seeds)));
+            }
+            Op::Wait(d) => self.wait(*d)?,
+            Op::ExpectConverged { within } => self.until(*within, |d| d.converged())?,
+            Op::ExpectHeat { node, celsius, seen_by, within } => {
+                let observers = self.observers(seen_by, Some(*node));
+                let want = MilliCelsius::from_celsius(*celsius);
+                self.until(*within, |d| d.check_each(&observers, *node, |m| {
+                    m.filter(|m| m.counts()).and_then(|m| m.report.as_ref()).map(|r| r.hottest) == Some(want)
+                }))?;
+            }
+            Op::ExpectSeen { node, seen, seen_by, within } => {
+                let observers = self.observers(seen_by, Some(*node));
+                let seen = *seen;
+                self.until(*within, |d| d.check_each(&observers, *node, |m| matches_seen(m, seen)))?;
+            }
+            Op::ExpectRejected { reason, at_least, by, within } => {
+                let observers = self.observers(by, None);
+                if observers.is_empty() {
+                    return Err("no observer is up".into());
+                }
+                self.until(*within, |d| {
+                    for o in &observers {
+                        let c = lock(&d.nodes[*o]).counters;
+                        let n = c.rejections().iter().find(|(l, _)| l == reason).map_or(0, |(_, n)| *n);
+                        if n < *at_least {
+                            return Err(format!("n{o} refused {n} `{reason}` records; all refusals: {:?}", c.rejections()));
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn converged(&self) -> Result<(), String> {
+        let running = self.running();
+        if running.len() < 2 {
+            return Err(format!("only {} node(s) up: nothing to converge", running.len()));
+        }
+        for o in &running {
+            for t in &running {
+                if o != t {
+                    self.check_each(&[*o], *t, |m| m.is_some_and(Member::counts))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_each(&self, observers: &[usize], node: usize, ok: impl Fn(Option<&Member>) -> bool) -> Result<(), String> {
+        if observers.is_empty() {
+            return Err("no observer is up: the expectation would hold vacuously".into());
+        }
+        let target = id_of(node);
+        for o in observers {
+            let c = lock(&self.nodes[*o]);
+            let m = c.view.iter().find(|m| m.node_id == target);
+            if !ok(m) {
+                let seen = m.map(|m| (m.status, m.freshness, m.report.as_ref().map(|r| r.hottest)));
+                return Err(format!("n{o} sees n{node} as {seen:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn matches_seen(m: Option<&Member>, seen: Seen) -> bool {
+    match seen {
+        Seen::Counted => m.is_some_and(Member::counts),
+        Seen::Dead => m.is_some_and(|m| m.status == MemberStatus::Dead),
+        Seen::Left => m.is_some_and(|m| m.status == MemberStatus::Left),
+        Seen::NotCounted => m.is_none_or(|m| !m.counts()),
+    }
+}
+
+fn is_expectation(op: &Op) -> bool {
+    matches!(op, Op::ExpectConverged { .. } | Op::ExpectHeat { .. } | Op::ExpectSeen { .. } | Op::ExpectRejected { .. })
+}

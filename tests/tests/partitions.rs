@@ -1,0 +1,145 @@
+//! The turmoil suite: cluster scenarios written as data, each run under
+//! several seeds. Bounds, not exact times: chitchat seeds its own RNG.
+
+use maxwell_tests::harness::{run, Op, Scenario, Seen, Who};
+use maxwell_tests::rogue::FORGED_CELSIUS;
+use std::time::Duration;
+
+const SEEDS: [u64; 3] = [1, 2, 3];
+const GOSSIP: Duration = Duration::from_millis(200);
+
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn each_seed(name: &'static str, ops: Vec<Op>) {
+    for seed in SEEDS {
+        let report = run(&Scenario { name, seed, gossip_interval: GOSSIP, ops: ops.clone() });
+        eprintln!("{name} seed {seed}: expectation waits {:?}", report.waits);
+    }
+}
+
+fn cold_start(n: usize) -> Vec<Op> {
+    vec![Op::AddNodes(n), Op::ExpectConverged { within: s(10) }]
+}
+
+#[test]
+fn cold_start_converges_and_heat_reaches_all() {
+    let mut ops = cold_start(8);
+    ops.extend([
+        Op::Heat { node: 5, celsius: 88.5 },
+        Op::ExpectHeat { node: 5, celsius: 88.5, seen_by: Who::All, within: s(3) },
+    ]);
+    each_seed("cold start, heat", ops);
+}
+
+#[test]
+fn split_into_halves_and_heal() {
+    let (a, b) = ((0..4).collect::<Vec<_>>(), (4..8).collect::<Vec<_>>());
+    let mut ops = cold_start(8);
+    ops.extend([
+        Op::Cut { a: a.clone(), b: b.clone() },
+        // Across the cut, reports go stale and peers are declared dead: never counted.
+        Op::ExpectSeen { node: 6, seen: Seen::NotCounted, seen_by: Who::Nodes(a.clone()), within: s(15) },
+        Op::ExpectSeen { node: 1, seen: Seen::NotCounted, seen_by: Who::Nodes(b.clone()), within: s(15) },
+        // Within a half, heat still flows.
+        Op::Heat { node: 2, celsius: 77.0 },
+        Op::ExpectHeat { node: 2, celsius: 77.0, seen_by: Who::Nodes(vec![0, 1, 3]), within: s(3) },
+        Op::HealAll,
+        Op::ExpectConverged { within: s(15) },
+        Op::ExpectHeat { node: 2, celsius: 77.0, seen_by: Who::All, within: s(3) },
+    ]);
+    each_seed("halves", ops);
+}
+
+#[test]
+fn an_isolated_node_is_dropped_then_rejoins() {
+    let mut ops = cold_start(6);
+    ops.extend([
+        Op::Isolate(3),
+        Op::ExpectSeen { node: 3, seen: Seen::Dead, seen_by: Who::All, within: s(20) },
+        Op::HealAll,
+        Op::ExpectConverged { within: s(15) },
+    ]);
+    each_seed("isolate", ops);
+}
+
+#[test]
+fn a_one_way_cut_never_makes_a_node_look_cool() {
+    let mut ops = cold_start(5);
+    ops.extend([
+        // n4 hears everyone, no one hears n4.
+        Op::CutOneWay { from: vec![4], to: vec![0, 1, 2, 3] },
+        Op::Heat { node: 4, celsius: 93.0 },
+        Op::ExpectSeen { node: 4, seen: Seen::NotCounted, seen_by: Who::Nodes(vec![0, 1, 2, 3]), within: s(15) },
+        Op::HealAll,
+        Op::ExpectHeat { node: 4, celsius: 93.0, seen_by: Who::All, within: s(10) },
+    ]);
+    each_seed("one-way", ops);
+}
+
+#[test]
+fn crash_is_detected_and_bounce_rejoins_with_a_new_generation() {
+    let mut ops = cold_start(6);
+    ops.extend([
+        Op::Crash(2),
+        Op::ExpectSeen { node: 2, seen: Seen::Dead, seen_by: Who::All, within: s(20) },
+        Op::Bounce(2),
+        Op::ExpectConverged { within: s(15) },
+        Op::Heat { node: 2, celsius: 66.0 },
+        Op::ExpectHeat { node: 2, celsius: 66.0, seen_by: Who::All, within: s(3) },
+    ]);
+    each_seed("crash+bounce", ops);
+}
+
+#[test]
+fn graceful_leave_is_seen_within_a_round_or_two() {
+    let mut ops = cold_start(6);
+    ops.extend([
+        Op::Leave(1),
+        // Far quicker than failure detection (see the crash scenario).
+        Op::ExpectSeen { node: 1, seen: Seen::Left, seen_by: Who::All, within: s(2) },
+    ]);
+    each_seed("leave", ops);
+}
+
+#[test]
+fn loss_and_latency_slow_but_do_not_stop_convergence() {
+    for loss in [0.1, 0.3] {
+        let mut ops = vec![Op::SetLoss(loss)];
+        ops.extend(cold_start(8));
+        ops.extend([
+            Op::Heat { node: 7, celsius: 81.0 },
+            Op::ExpectHeat { node: 7, celsius: 81.0, seen_by: Who::All, within: s(6) },
+        ]);
+        each_seed("loss", ops);
+    }
+    let mut ops = vec![Op::SetLatency(Duration::from_millis(150))];
+    ops.extend(cold_start(8));
+    ops.extend([
+        Op::Heat { node: 0, celsius: 71.0 },
+        Op::ExpectHeat { node: 0, celsius: 71.0, seen_by: Who::All, within: s(6) },
+    ]);
+    each_seed("latency", ops);
+}
+
+#[test]
+fn a_rogue_host_is_refused_and_counted_everywhere() {
+    let mut ops = cold_start(5);
+    ops.extend([
+        Op::Heat { node: 1, celsius: 62.0 },
+        Op::ExpectHeat { node: 1, celsius: 62.0, seen_by: Who::All, within: s(3) },
+        Op::AddRogue { victim: 1 },
+        // Every honest node but the victim (which ignores records under its own id).
+        Op::ExpectRejected { reason: "key_mismatch", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
+        Op::ExpectRejected { reason: "bad_signature", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
+        Op::ExpectRejected { reason: "replay", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
+        // The victim's real heat stands; the forged 5 °C is believed nowhere.
+        Op::Heat { node: 1, celsius: 64.0 },
+        Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(5) },
+        Op::Wait(s(3)),
+        Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(1) },
+    ]);
+    assert!(FORGED_CELSIUS < 20.0);
+    each_seed("rogue", ops);
+}
