@@ -34,7 +34,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let start = Instant::now();
     let first = hub.read(Duration::ZERO, unix_ms());
     let guests = Arc::new(Guests::open(&config.guests)?);
-    let state = Arc::new(AppState::new(&config, &identity, first.clone(), Arc::clone(&guests)));
+    let state = Arc::new(AppState::new(
+        &config,
+        &identity,
+        first.clone(),
+        Arc::clone(&guests),
+    ));
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
@@ -62,7 +67,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let clock: Clock = Arc::new(unix_ms);
     let mesh = start_agent_mesh(&config, &identity, Arc::clone(&state.gossip_stats), clock).await?;
-    mesh.publish(&heat_of(&first, &config, 0)).await?;
+    let mut pricer = Pricer::new(&config);
+    let price = pricer.update(&first, &config, &mesh, &state);
+    mesh.publish(&heat_of(&first, &config, price)).await?;
     let mut tick = tokio::time::interval(config.sensors.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; we just read.
@@ -81,7 +88,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .context("sensor reader panicked")?;
                 hub = back;
-                let heat = heat_of(&snap, &config, 0);
+                let price = pricer.update(&snap, &config, &mesh, &state);
+                let heat = heat_of(&snap, &config, price);
                 state.publish(snap);
                 if let Err(e) = mesh.publish(&heat).await {
                     tracing::error!(error = %e, "cannot publish our heat report");
@@ -201,5 +209,31 @@ impl RejectionLog {
                 }
             }
         }
+    }
+}
+
+/// The price law in the agent: one update per sensor period, from the latest
+/// snapshot and the verified members.
+#[derive(Debug)]
+struct Pricer {
+    controller: maxwell_pricing::PriceController,
+}
+
+impl Pricer {
+    fn new(config: &Config) -> Self {
+        Self { controller: maxwell_pricing::PriceController::new(config.pricing.clone()) }
+    }
+
+    /// Updates the price; returns it, in thousandths, for our next report.
+    fn update(&mut self, snap: &crate::sensors::Snapshot, config: &Config, mesh: &Mesh, state: &AppState) -> u64 {
+        let members = mesh.members();
+        for m in members.iter().filter(|m| m.status == maxwell_gossip::MemberStatus::Left) {
+            self.controller.forget(&m.node_id);
+        }
+        let input = crate::price::price_input(snap, config, &members);
+        let quote = self.controller.update(&input, unix_ms());
+        let price = quote.price_milli;
+        state.set_quote(quote);
+        price
     }
 }

@@ -92,6 +92,9 @@ pub struct RawConfig {
     pub gossip: RawGossip,
     #[serde(default)]
     pub guests: RawGuests,
+    /// The price law (`docs/pricing.md`); every field has a default.
+    #[serde(default)]
+    pub pricing: maxwell_pricing::PriceConfig,
 }
 
 /// Which guest backend the agent runs (config `guests.backend`).
@@ -196,6 +199,8 @@ pub struct Config {
     pub gossip: GossipConfig,
     /// Guests (the vmm adapter).
     pub guests: GuestsConfig,
+    /// The price law, validated.
+    pub pricing: maxwell_pricing::PriceParams,
 }
 
 /// Validated guest settings.
@@ -339,6 +344,10 @@ impl RawConfig {
             emulated: self.emulated.validate()?,
             gossip: self.gossip.validate()?,
             guests: self.guests.validate()?,
+            pricing: self
+                .pricing
+                .validate()
+                .map_err(|e| invalid("pricing", e.to_string()))?,
         })
     }
 }
@@ -353,7 +362,8 @@ impl RawGuests {
             if backend == GuestBackendKind::None {
                 return Err(invalid(
                     "guests.specs_dir",
-                    "is set but guests.backend is \"none\": choose a backend or drop the specs dir".into(),
+                    "is set but guests.backend is \"none\": choose a backend or drop the specs dir"
+                        .into(),
                 ));
             }
         }

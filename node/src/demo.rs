@@ -56,7 +56,8 @@ fn node_config(k: u16, n: u16, port: u16, gossip: (u16, u16), dir: &Path) -> Str
          data_dir = \"{data}\"\nhttp_addr = \"127.0.0.1:{port}\"\n\
          [sensors]\nsource = \"emulated\"\ninterval_ms = 500\n\
          [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n\
-         [gossip]\npreset = \"test\"\ninterval_ms = 200\nlisten_addr = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n",
+         [gossip]\npreset = \"test\"\ninterval_ms = 200\nlisten_addr = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
+         [pricing]\nrelief_gain = 0.9\n",
         data = dir.join(format!("node{k}")).display(),
         own = gossip.0,
         seed = gossip.1,
@@ -166,7 +167,7 @@ fn poll(addrs: &[SocketAddr]) -> Vec<Polled> {
 fn view(statuses: &[Polled], elapsed: Duration) -> String {
     let mut t = Table::new(&[
         "NAME", "RACK", "SLOT", "HTTP", "SENSORS", "HOTTEST", "CRIT", "DRAW", "CAP", "HEADROOM",
-        "CPU", "SEES",
+        "CPU", "PRICE", "SEES",
     ]);
     for (addr, s) in statuses {
         match s {
@@ -185,6 +186,7 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
                     opt(sum.power_cap.as_ref().map(|p| p.microwatts)),
                     opt(sum.headroom_microwatts),
                     format!("{:.0} %", s.snapshot.cpu.utilisation * 100.0),
+                    opt(s.price.as_ref().map(|q| crate::render::price(q.price_milli))),
                     format!("{sees}/{}", statuses.len()),
                 ]);
             }

@@ -508,7 +508,12 @@ async fn cap(
     let body: CapBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected {{\"cap\": <fraction in (0, 1]>}}: {e}"))
     })?;
-    let cap = CpuCap::new(body.cap)?;
+    let cap = CpuCap::new(body.cap).map_err(|e| match e {
+        VmmError::InvalidSpec { field, reason } => {
+            ApiError::bad_request(format!("{field}: {reason}"))
+        }
+        e => e.into(),
+    })?;
     let g = state
         .guests
         .act(&id, move |b, id| {

@@ -21,6 +21,8 @@ pub struct Status {
     pub uptime_s: u64,
     #[serde(flatten)]
     pub snapshot: Snapshot,
+    /// This node's price and the terms that made it (absent before the first update).
+    pub price: Option<maxwell_pricing::Quote>,
 }
 
 /// One row of `GET /v1/members`: a peer with a verified report (or this node).
@@ -77,6 +79,7 @@ pub fn status_of(state: &AppState) -> Status {
         node: state.node.clone(),
         uptime_s: state.started.elapsed().as_secs(),
         snapshot: (*state.snapshot()).clone(),
+        price: state.quote(),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod http;
 pub mod identity;
 pub mod mesh;
 pub mod metrics;
+pub mod price;
 pub mod render;
 pub mod sensors;
 pub mod state;

@@ -35,6 +35,7 @@ pub fn render(state: &AppState) -> String {
         state.counters.sensor_reads.clone(),
     );
     gossip_metrics(&mut reg, state);
+    price_metrics(&mut reg, state);
     guest_metrics(&mut reg, state);
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
@@ -282,13 +283,28 @@ fn guest_metrics(reg: &mut Registry, state: &AppState) {
     let guests = state.guests.list_blocking();
     let by_state = family(reg, "maxwell_guests", "Live guests on this host, by state");
     for s in ["running", "paused", "exited"] {
-        let n = guests.iter().filter(|g| crate::guests::state_name(g.state) == s).count();
+        let n = guests
+            .iter()
+            .filter(|g| crate::guests::state_name(g.state) == s)
+            .count();
         set(&by_state, labels(&[("state", s)]), n as f64);
     }
     let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
-    reg.register("maxwell_guest_cpu_seconds", "CPU time used by the guest's vCPUs", cpu.clone());
-    let progress = family(reg, "maxwell_guest_progress", "Guest progress: work blocks done (workload) or console bytes (linux)");
-    let cap = family(reg, "maxwell_guest_cap_ratio", "Guest CPU cap per vCPU, fraction of one core");
+    reg.register(
+        "maxwell_guest_cpu_seconds",
+        "CPU time used by the guest's vCPUs",
+        cpu.clone(),
+    );
+    let progress = family(
+        reg,
+        "maxwell_guest_progress",
+        "Guest progress: work blocks done (workload) or console bytes (linux)",
+    );
+    let cap = family(
+        reg,
+        "maxwell_guest_cap_ratio",
+        "Guest CPU cap per vCPU, fraction of one core",
+    );
     for g in &guests {
         let l = labels(&[("guest", &g.id.to_string())]);
         cpu.get_or_create(&l).inc_by(g.cpu_time_ns as f64 / 1e9);
@@ -344,4 +360,27 @@ fn gossip_metrics(reg: &mut Registry, state: &AppState) {
     let errors = Counter::<u64>::default();
     errors.inc_by(s.send_errors.load(Relaxed));
     reg.register("maxwell_gossip_send_errors", "Gossip sends that failed (dropped; gossip goes on)", errors);
+}
+
+fn price_metrics(reg: &mut Registry, state: &AppState) {
+    let Some(q) = state.quote() else { return };
+    let milli = |v: i64| v as f64 / 1000.0;
+    let price = family(reg, "maxwell_price", "This node's compute price (units), and the target it filters towards");
+    set(&price, labels(&[("kind", "published")]), q.price_milli as f64 / 1000.0);
+    set(&price, labels(&[("kind", "target")]), q.target_milli as f64 / 1000.0);
+    let terms = family(reg, "maxwell_price_term", "Terms of the target price (units): base + thermal + headroom + rack_power + staleness_penalty - neighbour_relief");
+    let t = &q.terms;
+    for (name, v) in [
+        ("base", t.base),
+        ("thermal", t.thermal),
+        ("headroom", t.headroom),
+        ("neighbour_relief", t.neighbour_relief),
+        ("rack_power", t.rack_power),
+        ("staleness_penalty", t.staleness_penalty),
+    ] {
+        set(&terms, labels(&[("term", name)]), milli(v));
+    }
+    let peers = family(reg, "maxwell_price_peers", "Peers the price law read, by freshness");
+    set(&peers, labels(&[("freshness", "fresh")]), q.fresh_peers as f64);
+    set(&peers, labels(&[("freshness", "stale")]), q.stale_peers as f64);
 }

@@ -93,6 +93,25 @@ pub fn status(s: &Status) -> String {
         src(&sum.power_cap),
         opt(sum.headroom_microwatts)
     );
+    if let Some(q) = &s.price {
+        let t = &q.terms;
+        let m = |v: i64| format!("{:+.3}", v as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "price     {} (target {}{}): base {} thermal {} headroom {} rack {} stale {} relief -{} ({} fresh, {} stale peers)",
+            price(q.price_milli),
+            price(q.target_milli),
+            if q.held { ", held" } else { "" },
+            price(t.base.max(0) as u64),
+            m(t.thermal),
+            m(t.headroom),
+            m(t.rack_power),
+            m(t.staleness_penalty),
+            price(t.neighbour_relief.max(0) as u64),
+            q.fresh_peers,
+            q.stale_peers
+        );
+    }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let _ = writeln!(
         out,

@@ -53,6 +53,8 @@ pub struct AppState {
     verify_counters: RwLock<RejectCounters>,
     /// This host's guests (the vmm backend, or why there is none).
     pub guests: Arc<Guests>,
+    /// The latest price quote.
+    quote: RwLock<Option<maxwell_pricing::Quote>>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             gossip_stats: Arc::new(GossipStats::default()),
             members: RwLock::new(Members { members: Vec::new(), unverified_peers: 0 }),
             verify_counters: RwLock::new(RejectCounters::default()),
+            quote: RwLock::new(None),
             guests,
         };
         state.note_problems(&first.problems);
@@ -100,6 +103,16 @@ impl AppState {
     /// Verification counters at the latest refresh.
     pub fn verify_counters(&self) -> RejectCounters {
         *read(&self.verify_counters)
+    }
+
+    /// The latest price quote, with the terms that made it.
+    pub fn quote(&self) -> Option<maxwell_pricing::Quote> {
+        read(&self.quote).clone()
+    }
+
+    /// Records a new quote.
+    pub fn set_quote(&self, quote: maxwell_pricing::Quote) {
+        *write(&self.quote) = Some(quote);
     }
 
     /// Replaces the membership view.

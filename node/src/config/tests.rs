@@ -144,7 +144,10 @@ fn guests_section_defaults_flags_and_errors() {
     let c = parse("[guests]\nbackend = \"process\"\nspecs_dir = \"/etc/maxwell/guests\"\n")
         .expect("valid");
     assert_eq!(c.guests.backend, GuestBackendKind::Process);
-    assert_eq!(c.guests.specs_dir, Some(PathBuf::from("/etc/maxwell/guests")));
+    assert_eq!(
+        c.guests.specs_dir,
+        Some(PathBuf::from("/etc/maxwell/guests"))
+    );
     let err = parse("[guests]\nbackend = \"none\"\nspecs_dir = \"/x\"\n").expect_err("none + dir");
     assert!(err.contains("guests.specs_dir"), "{err}");
     let err = parse("[guests]\nbackend = \"xen\"\n").expect_err("unknown backend");

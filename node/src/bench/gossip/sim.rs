@@ -56,6 +56,7 @@ pub fn run(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<Si
 }
 
 async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
+    let w = Instant::now();
     let stats = Arc::new(GossipStats::default());
     let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(&stats));
     let start = tokio::time::Instant::now();
@@ -70,14 +71,17 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
         meshes.push(mesh);
         tokio::time::sleep(stagger).await;
     }
+    eprintln!("[sim {n}] started, wall {:?}", w.elapsed());
     let step = interval / 4;
     let everyone = |m: &Mesh| m.members().iter().filter(|m| m.counts()).count() + 1 == n;
     let joined = wait_each(&meshes, step, timeout, everyone).await;
     let join = quantile(&joined, 1.0);
+    eprintln!("[sim {n}] joined {join}, wall {:?}", w.elapsed());
     let bytes_per_node_s = match join {
         Waited::Done(_) => Some(steady_bytes(&stats, n, interval).await),
         Waited::Timeout { .. } => None,
     };
+    eprintln!("[sim {n}] steady, wall {:?}", w.elapsed());
     let (origin, others) = meshes.split_last().expect("n >= 2");
     let reached = match join {
         Waited::Done(_) => {
@@ -88,6 +92,7 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
         }
         Waited::Timeout { .. } => [Waited::Timeout { seen: 0, of: n - 1 }; 3],
     };
+    eprintln!("[sim {n}] change, wall {:?}", w.elapsed());
     for mesh in meshes {
         mesh.shutdown().await;
     }
