@@ -67,6 +67,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let clock: Clock = Arc::new(unix_ms);
     let mesh = start_agent_mesh(&config, &identity, Arc::clone(&state.gossip_stats), clock).await?;
+    if hub.source() == crate::sensors::SourceKind::Emulated {
+        state.set_emulated(Some(config.emulated));
+    }
     let mut pricer = Pricer::new(&config);
     let price = pricer.update(&first, &config, &mesh, &state);
     mesh.publish(&heat_of(&first, &config, price)).await?;
@@ -81,6 +84,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 // sysfs reads can block for milliseconds (SMBus chips): off the runtime.
                 let now = start.elapsed();
+                if let Some(params) = state.take_emulated_change() {
+                    if hub.set_emulated_params(params) {
+                        tracing::info!(?params, "emulated host parameters changed through the API");
+                        state.set_emulated(Some(params));
+                    }
+                }
                 let (back, snap) = tokio::task::spawn_blocking(move || {
                     let snap = hub.read(now, unix_ms());
                     (hub, snap)

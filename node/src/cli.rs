@@ -302,4 +302,10 @@ pub struct DemoArgs {
     /// Refresh period of the view, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub refresh_ms: u64,
+    /// After this many seconds, heat one node (a cooling failure at its inlet).
+    #[arg(long, default_value_t = 10)]
+    pub heat_at_s: u64,
+    /// The node to heat, counted from 0 [default: 1, the second node of rack 1].
+    #[arg(long, default_value_t = 1)]
+    pub heat_node: u16,
 }

@@ -163,7 +163,7 @@ pub struct RawPower {
     pub cap_sources: Option<Vec<CapSource>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmulated {
     pub idle_w: Option<f64>,
@@ -436,7 +436,12 @@ impl RawPower {
 
 impl RawEmulated {
     fn validate(self) -> Result<EmulatedParams, ConfigError> {
-        let d = EmulatedParams::default();
+        self.validate_over(EmulatedParams::default())
+    }
+
+    /// Validates, taking absent fields from `d` (used to change a running
+    /// emulated host through the API).
+    pub fn validate_over(self, d: EmulatedParams) -> Result<EmulatedParams, ConfigError> {
         let idle = opt_watts("emulated.idle_w", self.idle_w, d.idle, 0.0, 100_000.0)?;
         let peak = opt_watts("emulated.peak_w", self.peak_w, d.peak, 1.0, 100_000.0)?;
         if peak <= idle {

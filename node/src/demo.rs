@@ -99,7 +99,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     wait_healthy(&mut children, &addrs).await?;
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
+    let mut event: Option<String> = None;
     loop {
+        if event.is_none() && started.elapsed() >= Duration::from_secs(args.heat_at_s) {
+            event = Some(heat(&addrs, args.heat_node).await);
+        }
         let polled = addrs.clone();
         let statuses = tokio::task::spawn_blocking(move || poll(&polled)).await?;
         let mut out = String::new();
@@ -107,6 +111,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&view(&statuses, started.elapsed()));
+        if let Some(e) = &event {
+            out.push_str(e);
+        }
         print!("{out}");
         std::io::stdout().flush()?;
         if args
@@ -205,4 +212,21 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
         elapsed.as_secs_f64(),
         t.render()
     )
+}
+
+/// Heats node `k`: its inlet air goes to 38 °C and it takes on extra load, as
+/// in a local cooling failure. Returns a line for the view.
+async fn heat(addrs: &[SocketAddr], k: u16) -> String {
+    let Some(addr) = addrs.get(usize::from(k)).copied() else {
+        return format!("\n(--heat-node {k}: there is no such node)\n");
+    };
+    let body = r#"{"inlet_celsius": 38.0, "extra_load": 0.6}"#;
+    let put = tokio::task::spawn_blocking(move || client::put(addr, "/v1/emulated", body, Duration::from_secs(2))).await;
+    match put {
+        Ok(Ok(_)) => format!(
+            "\nevent: node {k} ({addr}) heated: inlet 38 °C, +60 % load. Watch its price rise and its rack neighbours' fall.\n"
+        ),
+        Ok(Err(e)) => format!("\ncould not heat node {k}: {e}\n"),
+        Err(e) => format!("\ncould not heat node {k}: {e}\n"),
+    }
 }

@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members", get(members))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/v1/emulated", get(get_emulated).put(put_emulated))
         .merge(crate::guests::routes())
         .fallback(not_found)
         .with_state(state)
@@ -115,4 +116,49 @@ async fn not_found() -> (StatusCode, &'static str) {
         StatusCode::NOT_FOUND,
         "not found: try /v1/status, /v1/members, /v1/guests, /metrics, /healthz\n",
     )
+}
+
+fn json_error(code: StatusCode, message: String) -> Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// `GET /v1/emulated`: the emulated host's parameters (409 on real sensors).
+async fn get_emulated(State(state): State<Arc<AppState>>) -> Response {
+    match state.emulated() {
+        Some(p) => Json(emulated_doc(&p)).into_response(),
+        None => json_error(StatusCode::CONFLICT, "sensors are real, not emulated".into()),
+    }
+}
+
+/// `PUT /v1/emulated`: changes the emulated host (fault injection for demos
+/// and tests: a hotter inlet, a failed fan, extra load). Fields as in the
+/// `[emulated]` config section; absent ones keep their value.
+async fn put_emulated(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let Some(current) = state.emulated() else {
+        return json_error(StatusCode::CONFLICT, "sensors are real, not emulated".into());
+    };
+    let raw: crate::config::RawEmulated = match serde_json::from_slice(&body) {
+        Ok(raw) => raw,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad body: {e}")),
+    };
+    match raw.validate_over(current) {
+        Ok(params) => {
+            state.request_emulated(params);
+            Json(emulated_doc(&params)).into_response()
+        }
+        Err(e) => json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+fn emulated_doc(p: &crate::config::EmulatedParams) -> serde_json::Value {
+    serde_json::json!({
+        "idle_w": p.idle.as_watts(),
+        "peak_w": p.peak.as_watts(),
+        "cap_w": p.cap.as_watts(),
+        "inlet_celsius": p.inlet.as_celsius(),
+        "thermal_resistance_c_per_w": p.resistance_k_per_w,
+        "time_constant_s": p.time_constant.as_secs_f64(),
+        "critical_celsius": p.critical.as_celsius(),
+        "extra_load": p.extra_load,
+    })
 }

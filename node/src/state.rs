@@ -55,6 +55,10 @@ pub struct AppState {
     pub guests: Arc<Guests>,
     /// The latest price quote.
     quote: RwLock<Option<maxwell_pricing::Quote>>,
+    /// Parameters of the emulated host (None when sensors are real), and a
+    /// change asked for through the API, applied at the next sensor period.
+    emulated: RwLock<Option<crate::config::EmulatedParams>>,
+    emulated_change: Mutex<Option<crate::config::EmulatedParams>>,
 }
 
 impl AppState {
@@ -76,6 +80,8 @@ impl AppState {
             members: RwLock::new(Members { members: Vec::new(), unverified_peers: 0 }),
             verify_counters: RwLock::new(RejectCounters::default()),
             quote: RwLock::new(None),
+            emulated: RwLock::new(None),
+            emulated_change: Mutex::new(None),
             guests,
         };
         state.note_problems(&first.problems);
@@ -113,6 +119,26 @@ impl AppState {
     /// Records a new quote.
     pub fn set_quote(&self, quote: maxwell_pricing::Quote) {
         *write(&self.quote) = Some(quote);
+    }
+
+    /// The emulated host's parameters, when sensors are emulated.
+    pub fn emulated(&self) -> Option<crate::config::EmulatedParams> {
+        *read(&self.emulated)
+    }
+
+    /// Sets the parameters in force (the agent calls this when it applies them).
+    pub fn set_emulated(&self, params: Option<crate::config::EmulatedParams>) {
+        *write(&self.emulated) = params;
+    }
+
+    /// Asks for new emulated parameters from the next sensor period on.
+    pub fn request_emulated(&self, params: crate::config::EmulatedParams) {
+        *self.emulated_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(params);
+    }
+
+    /// Takes the pending change, if any.
+    pub fn take_emulated_change(&self) -> Option<crate::config::EmulatedParams> {
+        self.emulated_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
     /// Replaces the membership view.

@@ -92,10 +92,14 @@ impl SensorHub {
         self.source
     }
 
-    /// Replaces the emulated model's parameters (no effect on real sensors).
-    pub fn set_emulated_params(&mut self, params: EmulatedParams) {
-        if let Some(host) = &mut self.emulated {
-            host.set_params(params);
+    /// Replaces the emulated model's parameters; false (and no effect) on real sensors.
+    pub fn set_emulated_params(&mut self, params: EmulatedParams) -> bool {
+        match &mut self.emulated {
+            Some(host) => {
+                host.set_params(params);
+                true
+            }
+            None => false,
         }
     }
 

@@ -1,0 +1,191 @@
+//! Our side on loopback: `n` real `maxwell agent` processes (this binary),
+//! each reading a tiny hwmon fixture of its own, gossiping over UDP on
+//! 127.0.0.1 with the first three as seeds. Figures come from their HTTP API,
+//! exactly as an operator would see them.
+
+use super::{LiveResult, POLL};
+use crate::bench::procs::{free_ports, Procs};
+use crate::bench::{quantile, Waited};
+use crate::client;
+use crate::http::{Member, Members, Status};
+use anyhow::Context;
+use maxwell_gossip::{MilliCelsius, NodeId};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The temperature the changed agent reads (no other agent reads it).
+const MARK: MilliCelsius = MilliCelsius(87_654);
+/// Sensor period: each agent republishes its report this often (the default).
+pub const SENSOR_INTERVAL_MS: u64 = 1000;
+
+/// Our agents under test.
+struct Mesh {
+    procs: Procs,
+    addrs: Vec<SocketAddr>,
+    dirs: Vec<PathBuf>,
+    ids: Vec<NodeId>,
+}
+
+/// Starts `n` agents, measures, stops them.
+pub fn run(n: usize, interval: Duration, timeout: Duration, steady: Duration) -> anyhow::Result<LiveResult> {
+    anyhow::ensure!(n >= 4, "the loopback run needs at least 4 agents (got {n})");
+    let mut mesh = start(n, interval)?;
+    let t0 = Instant::now();
+    let join = quantile(&watch(&mesh.addrs, t0, timeout, |m| m.members.iter().filter(|r| r.counts).count() == n), 1.0);
+    let bytes_per_node_s = steady_bytes(&mesh.addrs, steady);
+    let (origin, victim, leaver) = (n - 1, n - 2, n - 3);
+    let change = heat_change(&mesh, origin, timeout)?;
+    let t0 = Instant::now();
+    mesh.procs.signal(victim, libc::SIGKILL);
+    let others: Vec<SocketAddr> = mesh.addrs.iter().enumerate().filter(|(k, _)| *k != victim).map(|(_, a)| *a).collect();
+    let dead = quantile(&watch(&others, t0, timeout, |m| has_status(m, mesh.ids[victim], "dead")), 1.0);
+    mesh.procs.reap(victim, Duration::ZERO);
+    let t0 = Instant::now();
+    mesh.procs.signal(leaver, libc::SIGTERM);
+    let others: Vec<SocketAddr> = mesh.addrs.iter().enumerate().filter(|(k, _)| *k != victim && *k != leaver).map(|(_, a)| *a).collect();
+    let left = quantile(&watch(&others, t0, timeout, |m| has_status(m, mesh.ids[leaver], "left")), 1.0);
+    mesh.procs.reap(leaver, Duration::from_secs(5));
+    Ok(LiveResult { n, join, change, dead, left, bytes_per_node_s })
+}
+
+/// Rewrites the origin's sensor file, waits until the origin itself
+/// publishes the new reading, then times until every other agent shows it.
+fn heat_change(mesh: &Mesh, origin: usize, timeout: Duration) -> anyhow::Result<Waited> {
+    set_temp(&mesh.dirs[origin], MARK)?;
+    let written = Instant::now();
+    let published = loop {
+        let status: Option<Status> = client::get_json(mesh.addrs[origin], "/v1/status", Duration::from_secs(1)).ok();
+        if status.and_then(|s| s.snapshot.summary.hottest).is_some_and(|h| h.millicelsius == MARK) {
+            break Instant::now();
+        }
+        if written.elapsed() > timeout {
+            return Ok(Waited::Timeout { seen: 0, of: origin });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let id = mesh.ids[origin];
+    let shows = |m: &Members| row(m, id).is_some_and(|r| r.status == "alive" && r.hottest_millicelsius == Some(MARK));
+    Ok(quantile(&watch(&mesh.addrs[..origin], published, timeout, shows), 1.0))
+}
+
+fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
+    let exe = std::env::current_exe().context("locating the maxwell binary")?;
+    let mut procs = Procs::new("maxwell-bench-agents")?;
+    let ports = free_ports(2 * n)?;
+    let (http, udp) = ports.split_at(n);
+    let seeds: Vec<String> = udp.iter().take(3).map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut dirs = Vec::new();
+    for k in 0..n {
+        let dir = procs.dir().join(format!("agent{k}"));
+        write_fixture(&dir, MilliCelsius(40_000 + 100 * i64::try_from(k)?))?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--log-level", "warn", "agent", "--name", &format!("bench-{k}"), "--rack", "bench"]);
+        cmd.args(["--slot", &k.to_string(), "--http", &format!("127.0.0.1:{}", http[k])]);
+        cmd.arg("--data-dir").arg(dir.join("data"));
+        cmd.args(["--sensors", "sysfs", "--sensor-interval-ms", &SENSOR_INTERVAL_MS.to_string()]);
+        cmd.arg("--hwmon-root").arg(dir.join("hwmon")).arg("--powercap-root").arg(dir.join("powercap"));
+        cmd.args(["--gossip-preset", "lan", "--gossip-listen", &format!("127.0.0.1:{}", udp[k])]);
+        cmd.args(["--gossip-interval-ms", &interval.as_millis().to_string()]);
+        for seed in &seeds {
+            cmd.args(["--seed", seed]);
+        }
+        procs.spawn(&format!("agent{k}"), &mut cmd)?;
+        dirs.push(dir);
+    }
+    let addrs: Vec<SocketAddr> = http.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    let ids = wait_healthy(&mut procs, &addrs)?;
+    Ok(Mesh { procs, addrs, dirs, ids })
+}
+
+/// Waits for every agent's API; returns their node ids.
+fn wait_healthy(procs: &mut Procs, addrs: &[SocketAddr]) -> anyhow::Result<Vec<NodeId>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ids = Vec::new();
+    for (k, addr) in addrs.iter().enumerate() {
+        loop {
+            if let Some(code) = procs.exited(k) {
+                anyhow::bail!("agent {k} exited ({code}) before it answered:\n{}", procs.log_tail(k, 2000));
+            }
+            if let Ok(status) = client::get_json::<Status>(*addr, "/v1/status", Duration::from_millis(500)) {
+                ids.push(status.node.id);
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "agent {k} did not answer on {addr} within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(ids)
+}
+
+/// Polls every agent's members (one thread each, every [`POLL`]) and
+/// records, per agent, when `pred` first held, measured from `start`.
+fn watch(addrs: &[SocketAddr], start: Instant, timeout: Duration, pred: impl Fn(&Members) -> bool + Sync) -> Vec<Option<Duration>> {
+    let pred = &pred;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = addrs
+            .iter()
+            .map(|&addr| {
+                s.spawn(move || loop {
+                    let members = client::get_json::<Members>(addr, "/v1/members", Duration::from_secs(1));
+                    if members.is_ok_and(|m| pred(&m)) {
+                        return Some(start.elapsed());
+                    }
+                    if start.elapsed() >= timeout {
+                        return None;
+                    }
+                    std::thread::sleep(POLL);
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    })
+}
+
+fn row(m: &Members, id: NodeId) -> Option<&Member> {
+    m.members.iter().find(|r| r.id == id && !r.is_self)
+}
+
+fn has_status(m: &Members, id: NodeId, status: &str) -> bool {
+    row(m, id).is_some_and(|r| r.status == status)
+}
+
+/// Gossip payload bytes sent per agent per second over `window`, from `/metrics`.
+fn steady_bytes(addrs: &[SocketAddr], window: Duration) -> Option<f64> {
+    let total = || -> Option<f64> { addrs.iter().map(|a| bytes_out(*a)).sum() };
+    let before = total()?;
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let after = total()?;
+    #[allow(clippy::cast_precision_loss)]
+    let per_node = (after - before) / addrs.len() as f64;
+    Some(per_node / t0.elapsed().as_secs_f64())
+}
+
+fn bytes_out(addr: SocketAddr) -> Option<f64> {
+    let text = client::get(addr, "/metrics", Duration::from_secs(2)).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("maxwell_gossip_bytes_total{direction=\"out\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `<dir>/hwmon/hwmon0`: one coretemp package sensor at `temp`.
+fn write_fixture(dir: &Path, temp: MilliCelsius) -> anyhow::Result<()> {
+    let chip = dir.join("hwmon/hwmon0");
+    std::fs::create_dir_all(&chip)?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(chip.join("name"), "coretemp\n")?;
+    std::fs::write(chip.join("temp1_label"), "Package id 0\n")?;
+    std::fs::write(chip.join("temp1_crit"), "100000\n")?;
+    set_temp(dir, temp)
+}
+
+/// Replaces `temp1_input` atomically (a reader never sees a half-written file).
+fn set_temp(dir: &Path, temp: MilliCelsius) -> anyhow::Result<()> {
+    let tmp = dir.join("temp1_input.tmp");
+    std::fs::write(&tmp, format!("{}\n", temp.0))?;
+    std::fs::rename(&tmp, dir.join("hwmon/hwmon0/temp1_input"))?;
+    Ok(())
+}
