@@ -8,6 +8,7 @@
 
 pub mod gossip;
 pub mod procs;
+pub mod thermal;
 pub mod vmm;
 
 use clap::{Args, Subcommand};
@@ -29,6 +30,9 @@ pub enum BenchKind {
     /// Guests: create-to-first-exit, pause and resume latency (p50, p99),
     /// cap accuracy at 10/30/70 % and kill time, on this host's backend.
     Vmm(vmm::VmmBenchArgs),
+    /// Thermal: the 4 × 40 host rack simulation, every scenario under the
+    /// baselines, Maxwell's price law and the LP oracle, with Maxwell's ratio.
+    Thermal(thermal::ThermalBenchArgs),
 }
 
 /// `maxwell bench gossip`.
@@ -59,6 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
         BenchKind::Gossip(a) => gossip::run(&a),
         BenchKind::Vmm(a) => vmm::run(&a),
+        BenchKind::Thermal(a) => thermal::run(&a),
     }
 }
 

@@ -1,0 +1,268 @@
+//! HashiCorp Serf beside our agents: `n` `serf agent` processes on loopback
+//! (`-profile lan`: gossip every 200 ms to 3 nodes, probe every 1 s), all
+//! joining the first.
+//!
+//! When a node learns of an update, failure or leave, Serf logs
+//! `serf: EventMemberUpdate: NAME` (…`Failed`, …`Leave`) at that moment,
+//! before its 1–3 s event coalescing; we watch every agent's log every
+//! [`POLL`]. Bytes come from memberlist's own counters
+//! (`memberlist.udp.sent`, `memberlist.tcp.sent`) sent to a statsd socket
+//! of ours on 127.0.0.1.
+
+use super::{LiveResult, POLL};
+use crate::bench::procs::{free_ports, Procs};
+use crate::bench::{quantile, Waited};
+use anyhow::Context;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whether `serf` is on PATH and runs.
+pub fn installed() -> bool {
+    Command::new("serf")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Serf's version line, for the table.
+pub fn version() -> String {
+    Command::new("serf")
+        .arg("version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "serf".into())
+}
+
+/// Starts `n` Serf agents, measures what we measure of ours, stops them.
+pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<LiveResult> {
+    anyhow::ensure!(n >= 4, "the loopback run needs at least 4 agents (got {n})");
+    let statsd = Statsd::start()?;
+    let mut procs = Procs::new("maxwell-bench-serf")?;
+    let rpc = start(&mut procs, n, statsd.port)?;
+    let mut logs: Vec<Tail> = (0..n).map(|k| Tail::open(procs.get(k).log.clone())).collect::<anyhow::Result<_>>()?;
+    let names: Vec<String> = (0..n).map(name).collect();
+    let t0 = Instant::now();
+    let all_joined = |text: &str| names.iter().all(|name| has_event(text, "EventMemberJoin", name));
+    let join = quantile(&watch(&mut logs, t0, timeout, all_joined), 1.0);
+    let before = statsd.bytes.load(Relaxed);
+    let t_bytes = Instant::now();
+    std::thread::sleep(steady);
+    let sent = statsd.bytes.load(Relaxed).saturating_sub(before);
+    #[allow(clippy::cast_precision_loss)]
+    let bytes_per_node_s = (sent > 0).then(|| sent as f64 / n as f64 / t_bytes.elapsed().as_secs_f64());
+    let (origin, victim, leaver) = (n - 1, n - 2, n - 3);
+    let change = tag_change(&mut procs, &mut logs, &rpc[origin], &names[origin], timeout);
+    mark(&mut logs);
+    let t0 = Instant::now();
+    procs.signal(victim, libc::SIGKILL);
+    let mut others: Vec<Tail> = logs.drain(..).enumerate().filter(|(k, _)| *k != victim).map(|(_, t)| t).collect();
+    let dead = quantile(&watch(&mut others, t0, timeout, |t| has_event(t, "EventMemberFailed", &names[victim])), 1.0);
+    procs.reap(victim, Duration::ZERO);
+    mark(&mut others);
+    let t0 = Instant::now();
+    // SIGINT makes a Serf agent leave gracefully (SIGTERM does not, by default).
+    procs.signal(leaver, libc::SIGINT);
+    let leaver_log = procs.get(leaver).log.clone();
+    others.retain(|t| t.path != leaver_log);
+    let left = quantile(&watch(&mut others, t0, timeout, |t| has_event(t, "EventMemberLeave", &names[leaver])), 1.0);
+    procs.reap(leaver, Duration::from_secs(5));
+    Ok(LiveResult { n, join, change, dead, left, bytes_per_node_s })
+}
+
+/// `serf tags -set` on the origin; times from the origin logging its own
+/// update until every other agent logs it.
+fn tag_change(procs: &mut Procs, logs: &mut [Tail], rpc: &str, origin: &str, timeout: Duration) -> Waited {
+    mark(logs);
+    let t0 = Instant::now();
+    let mut cmd = Command::new("serf");
+    cmd.args(["tags", &format!("-rpc-addr={rpc}"), "-set", "heat=87654"]);
+    let Ok(i) = procs.spawn("serf-tags", &mut cmd) else {
+        return Waited::Timeout { seen: 0, of: logs.len() - 1 };
+    };
+    let times = watch(logs, t0, timeout, |t| has_event(t, "EventMemberUpdate", origin));
+    procs.reap(i, Duration::from_secs(5));
+    let Some((own, others)) = times.split_last() else { return Waited::Timeout { seen: 0, of: 0 } };
+    // The origin is the last log; without its own line, time from the command.
+    let from = own.unwrap_or(Duration::ZERO);
+    let seen: Vec<Option<Duration>> = others.iter().map(|t| t.map(|t| t.saturating_sub(from))).collect();
+    quantile(&seen, 1.0)
+}
+
+fn name(k: usize) -> String {
+    format!("serf-{k}")
+}
+
+/// Starts the agents (the first, then the rest joining it); returns their RPC addresses.
+fn start(procs: &mut Procs, n: usize, statsd_port: u16) -> anyhow::Result<Vec<String>> {
+    let config = procs.dir().join("serf.json");
+    std::fs::write(&config, format!("{{\"statsd_addr\": \"127.0.0.1:{statsd_port}\"}}\n"))?;
+    let ports = free_ports(2 * n)?;
+    let (bind, rpc) = ports.split_at(n);
+    let rpc: Vec<String> = rpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    for k in 0..n {
+        let mut cmd = Command::new("serf");
+        cmd.args(["agent", &format!("-node={}", name(k)), &format!("-bind=127.0.0.1:{}", bind[k])]);
+        cmd.args([&format!("-rpc-addr={}", rpc[k]), "-profile=lan", "-log-level=info"]);
+        cmd.arg(format!("-config-file={}", config.display()));
+        if k > 0 {
+            cmd.args([&format!("-retry-join=127.0.0.1:{}", bind[0]), "-retry-interval=1s"]);
+        }
+        procs.spawn(&name(k), &mut cmd)?;
+        if k == 0 {
+            wait_rpc(procs, &rpc[0])?;
+        }
+    }
+    Ok(rpc)
+}
+
+fn wait_rpc(procs: &mut Procs, rpc: &str) -> anyhow::Result<()> {
+    let addr = rpc.parse().context("rpc address")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Some(code) = procs.exited(0) {
+            anyhow::bail!("serf agent exited ({code}):\n{}", procs.log_tail(0, 2000));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "serf agent did not open {rpc} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A log file read as it grows; `text` holds what came since the last [`mark`].
+#[derive(Debug)]
+struct Tail {
+    path: std::path::PathBuf,
+    file: File,
+    text: String,
+}
+
+impl Tail {
+    fn open(path: std::path::PathBuf) -> anyhow::Result<Self> {
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { path, file, text: String::new() })
+    }
+
+    fn read(&mut self) {
+        let mut buf = Vec::new();
+        let _ = self.file.read_to_end(&mut buf);
+        self.text.push_str(&String::from_utf8_lossy(&buf));
+    }
+}
+
+/// Forgets what the logs said so far.
+fn mark(logs: &mut [Tail]) {
+    for t in logs {
+        t.read();
+        t.text.clear();
+    }
+}
+
+/// Reads every log every [`POLL`] and records when `pred` first held for each.
+fn watch(logs: &mut [Tail], start: Instant, timeout: Duration, pred: impl Fn(&str) -> bool) -> Vec<Option<Duration>> {
+    let mut times = vec![None; logs.len()];
+    loop {
+        for (tail, time) in logs.iter_mut().zip(&mut times) {
+            if time.is_none() {
+                tail.read();
+                if pred(&tail.text) {
+                    *time = Some(start.elapsed());
+                }
+            }
+        }
+        if times.iter().all(Option::is_some) || start.elapsed() >= timeout {
+            return times;
+        }
+        std::thread::sleep(POLL.min(Duration::from_millis(10)));
+    }
+}
+
+/// Whether a complete line of `text` says `EVENT: NAME` (NAME a whole word).
+fn has_event(text: &str, event: &str, name: &str) -> bool {
+    let tag = format!("{event}: ");
+    text.split_inclusive('\n').filter(|l| l.ends_with('\n')).any(|line| {
+        line.split_once(&tag).and_then(|(_, rest)| rest.split_whitespace().next()) == Some(name)
+    })
+}
+
+/// A statsd listener summing memberlist's bytes-sent counters.
+struct Statsd {
+    port: u16,
+    bytes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Statsd {
+    fn start() -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let port = socket.local_addr()?.port();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (Arc::clone(&bytes), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !s.load(Relaxed) {
+                if let Ok(len) = socket.recv(&mut buf) {
+                    b.fetch_add(sent_bytes(&String::from_utf8_lossy(&buf[..len])), Relaxed);
+                }
+            }
+        });
+        Ok(Self { port, bytes, stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Statsd {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sum of `…memberlist.{udp,tcp}.sent:VALUE|c` lines in one statsd datagram.
+fn sent_bytes(datagram: &str) -> u64 {
+    datagram
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(key, _)| key.ends_with("memberlist.udp.sent") || key.ends_with("memberlist.tcp.sent"))
+        .filter_map(|(_, v)| v.split('|').next()?.parse::<f64>().ok())
+        // Byte counts: whole, non-negative, far below 2^53.
+        .map(|v| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let b = v.max(0.0) as u64;
+            b
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_match_whole_names_on_complete_lines() {
+        let log = "    2026/11/27 00:08:03 [INFO] serf: EventMemberFailed: serf-28 127.0.0.1\n\
+                   [INFO] serf: EventMemberUpdate: serf-2";
+        assert!(has_event(log, "EventMemberFailed", "serf-28"));
+        assert!(!has_event(log, "EventMemberFailed", "serf-2"));
+        assert!(!has_event(log, "EventMemberUpdate", "serf-2"), "the last line is incomplete");
+    }
+
+    #[test]
+    fn statsd_lines_sum_sent_bytes_only() {
+        let d = "serf-agent.memberlist.udp.sent:120.000000|c\nserf-agent.memberlist.udp.received:99.000000|c\n\
+                 serf-agent.memberlist.tcp.sent:215.000000|c\nserf-agent.memberlist.gossip:0.1|ms\n";
+        assert_eq!(sent_bytes(d), 335);
+    }
+}
