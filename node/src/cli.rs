@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent on this host until SIGINT or SIGTERM.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Show this node's status (sensors, summary) from a running agent.
     Status(QueryArgs),
     /// List the members this node knows.

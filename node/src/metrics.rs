@@ -61,6 +61,13 @@ fn set(f: &FloatFamily, l: Labels, v: f64) {
     f.get_or_create(&l).set(v);
 }
 
+/// Sets the series only when the value is known: unknown is absent, not zero.
+fn set_opt(f: &FloatFamily, l: &Labels, v: Option<f64>) {
+    if let Some(v) = v {
+        f.get_or_create(l).set(v);
+    }
+}
+
 fn hwmon_metrics(reg: &mut Registry, snap: &Snapshot) {
     let temp = family(
         reg,
@@ -131,12 +138,9 @@ fn hwmon_metrics(reg: &mut Registry, snap: &Snapshot) {
     for t in &h.temperatures {
         let l = labels(&[("chip", &t.device), ("sensor", &t.sensor)]);
         set(&temp, l.clone(), t.input_millicelsius.as_celsius());
-        t.max_millicelsius
-            .map(|v| set(&tmax, l.clone(), v.as_celsius()));
-        t.crit_millicelsius
-            .map(|v| set(&tcrit, l.clone(), v.as_celsius()));
-        t.crit_hyst_millicelsius
-            .map(|v| set(&hyst, l.clone(), v.as_celsius()));
+        set_opt(&tmax, &l, t.max_millicelsius.map(|v| v.as_celsius()));
+        set_opt(&tcrit, &l, t.crit_millicelsius.map(|v| v.as_celsius()));
+        set_opt(&hyst, &l, t.crit_hyst_millicelsius.map(|v| v.as_celsius()));
         if let Some(text) = &t.label {
             set(
                 &label,
@@ -152,12 +156,9 @@ fn hwmon_metrics(reg: &mut Registry, snap: &Snapshot) {
     }
     for p in &h.power {
         let l = labels(&[("chip", &p.device), ("sensor", &p.sensor)]);
-        p.input_microwatts
-            .map(|v| set(&pin, l.clone(), v.as_watts()));
-        p.average_microwatts
-            .map(|v| set(&pavg, l.clone(), v.as_watts()));
-        p.cap_microwatts
-            .map(|v| set(&pcap, l.clone(), v.as_watts()));
+        set_opt(&pin, &l, p.input_microwatts.map(|v| v.as_watts()));
+        set_opt(&pavg, &l, p.average_microwatts.map(|v| v.as_watts()));
+        set_opt(&pcap, &l, p.cap_microwatts.map(|v| v.as_watts()));
         set(
             &chip_names,
             labels(&[("chip", &p.device), ("chip_name", &p.chip)]),
@@ -175,10 +176,8 @@ fn hwmon_metrics(reg: &mut Registry, snap: &Snapshot) {
             ("rapl_zone", &z.name),
         ]);
         set(&rapl, l.clone(), z.energy_microjoules.as_joules());
-        z.power_microwatts
-            .map(|v| set(&rapl_w, l.clone(), v.as_watts()));
-        z.limit_microwatts
-            .map(|v| set(&rapl_lim, l.clone(), v.as_watts()));
+        set_opt(&rapl_w, &l, z.power_microwatts.map(|v| v.as_watts()));
+        set_opt(&rapl_lim, &l, z.limit_microwatts.map(|v| v.as_watts()));
     }
 }
 

@@ -2,7 +2,6 @@
 //! several seeds. Bounds, not exact times: chitchat seeds its own RNG.
 
 use maxwell_tests::harness::{run, Op, Scenario, Seen, Who};
-use maxwell_tests::rogue::FORGED_CELSIUS;
 use std::time::Duration;
 
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -134,12 +133,11 @@ fn a_rogue_host_is_refused_and_counted_everywhere() {
         Op::ExpectRejected { reason: "key_mismatch", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
         Op::ExpectRejected { reason: "bad_signature", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
         Op::ExpectRejected { reason: "replay", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
-        // The victim's real heat stands; the forged 5 °C is believed nowhere.
+        // The victim's real heat stands; the forged FORGED_CELSIUS is believed nowhere.
         Op::Heat { node: 1, celsius: 64.0 },
         Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(5) },
         Op::Wait(s(3)),
         Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(1) },
     ]);
-    assert!(FORGED_CELSIUS < 20.0);
     each_seed("rogue", ops);
 }

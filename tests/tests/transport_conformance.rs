@@ -24,17 +24,19 @@ async fn udp_raw(bytes: Vec<u8>, to: SocketAddr) {
     s.send_to(&bytes, to).await.expect("send raw");
 }
 
+/// The suite on loopback UDP, fresh ports for each check.
+async fn udp_suite(t: &dyn chitchat::transport::Transport) {
+    conformance::delivers_both_ways(t, free_udp_pair()).await;
+    let p = free_udp_pair();
+    conformance::send_to_nobody_is_not_an_error(t, p.bind_a, p.reach_b).await;
+    conformance::a_burst_arrives_complete(t, free_udp_pair(), 50).await;
+    conformance::garbage_is_skipped(t, free_udp_pair(), udp_raw).await;
+    conformance::double_bind_is_an_error(t, free_udp_pair().bind_a).await;
+}
+
 #[test]
 fn udp_transport_conforms() {
-    rt().block_on(async {
-        let t = chitchat::transport::UdpTransport;
-        conformance::delivers_both_ways(&t, free_udp_pair()).await;
-        let p = free_udp_pair();
-        conformance::send_to_nobody_is_not_an_error(&t, p.bind_a, p.reach_b).await;
-        conformance::a_burst_arrives_complete(&t, free_udp_pair(), 50).await;
-        conformance::garbage_is_skipped(&t, free_udp_pair(), udp_raw).await;
-        conformance::double_bind_is_an_error(&t, free_udp_pair().bind_a).await;
-    });
+    rt().block_on(udp_suite(&chitchat::transport::UdpTransport));
 }
 
 #[test]
@@ -46,11 +48,7 @@ fn counting_udp_transport_conforms_and_counts() {
         assert_eq!(stats.datagrams_out.load(Ordering::Relaxed), 2);
         assert_eq!(stats.datagrams_in.load(Ordering::Relaxed), 2);
         assert!(stats.bytes_out.load(Ordering::Relaxed) > 0);
-        let p = free_udp_pair();
-        conformance::send_to_nobody_is_not_an_error(&t, p.bind_a, p.reach_b).await;
-        conformance::a_burst_arrives_complete(&t, free_udp_pair(), 50).await;
-        conformance::garbage_is_skipped(&t, free_udp_pair(), udp_raw).await;
-        conformance::double_bind_is_an_error(&t, free_udp_pair().bind_a).await;
+        udp_suite(&t).await;
     });
 }
 

@@ -186,18 +186,18 @@ fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveRes
         (Ok(Some(a)), Ok(Some(b))) => ratio(*a, *b),
         _ => "-".into(),
     };
-    let bytes = |v: &Outcome<Option<f64>>| match v {
+    let bytes = |v: &Result<Option<f64>, &String>| match v {
         Ok(Some(v)) => rate(*v),
         Ok(None) => "n/a".into(),
-        Err(e) => e.clone(),
+        Err(e) => (*e).clone(),
     };
     t.row(vec![format!("udp n={n}: gossip bytes/node/s"), bytes(&a), bytes(&b), ratio, String::new()]);
 }
 
-fn cell(v: &Outcome<Waited>) -> String {
+fn cell(v: &Result<Waited, &String>) -> String {
     match v {
         Ok(w) => w.to_string(),
-        Err(e) => e.clone(),
+        Err(e) => (*e).clone(),
     }
 }
 

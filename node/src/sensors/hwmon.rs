@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 const TEMP_INPUT_RANGE: std::ops::RangeInclusive<i64> = -60_000..=200_000;
 /// Plausible range for a limit (`_max`, `_crit`, `_crit_hyst`).
 const TEMP_LIMIT_RANGE: std::ops::RangeInclusive<i64> = -60_000..=250_000;
+type Range = std::ops::RangeInclusive<i64>;
+
 /// 100 kW: nothing in one host draws more.
 const POWER_RANGE: std::ops::RangeInclusive<i64> = 0..=100_000_000_000;
 
@@ -204,22 +206,23 @@ impl Chan<'_> {
     }
 
     /// A value the channel cannot do without: absent is a problem too.
-    fn required(
-        &self,
-        sensor: &str,
-        attr: &str,
-        range: &std::ops::RangeInclusive<i64>,
-        problems: &mut Vec<Problem>,
-    ) -> Option<i64> {
+    fn required(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>) -> Option<i64> {
+        self.read(sensor, attr, range, problems, true)
+    }
+
+    /// A value that may be absent; unreadable or garbage is reported and treated as absent.
+    fn optional(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>) -> Option<i64> {
+        self.read(sensor, attr, range, problems, false)
+    }
+
+    fn read(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>, required: bool) -> Option<i64> {
         let path = self.path(sensor, attr);
         match read_int(&path, range) {
             Ok(Some(v)) => Some(v),
             Ok(None) => {
-                problems.push(problem(
-                    &path,
-                    ProblemKind::Missing,
-                    "channel has no input".into(),
-                ));
+                if required {
+                    problems.push(problem(&path, ProblemKind::Missing, "channel has no input".into()));
+                }
                 None
             }
             Err(p) => {
@@ -227,20 +230,6 @@ impl Chan<'_> {
                 None
             }
         }
-    }
-
-    /// A value that may be absent; unreadable or garbage is reported and treated as absent.
-    fn optional(
-        &self,
-        sensor: &str,
-        attr: &str,
-        range: &std::ops::RangeInclusive<i64>,
-        problems: &mut Vec<Problem>,
-    ) -> Option<i64> {
-        read_int(&self.path(sensor, attr), range)
-            .map_err(|p| problems.push(p))
-            .ok()
-            .flatten()
     }
 
     fn label(&self, sensor: &str, problems: &mut Vec<Problem>) -> Option<String> {

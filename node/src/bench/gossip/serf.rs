@@ -13,7 +13,6 @@ use super::{LiveResult, POLL};
 use crate::bench::procs::{free_ports, Procs};
 use crate::bench::{quantile, Waited};
 use anyhow::Context;
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::net::UdpSocket;
