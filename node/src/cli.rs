@@ -42,6 +42,9 @@ pub struct AgentArgs {
     /// TOML config file (see docs/operations.md).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
+    /// Any config field by its dotted name, e.g. `--set pricing.relief_gain=0.9` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Node name [default: host name].
     #[arg(long)]
     pub name: Option<String>,
@@ -173,10 +176,7 @@ pub struct EmulatedArgs {
 impl AgentArgs {
     /// Reads the file (if any), applies the flags, validates once.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut raw = match &self.config {
-            Some(path) => RawConfig::from_file(path)?,
-            None => RawConfig::default(),
-        };
+        let mut raw = RawConfig::load(self.config.as_deref(), &self.set)?;
         macro_rules! flag {
             ($field:expr, $value:expr) => {
                 if let Some(v) = $value {

@@ -37,6 +37,14 @@ pub enum ConfigError {
         /// What the parser said, on one line.
         message: String,
     },
+    /// A `--set KEY=VALUE` flag is malformed or names no field.
+    #[error("flag --set {set}: {message}")]
+    Set {
+        /// The flag's argument.
+        set: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A field holds a value outside what it may be.
     #[error("config field `{field}`: {problem}")]
     Invalid {
@@ -295,6 +303,31 @@ impl RawConfig {
             line,
             message,
         })
+    }
+
+    /// Reads the file (if any) and applies `--set section.field=value`
+    /// overrides, so that every field, including the price law's, has a flag.
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self, ConfigError> {
+        let from_file = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        if sets.is_empty() {
+            return Ok(from_file);
+        }
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+            None => String::new(),
+        };
+        let set_err = |set: &str, message: String| ConfigError::Set { set: set.to_string(), message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| set_err("", e.message().into()))?;
+        for set in sets {
+            apply_set(&mut table, set).map_err(|m| set_err(set, m))?;
+        }
+        toml::Value::Table(table)
+            .try_into::<Self>()
+            .map_err(|e| set_err(&sets.join(" "), e.message().replace('\n', " ")))
     }
 
     /// Parses TOML text; on error returns the 1-based line and a one-line message.
@@ -562,6 +595,24 @@ impl RawGossip {
             allowlist: self.allowlist,
         })
     }
+}
+
+/// Puts `value` (TOML, or a bare string) at the dotted `key` of `table`.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), String> {
+    let (key, value) = set.split_once('=').ok_or("expected KEY=VALUE, e.g. pricing.relief_gain=0.9")?;
+    let value: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.into())),
+        Err(_) => toml::Value::String(value.into()),
+    };
+    let mut parts: Vec<&str> = key.trim().split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).ok_or("empty key")?;
+    let mut here = table;
+    for part in parts {
+        let entry = here.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        here = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a section"))?;
+    }
+    here.insert(last.to_string(), value);
+    Ok(())
 }
 
 fn invalid(field: &'static str, problem: String) -> ConfigError {

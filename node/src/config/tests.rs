@@ -155,3 +155,23 @@ fn guests_section_defaults_flags_and_errors() {
     let err = parse("[guests]\nspecs = \"/x\"\n").expect_err("unknown field");
     assert!(err.contains("specs"), "{err}");
 }
+
+#[test]
+fn set_overrides_any_field_over_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, "rack = \"r1\"\n[pricing]\nbase_milli = 2000\n").expect("write");
+    let sets = ["pricing.relief_gain=0.9".to_string(), "gossip.seeds=[\"10.0.0.1:7946\"]".into(), "name=n7".into()];
+    let c = RawConfig::load(Some(&file), &sets).expect("load").validate().expect("valid");
+    assert_eq!(c.rack, "r1");
+    assert_eq!(c.name, "n7", "a bare word is a string");
+    assert_eq!(c.gossip.seeds, vec!["10.0.0.1:7946".to_string()]);
+    assert_eq!(c.pricing.config().relief_gain, 0.9);
+    assert_eq!(c.pricing.config().base_milli, 2000, "the file's value stays");
+    let err = RawConfig::load(Some(&file), &["pricing.nope=1".to_string()]).expect_err("unknown");
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = RawConfig::load(None, &["novalue".to_string()]).expect_err("no =");
+    assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    let err = RawConfig::load(None, &["rack.x=1".to_string(), "rack=2".to_string()]).map(|_| ());
+    assert!(err.is_err());
+}
