@@ -141,3 +141,16 @@ fn a_rogue_host_is_refused_and_counted_everywhere() {
     ]);
     each_seed("rogue", ops);
 }
+
+#[test]
+fn a_larger_mesh_converges_and_detects_a_crash() {
+    let mut ops = cold_start(24);
+    ops.extend([
+        Op::Heat { node: 17, celsius: 90.0 },
+        Op::ExpectHeat { node: 17, celsius: 90.0, seen_by: Who::All, within: s(5) },
+        Op::Crash(5),
+        Op::ExpectSeen { node: 5, seen: Seen::NotCounted, seen_by: Who::All, within: s(20) },
+    ]);
+    let report = run(&Scenario { name: "24 nodes", seed: 11, gossip_interval: GOSSIP, ops });
+    eprintln!("24 nodes: expectation waits {:?}", report.waits);
+}
