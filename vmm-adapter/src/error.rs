@@ -6,6 +6,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::backend::{GuestId, GuestState};
 
@@ -149,6 +150,24 @@ impl VmmError {
             path: path.into(),
             source,
             state_changed: false,
+        }
+    }
+
+    /// `op` refused because every vCPU of guest `id` has exited.
+    pub(crate) fn exited(id: GuestId, op: &'static str) -> Self {
+        VmmError::InvalidState {
+            id,
+            state: GuestState::Exited,
+            op,
+        }
+    }
+
+    /// `op` on guest `id` not acknowledged after waiting `waited`.
+    pub(crate) fn timeout(id: GuestId, op: &'static str, waited: Duration) -> Self {
+        VmmError::Timeout {
+            id,
+            op,
+            waited_ms: waited.as_millis() as u64,
         }
     }
 

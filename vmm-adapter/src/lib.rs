@@ -40,6 +40,7 @@ pub mod cgroup;
 mod duty;
 pub mod error;
 pub mod kvm;
+mod managed;
 pub mod process;
 pub mod spec;
 mod sys;

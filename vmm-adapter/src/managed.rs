@@ -203,11 +203,25 @@ impl<G: Managed> GuestTable<G> {
         id
     }
 
+    pub(crate) fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()> {
+        self.get(id)?.set_cap(cap)
+    }
+
+    pub(crate) fn cpu_time(&self, id: GuestId) -> Result<Duration> {
+        Ok(self.get(id)?.cpu_time())
+    }
+
+    pub(crate) fn progress(&self, id: GuestId) -> Result<u64> {
+        Ok(self.get(id)?.progress())
+    }
+
+    pub(crate) fn info(&self, id: GuestId) -> Result<GuestInfo> {
+        Ok(self.get(id)?.info())
+    }
+
     /// Take a guest out of the table and kill it.
     pub(crate) fn kill(&self, id: GuestId) -> Result<GuestInfo> {
-        let g = lock(&self.0)
-            .remove(&id)
-            .ok_or(VmmError::NoSuchGuest(id))?;
+        let g = lock(&self.0).remove(&id).ok_or(VmmError::NoSuchGuest(id))?;
         g.kill()
     }
 
@@ -218,32 +232,32 @@ impl<G: Managed> GuestTable<G> {
     }
 }
 
-/// The `GuestBackend` methods that look the guest up in the
-/// [`GuestTable`] field `$guests` and ask it. Expand inside
+/// The `GuestBackend` methods that only look the guest up: each forwards
+/// to the [`GuestTable`] in field `$guests`. Expand inside
 /// `impl GuestBackend for …`.
 macro_rules! backend_methods {
     ($guests:ident) => {
-        fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()> {
-            self.$guests.get(id)?.set_cap(cap)
+        fn set_cap(&self, id: $crate::GuestId, cap: $crate::CpuCap) -> $crate::Result<()> {
+            self.$guests.set_cap(id, cap)
         }
 
-        fn cpu_time(&self, id: GuestId) -> Result<std::time::Duration> {
-            Ok(self.$guests.get(id)?.cpu_time())
+        fn cpu_time(&self, id: $crate::GuestId) -> $crate::Result<std::time::Duration> {
+            self.$guests.cpu_time(id)
         }
 
-        fn progress(&self, id: GuestId) -> Result<u64> {
-            Ok(self.$guests.get(id)?.progress())
+        fn progress(&self, id: $crate::GuestId) -> $crate::Result<u64> {
+            self.$guests.progress(id)
         }
 
-        fn info(&self, id: GuestId) -> Result<GuestInfo> {
-            Ok(self.$guests.get(id)?.info())
+        fn info(&self, id: $crate::GuestId) -> $crate::Result<$crate::GuestInfo> {
+            self.$guests.info(id)
         }
 
-        fn kill(&self, id: GuestId) -> Result<GuestInfo> {
+        fn kill(&self, id: $crate::GuestId) -> $crate::Result<$crate::GuestInfo> {
             self.$guests.kill(id)
         }
 
-        fn list(&self) -> Vec<GuestInfo> {
+        fn list(&self) -> Vec<$crate::GuestInfo> {
             self.$guests.list()
         }
     };

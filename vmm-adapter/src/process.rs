@@ -8,16 +8,16 @@
 //! after `fork` a child runs only async-signal-safe code (raw syscalls and
 //! atomics, no allocation) and dies with its parent (`PR_SET_PDEATHSIG`).
 
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{CapMode, GuestBackend, GuestId, GuestInfo, GuestState};
+use crate::backend::{CapMode, GuestBackend, GuestId, GuestState};
 use crate::cgroup::{CapConfig, CapGroup, Hierarchy};
 use crate::duty::DutyCycle;
 use crate::error::{Result, VmmError};
+use crate::managed::{backend_methods, lock, GuestCore, GuestTable, Managed};
 use crate::spec::{CpuCap, GuestKind, GuestSpec, PayloadLoop, Workload};
 use crate::sys;
 
@@ -26,10 +26,6 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const SLOT: usize = 64;
 /// Iterations per block (matches the KVM payload's block in spirit).
 const BLOCK: u32 = 0x1_0000;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A `MAP_SHARED` anonymous mapping, inherited by the children.
 #[derive(Debug)]
@@ -148,23 +144,12 @@ struct Ctl {
 }
 
 #[derive(Debug)]
-struct Caps {
-    cap: CpuCap,
-    mode: CapMode,
-    group: Option<CapGroup>,
-    duty: Option<DutyCycle>,
-}
-
-#[derive(Debug)]
 struct ProcGuest {
-    id: GuestId,
-    spec: GuestSpec,
+    core: GuestCore,
     created_ns: u64,
     children: Mutex<Vec<Child>>,
     ctl: Arc<Mutex<Ctl>>,
-    caps: Mutex<Caps>,
     exit_reason: Mutex<Option<String>>,
-    killed: std::sync::atomic::AtomicBool,
     final_progress: AtomicU64,
     shm: Mutex<Option<Shm>>,
 }
@@ -243,11 +228,16 @@ impl ProcGuest {
             }
         }
     }
+}
 
-    fn state(&self) -> GuestState {
-        if self.killed.load(Ordering::SeqCst) {
-            return GuestState::Killed;
-        }
+impl Managed for ProcGuest {
+    const BACKEND: &'static str = "process";
+
+    fn core(&self) -> &GuestCore {
+        &self.core
+    }
+
+    fn live_state(&self) -> GuestState {
         self.poll_exits();
         if lock(&self.children).iter().all(|c| c.reaped.is_some()) {
             GuestState::Exited
@@ -270,7 +260,7 @@ impl ProcGuest {
 
     fn progress(&self) -> u64 {
         match &*lock(&self.shm) {
-            Some(shm) => (0..self.n())
+            Some(shm) => (0..self.core.n())
                 .map(|i| shm.word(i, W_COUNTER).load(Ordering::Relaxed))
                 .sum(),
             None => self.final_progress.load(Ordering::Relaxed),
@@ -279,7 +269,7 @@ impl ProcGuest {
 
     fn first_exit_us(&self) -> Option<u64> {
         let shm = lock(&self.shm);
-        let started = (0..self.n())
+        let started = (0..self.core.n())
             .map(|i| {
                 shm.as_ref()
                     .map_or(0, |s| s.word(i, W_STARTED_NS).load(Ordering::Relaxed))
@@ -289,35 +279,29 @@ impl ProcGuest {
         Some(started.saturating_sub(self.created_ns) / 1000)
     }
 
-    fn n(&self) -> usize {
-        usize::from(self.spec.vcpus.get())
+    fn exit_reason(&self) -> Option<String> {
+        lock(&self.exit_reason).clone()
     }
 
-    fn info(&self) -> GuestInfo {
-        let state = self.state();
-        let caps = lock(&self.caps);
-        GuestInfo {
-            id: self.id,
-            name: self.spec.name.clone(),
-            kind: self.spec.kind.name(),
-            backend: "process",
-            state,
-            vcpus: self.spec.vcpus.get(),
-            memory_mib: self.spec.memory.mib(),
-            cap: caps.cap,
-            cap_mode: caps.mode,
-            cpu_time_ns: self.cpu_time().as_nanos() as u64,
-            progress: self.progress(),
-            first_exit_us: self.first_exit_us(),
-            exit_reason: lock(&self.exit_reason).clone(),
-        }
+    fn cap_tasks(&self) -> Vec<libc::pid_t> {
+        self.pids()
     }
 
-    /// Kill and reap every child, stop the duty cycle, remove the cgroups,
-    /// unmap the counters. Idempotent.
-    fn teardown(&self) -> Result<()> {
-        let mut caps = lock(&self.caps);
-        caps.duty = None;
+    fn spawn_duty(&self, cap: CpuCap) -> Result<DutyCycle> {
+        let ctl = Arc::clone(&self.ctl);
+        let pids = self.pids();
+        let hold = move |on: bool| {
+            let mut c = lock(&ctl);
+            c.throttled = on;
+            if !c.paused {
+                signal_all(&pids, if on { libc::SIGSTOP } else { libc::SIGCONT });
+            }
+        };
+        DutyCycle::spawn(cap, Box::new(hold)).map_err(|e| VmmError::host("spawn duty cycle", "", e))
+    }
+
+    /// Kill and reap every child, then unmap the counters.
+    fn release(&self, _group: Option<&CapGroup>) {
         for c in lock(&self.children)
             .iter_mut()
             .filter(|c| c.reaped.is_none())
@@ -328,10 +312,6 @@ impl ProcGuest {
         self.final_progress
             .store(self.progress(), Ordering::Relaxed);
         drop(lock(&self.shm).take());
-        if let Some(mut g) = caps.group.take() {
-            g.remove().map_err(VmmError::after_change)?;
-        }
-        Ok(())
     }
 }
 
@@ -339,7 +319,7 @@ impl ProcGuest {
 #[derive(Debug)]
 pub struct ProcessBackend {
     hierarchy: Hierarchy,
-    guests: Mutex<BTreeMap<GuestId, Arc<ProcGuest>>>,
+    guests: GuestTable<ProcGuest>,
 }
 
 impl ProcessBackend {
@@ -352,7 +332,7 @@ impl ProcessBackend {
     pub fn with_caps(cfg: CapConfig) -> Self {
         ProcessBackend {
             hierarchy: Hierarchy::detect(&cfg),
-            guests: Mutex::new(BTreeMap::new()),
+            guests: GuestTable::default(),
         }
     }
 
@@ -361,18 +341,11 @@ impl ProcessBackend {
         self.hierarchy.mode()
     }
 
-    fn get(&self, id: GuestId) -> Result<Arc<ProcGuest>> {
-        lock(&self.guests)
-            .get(&id)
-            .cloned()
-            .ok_or(VmmError::NoSuchGuest(id))
-    }
-
     fn fork_children(&self, g: &ProcGuest, w: Workload) -> Result<()> {
         let parent = std::process::id() as libc::pid_t;
-        for i in 0..g.n() {
+        for i in 0..g.core.n() {
             let shm_guard = lock(&g.shm);
-            let shm = shm_guard.as_ref().ok_or(VmmError::NoSuchGuest(g.id))?;
+            let shm = shm_guard.as_ref().ok_or(VmmError::NoSuchGuest(g.core.id))?;
             // SAFETY: the child only runs `child_main`, which uses raw
             // syscalls and atomics on the inherited mapping, then _exit.
             let pid = unsafe { libc::fork() };
@@ -391,44 +364,12 @@ impl ProcessBackend {
         }
         Ok(())
     }
-
-    fn apply_caps(&self, g: &ProcGuest) -> Result<()> {
-        let name = format!("{}-{}", std::process::id(), g.id);
-        let mut caps = lock(&g.caps);
-        match CapGroup::create(&self.hierarchy, &name, g.n())? {
-            Some(group) => {
-                let r = crate::cgroup::place(&group, &g.pids(), caps.cap);
-                // Keep the group even on error, so teardown removes it.
-                caps.group = Some(group);
-                r
-            }
-            None => {
-                if !caps.cap.is_full() {
-                    caps.duty = Some(spawn_duty(g, caps.cap)?);
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 impl Default for ProcessBackend {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn spawn_duty(g: &ProcGuest, cap: CpuCap) -> Result<DutyCycle> {
-    let ctl = Arc::clone(&g.ctl);
-    let pids = g.pids();
-    let hold = move |on: bool| {
-        let mut c = lock(&ctl);
-        c.throttled = on;
-        if !c.paused {
-            signal_all(&pids, if on { libc::SIGSTOP } else { libc::SIGCONT });
-        }
-    };
-    DutyCycle::spawn(cap, Box::new(hold)).map_err(|e| VmmError::host("spawn duty cycle", "", e))
 }
 
 impl GuestBackend for ProcessBackend {
@@ -447,41 +388,29 @@ impl GuestBackend for ProcessBackend {
         let len = (spec.memory.bytes() as usize).max(usize::from(spec.vcpus.get()) * SLOT);
         let shm = Shm::new(len).map_err(|e| VmmError::host("map guest memory", "", e))?;
         let g = ProcGuest {
-            id: GuestId::next(),
-            spec: spec.clone(),
+            core: GuestCore::new(spec, self.hierarchy.mode()),
             created_ns,
             children: Mutex::new(Vec::new()),
             ctl: Arc::default(),
-            caps: Mutex::new(Caps {
-                cap: spec.cap,
-                mode: self.hierarchy.mode(),
-                group: None,
-                duty: None,
-            }),
             exit_reason: Mutex::new(None),
-            killed: Default::default(),
             final_progress: AtomicU64::new(0),
             shm: Mutex::new(Some(shm)),
         };
-        let r = self.fork_children(&g, w).and_then(|()| self.apply_caps(&g));
+        let r = self
+            .fork_children(&g, w)
+            .and_then(|()| g.apply_caps(&self.hierarchy));
         if let Err(e) = r {
             let _ = g.teardown();
             return Err(e);
         }
         signal_all(&g.pids(), libc::SIGCONT);
-        let id = g.id;
-        lock(&self.guests).insert(id, Arc::new(g));
-        Ok(id)
+        Ok(self.guests.insert(g))
     }
 
     fn pause(&self, id: GuestId) -> Result<()> {
-        let g = self.get(id)?;
+        let g = self.guests.get(id)?;
         if g.state() == GuestState::Exited {
-            return Err(VmmError::InvalidState {
-                id,
-                state: GuestState::Exited,
-                op: "pause",
-            });
+            return Err(VmmError::exited(id, "pause"));
         }
         let pids = g.pids();
         lock(&g.ctl).paused = true;
@@ -489,22 +418,14 @@ impl GuestBackend for ProcessBackend {
         if wait_stopped(&pids, ACK_TIMEOUT) {
             Ok(())
         } else {
-            Err(VmmError::Timeout {
-                id,
-                op: "pause",
-                waited_ms: ACK_TIMEOUT.as_millis() as u64,
-            })
+            Err(VmmError::timeout(id, "pause", ACK_TIMEOUT))
         }
     }
 
     fn resume(&self, id: GuestId) -> Result<()> {
-        let g = self.get(id)?;
+        let g = self.guests.get(id)?;
         if g.state() == GuestState::Exited {
-            return Err(VmmError::InvalidState {
-                id,
-                state: GuestState::Exited,
-                op: "resume",
-            });
+            return Err(VmmError::exited(id, "resume"));
         }
         let mut c = lock(&g.ctl);
         c.paused = false;
@@ -514,48 +435,7 @@ impl GuestBackend for ProcessBackend {
         Ok(())
     }
 
-    fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()> {
-        let g = self.get(id)?;
-        let mut caps = lock(&g.caps);
-        if let Some(group) = &caps.group {
-            group.set_cap(cap)?;
-        } else if cap.is_full() {
-            caps.duty = None;
-        } else if let Some(d) = &caps.duty {
-            d.set_cap(cap);
-        } else {
-            caps.duty = Some(spawn_duty(&g, cap)?);
-        }
-        caps.cap = cap;
-        Ok(())
-    }
-
-    fn cpu_time(&self, id: GuestId) -> Result<Duration> {
-        Ok(self.get(id)?.cpu_time())
-    }
-
-    fn progress(&self, id: GuestId) -> Result<u64> {
-        Ok(self.get(id)?.progress())
-    }
-
-    fn info(&self, id: GuestId) -> Result<GuestInfo> {
-        Ok(self.get(id)?.info())
-    }
-
-    fn kill(&self, id: GuestId) -> Result<GuestInfo> {
-        let g = lock(&self.guests)
-            .remove(&id)
-            .ok_or(VmmError::NoSuchGuest(id))?;
-        let r = g.teardown();
-        g.killed.store(true, Ordering::SeqCst);
-        let info = g.info();
-        r.map(|()| info)
-    }
-
-    fn list(&self) -> Vec<GuestInfo> {
-        let guests: Vec<Arc<ProcGuest>> = lock(&self.guests).values().cloned().collect();
-        guests.iter().map(|g| g.info()).collect()
-    }
+    backend_methods!(guests);
 }
 
 impl Drop for ProcessBackend {

@@ -60,7 +60,6 @@ pub fn run(args: &GossipBenchArgs) -> anyhow::Result<()> {
     let steady = Duration::from_secs(args.steady_s);
     let mut sims = Vec::new();
     for &n in &args.sizes {
-        eprintln!("bench gossip: simulating n={n} ...");
         let r = sim::run(n, interval, timeout).map_err(|e| format!("error: {e:#}"));
         sims.push((n, r));
     }
@@ -144,7 +143,10 @@ fn sim_rows(t: &mut Table, n: usize, r: &Outcome<sim::SimResult>, interval: Dura
     let ln = (n as f64).ln();
     for (i, label) in ["50 %", "99 %", "100 %"].iter().enumerate() {
         let ours = match r.reached[i] {
-            Waited::Done(d) => format!("{} rounds, {}", sim::rounds(d, interval), secs(d)),
+            Waited::Done(d) => match sim::rounds(d, interval) {
+                1 => format!("1 round, {}", secs(d)),
+                k => format!("{k} rounds, {}", secs(d)),
+            },
             w @ Waited::Timeout { .. } => w.to_string(),
         };
         let anchor = match (i, n) {
@@ -168,7 +170,7 @@ fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveRes
         ("heat/tag change seen by all", |r| r.change, Some(SERF_REF.change)),
         ("SIGKILL: dead everywhere", |r| r.dead, Some(SERF_REF.dead)),
         ("leave: left everywhere", |r| r.left, Some(SERF_REF.left)),
-        ("start: all see all", |r| r.join, None),
+        ("start: all see all (from last one up)", |r| r.join, None),
     ];
     for (label, get, reference) in rows {
         let a = ours.as_ref().map(get);

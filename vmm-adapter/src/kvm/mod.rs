@@ -7,9 +7,8 @@ mod linux;
 pub mod payload;
 mod vcpu;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,13 +16,14 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_userspace_memory_region, CpuId, KVM_MA
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::backend::{CapMode, GuestBackend, GuestId, GuestInfo, GuestState};
-use crate::cgroup::{place, CapConfig, CapGroup, Hierarchy};
+use crate::backend::{CapMode, GuestBackend, GuestId, GuestState};
+use crate::cgroup::{CapConfig, CapGroup, Hierarchy};
 use crate::duty::DutyCycle;
 use crate::error::{Result, VmmError};
+use crate::managed::{backend_methods, lock, GuestCore, GuestTable, Managed};
 use crate::spec::{CpuCap, GuestKind, GuestSpec, Workload};
 use crate::sys;
-use vcpu::{ConsoleSink, Io, Shared, ThreadIds, VcpuThread, Want};
+use vcpu::{ConsoleSink, Ctl, Io, Shared, ThreadIds, VcpuThread, Want};
 
 /// How long `pause`/`resume` wait for every vCPU to acknowledge.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,14 +61,6 @@ impl VcpuHandle {
 }
 
 #[derive(Debug)]
-struct Caps {
-    cap: CpuCap,
-    mode: CapMode,
-    group: Option<CapGroup>,
-    duty: Option<DutyCycle>,
-}
-
-#[derive(Debug)]
 enum Progress {
     /// Sum of the per-vCPU block counters in guest memory.
     Slots(usize),
@@ -78,13 +70,10 @@ enum Progress {
 
 #[derive(Debug)]
 struct KvmGuest {
-    id: GuestId,
-    spec: GuestSpec,
+    core: GuestCore,
     shared: Arc<Shared>,
     vcpus: Mutex<Vec<VcpuHandle>>,
-    caps: Mutex<Caps>,
     progress: Progress,
-    killed: std::sync::atomic::AtomicBool,
     /// Progress at teardown, once the memory is gone.
     final_progress: AtomicU64,
     /// `None` after teardown.
@@ -99,15 +88,7 @@ struct Vm {
     mem: GuestMemoryMmap,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl KvmGuest {
-    fn n(&self) -> usize {
-        usize::from(self.spec.vcpus.get())
-    }
-
     fn kick_all(&self) {
         let sig = vcpu::kick_signal();
         for h in lock(&self.vcpus).iter().filter(|h| h.thread.is_some()) {
@@ -115,12 +96,36 @@ impl KvmGuest {
         }
     }
 
-    fn state(&self) -> GuestState {
-        if self.killed.load(Ordering::SeqCst) {
-            return GuestState::Killed;
+    /// Ask the vCPUs for `want` (the request `op`), unless all have exited.
+    fn request(&self, want: Want, op: &'static str) -> Result<()> {
+        let mut c = self.shared.lock();
+        if c.exited >= self.core.n() {
+            return Err(VmmError::exited(self.core.id, op));
         }
+        c.want = want;
+        Ok(())
+    }
+
+    /// Wait until every vCPU has acknowledged `op`, as `done` tells.
+    fn await_ack(&self, op: &'static str, done: impl FnMut(&Ctl) -> bool) -> Result<()> {
+        if vcpu::wait_until(&self.shared, ACK_TIMEOUT, done) {
+            Ok(())
+        } else {
+            Err(VmmError::timeout(self.core.id, op, ACK_TIMEOUT))
+        }
+    }
+}
+
+impl Managed for KvmGuest {
+    const BACKEND: &'static str = "kvm";
+
+    fn core(&self) -> &GuestCore {
+        &self.core
+    }
+
+    fn live_state(&self) -> GuestState {
         let c = self.shared.lock();
-        if c.exited >= self.n() {
+        if c.exited >= self.core.n() {
             GuestState::Exited
         } else if c.want == Want::Pause {
             GuestState::Paused
@@ -149,32 +154,41 @@ impl KvmGuest {
         }
     }
 
-    fn info(&self) -> GuestInfo {
-        let caps = lock(&self.caps);
+    fn first_exit_us(&self) -> Option<u64> {
         let first = self.shared.first_exit_us.load(Ordering::Relaxed);
-        GuestInfo {
-            id: self.id,
-            name: self.spec.name.clone(),
-            kind: self.spec.kind.name(),
-            backend: "kvm",
-            state: self.state(),
-            vcpus: self.spec.vcpus.get(),
-            memory_mib: self.spec.memory.mib(),
-            cap: caps.cap,
-            cap_mode: caps.mode,
-            cpu_time_ns: self.cpu_time().as_nanos() as u64,
-            progress: self.progress(),
-            first_exit_us: (first != u64::MAX).then_some(first),
-            exit_reason: self.shared.lock().exit_reason.clone(),
-        }
+        (first != u64::MAX).then_some(first)
     }
 
-    /// Stop and join every vCPU thread, drop the duty cycle, close the VM,
-    /// unmap the memory, remove the cgroups. Idempotent.
-    fn teardown(&self) -> Result<()> {
-        let mut caps = lock(&self.caps);
-        caps.duty = None;
-        if let Some(g) = &caps.group {
+    fn exit_reason(&self) -> Option<String> {
+        self.shared.lock().exit_reason.clone()
+    }
+
+    fn cap_tasks(&self) -> Vec<libc::pid_t> {
+        lock(&self.vcpus).iter().map(|h| h.ids.tid).collect()
+    }
+
+    fn spawn_duty(&self, cap: CpuCap) -> Result<DutyCycle> {
+        let shared = Arc::clone(&self.shared);
+        let pthreads: Vec<libc::pthread_t> =
+            lock(&self.vcpus).iter().map(|h| h.ids.pthread).collect();
+        let hold = move |on: bool| {
+            shared.lock().throttled = on;
+            shared.cv.notify_all();
+            if on {
+                for p in &pthreads {
+                    // The duty cycle is dropped before the threads are joined,
+                    // so these handles are valid.
+                    let _ = sys::pthread_kill(*p, vcpu::kick_signal());
+                }
+            }
+        };
+        DutyCycle::spawn(cap, Box::new(hold)).map_err(|e| VmmError::host("spawn duty cycle", "", e))
+    }
+
+    /// Stop and join every vCPU thread, then close the VM and unmap the
+    /// memory.
+    fn release(&self, group: Option<&CapGroup>) {
+        if let Some(g) = group {
             // Unthrottle first so the stop signal is handled now, not at
             // the next CFS period.
             let _ = g.set_cap(CpuCap::FULL);
@@ -195,10 +209,6 @@ impl KvmGuest {
         // thread (NX huge-page recovery) is started from the first vCPU
         // thread and lives in its cgroup until the VM is destroyed.
         drop(lock(&self.vm).take());
-        if let Some(mut g) = caps.group.take() {
-            g.remove().map_err(VmmError::after_change)?;
-        }
-        Ok(())
     }
 }
 
@@ -208,7 +218,7 @@ pub struct KvmBackend {
     kvm: Kvm,
     cpuid: CpuId,
     hierarchy: Hierarchy,
-    guests: Mutex<BTreeMap<GuestId, Arc<KvmGuest>>>,
+    guests: GuestTable<KvmGuest>,
 }
 
 impl KvmBackend {
@@ -229,7 +239,7 @@ impl KvmBackend {
             kvm,
             cpuid,
             hierarchy: Hierarchy::detect(&cfg),
-            guests: Mutex::new(BTreeMap::new()),
+            guests: GuestTable::default(),
         })
     }
 
@@ -240,25 +250,18 @@ impl KvmBackend {
 
     /// The cgroup directory of a guest, if it has one (for diagnostics).
     pub fn cgroup_dir(&self, id: GuestId) -> Result<Option<std::path::PathBuf>> {
-        let g = self.get(id)?;
-        let caps = lock(&g.caps);
+        let g = self.guests.get(id)?;
+        let caps = lock(&g.core.caps);
         Ok(caps.group.as_ref().map(|c| c.dir().to_path_buf()))
     }
 
     /// The last console output of a Linux guest (empty for workloads).
     pub fn console(&self, id: GuestId) -> Result<String> {
-        let g = self.get(id)?;
+        let g = self.guests.get(id)?;
         Ok(match &g.progress {
             Progress::Console(c) => String::from_utf8_lossy(&lock(&c.buf)).into_owned(),
             Progress::Slots(_) => String::new(),
         })
-    }
-
-    fn get(&self, id: GuestId) -> Result<Arc<KvmGuest>> {
-        lock(&self.guests)
-            .get(&id)
-            .cloned()
-            .ok_or(VmmError::NoSuchGuest(id))
     }
 
     fn build(&self, spec: &GuestSpec, created: Instant) -> Result<KvmGuest> {
@@ -281,27 +284,19 @@ impl KvmBackend {
             }),
         };
         Ok(KvmGuest {
-            id: GuestId::next(),
-            spec: spec.clone(),
+            core: GuestCore::new(spec, self.hierarchy.mode()),
             shared: Arc::new(Shared::new(created)),
             vcpus: Mutex::new(Vec::new()),
-            caps: Mutex::new(Caps {
-                cap: spec.cap,
-                mode: self.hierarchy.mode(),
-                group: None,
-                duty: None,
-            }),
             progress,
-            killed: Default::default(),
             final_progress: AtomicU64::new(0),
             vm: Mutex::new(Some(Vm { fd: vm, mem })),
         })
     }
 
     fn create_vcpu(&self, g: &KvmGuest, i: usize, regs: &kvm_regs) -> Result<VcpuFd> {
-        let user = matches!(g.spec.kind, GuestKind::Workload(_));
+        let user = matches!(g.core.spec.kind, GuestKind::Workload(_));
         let vm = lock(&g.vm);
-        let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.id))?;
+        let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.core.id))?;
         let fd = vm
             .fd
             .create_vcpu(i as u64)
@@ -338,7 +333,7 @@ impl KvmBackend {
             };
             let (tx, rx) = mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
-                .name(format!("{}-vcpu{i}", g.id))
+                .name(format!("{}-vcpu{i}", g.core.id))
                 .spawn(move || t.run(tx))
                 .map_err(|e| VmmError::host("spawn vCPU thread", "", e))?;
             let ids = match rx.recv() {
@@ -361,29 +356,9 @@ impl KvmBackend {
         Ok(())
     }
 
-    fn apply_caps(&self, g: &KvmGuest) -> Result<()> {
-        let name = format!("{}-{}", std::process::id(), g.id);
-        let mut caps = lock(&g.caps);
-        match CapGroup::create(&self.hierarchy, &name, g.n())? {
-            Some(group) => {
-                let tids: Vec<libc::pid_t> = lock(&g.vcpus).iter().map(|h| h.ids.tid).collect();
-                let r = place(&group, &tids, caps.cap);
-                // Keep the group even on error, so teardown removes it.
-                caps.group = Some(group);
-                r
-            }
-            None => {
-                if !caps.cap.is_full() {
-                    caps.duty = Some(spawn_duty(g, caps.cap)?);
-                }
-                Ok(())
-            }
-        }
-    }
-
     fn start_inner(&self, g: &KvmGuest) -> Result<()> {
-        let n = g.n();
-        let (ios, regs) = match &g.spec.kind {
+        let n = g.core.n();
+        let (ios, regs) = match &g.core.spec.kind {
             GuestKind::Workload(w) => {
                 let stop = w.stop_after.map_or(u64::MAX, |s| s.get());
                 let regs = (0..n)
@@ -396,13 +371,13 @@ impl KvmBackend {
                     return Err(VmmError::invalid("kind", "internal: linux without console"));
                 };
                 let vm = lock(&g.vm);
-                let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.id))?;
+                let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.core.id))?;
                 let (io, regs) = linux::prepare(&vm.fd, &vm.mem, boot, sink.clone(), n)?;
                 (vec![io], vec![regs])
             }
         };
         self.spawn_vcpus(g, ios, &regs)?;
-        self.apply_caps(g)?;
+        g.apply_caps(&self.hierarchy)?;
         g.shared.lock().want = Want::Run;
         g.shared.cv.notify_all();
         Ok(())
@@ -417,23 +392,6 @@ fn workload(spec: &GuestSpec) -> Workload {
             stop_after: None,
         },
     }
-}
-
-fn spawn_duty(g: &KvmGuest, cap: CpuCap) -> Result<DutyCycle> {
-    let shared = Arc::clone(&g.shared);
-    let pthreads: Vec<libc::pthread_t> = lock(&g.vcpus).iter().map(|h| h.ids.pthread).collect();
-    let hold = move |on: bool| {
-        shared.lock().throttled = on;
-        shared.cv.notify_all();
-        if on {
-            for p in &pthreads {
-                // The duty cycle is dropped before the threads are joined,
-                // so these handles are valid.
-                let _ = sys::pthread_kill(*p, vcpu::kick_signal());
-            }
-        }
-    };
-    DutyCycle::spawn(cap, Box::new(hold)).map_err(|e| VmmError::host("spawn duty cycle", "", e))
 }
 
 fn check_host_memory(spec: &GuestSpec) -> Result<()> {
@@ -509,106 +467,26 @@ impl GuestBackend for KvmBackend {
             let _ = g.teardown();
             return Err(e);
         }
-        let id = g.id;
-        lock(&self.guests).insert(id, Arc::new(g));
-        Ok(id)
+        Ok(self.guests.insert(g))
     }
 
     fn pause(&self, id: GuestId) -> Result<()> {
-        let g = self.get(id)?;
-        let n = g.n();
-        {
-            let mut c = g.shared.lock();
-            if c.exited >= n {
-                return Err(VmmError::InvalidState {
-                    id,
-                    state: GuestState::Exited,
-                    op: "pause",
-                });
-            }
-            c.want = Want::Pause;
-        }
+        let g = self.guests.get(id)?;
+        let n = g.core.n();
+        g.request(Want::Pause, "pause")?;
         g.kick_all();
-        if vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| c.parked + c.exited >= n) {
-            Ok(())
-        } else {
-            Err(VmmError::Timeout {
-                id,
-                op: "pause",
-                waited_ms: ACK_TIMEOUT.as_millis() as u64,
-            })
-        }
+        g.await_ack("pause", |c| c.parked + c.exited >= n)
     }
 
     fn resume(&self, id: GuestId) -> Result<()> {
-        let g = self.get(id)?;
-        let n = g.n();
-        {
-            let mut c = g.shared.lock();
-            if c.exited >= n {
-                return Err(VmmError::InvalidState {
-                    id,
-                    state: GuestState::Exited,
-                    op: "resume",
-                });
-            }
-            c.want = Want::Run;
-        }
+        let g = self.guests.get(id)?;
+        g.request(Want::Run, "resume")?;
         g.shared.cv.notify_all();
         // Parked-by-throttle vCPUs stay parked; do not wait for them.
-        if vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| c.parked == 0 || c.throttled) {
-            Ok(())
-        } else {
-            Err(VmmError::Timeout {
-                id,
-                op: "resume",
-                waited_ms: ACK_TIMEOUT.as_millis() as u64,
-            })
-        }
+        g.await_ack("resume", |c| c.parked == 0 || c.throttled)
     }
 
-    fn set_cap(&self, id: GuestId, cap: CpuCap) -> Result<()> {
-        let g = self.get(id)?;
-        let mut caps = lock(&g.caps);
-        if let Some(group) = &caps.group {
-            group.set_cap(cap)?;
-        } else if cap.is_full() {
-            caps.duty = None;
-        } else if let Some(d) = &caps.duty {
-            d.set_cap(cap);
-        } else {
-            caps.duty = Some(spawn_duty(&g, cap)?);
-        }
-        caps.cap = cap;
-        Ok(())
-    }
-
-    fn cpu_time(&self, id: GuestId) -> Result<Duration> {
-        Ok(self.get(id)?.cpu_time())
-    }
-
-    fn progress(&self, id: GuestId) -> Result<u64> {
-        Ok(self.get(id)?.progress())
-    }
-
-    fn info(&self, id: GuestId) -> Result<GuestInfo> {
-        Ok(self.get(id)?.info())
-    }
-
-    fn kill(&self, id: GuestId) -> Result<GuestInfo> {
-        let g = lock(&self.guests)
-            .remove(&id)
-            .ok_or(VmmError::NoSuchGuest(id))?;
-        let r = g.teardown();
-        g.killed.store(true, Ordering::SeqCst);
-        let info = g.info();
-        r.map(|()| info)
-    }
-
-    fn list(&self) -> Vec<GuestInfo> {
-        let guests: Vec<Arc<KvmGuest>> = lock(&self.guests).values().cloned().collect();
-        guests.iter().map(|g| g.info()).collect()
-    }
+    backend_methods!(guests);
 }
 
 impl Drop for KvmBackend {

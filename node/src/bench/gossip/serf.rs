@@ -37,7 +37,7 @@ pub fn version() -> String {
         .arg("version")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|v| format!("serf {}", v.trim_start_matches("Serf "))))
         .unwrap_or_else(|| "serf".into())
 }
 

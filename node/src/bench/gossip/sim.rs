@@ -9,7 +9,7 @@
 //! distinctive temperature. We then check every `interval / 4` which of the
 //! others' [`Mesh::members`] show it.
 
-use crate::bench::{quantile, Waited};
+use crate::bench::{quantile, secs, Waited};
 use crate::mesh::transport::{CountingTransport, GossipStats};
 use crate::mesh::{Clock, Heat, Mesh, MeshSettings};
 use chitchat::transport::ChannelTransport;
@@ -24,8 +24,15 @@ use std::time::{Duration, Instant};
 const MARK: MilliCelsius = MilliCelsius(87_654);
 /// Phi threshold of the LAN preset.
 const PHI: f64 = 8.0;
-/// Rounds over which steady-state bytes are counted.
-const STEADY_ROUNDS: u32 = 5;
+/// Rounds over which steady-state bytes are counted (fewer for big meshes:
+/// a round of 1000 nodes costs seconds of CPU in one process).
+fn steady_rounds(n: usize) -> u32 {
+    if n > 200 {
+        2
+    } else {
+        10
+    }
+}
 
 /// The outcome for one mesh size.
 #[derive(Debug, Clone)]
@@ -71,7 +78,7 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
         meshes.push(mesh);
         tokio::time::sleep(stagger).await;
     }
-    eprintln!("[sim {n}] started, wall {:?}", w.elapsed());
+    eprintln!("bench gossip: sim n={n}: {n} nodes started ({} wall)", secs(w.elapsed()));
     let step = interval / 4;
     // Joining is not what is measured: check it once a round, and only on
     // nodes whose chitchat already knows every peer (a cheap test).
@@ -89,12 +96,11 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
         }
     }
     let join = quantile(&joined, 1.0);
-    eprintln!("[sim {n}] joined {join}, wall {:?}", w.elapsed());
+    eprintln!("bench gossip: sim n={n}: all joined after {join} simulated ({} wall)", secs(w.elapsed()));
     let bytes_per_node_s = match join {
-        Waited::Done(_) => Some(steady_bytes(&stats, n, interval).await),
+        Waited::Done(_) => Some(steady_bytes(&stats, n, interval * steady_rounds(n)).await),
         Waited::Timeout { .. } => None,
     };
-    eprintln!("[sim {n}] steady, wall {:?}", w.elapsed());
     let (origin, others) = meshes.split_last().expect("n >= 2");
     let reached = match join {
         Waited::Done(_) => {
@@ -105,7 +111,6 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
         }
         Waited::Timeout { .. } => [Waited::Timeout { seen: 0, of: n - 1 }; 3],
     };
-    eprintln!("[sim {n}] change, wall {:?}", w.elapsed());
     for mesh in meshes {
         mesh.shutdown().await;
     }
@@ -117,10 +122,9 @@ pub fn rounds(t: Duration, interval: Duration) -> u128 {
     t.as_nanos().div_ceil(interval.as_nanos().max(1))
 }
 
-/// Gossip bytes sent per node per second over [`STEADY_ROUNDS`] quiet rounds.
-async fn steady_bytes(stats: &GossipStats, n: usize, interval: Duration) -> f64 {
+/// Gossip bytes sent per node per second over a quiet `window`.
+async fn steady_bytes(stats: &GossipStats, n: usize, window: Duration) -> f64 {
     let before = stats.bytes_out.load(Relaxed);
-    let window = interval * STEADY_ROUNDS;
     tokio::time::sleep(window).await;
     let sent = stats.bytes_out.load(Relaxed).saturating_sub(before);
     #[allow(clippy::cast_precision_loss)]
