@@ -33,7 +33,9 @@ pub mod verify;
 pub mod wire;
 
 pub use allowlist::{Allowlist, AllowlistError};
-pub use membership::{Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation};
+pub use membership::{
+    Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation,
+};
 pub use node_id::NodeId;
 pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, RECORD_VERSION};
 pub use units::{MicroJoules, MicroWatts, MilliCelsius};

@@ -109,7 +109,10 @@ pub enum MembershipEvent {
     /// A dead member is alive again (same generation).
     Recovered { node: NodeId },
     /// A value was refused.
-    Rejected { gossip_id: String, reason: RejectReason },
+    Rejected {
+        gossip_id: String,
+        reason: RejectReason,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -165,7 +168,10 @@ impl Membership {
             let Ok(node) = peer.gossip_id.parse::<NodeId>() else {
                 if self.bad_ids.insert(key) {
                     let reason = RejectReason::Malformed(crate::wire::DecodeError::BadKey);
-                    events.push(MembershipEvent::Rejected { gossip_id: peer.gossip_id.into(), reason });
+                    events.push(MembershipEvent::Rejected {
+                        gossip_id: peer.gossip_id.into(),
+                        reason,
+                    });
                 }
                 continue;
             };
@@ -185,7 +191,12 @@ impl Membership {
         for (node, peers) in &present {
             self.apply_liveness(*node, peers, &mut events);
         }
-        let gone: Vec<NodeId> = self.rows.keys().filter(|n| !present.contains_key(n)).copied().collect();
+        let gone: Vec<NodeId> = self
+            .rows
+            .keys()
+            .filter(|n| !present.contains_key(n))
+            .copied()
+            .collect();
         for node in gone {
             self.rows.remove(&node);
             self.verifier.forget(&node);
@@ -203,36 +214,58 @@ impl Membership {
     ) {
         match self.verifier.verify(&node, value, now_ms) {
             Ok(Verified::Report(report)) => {
-                let fresh_incarnation = self
-                    .rows
-                    .get(&node)
-                    .is_none_or(|r| r.generation != report.generation || r.status == MemberStatus::Left);
+                let fresh_incarnation = self.rows.get(&node).is_none_or(|r| {
+                    r.generation != report.generation || r.status == MemberStatus::Left
+                });
                 if fresh_incarnation {
-                    events.push(MembershipEvent::Joined { node, generation: report.generation });
+                    events.push(MembershipEvent::Joined {
+                        node,
+                        generation: report.generation,
+                    });
                 }
                 let status = match peer.liveness {
                     Liveness::Alive => MemberStatus::Alive,
                     Liveness::Dead => MemberStatus::Dead,
                 };
-                let row = Row { addr: peer.addr, generation: report.generation, status, last: Some(report) };
+                let row = Row {
+                    addr: peer.addr,
+                    generation: report.generation,
+                    status,
+                    last: Some(report),
+                };
                 self.rows.insert(node, row);
             }
             Ok(Verified::Leave(leave)) => {
                 events.push(MembershipEvent::Left { node });
                 let last = self.rows.remove(&node).and_then(|r| r.last);
-                let row = Row { addr: peer.addr, generation: leave.generation, status: MemberStatus::Left, last };
+                let row = Row {
+                    addr: peer.addr,
+                    generation: leave.generation,
+                    status: MemberStatus::Left,
+                    last,
+                };
                 self.rows.insert(node, row);
             }
             Ok(Verified::Unchanged) => {}
-            Err(reason) => events.push(MembershipEvent::Rejected { gossip_id: peer.gossip_id.into(), reason }),
+            Err(reason) => events.push(MembershipEvent::Rejected {
+                gossip_id: peer.gossip_id.into(),
+                reason,
+            }),
         }
     }
 
     /// Liveness comes from the gossip peer of the member's verified
     /// generation only: anyone can gossip under a node's id (chitchat does
     /// not authenticate), and an impostor must not keep a dead node "alive".
-    fn apply_liveness(&mut self, node: NodeId, peers: &[PeerObservation<'_>], events: &mut Vec<MembershipEvent>) {
-        let Some(row) = self.rows.get_mut(&node) else { return };
+    fn apply_liveness(
+        &mut self,
+        node: NodeId,
+        peers: &[PeerObservation<'_>],
+        events: &mut Vec<MembershipEvent>,
+    ) {
+        let Some(row) = self.rows.get_mut(&node) else {
+            return;
+        };
         let Some(peer) = peers.iter().find(|p| p.generation == row.generation) else {
             return;
         };

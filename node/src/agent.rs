@@ -139,13 +139,31 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
     let now = unix_ms();
     let mut rows: Vec<Member> = Vec::new();
     if let Some(own) = mesh.last_report() {
-        rows.push(row(&own, "alive", own.generation, "-".into(), now.saturating_sub(own.timestamp_ms), true, true, true));
+        rows.push(row(
+            &own,
+            "alive",
+            own.generation,
+            "-".into(),
+            now.saturating_sub(own.timestamp_ms),
+            true,
+            true,
+            true,
+        ));
     }
     let members = mesh.members();
     for m in &members {
         let fresh = m.freshness == maxwell_gossip::Freshness::Fresh;
         match &m.report {
-            Some(r) => rows.push(row(r, m.status.as_str(), m.generation, m.addr.to_string(), m.age_ms, fresh, m.counts(), false)),
+            Some(r) => rows.push(row(
+                r,
+                m.status.as_str(),
+                m.generation,
+                m.addr.to_string(),
+                m.age_ms,
+                fresh,
+                m.counts(),
+                false,
+            )),
             None => rows.push(Member {
                 id: m.node_id,
                 name: "-".into(),
@@ -168,11 +186,23 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
             }),
         }
     }
-    Members { unverified_peers: gossip_peers.saturating_sub(members.len()), members: rows }
+    Members {
+        unverified_peers: gossip_peers.saturating_sub(members.len()),
+        members: rows,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn row(r: &HeatReport, status: &str, generation: u64, addr: String, age_ms: u64, fresh: bool, counts: bool, is_self: bool) -> Member {
+fn row(
+    r: &HeatReport,
+    status: &str,
+    generation: u64,
+    addr: String,
+    age_ms: u64,
+    fresh: bool,
+    counts: bool,
+    is_self: bool,
+) -> Member {
     Member {
         id: r.node_id,
         name: r.name.clone(),
@@ -205,13 +235,18 @@ struct RejectionLog {
 impl RejectionLog {
     fn log(&mut self, event: MembershipEvent) {
         match event {
-            MembershipEvent::Joined { node, generation } => tracing::info!(%node, generation, "member joined"),
+            MembershipEvent::Joined { node, generation } => {
+                tracing::info!(%node, generation, "member joined")
+            }
             MembershipEvent::Left { node } => tracing::info!(%node, "member left"),
             MembershipEvent::Died { node } => tracing::warn!(%node, "member failed"),
             MembershipEvent::Recovered { node } => tracing::info!(%node, "member recovered"),
             MembershipEvent::Rejected { gossip_id, reason } => {
                 let label = reason.label();
-                let due = self.last.get(label).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+                let due = self
+                    .last
+                    .get(label)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
                 if due {
                     self.last.insert(label, Instant::now());
                     tracing::warn!(peer = %gossip_id, reason = %reason, "gossiped record refused (further refusals of this kind are counted in metrics)");
@@ -230,13 +265,24 @@ struct Pricer {
 
 impl Pricer {
     fn new(config: &Config) -> Self {
-        Self { controller: maxwell_pricing::PriceController::new(config.pricing.clone()) }
+        Self {
+            controller: maxwell_pricing::PriceController::new(config.pricing.clone()),
+        }
     }
 
     /// Updates the price; returns it, in thousandths, for our next report.
-    fn update(&mut self, snap: &crate::sensors::Snapshot, config: &Config, mesh: &Mesh, state: &AppState) -> u64 {
+    fn update(
+        &mut self,
+        snap: &crate::sensors::Snapshot,
+        config: &Config,
+        mesh: &Mesh,
+        state: &AppState,
+    ) -> u64 {
         let members = mesh.members();
-        for m in members.iter().filter(|m| m.status == maxwell_gossip::MemberStatus::Left) {
+        for m in members
+            .iter()
+            .filter(|m| m.status == maxwell_gossip::MemberStatus::Left)
+        {
             self.controller.forget(&m.node_id);
         }
         let input = crate::price::price_input(snap, config, &members);

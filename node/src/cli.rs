@@ -193,7 +193,10 @@ impl AgentArgs {
         flag!(raw.sensors.interval_ms, self.sensor_interval_ms);
         flag!(raw.sensors.hwmon_root, self.hwmon_root);
         flag!(raw.sensors.powercap_root, self.powercap_root);
-        flag!(raw.sensors.default_critical_celsius, self.default_critical_celsius);
+        flag!(
+            raw.sensors.default_critical_celsius,
+            self.default_critical_celsius
+        );
         if !self.exclude_chips.is_empty() {
             raw.sensors.exclude_chips = Some(self.exclude_chips);
         }
@@ -206,7 +209,10 @@ impl AgentArgs {
         flag!(r.peak_w, e.emulated_peak_w);
         flag!(r.cap_w, e.emulated_cap_w);
         flag!(r.inlet_celsius, e.emulated_inlet_celsius);
-        flag!(r.thermal_resistance_c_per_w, e.emulated_thermal_resistance_c_per_w);
+        flag!(
+            r.thermal_resistance_c_per_w,
+            e.emulated_thermal_resistance_c_per_w
+        );
         flag!(r.time_constant_s, e.emulated_time_constant_s);
         flag!(r.critical_celsius, e.emulated_critical_celsius);
         flag!(r.extra_load, e.emulated_extra_load);

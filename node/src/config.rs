@@ -316,12 +316,19 @@ impl RawConfig {
             return Ok(from_file);
         }
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
             None => String::new(),
         };
-        let set_err = |set: &str, message: String| ConfigError::Set { set: set.to_string(), message };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| set_err("", e.message().into()))?;
+        let set_err = |set: &str, message: String| ConfigError::Set {
+            set: set.to_string(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| set_err("", e.message().into()))?;
         for set in sets {
             apply_set(&mut table, set).map_err(|m| set_err(set, m))?;
         }
@@ -547,17 +554,32 @@ impl RawGossip {
             }
         };
         let interval = ms("gossip.interval_ms", self.interval_ms, interval, 10, 60_000)?;
-        let report_ttl = ms("gossip.report_ttl_ms", self.report_ttl_ms, ttl, 100, 3_600_000)?;
+        let report_ttl = ms(
+            "gossip.report_ttl_ms",
+            self.report_ttl_ms,
+            ttl,
+            100,
+            3_600_000,
+        )?;
         if report_ttl < interval * 2 {
-            return Err(invalid("gossip.report_ttl_ms", "must be at least two gossip intervals".into()));
+            return Err(invalid(
+                "gossip.report_ttl_ms",
+                "must be at least two gossip intervals".into(),
+            ));
         }
         let phi_threshold = self.phi_threshold.unwrap_or(phi);
         if !(phi_threshold.is_finite() && (1.0..=32.0).contains(&phi_threshold)) {
-            return Err(invalid("gossip.phi_threshold", format!("{phi_threshold} is outside 1 to 32")));
+            return Err(invalid(
+                "gossip.phi_threshold",
+                format!("{phi_threshold} is outside 1 to 32"),
+            ));
         }
         let listen = self.listen_addr.as_deref().unwrap_or("0.0.0.0:7946");
         let listen_addr = listen.parse().map_err(|_| {
-            invalid("gossip.listen_addr", format!("{listen:?} is not an address like 0.0.0.0:7946"))
+            invalid(
+                "gossip.listen_addr",
+                format!("{listen:?} is not an address like 0.0.0.0:7946"),
+            )
         })?;
         let advertise_addr = match self.advertise_addr.as_deref() {
             None => None,
@@ -573,9 +595,14 @@ impl RawGossip {
         };
         let seeds = self.seeds.unwrap_or_default();
         for seed in &seeds {
-            let ok = seed.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let ok = seed
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                return Err(invalid("gossip.seeds", format!("{seed:?} is not host:port")));
+                return Err(invalid(
+                    "gossip.seeds",
+                    format!("{seed:?} is not host:port"),
+                ));
             }
         }
         let cluster_id = self.cluster_id.unwrap_or_else(|| "maxwell".into());
@@ -588,10 +615,28 @@ impl RawGossip {
             cluster_id,
             interval,
             phi_threshold,
-            dead_grace: ms("gossip.dead_grace_ms", self.dead_grace_ms, grace, 1_000, 30 * 86_400_000)?,
+            dead_grace: ms(
+                "gossip.dead_grace_ms",
+                self.dead_grace_ms,
+                grace,
+                1_000,
+                30 * 86_400_000,
+            )?,
             report_ttl,
-            max_clock_skew: ms("gossip.max_clock_skew_ms", self.max_clock_skew_ms, 5_000, 0, 3_600_000)?,
-            max_report_age: ms("gossip.max_report_age_ms", self.max_report_age_ms, 60_000, 1_000, 86_400_000)?,
+            max_clock_skew: ms(
+                "gossip.max_clock_skew_ms",
+                self.max_clock_skew_ms,
+                5_000,
+                0,
+                3_600_000,
+            )?,
+            max_report_age: ms(
+                "gossip.max_report_age_ms",
+                self.max_report_age_ms,
+                60_000,
+                1_000,
+                86_400_000,
+            )?,
             allowlist: self.allowlist,
         })
     }
@@ -599,17 +644,25 @@ impl RawGossip {
 
 /// Puts `value` (TOML, or a bare string) at the dotted `key` of `table`.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), String> {
-    let (key, value) = set.split_once('=').ok_or("expected KEY=VALUE, e.g. pricing.relief_gain=0.9")?;
+    let (key, value) = set
+        .split_once('=')
+        .ok_or("expected KEY=VALUE, e.g. pricing.relief_gain=0.9")?;
     let value: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.into())),
         Err(_) => toml::Value::String(value.into()),
     };
     let mut parts: Vec<&str> = key.trim().split('.').collect();
     let last = parts.pop().filter(|l| !l.is_empty()).ok_or("empty key")?;
     let mut here = table;
     for part in parts {
-        let entry = here.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        here = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a section"))?;
+        let entry = here
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        here = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a section"))?;
     }
     here.insert(last.to_string(), value);
     Ok(())

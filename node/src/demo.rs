@@ -80,8 +80,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .checked_add(k)
             .context("--base-port too high for --nodes")?;
         let cfg = dir.join(format!("node{k}.toml"));
-        let gossip_base = args.base_port.checked_add(args.nodes).context("--base-port too high")?;
-        let gossip = (gossip_base.checked_add(k).context("--base-port too high")?, gossip_base);
+        let gossip_base = args
+            .base_port
+            .checked_add(args.nodes)
+            .context("--base-port too high")?;
+        let gossip = (
+            gossip_base.checked_add(k).context("--base-port too high")?,
+            gossip_base,
+        );
         std::fs::write(&cfg, node_config(k, args.nodes, port, gossip, &dir))?;
         let log = std::fs::File::create(dir.join(format!("node{k}.log")))?;
         let child = Command::new(&exe)
@@ -193,7 +199,10 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
                     opt(sum.power_cap.as_ref().map(|p| p.microwatts)),
                     opt(sum.headroom_microwatts),
                     format!("{:.0} %", s.snapshot.cpu.utilisation * 100.0),
-                    opt(s.price.as_ref().map(|q| crate::render::price(q.price_milli))),
+                    opt(s
+                        .price
+                        .as_ref()
+                        .map(|q| crate::render::price(q.price_milli))),
                     format!("{sees}/{}", statuses.len()),
                 ]);
             }
@@ -221,7 +230,10 @@ async fn heat(addrs: &[SocketAddr], k: u16) -> String {
         return format!("\n(--heat-node {k}: there is no such node)\n");
     };
     let body = r#"{"inlet_celsius": 38.0, "extra_load": 0.6}"#;
-    let put = tokio::task::spawn_blocking(move || client::put(addr, "/v1/emulated", body, Duration::from_secs(2))).await;
+    let put = tokio::task::spawn_blocking(move || {
+        client::put(addr, "/v1/emulated", body, Duration::from_secs(2))
+    })
+    .await;
     match put {
         Ok(Ok(_)) => format!(
             "\nevent: node {k} ({addr}) heated: inlet 38 °C, +60 % load. Watch its price rise and its rack neighbours' fall.\n"

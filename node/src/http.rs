@@ -3,12 +3,12 @@
 
 use crate::sensors::Snapshot;
 use crate::state::{AppState, NodeInfo};
-use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -126,7 +126,10 @@ fn json_error(code: StatusCode, message: String) -> Response {
 async fn get_emulated(State(state): State<Arc<AppState>>) -> Response {
     match state.emulated() {
         Some(p) => Json(emulated_doc(&p)).into_response(),
-        None => json_error(StatusCode::CONFLICT, "sensors are real, not emulated".into()),
+        None => json_error(
+            StatusCode::CONFLICT,
+            "sensors are real, not emulated".into(),
+        ),
     }
 }
 
@@ -135,7 +138,10 @@ async fn get_emulated(State(state): State<Arc<AppState>>) -> Response {
 /// `[emulated]` config section; absent ones keep their value.
 async fn put_emulated(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let Some(current) = state.emulated() else {
-        return json_error(StatusCode::CONFLICT, "sensors are real, not emulated".into());
+        return json_error(
+            StatusCode::CONFLICT,
+            "sensors are real, not emulated".into(),
+        );
     };
     let raw: crate::config::RawEmulated = match serde_json::from_slice(&body) {
         Ok(raw) => raw,

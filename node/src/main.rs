@@ -3,9 +3,9 @@
 
 use clap::Parser;
 use maxwell_node::cli::{Cli, Command};
+use maxwell_node::mesh::transport::InvalidPayloadLayer;
 use maxwell_node::{agent, client, demo, guests, http, render};
 use std::time::Duration;
-use maxwell_node::mesh::transport::InvalidPayloadLayer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +24,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     // The counter of malformed gossip datagrams sees chitchat's warnings
     // whatever the log level.
     let chitchat_warnings = Targets::new().with_target("chitchat::transport", tracing::Level::WARN);

@@ -323,50 +323,100 @@ fn counter_family(reg: &mut Registry, name: &str, help: &str, values: &[(&str, &
 fn gossip_metrics(reg: &mut Registry, state: &AppState) {
     use std::sync::atomic::Ordering::Relaxed;
     let members = state.members();
-    let by_status = family(reg, "maxwell_members", "Members with a verified record, by status (self included)");
+    let by_status = family(
+        reg,
+        "maxwell_members",
+        "Members with a verified record, by status (self included)",
+    );
     for status in ["alive", "dead", "left"] {
-        let n = members.members.iter().filter(|m| m.status == status).count();
+        let n = members
+            .members
+            .iter()
+            .filter(|m| m.status == status)
+            .count();
         set(&by_status, labels(&[("status", status)]), n as f64);
     }
     let unverified = Gauge::<f64, AtomicU64>::default();
     unverified.set(members.unverified_peers as f64);
-    reg.register("maxwell_gossip_unverified_peers", "Gossip peers without a verified record", unverified);
+    reg.register(
+        "maxwell_gossip_unverified_peers",
+        "Gossip peers without a verified record",
+        unverified,
+    );
     let c = state.verify_counters();
     counter_family(
         reg,
         "maxwell_gossip_records_accepted",
         "Gossiped records accepted, by kind",
-        &[("kind", "report", c.accepted_reports), ("kind", "leave", c.accepted_leaves)],
+        &[
+            ("kind", "report", c.accepted_reports),
+            ("kind", "leave", c.accepted_leaves),
+        ],
     );
-    let rejections: Vec<(&str, &str, u64)> = c.rejections().iter().map(|(l, n)| ("reason", *l, *n)).collect();
-    counter_family(reg, "maxwell_gossip_records_rejected", "Gossiped records refused, by reason", &rejections);
+    let rejections: Vec<(&str, &str, u64)> = c
+        .rejections()
+        .iter()
+        .map(|(l, n)| ("reason", *l, *n))
+        .collect();
+    counter_family(
+        reg,
+        "maxwell_gossip_records_rejected",
+        "Gossiped records refused, by reason",
+        &rejections,
+    );
     let s = &state.gossip_stats;
     counter_family(
         reg,
         "maxwell_gossip_datagrams",
         "Gossip datagrams, by direction",
-        &[("direction", "in", s.datagrams_in.load(Relaxed)), ("direction", "out", s.datagrams_out.load(Relaxed))],
+        &[
+            ("direction", "in", s.datagrams_in.load(Relaxed)),
+            ("direction", "out", s.datagrams_out.load(Relaxed)),
+        ],
     );
     counter_family(
         reg,
         "maxwell_gossip_bytes",
         "Gossip payload bytes, by direction",
-        &[("direction", "in", s.bytes_in.load(Relaxed)), ("direction", "out", s.bytes_out.load(Relaxed))],
+        &[
+            ("direction", "in", s.bytes_in.load(Relaxed)),
+            ("direction", "out", s.bytes_out.load(Relaxed)),
+        ],
     );
     let invalid = Counter::<u64>::default();
     invalid.inc_by(s.invalid_datagrams());
-    reg.register("maxwell_gossip_invalid_datagrams", "Datagrams on the gossip port that were not chitchat messages (dropped)", invalid);
+    reg.register(
+        "maxwell_gossip_invalid_datagrams",
+        "Datagrams on the gossip port that were not chitchat messages (dropped)",
+        invalid,
+    );
     let errors = Counter::<u64>::default();
     errors.inc_by(s.send_errors.load(Relaxed));
-    reg.register("maxwell_gossip_send_errors", "Gossip sends that failed (dropped; gossip goes on)", errors);
+    reg.register(
+        "maxwell_gossip_send_errors",
+        "Gossip sends that failed (dropped; gossip goes on)",
+        errors,
+    );
 }
 
 fn price_metrics(reg: &mut Registry, state: &AppState) {
     let Some(q) = state.quote() else { return };
     let milli = |v: i64| v as f64 / 1000.0;
-    let price = family(reg, "maxwell_price", "This node's compute price (units), and the target it filters towards");
-    set(&price, labels(&[("kind", "published")]), q.price_milli as f64 / 1000.0);
-    set(&price, labels(&[("kind", "target")]), q.target_milli as f64 / 1000.0);
+    let price = family(
+        reg,
+        "maxwell_price",
+        "This node's compute price (units), and the target it filters towards",
+    );
+    set(
+        &price,
+        labels(&[("kind", "published")]),
+        q.price_milli as f64 / 1000.0,
+    );
+    set(
+        &price,
+        labels(&[("kind", "target")]),
+        q.target_milli as f64 / 1000.0,
+    );
     let terms = family(reg, "maxwell_price_term", "Terms of the target price (units): base + thermal + headroom + rack_power + staleness_penalty - neighbour_relief");
     let t = &q.terms;
     for (name, v) in [
@@ -379,7 +429,19 @@ fn price_metrics(reg: &mut Registry, state: &AppState) {
     ] {
         set(&terms, labels(&[("term", name)]), milli(v));
     }
-    let peers = family(reg, "maxwell_price_peers", "Peers the price law read, by freshness");
-    set(&peers, labels(&[("freshness", "fresh")]), q.fresh_peers as f64);
-    set(&peers, labels(&[("freshness", "stale")]), q.stale_peers as f64);
+    let peers = family(
+        reg,
+        "maxwell_price_peers",
+        "Peers the price law read, by freshness",
+    );
+    set(
+        &peers,
+        labels(&[("freshness", "fresh")]),
+        q.fresh_peers as f64,
+    );
+    set(
+        &peers,
+        labels(&[("freshness", "stale")]),
+        q.stale_peers as f64,
+    );
 }

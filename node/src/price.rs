@@ -15,7 +15,10 @@ pub fn price_input(snapshot: &Snapshot, config: &Config, members: &[Member]) -> 
     // Unknown temperature is "at the limit", never cool.
     let (temp, critical) = match &s.hottest {
         Some(h) => (h.millicelsius, h.critical_millicelsius),
-        None => (config.sensors.default_critical, config.sensors.default_critical),
+        None => (
+            config.sensors.default_critical,
+            config.sensors.default_critical,
+        ),
     };
     let peers = members
         .iter()

@@ -187,9 +187,16 @@ pub fn status(s: &Status) -> String {
 
 /// `maxwell members` as a table, like `serf members`.
 pub fn members(m: &Members) -> String {
-    let mut t = Table::new(&["NAME", "ID", "ADDRESS", "STATUS", "RACK", "SLOT", "HOTTEST", "CRIT", "HEADROOM", "PRICE", "AGE", "REPORT"]);
+    let mut t = Table::new(&[
+        "NAME", "ID", "ADDRESS", "STATUS", "RACK", "SLOT", "HOTTEST", "CRIT", "HEADROOM", "PRICE",
+        "AGE", "REPORT",
+    ]);
     for row in &m.members {
-        let name = if row.is_self { format!("{} (self)", row.name) } else { row.name.clone() };
+        let name = if row.is_self {
+            format!("{} (self)", row.name)
+        } else {
+            row.name.clone()
+        };
         let report = match (row.fresh, row.counts) {
             (_, true) => "verified",
             (false, _) => "stale",
@@ -212,7 +219,11 @@ pub fn members(m: &Members) -> String {
     }
     let mut out = t.render();
     if m.unverified_peers > 0 {
-        let _ = writeln!(out, "\n{} gossip peer(s) without a verified report are not members", m.unverified_peers);
+        let _ = writeln!(
+            out,
+            "\n{} gossip peer(s) without a verified report are not members",
+            m.unverified_peers
+        );
     }
     out
 }

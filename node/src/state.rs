@@ -5,9 +5,9 @@ use crate::guests::Guests;
 use crate::http::Members;
 use crate::identity::{hex, Identity};
 use crate::mesh::transport::GossipStats;
-use maxwell_gossip::RejectCounters;
 use crate::sensors::{Problem, ProblemKind, Snapshot};
 use maxwell_gossip::NodeId;
+use maxwell_gossip::RejectCounters;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
@@ -77,7 +77,10 @@ impl AppState {
             snapshot: RwLock::new(Arc::new(first.clone())),
             known_problems: Mutex::new(BTreeSet::new()),
             gossip_stats: Arc::new(GossipStats::default()),
-            members: RwLock::new(Members { members: Vec::new(), unverified_peers: 0 }),
+            members: RwLock::new(Members {
+                members: Vec::new(),
+                unverified_peers: 0,
+            }),
             verify_counters: RwLock::new(RejectCounters::default()),
             quote: RwLock::new(None),
             emulated: RwLock::new(None),
@@ -133,12 +136,18 @@ impl AppState {
 
     /// Asks for new emulated parameters from the next sensor period on.
     pub fn request_emulated(&self, params: crate::config::EmulatedParams) {
-        *self.emulated_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(params);
+        *self
+            .emulated_change
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(params);
     }
 
     /// Takes the pending change, if any.
     pub fn take_emulated_change(&self) -> Option<crate::config::EmulatedParams> {
-        self.emulated_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        self.emulated_change
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Replaces the membership view.
@@ -173,9 +182,11 @@ impl AppState {
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -250,7 +250,13 @@ fn demo_runs_agents_and_cleans_up() {
 fn libsensors_source_without_the_feature_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
-        .args(["agent", "--sensors", "libsensors", "--http", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "agent",
+            "--sensors",
+            "libsensors",
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .args(["--gossip-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 #[test]
 fn libsensors_agrees_with_the_sysfs_reader() {
-    let config = RawConfig::from_toml("[sensors]\nsource = \"libsensors\"\npowercap_root = \"/nonexistent\"\n")
-        .expect("toml")
-        .validate()
-        .expect("valid");
+    let config = RawConfig::from_toml(
+        "[sensors]\nsource = \"libsensors\"\npowercap_root = \"/nonexistent\"\n",
+    )
+    .expect("toml")
+    .validate()
+    .expect("valid");
     let mut hub = SensorHub::new(&config).expect("libsensors initialises");
     assert_eq!(hub.source(), SourceKind::Libsensors);
     let via_lib = hub.read(Duration::ZERO, 1);
@@ -26,5 +28,8 @@ fn libsensors_agrees_with_the_sysfs_reader() {
     lib.sort();
     sys.sort();
     assert_eq!(lib, sys, "same temperature channels");
-    eprintln!("libsensors and sysfs both see {} temperature channels on this host", lib.len());
+    eprintln!(
+        "libsensors and sysfs both see {} temperature channels on this host",
+        lib.len()
+    );
 }

@@ -28,9 +28,22 @@ struct Node {
 impl Node {
     fn spawn(&mut self, seed: SocketAddr) {
         let child = Command::new(BIN)
-            .args(["agent", "--name", &self.name, "--rack", "r1", "--sensors", "sysfs"])
+            .args([
+                "agent",
+                "--name",
+                &self.name,
+                "--rack",
+                "r1",
+                "--sensors",
+                "sysfs",
+            ])
             .args(["--sensor-interval-ms", "100", "--gossip-preset", "test"])
-            .args(["--http", &self.http.to_string(), "--gossip-listen", &self.gossip.to_string()])
+            .args([
+                "--http",
+                &self.http.to_string(),
+                "--gossip-listen",
+                &self.gossip.to_string(),
+            ])
             .args(["--seed", &seed.to_string()])
             .arg("--hwmon-root")
             .arg(self.tree.join("hwmon"))
@@ -93,7 +106,13 @@ fn write_tree(dir: &Path, celsius_milli: i64) {
 }
 
 /// Polls until `ok` holds for every node in `observers`, or panics after `within`.
-fn until(nodes: &[Node], observers: &[usize], within: Duration, what: &str, ok: impl Fn(&Members) -> bool) {
+fn until(
+    nodes: &[Node],
+    observers: &[usize],
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&Members) -> bool,
+) {
     let deadline = Instant::now() + within;
     loop {
         let pending: Vec<usize> = observers
@@ -153,9 +172,18 @@ fn real_agents_form_one_mesh_and_survive_faults() {
 
     // A sensor file changed at node 2 reaches everyone.
     std::fs::write(nodes[2].tree.join("hwmon/hwmon0/temp1_input"), "83500\n").expect("write");
-    until(&nodes, &[0, 1, 3], Duration::from_secs(10), "heat change", |m| {
-        row(m, "node2").and_then(|r| r.hottest_millicelsius).map(|t| t.0) == Some(83_500)
-    });
+    until(
+        &nodes,
+        &[0, 1, 3],
+        Duration::from_secs(10),
+        "heat change",
+        |m| {
+            row(m, "node2")
+                .and_then(|r| r.hottest_millicelsius)
+                .map(|t| t.0)
+                == Some(83_500)
+        },
+    );
 
     // Garbage on node 1's gossip port is dropped and counted; node 1 works on.
     let raw = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -168,28 +196,49 @@ fn real_agents_form_one_mesh_and_survive_faults() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::fs::write(nodes[2].tree.join("hwmon/hwmon0/temp1_input"), "84500\n").expect("write");
-    until(&nodes, &[1], Duration::from_secs(10), "node 1 still gossips", |m| {
-        row(m, "node2").and_then(|r| r.hottest_millicelsius).map(|t| t.0) == Some(84_500)
-    });
+    until(
+        &nodes,
+        &[1],
+        Duration::from_secs(10),
+        "node 1 still gossips",
+        |m| {
+            row(m, "node2")
+                .and_then(|r| r.hottest_millicelsius)
+                .map(|t| t.0)
+                == Some(84_500)
+        },
+    );
 
     // SIGKILL: detected by all.
-    let old_generation = nodes[0].members().and_then(|m| row(&m, "node3").map(|r| r.generation)).expect("gen");
+    let old_generation = nodes[0]
+        .members()
+        .and_then(|m| row(&m, "node3").map(|r| r.generation))
+        .expect("gen");
     nodes[3].signal(libc::SIGKILL);
     nodes[3].reap();
-    until(&nodes, &[0, 1, 2], Duration::from_secs(20), "crash detected", |m| {
-        row(m, "node3").is_some_and(|r| r.status == "dead" && !r.counts)
-    });
+    until(
+        &nodes,
+        &[0, 1, 2],
+        Duration::from_secs(20),
+        "crash detected",
+        |m| row(m, "node3").is_some_and(|r| r.status == "dead" && !r.counts),
+    );
 
     // Restart with the same data dir: same id, a new generation, counted again.
     nodes[3].spawn(seed);
     until(&nodes, &[0, 1, 2], Duration::from_secs(20), "rejoin", |m| {
-        row(m, "node3").is_some_and(|r| r.status == "alive" && r.counts && r.generation > old_generation)
+        row(m, "node3")
+            .is_some_and(|r| r.status == "alive" && r.counts && r.generation > old_generation)
     });
 
     // SIGTERM: a signed leave, seen as `left` (not `dead`).
     nodes[0].signal(libc::SIGTERM);
-    until(&nodes, &[1, 2, 3], Duration::from_secs(10), "leave seen", |m| {
-        row(m, "node0").is_some_and(|r| r.status == "left")
-    });
+    until(
+        &nodes,
+        &[1, 2, 3],
+        Duration::from_secs(10),
+        "leave seen",
+        |m| row(m, "node0").is_some_and(|r| r.status == "left"),
+    );
     assert_eq!(nodes[0].reap(), Some(0), "clean exit after the leave");
 }

@@ -50,15 +50,24 @@ fn settled(agents: &[Agent], peers_expected: usize) -> Vec<u64> {
     loop {
         let quotes: Vec<_> = agents
             .iter()
-            .map(|a| client::get_json::<Status>(a.http, "/v1/status", Duration::from_secs(2)).ok().and_then(|s| s.price))
+            .map(|a| {
+                client::get_json::<Status>(a.http, "/v1/status", Duration::from_secs(2))
+                    .ok()
+                    .and_then(|s| s.price)
+            })
             .collect();
         let done = quotes.iter().all(|q| {
-            q.as_ref().is_some_and(|q| q.fresh_peers == peers_expected && q.price_milli.abs_diff(q.target_milli) <= 20)
+            q.as_ref().is_some_and(|q| {
+                q.fresh_peers == peers_expected && q.price_milli.abs_diff(q.target_milli) <= 20
+            })
         });
         if done {
             return agents.iter().map(|a| price(a).1).collect();
         }
-        assert!(Instant::now() < deadline, "prices did not settle: {quotes:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "prices did not settle: {quotes:#?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -73,11 +82,37 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
             write_temp(&tree, 60_000);
             std::fs::create_dir_all(tree.join("powercap")).expect("mkdir");
             let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let gossip = if i == 0 { seed } else { SocketAddr::from(([127, 0, 0, 1], free_udp_port())) };
+            let gossip = if i == 0 {
+                seed
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], free_udp_port()))
+            };
             let child = Command::new(BIN)
-                .args(["agent", "--name", &format!("u{}", i + 1), "--rack", "r1", "--slot", &(i + 1).to_string()])
-                .args(["--sensors", "sysfs", "--sensor-interval-ms", "100", "--gossip-preset", "test"])
-                .args(["--http", &http.to_string(), "--gossip-listen", &gossip.to_string(), "--seed", &seed.to_string()])
+                .args([
+                    "agent",
+                    "--name",
+                    &format!("u{}", i + 1),
+                    "--rack",
+                    "r1",
+                    "--slot",
+                    &(i + 1).to_string(),
+                ])
+                .args([
+                    "--sensors",
+                    "sysfs",
+                    "--sensor-interval-ms",
+                    "100",
+                    "--gossip-preset",
+                    "test",
+                ])
+                .args([
+                    "--http",
+                    &http.to_string(),
+                    "--gossip-listen",
+                    &gossip.to_string(),
+                    "--seed",
+                    &seed.to_string(),
+                ])
                 .arg("--hwmon-root")
                 .arg(tree.join("hwmon"))
                 .arg("--powercap-root")
@@ -92,12 +127,18 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while agents.iter().any(|a| client::get(a.http, "/healthz", Duration::from_millis(300)).is_err()) {
+    while agents
+        .iter()
+        .any(|a| client::get(a.http, "/healthz", Duration::from_millis(300)).is_err())
+    {
         assert!(Instant::now() < deadline, "agents did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     let before = settled(&agents, 2);
-    assert_eq!(before[0], before[2], "symmetric neighbours, same target: {before:?}");
+    assert_eq!(
+        before[0], before[2],
+        "symmetric neighbours, same target: {before:?}"
+    );
 
     write_temp(&scratch.path().join("t1"), 92_000);
     // The hot node's target rises; its neighbours', once they hear of it, fall.
@@ -107,12 +148,21 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
         if t[1] > before[1] && t[0] < before[0] && t[2] < before[2] {
             break;
         }
-        assert!(Instant::now() < deadline, "targets {before:?} became {t:?}: no drain away from heat");
+        assert!(
+            Instant::now() < deadline,
+            "targets {before:?} became {t:?}: no drain away from heat"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // And the published prices follow the targets there.
     let after = settled(&agents, 2);
     let published: Vec<u64> = agents.iter().map(|a| price(a).0).collect();
-    assert!(published[1] > before[1] && published[0] < before[0] && published[2] < before[2], "{before:?} -> {after:?}, published {published:?}");
-    assert!(after[0].abs_diff(after[2]) <= 20, "neighbours equally close, about equally relieved: {after:?}");
+    assert!(
+        published[1] > before[1] && published[0] < before[0] && published[2] < before[2],
+        "{before:?} -> {after:?}, published {published:?}"
+    );
+    assert!(
+        after[0].abs_diff(after[2]) <= 20,
+        "neighbours equally close, about equally relieved: {after:?}"
+    );
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 pub fn envelope(tag: &str) -> ChitchatEnvelope {
     ChitchatEnvelope {
         version: ProtocolVersion::V1,
-        message: ChitchatMessage::Syn { cluster_id: tag.to_string(), digest: Default::default() },
+        message: ChitchatMessage::Syn {
+            cluster_id: tag.to_string(),
+            digest: Default::default(),
+        },
     }
 }
 
@@ -42,16 +45,24 @@ pub async fn delivers_both_ways(t: &dyn Transport, p: Pair) {
     assert_eq!(got.envelope, envelope("a->b"));
     assert_eq!(got.from_addr.port(), p.reach_a.port());
     assert!(got.num_bytes_received > 0);
-    b.send(got.from_addr, envelope("b->a")).await.expect("reply");
+    b.send(got.from_addr, envelope("b->a"))
+        .await
+        .expect("reply");
     assert_eq!(recv(&mut a).await.envelope, envelope("b->a"));
 }
 
 /// Sending to an address where nobody listens neither fails nor blocks:
 /// an error from `send` would stop chitchat's server loop.
-pub async fn send_to_nobody_is_not_an_error(t: &dyn Transport, bind: SocketAddr, nowhere: SocketAddr) {
+pub async fn send_to_nobody_is_not_an_error(
+    t: &dyn Transport,
+    bind: SocketAddr,
+    nowhere: SocketAddr,
+) {
     let mut a = t.open(bind).await.expect("open");
     for i in 0..3 {
-        a.send(nowhere, envelope(&format!("lost-{i}"))).await.expect("send to nobody is Ok");
+        a.send(nowhere, envelope(&format!("lost-{i}")))
+            .await
+            .expect("send to nobody is Ok");
     }
 }
 
@@ -60,7 +71,9 @@ pub async fn a_burst_arrives_complete(t: &dyn Transport, p: Pair, n: usize) {
     let mut a = t.open(p.bind_a).await.expect("open a");
     let mut b = t.open(p.bind_b).await.expect("open b");
     for i in 0..n {
-        a.send(p.reach_b, envelope(&format!("m{i}"))).await.expect("send");
+        a.send(p.reach_b, envelope(&format!("m{i}")))
+            .await
+            .expect("send");
     }
     let mut got = Vec::new();
     for _ in 0..n {
@@ -79,15 +92,24 @@ where
 {
     let mut a = t.open(p.bind_a).await.expect("open a");
     let mut b = t.open(p.bind_b).await.expect("open b");
-    send_raw(b"\xff\x00garbage that is no chitchat message".to_vec(), p.reach_b).await;
+    send_raw(
+        b"\xff\x00garbage that is no chitchat message".to_vec(),
+        p.reach_b,
+    )
+    .await;
     send_raw(Vec::new(), p.reach_b).await;
     send_raw(vec![7u8; 8], p.reach_b).await;
-    a.send(p.reach_b, envelope("after-garbage")).await.expect("send");
+    a.send(p.reach_b, envelope("after-garbage"))
+        .await
+        .expect("send");
     assert_eq!(recv(&mut b).await.envelope, envelope("after-garbage"));
 }
 
 /// Binding an address already in use is an error, not a panic.
 pub async fn double_bind_is_an_error(t: &dyn Transport, bind: SocketAddr) {
     let _first = t.open(bind).await.expect("first bind");
-    assert!(t.open(bind).await.is_err(), "second bind of {bind} must fail");
+    assert!(
+        t.open(bind).await.is_err(),
+        "second bind of {bind} must fail"
+    );
 }

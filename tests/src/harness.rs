@@ -79,11 +79,26 @@ pub enum Op {
     /// Every running honest node counts every other one.
     ExpectConverged { within: Duration },
     /// `seen_by` see `node` at `celsius`.
-    ExpectHeat { node: usize, celsius: f64, seen_by: Who, within: Duration },
+    ExpectHeat {
+        node: usize,
+        celsius: f64,
+        seen_by: Who,
+        within: Duration,
+    },
     /// `seen_by` see `node` as `seen`.
-    ExpectSeen { node: usize, seen: Seen, seen_by: Who, within: Duration },
+    ExpectSeen {
+        node: usize,
+        seen: Seen,
+        seen_by: Who,
+        within: Duration,
+    },
     /// `by` have refused at least `at_least` records for `reason` (a reject label).
-    ExpectRejected { reason: &'static str, at_least: u64, by: Who, within: Duration },
+    ExpectRejected {
+        reason: &'static str,
+        at_least: u64,
+        by: Who,
+        within: Duration,
+    },
 }
 
 /// A named list of operations run on one turmoil seed.
@@ -137,7 +152,8 @@ pub fn sim_clock() -> Clock {
 }
 
 fn lock(ctl: &Mutex<Ctl>) -> std::sync::MutexGuard<'_, Ctl> {
-    ctl.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ctl.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Seed addresses: the first three nodes, filled in as they are added.
@@ -161,7 +177,10 @@ pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
         interval,
         phi_threshold: 8.0,
         dead_grace: Duration::from_secs(120),
-        verifier: maxwell_gossip::VerifierConfig { ttl_ms: 3_000, ..Default::default() },
+        verifier: maxwell_gossip::VerifierConfig {
+            ttl_ms: 3_000,
+            ..Default::default()
+        },
     }
 }
 
@@ -181,11 +200,25 @@ fn heat(celsius: f64) -> Heat {
 
 /// The software of one honest host: a mesh that publishes the heat the driver
 /// sets, refreshes its view, and leaves when asked.
-async fn node_main(i: usize, ctl: Arc<Mutex<Ctl>>, mailbox: Mailbox, interval: Duration, seeds: Seeds) -> turmoil::Result {
+async fn node_main(
+    i: usize,
+    ctl: Arc<Mutex<Ctl>>,
+    mailbox: Mailbox,
+    interval: Duration,
+    seeds: Seeds,
+) -> turmoil::Result {
     let clock = sim_clock();
     let generation = clock();
     let transport = TurmoilTransport::new(mailbox);
-    let mesh = Mesh::start(settings(i, interval, &seeds), key_of(i), host_name(i), generation, &transport, clock).await?;
+    let mesh = Mesh::start(
+        settings(i, interval, &seeds),
+        key_of(i),
+        host_name(i),
+        generation,
+        &transport,
+        clock,
+    )
+    .await?;
     {
         let mut c = lock(&ctl);
         c.running = true;
@@ -256,7 +289,12 @@ impl<'a> Driver<'a> {
             let started = self.sim.elapsed();
             let ok = self.apply(op);
             if let Err(why) = ok {
-                panic!("scenario {:?} (seed {}), step {step} {op:?} at {:?}: {why}", s.name, s.seed, self.sim.elapsed());
+                panic!(
+                    "scenario {:?} (seed {}), step {step} {op:?} at {:?}: {why}",
+                    s.name,
+                    s.seed,
+                    self.sim.elapsed()
+                );
             }
             if is_expectation(op) {
                 report.waits.push((step, self.sim.elapsed() - started));
@@ -267,7 +305,10 @@ impl<'a> Driver<'a> {
     }
 
     fn step(&mut self) -> Result<(), String> {
-        self.sim.step().map(|_| ()).map_err(|e| format!("simulation error: {e}"))
+        self.sim
+            .step()
+            .map(|_| ())
+            .map_err(|e| format!("simulation error: {e}"))
     }
 
     fn wait(&mut self, d: Duration) -> Result<(), String> {
@@ -279,12 +320,18 @@ impl<'a> Driver<'a> {
     }
 
     /// Steps until `check` passes or `within` runs out; the error says what was last seen.
-    fn until(&mut self, within: Duration, check: impl Fn(&Self) -> Result<(), String>) -> Result<(), String> {
+    fn until(
+        &mut self,
+        within: Duration,
+        check: impl Fn(&Self) -> Result<(), String>,
+    ) -> Result<(), String> {
         let deadline = self.sim.elapsed() + within;
         loop {
             match check(self) {
                 Ok(()) => return Ok(()),
-                Err(why) if self.sim.elapsed() >= deadline => return Err(format!("not within {within:?}: {why}")),
+                Err(why) if self.sim.elapsed() >= deadline => {
+                    return Err(format!("not within {within:?}: {why}"))
+                }
                 Err(_) => self.step()?,
             }
         }
@@ -292,13 +339,28 @@ impl<'a> Driver<'a> {
 
     fn add_node(&mut self) {
         let i = self.nodes.len();
-        let ctl = Arc::new(Mutex::new(Ctl { celsius: START_CELSIUS, ..Ctl::default() }));
+        let ctl = Arc::new(Mutex::new(Ctl {
+            celsius: START_CELSIUS,
+            ..Ctl::default()
+        }));
         self.nodes.push(Arc::clone(&ctl));
-        let (mailbox, interval, seeds) = (self.mailbox.clone(), self.interval, Arc::clone(&self.seeds));
-        self.sim.host(host_name(i), move || node_main(i, Arc::clone(&ctl), mailbox.clone(), interval, Arc::clone(&seeds)));
+        let (mailbox, interval, seeds) =
+            (self.mailbox.clone(), self.interval, Arc::clone(&self.seeds));
+        self.sim.host(host_name(i), move || {
+            node_main(
+                i,
+                Arc::clone(&ctl),
+                mailbox.clone(),
+                interval,
+                Arc::clone(&seeds),
+            )
+        });
         if i < 3 {
             let ip = self.sim.lookup(host_name(i).as_str());
-            self.seeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ip);
+            self.seeds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(ip);
         }
     }
 
@@ -307,7 +369,10 @@ impl<'a> Driver<'a> {
     }
 
     fn others(&self, i: usize) -> Vec<String> {
-        let mut v: Vec<String> = (0..self.nodes.len()).filter(|j| *j != i).map(host_name).collect();
+        let mut v: Vec<String> = (0..self.nodes.len())
+            .filter(|j| *j != i)
+            .map(host_name)
+            .collect();
         v.extend((0..self.rogues).map(rogue::host_name));
         v
     }
@@ -320,13 +385,21 @@ impl<'a> Driver<'a> {
     fn await_start(&mut self, i: usize, starts: u32) -> Result<(), String> {
         let ctl = Arc::clone(&self.nodes[i]);
         self.until(Duration::from_secs(5), move |_| {
-            if lock(&ctl).starts >= starts { Ok(()) } else { Err(format!("n{i} did not start")) }
+            if lock(&ctl).starts >= starts {
+                Ok(())
+            } else {
+                Err(format!("n{i} did not start"))
+            }
         })
     }
 
     fn observers(&self, who: &Who, subject: Option<usize>) -> Vec<usize> {
         match who {
-            Who::All => self.running().into_iter().filter(|i| Some(*i) != subject).collect(),
+            Who::All => self
+                .running()
+                .into_iter()
+                .filter(|i| Some(*i) != subject)
+                .collect(),
             Who::Nodes(v) => v.clone(),
         }
     }
@@ -363,7 +436,10 @@ impl<'a> Driver<'a> {
                 }
             }
             Op::HealAll => {
-                let all: Vec<String> = (0..self.nodes.len()).map(host_name).chain((0..self.rogues).map(rogue::host_name)).collect();
+                let all: Vec<String> = (0..self.nodes.len())
+                    .map(host_name)
+                    .chain((0..self.rogues).map(rogue::host_name))
+                    .collect();
                 for x in &all {
                     for y in &all {
                         if x != y {
@@ -393,24 +469,53 @@ impl<'a> Driver<'a> {
                 let k = self.rogues;
                 let name = rogue::host_name(k);
                 self.rogues += 1;
-                let (mailbox, interval, victim, seeds) = (self.mailbox.clone(), self.interval, *victim, Arc::clone(&self.seeds));
-                self.sim.host(name, move || rogue::rogue_main(k, victim, mailbox.clone(), interval, Arc::clone(&seeds)));
+                let (mailbox, interval, victim, seeds) = (
+                    self.mailbox.clone(),
+                    self.interval,
+                    *victim,
+                    Arc::clone(&self.seeds),
+                );
+                self.sim.host(name, move || {
+                    rogue::rogue_main(k, victim, mailbox.clone(), interval, Arc::clone(&seeds))
+                });
             }
             Op::Wait(d) => self.wait(*d)?,
             Op::ExpectConverged { within } => self.until(*within, |d| d.converged())?,
-            Op::ExpectHeat { node, celsius, seen_by, within } => {
+            Op::ExpectHeat {
+                node,
+                celsius,
+                seen_by,
+                within,
+            } => {
                 let observers = self.observers(seen_by, Some(*node));
                 let want = MilliCelsius::from_celsius(*celsius);
-                self.until(*within, |d| d.check_each(&observers, *node, |m| {
-                    m.filter(|m| m.counts()).and_then(|m| m.report.as_ref()).map(|r| r.hottest) == Some(want)
-                }))?;
+                self.until(*within, |d| {
+                    d.check_each(&observers, *node, |m| {
+                        m.filter(|m| m.counts())
+                            .and_then(|m| m.report.as_ref())
+                            .map(|r| r.hottest)
+                            == Some(want)
+                    })
+                })?;
             }
-            Op::ExpectSeen { node, seen, seen_by, within } => {
+            Op::ExpectSeen {
+                node,
+                seen,
+                seen_by,
+                within,
+            } => {
                 let observers = self.observers(seen_by, Some(*node));
                 let seen = *seen;
-                self.until(*within, |d| d.check_each(&observers, *node, |m| matches_seen(m, seen)))?;
+                self.until(*within, |d| {
+                    d.check_each(&observers, *node, |m| matches_seen(m, seen))
+                })?;
             }
-            Op::ExpectRejected { reason, at_least, by, within } => {
+            Op::ExpectRejected {
+                reason,
+                at_least,
+                by,
+                within,
+            } => {
                 let observers = self.observers(by, None);
                 if observers.is_empty() {
                     return Err("no observer is up".into());
@@ -418,9 +523,16 @@ impl<'a> Driver<'a> {
                 self.until(*within, |d| {
                     for o in &observers {
                         let c = lock(&d.nodes[*o]).counters;
-                        let n = c.rejections().iter().find(|(l, _)| l == reason).map_or(0, |(_, n)| *n);
+                        let n = c
+                            .rejections()
+                            .iter()
+                            .find(|(l, _)| l == reason)
+                            .map_or(0, |(_, n)| *n);
                         if n < *at_least {
-                            return Err(format!("n{o} refused {n} `{reason}` records; all refusals: {:?}", c.rejections()));
+                            return Err(format!(
+                                "n{o} refused {n} `{reason}` records; all refusals: {:?}",
+                                c.rejections()
+                            ));
                         }
                     }
                     Ok(())
@@ -433,7 +545,10 @@ impl<'a> Driver<'a> {
     fn converged(&self) -> Result<(), String> {
         let running = self.running();
         if running.len() < 2 {
-            return Err(format!("only {} node(s) up: nothing to converge", running.len()));
+            return Err(format!(
+                "only {} node(s) up: nothing to converge",
+                running.len()
+            ));
         }
         for o in &running {
             for t in &running {
@@ -445,7 +560,12 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    fn check_each(&self, observers: &[usize], node: usize, ok: impl Fn(Option<&Member>) -> bool) -> Result<(), String> {
+    fn check_each(
+        &self,
+        observers: &[usize],
+        node: usize,
+        ok: impl Fn(Option<&Member>) -> bool,
+    ) -> Result<(), String> {
         if observers.is_empty() {
             return Err("no observer is up: the expectation would hold vacuously".into());
         }
@@ -472,5 +592,11 @@ fn matches_seen(m: Option<&Member>, seen: Seen) -> bool {
 }
 
 fn is_expectation(op: &Op) -> bool {
-    matches!(op, Op::ExpectConverged { .. } | Op::ExpectHeat { .. } | Op::ExpectSeen { .. } | Op::ExpectRejected { .. })
+    matches!(
+        op,
+        Op::ExpectConverged { .. }
+            | Op::ExpectHeat { .. }
+            | Op::ExpectSeen { .. }
+            | Op::ExpectRejected { .. }
+    )
 }

@@ -9,7 +9,9 @@ use crate::harness::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use crate::transport::{Mailbox, TurmoilTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
-use maxwell_gossip::{HeatReport, MicroWatts, MilliCelsius, SensorSource, SignedRecord, CHITCHAT_KEY};
+use maxwell_gossip::{
+    HeatReport, MicroWatts, MilliCelsius, SensorSource, SignedRecord, CHITCHAT_KEY,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,13 +45,28 @@ fn cool_report(rogue: &SigningKey, victim: usize, now_ms: u64, seq: u64) -> Heat
 }
 
 /// The rogue's software.
-pub async fn rogue_main(k: usize, victim: usize, mailbox: Mailbox, interval: Duration, seeds: Seeds) -> turmoil::Result {
+pub async fn rogue_main(
+    k: usize,
+    victim: usize,
+    mailbox: Mailbox,
+    interval: Duration,
+    seeds: Seeds,
+) -> turmoil::Result {
     let clock = sim_clock();
     let me = turmoil::lookup(host_name(k));
     let victim_id = id_of(victim).to_string();
-    let seeds = seeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string()).collect();
+    let seeds = seeds
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string())
+        .collect();
     let config = ChitchatConfig {
-        chitchat_id: ChitchatId::new(victim_id.clone(), clock() + 1, SocketAddr::new(me, GOSSIP_PORT)),
+        chitchat_id: ChitchatId::new(
+            victim_id.clone(),
+            clock() + 1,
+            SocketAddr::new(me, GOSSIP_PORT),
+        ),
         cluster_id: "sim".into(),
         gossip_interval: interval,
         listen_addr: SocketAddr::from(([0, 0, 0, 0], GOSSIP_PORT)),
@@ -82,13 +99,17 @@ pub async fn rogue_main(k: usize, victim: usize, mailbox: Mailbox, interval: Dur
         let now = clock();
         let value = match round % 3 {
             // A valid record of the rogue's, gossiped under the victim's id.
-            0 => SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
-                .map(|s| s.encode())
-                .ok(),
+            0 => {
+                SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
+                    .map(|s| s.encode())
+                    .ok()
+            }
             // The victim's public key spliced in front of the rogue's signature.
-            1 => SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
-                .ok()
-                .map(|s| splice_key(&s, victim_public.as_bytes())),
+            1 => {
+                SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
+                    .ok()
+                    .map(|s| splice_key(&s, victim_public.as_bytes()))
+            }
             // The victim's own old value, replayed.
             _ => captured.clone(),
         };

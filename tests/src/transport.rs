@@ -63,12 +63,19 @@ pub struct MailboxStats {
 impl Mailbox {
     /// A mailbox whose loss generator starts from `seed`.
     pub fn new(seed: u64) -> Self {
-        let inner = Inner { rng: seed | 1, ..Inner::default() };
-        Self { inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner {
+            rng: seed | 1,
+            ..Inner::default()
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Drops each datagram with probability `p` from now on.
@@ -79,7 +86,12 @@ impl Mailbox {
     /// Counters so far.
     pub fn stats(&self) -> MailboxStats {
         let g = self.lock();
-        MailboxStats { sent: g.sent, dropped_by_loss: g.dropped_by_loss, swept: g.swept, in_flight: g.parcels.len() }
+        MailboxStats {
+            sent: g.sent,
+            dropped_by_loss: g.dropped_by_loss,
+            swept: g.swept,
+            in_flight: g.parcels.len(),
+        }
     }
 
     /// Parks an envelope; `None` when the loss generator drops it.
@@ -91,7 +103,10 @@ impl Mailbox {
             return None;
         }
         while let Some(&oldest) = g.order.front() {
-            let expired = g.parcels.get(&oldest).is_none_or(|p| now.duration_since(p.at) > PARCEL_TTL);
+            let expired = g
+                .parcels
+                .get(&oldest)
+                .is_none_or(|p| now.duration_since(p.at) > PARCEL_TTL);
             if !expired && g.parcels.len() < MAX_PARCELS {
                 break;
             }
@@ -142,7 +157,10 @@ impl TurmoilTransport {
 impl Transport for TurmoilTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         let socket = turmoil::net::UdpSocket::bind(listen_addr).await?;
-        Ok(Box::new(TurmoilSocket { socket, mailbox: self.mailbox.clone() }))
+        Ok(Box::new(TurmoilSocket {
+            socket,
+            mailbox: self.mailbox.clone(),
+        }))
     }
 }
 
@@ -157,10 +175,16 @@ impl Socket for TurmoilSocket {
         Ok(self.socket.local_addr()?)
     }
 
-    async fn send(&mut self, to: SocketAddr, envelope: ChitchatEnvelope) -> anyhow::Result<SendOutcome> {
+    async fn send(
+        &mut self,
+        to: SocketAddr,
+        envelope: ChitchatEnvelope,
+    ) -> anyhow::Result<SendOutcome> {
         let Some(ticket) = self.mailbox.post(envelope, Instant::now()) else {
             // Lost on the way: the sender cannot tell.
-            return Ok(SendOutcome { num_bytes_sent: TICKET_LEN });
+            return Ok(SendOutcome {
+                num_bytes_sent: TICKET_LEN,
+            });
         };
         match self.socket.send_to(&ticket.to_le_bytes(), to).await {
             Ok(n) => Ok(SendOutcome { num_bytes_sent: n }),
@@ -181,7 +205,11 @@ impl Socket for TurmoilSocket {
                 continue; // not one of ours: garbage on the port
             };
             if let Some(envelope) = self.mailbox.take(u64::from_le_bytes(ticket)) {
-                return Ok(RecvOutcome { from_addr, envelope, num_bytes_received: n });
+                return Ok(RecvOutcome {
+                    from_addr,
+                    envelope,
+                    num_bytes_received: n,
+                });
             }
         }
     }

@@ -13,7 +13,12 @@ fn s(secs: u64) -> Duration {
 
 fn each_seed(name: &'static str, ops: Vec<Op>) {
     for seed in SEEDS {
-        let report = run(&Scenario { name, seed, gossip_interval: GOSSIP, ops: ops.clone() });
+        let report = run(&Scenario {
+            name,
+            seed,
+            gossip_interval: GOSSIP,
+            ops: ops.clone(),
+        });
         eprintln!("{name} seed {seed}: expectation waits {:?}", report.waits);
     }
 }
@@ -26,8 +31,16 @@ fn cold_start(n: usize) -> Vec<Op> {
 fn cold_start_converges_and_heat_reaches_all() {
     let mut ops = cold_start(8);
     ops.extend([
-        Op::Heat { node: 5, celsius: 88.5 },
-        Op::ExpectHeat { node: 5, celsius: 88.5, seen_by: Who::All, within: s(3) },
+        Op::Heat {
+            node: 5,
+            celsius: 88.5,
+        },
+        Op::ExpectHeat {
+            node: 5,
+            celsius: 88.5,
+            seen_by: Who::All,
+            within: s(3),
+        },
     ]);
     each_seed("cold start, heat", ops);
 }
@@ -37,16 +50,42 @@ fn split_into_halves_and_heal() {
     let (a, b) = ((0..4).collect::<Vec<_>>(), (4..8).collect::<Vec<_>>());
     let mut ops = cold_start(8);
     ops.extend([
-        Op::Cut { a: a.clone(), b: b.clone() },
+        Op::Cut {
+            a: a.clone(),
+            b: b.clone(),
+        },
         // Across the cut, reports go stale and peers are declared dead: never counted.
-        Op::ExpectSeen { node: 6, seen: Seen::NotCounted, seen_by: Who::Nodes(a.clone()), within: s(15) },
-        Op::ExpectSeen { node: 1, seen: Seen::NotCounted, seen_by: Who::Nodes(b.clone()), within: s(15) },
+        Op::ExpectSeen {
+            node: 6,
+            seen: Seen::NotCounted,
+            seen_by: Who::Nodes(a.clone()),
+            within: s(15),
+        },
+        Op::ExpectSeen {
+            node: 1,
+            seen: Seen::NotCounted,
+            seen_by: Who::Nodes(b.clone()),
+            within: s(15),
+        },
         // Within a half, heat still flows.
-        Op::Heat { node: 2, celsius: 77.0 },
-        Op::ExpectHeat { node: 2, celsius: 77.0, seen_by: Who::Nodes(vec![0, 1, 3]), within: s(3) },
+        Op::Heat {
+            node: 2,
+            celsius: 77.0,
+        },
+        Op::ExpectHeat {
+            node: 2,
+            celsius: 77.0,
+            seen_by: Who::Nodes(vec![0, 1, 3]),
+            within: s(3),
+        },
         Op::HealAll,
         Op::ExpectConverged { within: s(15) },
-        Op::ExpectHeat { node: 2, celsius: 77.0, seen_by: Who::All, within: s(3) },
+        Op::ExpectHeat {
+            node: 2,
+            celsius: 77.0,
+            seen_by: Who::All,
+            within: s(3),
+        },
     ]);
     each_seed("halves", ops);
 }
@@ -56,7 +95,12 @@ fn an_isolated_node_is_dropped_then_rejoins() {
     let mut ops = cold_start(6);
     ops.extend([
         Op::Isolate(3),
-        Op::ExpectSeen { node: 3, seen: Seen::Dead, seen_by: Who::All, within: s(20) },
+        Op::ExpectSeen {
+            node: 3,
+            seen: Seen::Dead,
+            seen_by: Who::All,
+            within: s(20),
+        },
         Op::HealAll,
         Op::ExpectConverged { within: s(15) },
     ]);
@@ -68,11 +112,27 @@ fn a_one_way_cut_never_makes_a_node_look_cool() {
     let mut ops = cold_start(5);
     ops.extend([
         // n4 hears everyone, no one hears n4.
-        Op::CutOneWay { from: vec![4], to: vec![0, 1, 2, 3] },
-        Op::Heat { node: 4, celsius: 93.0 },
-        Op::ExpectSeen { node: 4, seen: Seen::NotCounted, seen_by: Who::Nodes(vec![0, 1, 2, 3]), within: s(15) },
+        Op::CutOneWay {
+            from: vec![4],
+            to: vec![0, 1, 2, 3],
+        },
+        Op::Heat {
+            node: 4,
+            celsius: 93.0,
+        },
+        Op::ExpectSeen {
+            node: 4,
+            seen: Seen::NotCounted,
+            seen_by: Who::Nodes(vec![0, 1, 2, 3]),
+            within: s(15),
+        },
         Op::HealAll,
-        Op::ExpectHeat { node: 4, celsius: 93.0, seen_by: Who::All, within: s(10) },
+        Op::ExpectHeat {
+            node: 4,
+            celsius: 93.0,
+            seen_by: Who::All,
+            within: s(10),
+        },
     ]);
     each_seed("one-way", ops);
 }
@@ -82,11 +142,24 @@ fn crash_is_detected_and_bounce_rejoins_with_a_new_generation() {
     let mut ops = cold_start(6);
     ops.extend([
         Op::Crash(2),
-        Op::ExpectSeen { node: 2, seen: Seen::Dead, seen_by: Who::All, within: s(20) },
+        Op::ExpectSeen {
+            node: 2,
+            seen: Seen::Dead,
+            seen_by: Who::All,
+            within: s(20),
+        },
         Op::Bounce(2),
         Op::ExpectConverged { within: s(15) },
-        Op::Heat { node: 2, celsius: 66.0 },
-        Op::ExpectHeat { node: 2, celsius: 66.0, seen_by: Who::All, within: s(3) },
+        Op::Heat {
+            node: 2,
+            celsius: 66.0,
+        },
+        Op::ExpectHeat {
+            node: 2,
+            celsius: 66.0,
+            seen_by: Who::All,
+            within: s(3),
+        },
     ]);
     each_seed("crash+bounce", ops);
 }
@@ -97,7 +170,12 @@ fn graceful_leave_is_seen_within_a_round_or_two() {
     ops.extend([
         Op::Leave(1),
         // Far quicker than failure detection (see the crash scenario).
-        Op::ExpectSeen { node: 1, seen: Seen::Left, seen_by: Who::All, within: s(2) },
+        Op::ExpectSeen {
+            node: 1,
+            seen: Seen::Left,
+            seen_by: Who::All,
+            within: s(2),
+        },
     ]);
     each_seed("leave", ops);
 }
@@ -108,16 +186,32 @@ fn loss_and_latency_slow_but_do_not_stop_convergence() {
         let mut ops = vec![Op::SetLoss(loss)];
         ops.extend(cold_start(8));
         ops.extend([
-            Op::Heat { node: 7, celsius: 81.0 },
-            Op::ExpectHeat { node: 7, celsius: 81.0, seen_by: Who::All, within: s(6) },
+            Op::Heat {
+                node: 7,
+                celsius: 81.0,
+            },
+            Op::ExpectHeat {
+                node: 7,
+                celsius: 81.0,
+                seen_by: Who::All,
+                within: s(6),
+            },
         ]);
         each_seed("loss", ops);
     }
     let mut ops = vec![Op::SetLatency(Duration::from_millis(150))];
     ops.extend(cold_start(8));
     ops.extend([
-        Op::Heat { node: 0, celsius: 71.0 },
-        Op::ExpectHeat { node: 0, celsius: 71.0, seen_by: Who::All, within: s(6) },
+        Op::Heat {
+            node: 0,
+            celsius: 71.0,
+        },
+        Op::ExpectHeat {
+            node: 0,
+            celsius: 71.0,
+            seen_by: Who::All,
+            within: s(6),
+        },
     ]);
     each_seed("latency", ops);
 }
@@ -126,18 +220,54 @@ fn loss_and_latency_slow_but_do_not_stop_convergence() {
 fn a_rogue_host_is_refused_and_counted_everywhere() {
     let mut ops = cold_start(5);
     ops.extend([
-        Op::Heat { node: 1, celsius: 62.0 },
-        Op::ExpectHeat { node: 1, celsius: 62.0, seen_by: Who::All, within: s(3) },
+        Op::Heat {
+            node: 1,
+            celsius: 62.0,
+        },
+        Op::ExpectHeat {
+            node: 1,
+            celsius: 62.0,
+            seen_by: Who::All,
+            within: s(3),
+        },
         Op::AddRogue { victim: 1 },
         // Every honest node but the victim (which ignores records under its own id).
-        Op::ExpectRejected { reason: "key_mismatch", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
-        Op::ExpectRejected { reason: "bad_signature", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
-        Op::ExpectRejected { reason: "replay", at_least: 1, by: Who::Nodes(vec![0, 2, 3, 4]), within: s(10) },
+        Op::ExpectRejected {
+            reason: "key_mismatch",
+            at_least: 1,
+            by: Who::Nodes(vec![0, 2, 3, 4]),
+            within: s(10),
+        },
+        Op::ExpectRejected {
+            reason: "bad_signature",
+            at_least: 1,
+            by: Who::Nodes(vec![0, 2, 3, 4]),
+            within: s(10),
+        },
+        Op::ExpectRejected {
+            reason: "replay",
+            at_least: 1,
+            by: Who::Nodes(vec![0, 2, 3, 4]),
+            within: s(10),
+        },
         // The victim's real heat stands; the forged FORGED_CELSIUS is believed nowhere.
-        Op::Heat { node: 1, celsius: 64.0 },
-        Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(5) },
+        Op::Heat {
+            node: 1,
+            celsius: 64.0,
+        },
+        Op::ExpectHeat {
+            node: 1,
+            celsius: 64.0,
+            seen_by: Who::All,
+            within: s(5),
+        },
         Op::Wait(s(3)),
-        Op::ExpectHeat { node: 1, celsius: 64.0, seen_by: Who::All, within: s(1) },
+        Op::ExpectHeat {
+            node: 1,
+            celsius: 64.0,
+            seen_by: Who::All,
+            within: s(1),
+        },
     ]);
     each_seed("rogue", ops);
 }
@@ -146,11 +276,29 @@ fn a_rogue_host_is_refused_and_counted_everywhere() {
 fn a_larger_mesh_converges_and_detects_a_crash() {
     let mut ops = cold_start(24);
     ops.extend([
-        Op::Heat { node: 17, celsius: 90.0 },
-        Op::ExpectHeat { node: 17, celsius: 90.0, seen_by: Who::All, within: s(5) },
+        Op::Heat {
+            node: 17,
+            celsius: 90.0,
+        },
+        Op::ExpectHeat {
+            node: 17,
+            celsius: 90.0,
+            seen_by: Who::All,
+            within: s(5),
+        },
         Op::Crash(5),
-        Op::ExpectSeen { node: 5, seen: Seen::NotCounted, seen_by: Who::All, within: s(20) },
+        Op::ExpectSeen {
+            node: 5,
+            seen: Seen::NotCounted,
+            seen_by: Who::All,
+            within: s(20),
+        },
     ]);
-    let report = run(&Scenario { name: "24 nodes", seed: 11, gossip_interval: GOSSIP, ops });
+    let report = run(&Scenario {
+        name: "24 nodes",
+        seed: 11,
+        gossip_interval: GOSSIP,
+        ops,
+    });
     eprintln!("24 nodes: expectation waits {:?}", report.waits);
 }

@@ -10,17 +10,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn free_udp_pair() -> Pair {
-    let port = || std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let port = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+    };
     let (a, b) = (port(), port());
-    Pair { bind_a: a, bind_b: b, reach_a: a, reach_b: b }
+    Pair {
+        bind_a: a,
+        bind_b: b,
+        reach_a: a,
+        reach_b: b,
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 async fn udp_raw(bytes: Vec<u8>, to: SocketAddr) {
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     s.send_to(&bytes, to).await.expect("send raw");
 }
 
@@ -54,12 +69,19 @@ fn counting_udp_transport_conforms_and_counts() {
 
 #[test]
 fn turmoil_transport_conforms() {
-    let mut sim = turmoil::Builder::new().simulation_duration(Duration::from_secs(60)).build();
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(60))
+        .build();
     let mailbox = Mailbox::new(7);
     sim.client("suite", async move {
         let t = TurmoilTransport::new(mailbox.clone());
         let lo = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let pair = |a: u16, b: u16| Pair { bind_a: lo(a), bind_b: lo(b), reach_a: lo(a), reach_b: lo(b) };
+        let pair = |a: u16, b: u16| Pair {
+            bind_a: lo(a),
+            bind_b: lo(b),
+            reach_a: lo(a),
+            reach_b: lo(b),
+        };
         conformance::delivers_both_ways(&t, pair(1001, 1002)).await;
         conformance::send_to_nobody_is_not_an_error(&t, lo(1003), lo(1004)).await;
         conformance::a_burst_arrives_complete(&t, pair(1005, 1006), 50).await;
@@ -79,7 +101,9 @@ fn turmoil_transport_conforms() {
 
 #[test]
 fn turmoil_transport_loss_is_seeded_and_bounded() {
-    let mut sim = turmoil::Builder::new().simulation_duration(Duration::from_secs(60)).build();
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(60))
+        .build();
     let mailbox = Mailbox::new(42);
     mailbox.set_loss(0.3);
     let seen = mailbox.clone();
@@ -91,19 +115,33 @@ fn turmoil_transport_loss_is_seeded_and_bounded() {
         let mut a = chitchat::transport::Transport::open(&t, lo(2001)).await?;
         let mut b = chitchat::transport::Transport::open(&t, lo(2002)).await?;
         for i in 0..1000 {
-            a.send(lo(2002), conformance::envelope(&i.to_string())).await?;
+            a.send(lo(2002), conformance::envelope(&i.to_string()))
+                .await?;
         }
         let mut received = 0;
-        while tokio::time::timeout(Duration::from_millis(200), b.recv()).await.is_ok() {
+        while tokio::time::timeout(Duration::from_millis(200), b.recv())
+            .await
+            .is_ok()
+        {
             received += 1;
         }
-        assert!((620..=780).contains(&received), "30% loss kept {received} of 1000");
+        assert!(
+            (620..=780).contains(&received),
+            "30% loss kept {received} of 1000"
+        );
         received_out.store(received, Ordering::Relaxed);
         Ok(())
     });
     sim.run().expect("runs");
     let stats = seen.stats();
     assert_eq!(stats.sent, 1000);
-    assert_eq!(stats.in_flight, 0, "every parcel sent was delivered or never parked");
-    assert_eq!(stats.dropped_by_loss + received_total.load(Ordering::Relaxed), 1000, "lost + received = sent");
+    assert_eq!(
+        stats.in_flight, 0,
+        "every parcel sent was delivered or never parked"
+    );
+    assert_eq!(
+        stats.dropped_by_loss + received_total.load(Ordering::Relaxed),
+        1000,
+        "lost + received = sent"
+    );
 }

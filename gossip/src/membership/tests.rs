@@ -16,12 +16,24 @@ fn id(k: &SigningKey) -> NodeId {
 }
 
 fn value(k: &SigningKey, generation: u64, seq: u64, at: u64) -> String {
-    let report = HeatReport { generation, seq, timestamp_ms: at, ..sample(id(k)) };
-    SignedRecord::sign_report(&report, k).expect("sign").encode()
+    let report = HeatReport {
+        generation,
+        seq,
+        timestamp_ms: at,
+        ..sample(id(k))
+    };
+    SignedRecord::sign_report(&report, k)
+        .expect("sign")
+        .encode()
 }
 
 fn leave(k: &SigningKey, generation: u64, seq: u64, at: u64) -> String {
-    let l = Leave { node_id: id(k), generation, seq, timestamp_ms: at };
+    let l = Leave {
+        node_id: id(k),
+        generation,
+        seq,
+        timestamp_ms: at,
+    };
     SignedRecord::sign_leave(&l, k).expect("sign").encode()
 }
 
@@ -29,8 +41,19 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn obs<'a>(gid: &'a str, generation: u64, liveness: Liveness, record: Option<&'a str>) -> PeerObservation<'a> {
-    PeerObservation { gossip_id: gid, generation, addr: addr(7946), liveness, record }
+fn obs<'a>(
+    gid: &'a str,
+    generation: u64,
+    liveness: Liveness,
+    record: Option<&'a str>,
+) -> PeerObservation<'a> {
+    PeerObservation {
+        gossip_id: gid,
+        generation,
+        addr: addr(7946),
+        liveness,
+        record,
+    }
 }
 
 fn table() -> Membership {
@@ -44,8 +67,20 @@ fn a_verified_report_makes_a_member_and_self_is_never_listed() {
     let v = value(&a, T0, 1, T0);
     let own = value(&me, T0, 1, T0);
     let mut m = table();
-    let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&v)), obs(&self_gid, T0, Liveness::Alive, Some(&own))], T0);
-    assert_eq!(events, vec![MembershipEvent::Joined { node: id(&a), generation: T0 }]);
+    let events = m.observe(
+        [
+            obs(&gid, T0, Liveness::Alive, Some(&v)),
+            obs(&self_gid, T0, Liveness::Alive, Some(&own)),
+        ],
+        T0,
+    );
+    assert_eq!(
+        events,
+        vec![MembershipEvent::Joined {
+            node: id(&a),
+            generation: T0
+        }]
+    );
     let members = m.members(T0);
     assert_eq!(members.len(), 1);
     assert!(members[0].counts());
@@ -56,7 +91,9 @@ fn a_verified_report_makes_a_member_and_self_is_never_listed() {
 fn a_peer_without_a_record_is_not_a_member() {
     let gid = id(&key(1)).to_string();
     let mut m = table();
-    assert!(m.observe([obs(&gid, T0, Liveness::Alive, None)], T0).is_empty());
+    assert!(m
+        .observe([obs(&gid, T0, Liveness::Alive, None)], T0)
+        .is_empty());
     assert!(m.members(T0).is_empty());
 }
 
@@ -66,22 +103,42 @@ fn a_forged_value_is_rejected_once_not_every_round() {
     let gid = id(&a).to_string();
     // The rogue signs a report claiming to be `a`'s node id.
     let forged = {
-        let report = HeatReport { generation: T0, seq: 5, timestamp_ms: T0, ..sample(id(&a)) };
-        let text = SignedRecord::sign_report(&report, &a).expect("sign").encode();
+        let report = HeatReport {
+            generation: T0,
+            seq: 5,
+            timestamp_ms: T0,
+            ..sample(id(&a))
+        };
+        let text = SignedRecord::sign_report(&report, &a)
+            .expect("sign")
+            .encode();
         // Flip one character of the signature region: a forgery.
         flip(&text, 60)
     };
     let mut m = table();
     for round in 0..5 {
         let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&forged))], T0 + round);
-        assert_eq!(events.len(), usize::from(round == 0), "round {round}: {events:?}");
+        assert_eq!(
+            events.len(),
+            usize::from(round == 0),
+            "round {round}: {events:?}"
+        );
     }
     assert_eq!(m.verifier().counters().total_rejected(), 1);
     assert!(m.members(T0).is_empty());
     // And a report signed by another key under a's id is a key mismatch.
     let other = value(&rogue, T0, 1, T0);
     let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&other))], T0);
-    assert!(matches!(&events[..], [MembershipEvent::Rejected { reason: RejectReason::KeyMismatch { .. }, .. }]), "{events:?}");
+    assert!(
+        matches!(
+            &events[..],
+            [MembershipEvent::Rejected {
+                reason: RejectReason::KeyMismatch { .. },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
 }
 
 fn flip(text: &str, at: usize) -> String {
@@ -118,16 +175,28 @@ fn death_recovery_leave_and_restart() {
     assert_eq!(events, vec![MembershipEvent::Left { node: id(&a) }]);
     let row = &m.members(T0 + 3)[0];
     // The last report is kept for display; it no longer counts.
-    assert_eq!((row.status, row.report.is_some(), row.counts()), (MemberStatus::Left, true, false));
+    assert_eq!(
+        (row.status, row.report.is_some(), row.counts()),
+        (MemberStatus::Left, true, false)
+    );
 
     // Restart: a new chitchat generation beside the old one; the new one speaks.
     let g2 = T0 + 10_000;
     let v2 = value(&a, g2, 0, g2);
     let events = m.observe(
-        [obs(&gid, T0, Liveness::Dead, Some(&bye)), obs(&gid, g2, Liveness::Alive, Some(&v2))],
+        [
+            obs(&gid, T0, Liveness::Dead, Some(&bye)),
+            obs(&gid, g2, Liveness::Alive, Some(&v2)),
+        ],
         g2,
     );
-    assert_eq!(events, vec![MembershipEvent::Joined { node: id(&a), generation: g2 }]);
+    assert_eq!(
+        events,
+        vec![MembershipEvent::Joined {
+            node: id(&a),
+            generation: g2
+        }]
+    );
     let row = &m.members(g2)[0];
     assert_eq!((row.status, row.generation), (MemberStatus::Alive, g2));
     assert!(row.counts());
@@ -158,8 +227,20 @@ fn a_replayed_old_value_is_rejected() {
     m.observe([obs(&gid, T0, Liveness::Alive, Some(&v1))], T0);
     m.observe([obs(&gid, T0, Liveness::Alive, Some(&v2))], T0 + 1000);
     let events = m.observe([obs(&gid, T0, Liveness::Alive, Some(&v1))], T0 + 2000);
-    assert!(matches!(&events[..], [MembershipEvent::Rejected { reason: RejectReason::Replay { .. }, .. }]), "{events:?}");
-    assert_eq!(m.members(T0 + 2000)[0].report.as_ref().map(|r| r.seq), Some(2));
+    assert!(
+        matches!(
+            &events[..],
+            [MembershipEvent::Rejected {
+                reason: RejectReason::Replay { .. },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(
+        m.members(T0 + 2000)[0].report.as_ref().map(|r| r.seq),
+        Some(2)
+    );
 }
 
 #[test]
@@ -172,10 +253,16 @@ fn an_impostor_gossiping_under_a_members_id_changes_nothing() {
     m.observe([obs(&gid, T0, Liveness::Alive, Some(&real))], T0);
     // The real incarnation dies; an impostor with a newer generation claims the id.
     let events = m.observe(
-        [obs(&gid, T0, Liveness::Dead, Some(&real)), obs(&gid, T0 + 50, Liveness::Alive, Some(&forged))],
+        [
+            obs(&gid, T0, Liveness::Dead, Some(&real)),
+            obs(&gid, T0 + 50, Liveness::Alive, Some(&forged)),
+        ],
         T0 + 1,
     );
-    assert!(events.contains(&MembershipEvent::Died { node: id(&a) }), "{events:?}");
+    assert!(
+        events.contains(&MembershipEvent::Died { node: id(&a) }),
+        "{events:?}"
+    );
     let row = &m.members(T0 + 1)[0];
     assert_eq!((row.status, row.generation), (MemberStatus::Dead, T0));
     assert!(!row.counts());

@@ -2,7 +2,8 @@
 //!
 //! [`Procs`] owns a scratch directory and the children; dropping it (normal
 //! return, error, panic) SIGKILLs every child still running, reaps it and
-//! removes the directory. Children also get `PR_SET_PDEATHSIG`, so they die
+//! removes the directory (kept, with the logs, when the environment has
+//! `MAXWELL_BENCH_KEEP_LOGS`). Children also get `PR_SET_PDEATHSIG`, so they die
 //! with the benchmark even if it is killed outright.
 
 use anyhow::Context;
@@ -25,6 +26,7 @@ pub struct Proc {
 pub struct Procs {
     dir: PathBuf,
     procs: Vec<Proc>,
+    keep_dir: bool,
 }
 
 impl Procs {
@@ -33,7 +35,12 @@ impl Procs {
         let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self { dir, procs: Vec::new() })
+        let keep_dir = std::env::var_os("MAXWELL_BENCH_KEEP_LOGS").is_some();
+        Ok(Self {
+            dir,
+            procs: Vec::new(),
+            keep_dir,
+        })
     }
 
     /// The scratch directory.
@@ -44,8 +51,11 @@ impl Procs {
     /// Starts `cmd` with stdout and stderr into `<dir>/<name>.log`; returns its index.
     pub fn spawn(&mut self, name: &str, cmd: &mut Command) -> anyhow::Result<usize> {
         let log = self.dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -54,7 +64,11 @@ impl Procs {
             });
         }
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        self.procs.push(Proc { name: name.to_string(), log, child: Some(child) });
+        self.procs.push(Proc {
+            name: name.to_string(),
+            log,
+            child: Some(child),
+        });
         Ok(self.procs.len() - 1)
     }
 
@@ -83,7 +97,9 @@ impl Procs {
 
     /// Waits up to `timeout` for child `i` to exit, then SIGKILLs and reaps it.
     pub fn reap(&mut self, i: usize, timeout: Duration) {
-        let Some(mut child) = self.procs[i].child.take() else { return };
+        let Some(mut child) = self.procs[i].child.take() else {
+            return;
+        };
         let deadline = Instant::now() + timeout;
         while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -116,7 +132,11 @@ impl Drop for Procs {
                 let _ = child.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.keep_dir {
+            eprintln!("bench: logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -127,7 +147,10 @@ pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     let mut tries = 0;
     while held.len() < count {
         tries += 1;
-        anyhow::ensure!(tries < count * 20 + 100, "cannot find {count} free loopback ports");
+        anyhow::ensure!(
+            tries < count * 20 + 100,
+            "cannot find {count} free loopback ports"
+        );
         let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = tcp.local_addr()?.port();
         if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {

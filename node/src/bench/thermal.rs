@@ -26,7 +26,11 @@ pub fn run(args: &ThermalBenchArgs) -> anyhow::Result<()> {
     } else {
         maxwell_testbed::BenchConfig::standard(args.seed)
     };
-    eprintln!("simulating (seed {}{}) ...", args.seed, if args.short { ", short" } else { "" });
+    eprintln!(
+        "simulating (seed {}{}) ...",
+        args.seed,
+        if args.short { ", short" } else { "" }
+    );
     let report = maxwell_testbed::run_thermal_bench_with(&cfg);
     println!("{report}");
     if let Some(dir) = &args.plots {

@@ -126,7 +126,10 @@ fn missing_file_is_a_clear_error() {
 #[test]
 fn shipped_example_config_is_valid_and_matches_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/maxwell.toml");
-    let c = RawConfig::from_file(&path).expect("parses").validate().expect("valid");
+    let c = RawConfig::from_file(&path)
+        .expect("parses")
+        .validate()
+        .expect("valid");
     let d = parse("").expect("defaults");
     assert_eq!((c.rack.as_str(), c.slot), ("r1", 7));
     assert_eq!(c.http_addr, d.http_addr);
@@ -161,13 +164,24 @@ fn set_overrides_any_field_over_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("m.toml");
     std::fs::write(&file, "rack = \"r1\"\n[pricing]\nbase_milli = 2000\n").expect("write");
-    let sets = ["pricing.relief_gain=0.9".to_string(), "gossip.seeds=[\"10.0.0.1:7946\"]".into(), "name=n7".into()];
-    let c = RawConfig::load(Some(&file), &sets).expect("load").validate().expect("valid");
+    let sets = [
+        "pricing.relief_gain=0.9".to_string(),
+        "gossip.seeds=[\"10.0.0.1:7946\"]".into(),
+        "name=n7".into(),
+    ];
+    let c = RawConfig::load(Some(&file), &sets)
+        .expect("load")
+        .validate()
+        .expect("valid");
     assert_eq!(c.rack, "r1");
     assert_eq!(c.name, "n7", "a bare word is a string");
     assert_eq!(c.gossip.seeds, vec!["10.0.0.1:7946".to_string()]);
     assert_eq!(c.pricing.config().relief_gain, 0.9);
-    assert_eq!(c.pricing.config().base_milli, 2000, "the file's value stays");
+    assert_eq!(
+        c.pricing.config().base_milli,
+        2000,
+        "the file's value stays"
+    );
     let err = RawConfig::load(Some(&file), &["pricing.nope=1".to_string()]).expect_err("unknown");
     assert!(err.to_string().contains("nope"), "{err}");
     let err = RawConfig::load(None, &["novalue".to_string()]).expect_err("no =");

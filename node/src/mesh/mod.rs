@@ -82,7 +82,10 @@ pub struct Mesh {
 
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mesh").field("node_id", &self.node_id).field("generation", &self.generation).finish()
+        f.debug_struct("Mesh")
+            .field("node_id", &self.node_id)
+            .field("generation", &self.generation)
+            .finish()
     }
 }
 
@@ -117,7 +120,10 @@ impl Mesh {
         };
         let handle = spawn_chitchat(config, Vec::new(), transport)
             .await
-            .map_err(|source| MeshError::Start { addr: settings.listen_addr, source })?;
+            .map_err(|source| MeshError::Start {
+                addr: settings.listen_addr,
+                source,
+            })?;
         Ok(Self {
             handle,
             membership: Mutex::new(Membership::new(node_id, Verifier::new(settings.verifier))),
@@ -210,7 +216,11 @@ impl Mesh {
                 id: id.node_id.to_string(),
                 generation: id.generation_id,
                 addr: id.gossip_advertise_addr,
-                liveness: if live.contains(id) { Liveness::Alive } else { Liveness::Dead },
+                liveness: if live.contains(id) {
+                    Liveness::Alive
+                } else {
+                    Liveness::Dead
+                },
                 record: state.get(CHITCHAT_KEY).map(str::to_string),
             })
             .collect()

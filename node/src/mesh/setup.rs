@@ -5,7 +5,7 @@ use super::transport::{CountingTransport, GossipStats};
 use super::{Clock, Heat, Mesh, MeshSettings};
 use crate::config::{Config, GossipConfig};
 use crate::identity::Identity;
-use crate::sensors::{SourceKind, Snapshot};
+use crate::sensors::{Snapshot, SourceKind};
 use anyhow::Context;
 use maxwell_gossip::{Allowlist, MicroWatts, SensorSource, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -34,7 +34,15 @@ pub async fn start_agent_mesh(
     );
     let transport = CountingTransport::new(chitchat::transport::UdpTransport, stats);
     let key = identity.signing_key().clone();
-    Ok(Mesh::start(settings, key, config.name.clone(), generation, &transport, clock).await?)
+    Ok(Mesh::start(
+        settings,
+        key,
+        config.name.clone(),
+        generation,
+        &transport,
+        clock,
+    )
+    .await?)
 }
 
 /// Validated gossip config to mesh settings, reading the allowlist file.
@@ -44,7 +52,8 @@ pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read allowlist {}", path.display()))?;
-            let list = Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
+            let list =
+                Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
             tracing::info!(keys = list.len(), path = %path.display(), "allowlist loaded");
             Some(list)
         }
@@ -98,10 +107,13 @@ fn advertise_addr(g: &GossipConfig) -> SocketAddr {
 /// the clock stepped back: peers refuse a lower one as a replay.
 pub fn next_generation(data_dir: &Path, now_ms: u64) -> u64 {
     let path = data_dir.join(GENERATION_FILE);
-    let last = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     let generation = last.map_or(now_ms, |l| now_ms.max(l.saturating_add(1)));
     let tmp = data_dir.join(format!("{GENERATION_FILE}.tmp"));
-    let written = std::fs::write(&tmp, format!("{generation}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+    let written =
+        std::fs::write(&tmp, format!("{generation}\n")).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot record the generation; a restart with the clock set back would be refused by peers until they forget us");
     }
@@ -114,9 +126,14 @@ pub fn heat_of(snapshot: &Snapshot, config: &Config, price_milli: u64) -> Heat {
     let s = &snapshot.summary;
     let (hottest, critical) = match &s.hottest {
         Some(h) => (h.millicelsius, h.critical_millicelsius),
-        None => (config.sensors.default_critical, config.sensors.default_critical),
+        None => (
+            config.sensors.default_critical,
+            config.sensors.default_critical,
+        ),
     };
-    let watts = |p: &Option<crate::sensors::summary::Sourced>| p.as_ref().map_or(MicroWatts(0), |p| p.microwatts);
+    let watts = |p: &Option<crate::sensors::summary::Sourced>| {
+        p.as_ref().map_or(MicroWatts(0), |p| p.microwatts)
+    };
     Heat {
         rack: config.rack.clone(),
         slot: config.slot,
@@ -148,7 +165,10 @@ mod tests {
 
     #[test]
     fn advertise_falls_back_sensibly() {
-        let mut g = crate::config::RawConfig::default().validate().expect("defaults").gossip;
+        let mut g = crate::config::RawConfig::default()
+            .validate()
+            .expect("defaults")
+            .gossip;
         assert_eq!(advertise_addr(&g), SocketAddr::from(([127, 0, 0, 1], 7946)));
         g.listen_addr = "127.0.0.9:7000".parse().expect("addr");
         assert_eq!(advertise_addr(&g), g.listen_addr);

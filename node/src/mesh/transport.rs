@@ -60,7 +60,10 @@ impl<T> CountingTransport<T> {
 impl<T: Transport> Transport for CountingTransport<T> {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         let inner = self.inner.open(listen_addr).await?;
-        Ok(Box::new(CountingSocket { inner, stats: Arc::clone(&self.stats) }))
+        Ok(Box::new(CountingSocket {
+            inner,
+            stats: Arc::clone(&self.stats),
+        }))
     }
 }
 
@@ -75,11 +78,17 @@ impl Socket for CountingSocket {
         self.inner.local_addr()
     }
 
-    async fn send(&mut self, to: SocketAddr, envelope: ChitchatEnvelope) -> anyhow::Result<SendOutcome> {
+    async fn send(
+        &mut self,
+        to: SocketAddr,
+        envelope: ChitchatEnvelope,
+    ) -> anyhow::Result<SendOutcome> {
         match self.inner.send(to, envelope).await {
             Ok(outcome) => {
                 self.stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
-                self.stats.bytes_out.fetch_add(outcome.num_bytes_sent as u64, Ordering::Relaxed);
+                self.stats
+                    .bytes_out
+                    .fetch_add(outcome.num_bytes_sent as u64, Ordering::Relaxed);
                 Ok(outcome)
             }
             Err(e) => {
@@ -93,7 +102,9 @@ impl Socket for CountingSocket {
     async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
         let outcome = self.inner.recv().await?;
         self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_in.fetch_add(outcome.num_bytes_received as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(outcome.num_bytes_received as u64, Ordering::Relaxed);
         Ok(outcome)
     }
 }

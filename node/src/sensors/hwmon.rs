@@ -206,22 +206,45 @@ impl Chan<'_> {
     }
 
     /// A value the channel cannot do without: absent is a problem too.
-    fn required(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>) -> Option<i64> {
+    fn required(
+        &self,
+        sensor: &str,
+        attr: &str,
+        range: &Range,
+        problems: &mut Vec<Problem>,
+    ) -> Option<i64> {
         self.read(sensor, attr, range, problems, true)
     }
 
     /// A value that may be absent; unreadable or garbage is reported and treated as absent.
-    fn optional(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>) -> Option<i64> {
+    fn optional(
+        &self,
+        sensor: &str,
+        attr: &str,
+        range: &Range,
+        problems: &mut Vec<Problem>,
+    ) -> Option<i64> {
         self.read(sensor, attr, range, problems, false)
     }
 
-    fn read(&self, sensor: &str, attr: &str, range: &Range, problems: &mut Vec<Problem>, required: bool) -> Option<i64> {
+    fn read(
+        &self,
+        sensor: &str,
+        attr: &str,
+        range: &Range,
+        problems: &mut Vec<Problem>,
+        required: bool,
+    ) -> Option<i64> {
         let path = self.path(sensor, attr);
         match read_int(&path, range) {
             Ok(Some(v)) => Some(v),
             Ok(None) => {
                 if required {
-                    problems.push(problem(&path, ProblemKind::Missing, "channel has no input".into()));
+                    problems.push(problem(
+                        &path,
+                        ProblemKind::Missing,
+                        "channel has no input".into(),
+                    ));
                 }
                 None
             }

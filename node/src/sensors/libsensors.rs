@@ -44,7 +44,10 @@ impl LibSensors {
         let chips = init_rx
             .recv()
             .map_err(|_| "libsensors thread died during start".to_string())??;
-        Ok(Self { requests: req_tx, chips })
+        Ok(Self {
+            requests: req_tx,
+            chips,
+        })
     }
 
     /// Number of chips libsensors saw at start.

@@ -29,7 +29,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 /// A UDP port the OS just handed out (and took back).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A port the OS just handed out (and took back).
@@ -66,7 +70,12 @@ impl Agent {
                 "sysfs",
             ])
             .args(["--sensor-interval-ms", "100", "--http", &addr.to_string()])
-            .args(["--gossip-preset", "test", "--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+            .args([
+                "--gossip-preset",
+                "test",
+                "--gossip-listen",
+                &format!("127.0.0.1:{}", free_udp_port()),
+            ])
             .arg("--hwmon-root")
             .arg(tree.join("hwmon"))
             .arg("--powercap-root")

@@ -3,9 +3,9 @@
 //! 127.0.0.1 with the first three as seeds. Figures come from their HTTP API,
 //! exactly as an operator would see them.
 
-use super::{LiveResult, POLL};
+use super::{LiveResult, POLL, TRIALS};
 use crate::bench::procs::{free_ports, Procs};
-use crate::bench::{quantile, Waited};
+use crate::bench::timing::{quantile, Waited};
 use crate::client;
 use crate::http::{Member, Members, Status};
 use anyhow::Context;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The temperature the changed agent reads (no other agent reads it).
+/// The temperature the changed agent reads in the first trial (+1 m°C a trial).
 const MARK: MilliCelsius = MilliCelsius(87_654);
 /// Sensor period: each agent republishes its report this often (the default).
 pub const SENSOR_INTERVAL_MS: u64 = 1000;
@@ -29,45 +29,99 @@ struct Mesh {
 }
 
 /// Starts `n` agents, measures, stops them.
-pub fn run(n: usize, interval: Duration, timeout: Duration, steady: Duration) -> anyhow::Result<LiveResult> {
+pub fn run(
+    n: usize,
+    interval: Duration,
+    timeout: Duration,
+    steady: Duration,
+) -> anyhow::Result<LiveResult> {
     anyhow::ensure!(n >= 4, "the loopback run needs at least 4 agents (got {n})");
     let mut mesh = start(n, interval)?;
-    let t0 = Instant::now();
-    let join = quantile(&watch(&mesh.addrs, t0, timeout, |m| m.members.iter().filter(|r| r.counts).count() == n), 1.0);
+    let all = |m: &Members| m.members.iter().filter(|r| r.counts).count() == n;
+    let join = quantile(&watch(&mesh.addrs, Instant::now(), timeout, all), 1.0);
     let bytes_per_node_s = steady_bytes(&mesh.addrs, steady);
-    let (origin, victim, leaver) = (n - 1, n - 2, n - 3);
-    let change = heat_change(&mesh, origin, timeout)?;
+    let mut change = Vec::new();
+    for t in 0..TRIALS.min(n - 1) {
+        let mark = MilliCelsius(MARK.0 + i64::try_from(t)?);
+        change.push(heat_change(&mesh, n - 1 - t, mark, timeout)?);
+    }
+    let (victim, leaver) = (n - 2, n - 3);
+    let dead = stop_one(&mut mesh, victim, libc::SIGKILL, "dead", &[], timeout);
+    let left = stop_one(&mut mesh, leaver, libc::SIGTERM, "left", &[victim], timeout);
+    Ok(LiveResult {
+        n,
+        join,
+        change,
+        dead,
+        left,
+        bytes_per_node_s,
+    })
+}
+
+/// Sends `signal` to agent `k`; times until every agent but `k` and
+/// `gone` lists it with `status`; reaps it.
+fn stop_one(
+    mesh: &mut Mesh,
+    k: usize,
+    signal: i32,
+    status: &str,
+    gone: &[usize],
+    timeout: Duration,
+) -> Waited {
+    let others: Vec<SocketAddr> = (0..mesh.addrs.len())
+        .filter(|i| *i != k && !gone.contains(i))
+        .map(|i| mesh.addrs[i])
+        .collect();
     let t0 = Instant::now();
-    mesh.procs.signal(victim, libc::SIGKILL);
-    let others: Vec<SocketAddr> = mesh.addrs.iter().enumerate().filter(|(k, _)| *k != victim).map(|(_, a)| *a).collect();
-    let dead = quantile(&watch(&others, t0, timeout, |m| has_status(m, mesh.ids[victim], "dead")), 1.0);
-    mesh.procs.reap(victim, Duration::ZERO);
-    let t0 = Instant::now();
-    mesh.procs.signal(leaver, libc::SIGTERM);
-    let others: Vec<SocketAddr> = mesh.addrs.iter().enumerate().filter(|(k, _)| *k != victim && *k != leaver).map(|(_, a)| *a).collect();
-    let left = quantile(&watch(&others, t0, timeout, |m| has_status(m, mesh.ids[leaver], "left")), 1.0);
-    mesh.procs.reap(leaver, Duration::from_secs(5));
-    Ok(LiveResult { n, join, change, dead, left, bytes_per_node_s })
+    mesh.procs.signal(k, signal);
+    let id = mesh.ids[k];
+    let seen = watch(&others, t0, timeout, |m| {
+        row(m, id).is_some_and(|r| r.status == status)
+    });
+    // A leaving agent lingers three rounds, then exits by itself.
+    mesh.procs.reap(k, Duration::from_secs(5));
+    quantile(&seen, 1.0)
 }
 
 /// Rewrites the origin's sensor file, waits until the origin itself
 /// publishes the new reading, then times until every other agent shows it.
-fn heat_change(mesh: &Mesh, origin: usize, timeout: Duration) -> anyhow::Result<Waited> {
-    set_temp(&mesh.dirs[origin], MARK)?;
+fn heat_change(
+    mesh: &Mesh,
+    origin: usize,
+    mark: MilliCelsius,
+    timeout: Duration,
+) -> anyhow::Result<Waited> {
+    set_temp(&mesh.dirs[origin], mark)?;
     let written = Instant::now();
     let published = loop {
-        let status: Option<Status> = client::get_json(mesh.addrs[origin], "/v1/status", Duration::from_secs(1)).ok();
-        if status.and_then(|s| s.snapshot.summary.hottest).is_some_and(|h| h.millicelsius == MARK) {
+        let status: Option<Status> =
+            client::get_json(mesh.addrs[origin], "/v1/status", Duration::from_secs(1)).ok();
+        if status
+            .and_then(|s| s.snapshot.summary.hottest)
+            .is_some_and(|h| h.millicelsius == mark)
+        {
             break Instant::now();
         }
         if written.elapsed() > timeout {
-            return Ok(Waited::Timeout { seen: 0, of: origin });
+            return Ok(Waited::Timeout {
+                seen: 0,
+                of: mesh.addrs.len() - 1,
+            });
         }
         std::thread::sleep(Duration::from_millis(2));
     };
     let id = mesh.ids[origin];
-    let shows = |m: &Members| row(m, id).is_some_and(|r| r.status == "alive" && r.hottest_millicelsius == Some(MARK));
-    Ok(quantile(&watch(&mesh.addrs[..origin], published, timeout, shows), 1.0))
+    let shows = |m: &Members| {
+        row(m, id).is_some_and(|r| r.status == "alive" && r.hottest_millicelsius == Some(mark))
+    };
+    let others: Vec<SocketAddr> = mesh
+        .addrs
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != origin)
+        .map(|(_, a)| *a)
+        .collect();
+    Ok(quantile(&watch(&others, published, timeout, shows), 1.0))
 }
 
 fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
@@ -75,28 +129,68 @@ fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
     let mut procs = Procs::new("maxwell-bench-agents")?;
     let ports = free_ports(2 * n)?;
     let (http, udp) = ports.split_at(n);
-    let seeds: Vec<String> = udp.iter().take(3).map(|p| format!("127.0.0.1:{p}")).collect();
+    let seeds: Vec<u16> = udp.iter().take(3).copied().collect();
     let mut dirs = Vec::new();
     for k in 0..n {
         let dir = procs.dir().join(format!("agent{k}"));
         write_fixture(&dir, MilliCelsius(40_000 + 100 * i64::try_from(k)?))?;
         let mut cmd = Command::new(&exe);
-        cmd.args(["--log-level", "warn", "agent", "--name", &format!("bench-{k}"), "--rack", "bench"]);
-        cmd.args(["--slot", &k.to_string(), "--http", &format!("127.0.0.1:{}", http[k])]);
-        cmd.arg("--data-dir").arg(dir.join("data"));
-        cmd.args(["--sensors", "sysfs", "--sensor-interval-ms", &SENSOR_INTERVAL_MS.to_string()]);
-        cmd.arg("--hwmon-root").arg(dir.join("hwmon")).arg("--powercap-root").arg(dir.join("powercap"));
-        cmd.args(["--gossip-preset", "lan", "--gossip-listen", &format!("127.0.0.1:{}", udp[k])]);
-        cmd.args(["--gossip-interval-ms", &interval.as_millis().to_string()]);
-        for seed in &seeds {
-            cmd.args(["--seed", seed]);
-        }
+        agent_args(&mut cmd, k, &dir, (http[k], udp[k]), &seeds, interval);
         procs.spawn(&format!("agent{k}"), &mut cmd)?;
         dirs.push(dir);
     }
-    let addrs: Vec<SocketAddr> = http.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    let addrs: Vec<SocketAddr> = http
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
     let ids = wait_healthy(&mut procs, &addrs)?;
-    Ok(Mesh { procs, addrs, dirs, ids })
+    Ok(Mesh {
+        procs,
+        addrs,
+        dirs,
+        ids,
+    })
+}
+
+/// `maxwell agent` flags of agent `k`: sysfs fixture in `dir`, HTTP and
+/// gossip on the loopback `ports`, LAN preset at `interval`.
+fn agent_args(
+    cmd: &mut Command,
+    k: usize,
+    dir: &Path,
+    ports: (u16, u16),
+    seeds: &[u16],
+    interval: Duration,
+) {
+    let (http, udp) = ports;
+    cmd.args([
+        "--log-level",
+        "warn",
+        "agent",
+        "--name",
+        &format!("bench-{k}"),
+    ]);
+    cmd.args(["--rack", "bench", "--slot", &k.to_string()]);
+    cmd.args(["--http", &format!("127.0.0.1:{http}")]);
+    cmd.arg("--data-dir").arg(dir.join("data"));
+    cmd.args([
+        "--sensors",
+        "sysfs",
+        "--sensor-interval-ms",
+        &SENSOR_INTERVAL_MS.to_string(),
+    ]);
+    cmd.arg("--hwmon-root").arg(dir.join("hwmon"));
+    cmd.arg("--powercap-root").arg(dir.join("powercap"));
+    cmd.args([
+        "--gossip-preset",
+        "lan",
+        "--gossip-listen",
+        &format!("127.0.0.1:{udp}"),
+    ]);
+    cmd.args(["--gossip-interval-ms", &interval.as_millis().to_string()]);
+    for seed in seeds {
+        cmd.args(["--seed", &format!("127.0.0.1:{seed}")]);
+    }
 }
 
 /// Waits for every agent's API; returns their node ids.
@@ -106,13 +200,21 @@ fn wait_healthy(procs: &mut Procs, addrs: &[SocketAddr]) -> anyhow::Result<Vec<N
     for (k, addr) in addrs.iter().enumerate() {
         loop {
             if let Some(code) = procs.exited(k) {
-                anyhow::bail!("agent {k} exited ({code}) before it answered:\n{}", procs.log_tail(k, 2000));
+                anyhow::bail!(
+                    "agent {k} exited ({code}) before it answered:\n{}",
+                    procs.log_tail(k, 2000)
+                );
             }
-            if let Ok(status) = client::get_json::<Status>(*addr, "/v1/status", Duration::from_millis(500)) {
+            if let Ok(status) =
+                client::get_json::<Status>(*addr, "/v1/status", Duration::from_millis(500))
+            {
                 ids.push(status.node.id);
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "agent {k} did not answer on {addr} within 30 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "agent {k} did not answer on {addr} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -121,14 +223,20 @@ fn wait_healthy(procs: &mut Procs, addrs: &[SocketAddr]) -> anyhow::Result<Vec<N
 
 /// Polls every agent's members (one thread each, every [`POLL`]) and
 /// records, per agent, when `pred` first held, measured from `start`.
-fn watch(addrs: &[SocketAddr], start: Instant, timeout: Duration, pred: impl Fn(&Members) -> bool + Sync) -> Vec<Option<Duration>> {
+fn watch(
+    addrs: &[SocketAddr],
+    start: Instant,
+    timeout: Duration,
+    pred: impl Fn(&Members) -> bool + Sync,
+) -> Vec<Option<Duration>> {
     let pred = &pred;
     std::thread::scope(|s| {
         let handles: Vec<_> = addrs
             .iter()
             .map(|&addr| {
                 s.spawn(move || loop {
-                    let members = client::get_json::<Members>(addr, "/v1/members", Duration::from_secs(1));
+                    let members =
+                        client::get_json::<Members>(addr, "/v1/members", Duration::from_secs(1));
                     if members.is_ok_and(|m| pred(&m)) {
                         return Some(start.elapsed());
                     }
@@ -139,16 +247,15 @@ fn watch(addrs: &[SocketAddr], start: Instant, timeout: Duration, pred: impl Fn(
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
     })
 }
 
 fn row(m: &Members, id: NodeId) -> Option<&Member> {
     m.members.iter().find(|r| r.id == id && !r.is_self)
-}
-
-fn has_status(m: &Members, id: NodeId, status: &str) -> bool {
-    row(m, id).is_some_and(|r| r.status == status)
 }
 
 /// Gossip payload bytes sent per agent per second over `window`, from `/metrics`.

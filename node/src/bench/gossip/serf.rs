@@ -4,14 +4,14 @@
 //!
 //! When a node learns of an update, failure or leave, Serf logs
 //! `serf: EventMemberUpdate: NAME` (…`Failed`, …`Leave`) at that moment,
-//! before its 1–3 s event coalescing; we watch every agent's log every
-//! [`POLL`]. Bytes come from memberlist's own counters
+//! before its 1–3 s event coalescing; we read every agent's log every
+//! [`LOG_POLL`]. Bytes come from memberlist's own counters
 //! (`memberlist.udp.sent`, `memberlist.tcp.sent`) sent to a statsd socket
 //! of ours on 127.0.0.1.
 
-use super::{LiveResult, POLL};
+use super::{LiveResult, TRIALS};
 use crate::bench::procs::{free_ports, Procs};
-use crate::bench::{quantile, Waited};
+use crate::bench::timing::{quantile, Waited};
 use anyhow::Context;
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +20,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often the logs are read.
+const LOG_POLL: Duration = Duration::from_millis(10);
 
 /// Whether `serf` is on PATH and runs.
 pub fn installed() -> bool {
@@ -37,7 +40,12 @@ pub fn version() -> String {
         .arg("version")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|v| format!("serf {}", v.trim_start_matches("Serf "))))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|v| format!("serf {}", v.trim_start_matches("Serf ")))
+        })
         .unwrap_or_else(|| "serf".into())
 }
 
@@ -47,52 +55,105 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
     let statsd = Statsd::start()?;
     let mut procs = Procs::new("maxwell-bench-serf")?;
     let rpc = start(&mut procs, n, statsd.port)?;
-    let mut logs: Vec<Tail> = (0..n).map(|k| Tail::open(procs.get(k).log.clone())).collect::<anyhow::Result<_>>()?;
+    let mut logs: Vec<Tail> = (0..n)
+        .map(|k| Tail::open(procs.get(k).log.clone()))
+        .collect::<anyhow::Result<_>>()?;
     let names: Vec<String> = (0..n).map(name).collect();
-    let t0 = Instant::now();
-    let all_joined = |text: &str| names.iter().all(|name| has_event(text, "EventMemberJoin", name));
-    let join = quantile(&watch(&mut logs, t0, timeout, all_joined), 1.0);
-    let before = statsd.bytes.load(Relaxed);
-    let t_bytes = Instant::now();
-    std::thread::sleep(steady);
-    let sent = statsd.bytes.load(Relaxed).saturating_sub(before);
-    #[allow(clippy::cast_precision_loss)]
-    let bytes_per_node_s = (sent > 0).then(|| sent as f64 / n as f64 / t_bytes.elapsed().as_secs_f64());
-    let (origin, victim, leaver) = (n - 1, n - 2, n - 3);
-    let change = tag_change(&mut procs, &mut logs, &rpc[origin], &names[origin], timeout);
-    mark(&mut logs);
-    let t0 = Instant::now();
-    procs.signal(victim, libc::SIGKILL);
-    let mut others: Vec<Tail> = logs.drain(..).enumerate().filter(|(k, _)| *k != victim).map(|(_, t)| t).collect();
-    let dead = quantile(&watch(&mut others, t0, timeout, |t| has_event(t, "EventMemberFailed", &names[victim])), 1.0);
-    procs.reap(victim, Duration::ZERO);
-    mark(&mut others);
-    let t0 = Instant::now();
+    let all = |text: &str| {
+        names
+            .iter()
+            .all(|name| has_event(text, "EventMemberJoin", name))
+    };
+    let everyone: Vec<usize> = (0..n).collect();
+    let join = quantile(
+        &watch(&mut logs, &everyone, Instant::now(), timeout, all),
+        1.0,
+    );
+    let bytes_per_node_s = statsd.per_node_per_s(n, steady);
+    let mut change = Vec::new();
+    for t in 0..TRIALS.min(n - 1) {
+        let (origin, tag) = (n - 1 - t, format!("heat={}", 87_654 + t));
+        change.push(tag_change(
+            &mut procs,
+            &mut logs,
+            origin,
+            &rpc[origin],
+            &tag,
+            timeout,
+        ));
+    }
+    let (victim, leaver) = (n - 2, n - 3);
+    let mut stop = |k, signal, event, gone: &[usize]| {
+        stop_one(&mut procs, &mut logs, (k, signal, event), gone, timeout)
+    };
+    let dead = stop(victim, libc::SIGKILL, "EventMemberFailed", &[]);
     // SIGINT makes a Serf agent leave gracefully (SIGTERM does not, by default).
-    procs.signal(leaver, libc::SIGINT);
-    let leaver_log = procs.get(leaver).log.clone();
-    others.retain(|t| t.path != leaver_log);
-    let left = quantile(&watch(&mut others, t0, timeout, |t| has_event(t, "EventMemberLeave", &names[leaver])), 1.0);
-    procs.reap(leaver, Duration::from_secs(5));
-    Ok(LiveResult { n, join, change, dead, left, bytes_per_node_s })
+    let left = stop(leaver, libc::SIGINT, "EventMemberLeave", &[victim]);
+    Ok(LiveResult {
+        n,
+        join,
+        change,
+        dead,
+        left,
+        bytes_per_node_s,
+    })
 }
 
-/// `serf tags -set` on the origin; times from the origin logging its own
-/// update until every other agent logs it.
-fn tag_change(procs: &mut Procs, logs: &mut [Tail], rpc: &str, origin: &str, timeout: Duration) -> Waited {
+/// Sends `signal` to agent `k`; times until every agent but `k` and `gone`
+/// logs `event` for it; reaps it.
+fn stop_one(
+    procs: &mut Procs,
+    logs: &mut [Tail],
+    (k, signal, event): (usize, i32, &str),
+    gone: &[usize],
+    timeout: Duration,
+) -> Waited {
+    let others: Vec<usize> = (0..logs.len())
+        .filter(|i| *i != k && !gone.contains(i))
+        .collect();
+    mark(logs);
+    let t0 = Instant::now();
+    procs.signal(k, signal);
+    let name = name(k);
+    let seen = watch(logs, &others, t0, timeout, |t| has_event(t, event, &name));
+    procs.reap(k, Duration::from_secs(5));
+    quantile(&seen, 1.0)
+}
+
+/// `serf tags -set TAG` on agent `origin`; times from the origin logging its
+/// own update until every other agent logs it.
+fn tag_change(
+    procs: &mut Procs,
+    logs: &mut [Tail],
+    origin: usize,
+    rpc: &str,
+    tag: &str,
+    timeout: Duration,
+) -> Waited {
     mark(logs);
     let t0 = Instant::now();
     let mut cmd = Command::new("serf");
-    cmd.args(["tags", &format!("-rpc-addr={rpc}"), "-set", "heat=87654"]);
-    let Ok(i) = procs.spawn("serf-tags", &mut cmd) else {
-        return Waited::Timeout { seen: 0, of: logs.len() - 1 };
+    cmd.args(["tags", &format!("-rpc-addr={rpc}"), "-set", tag]);
+    let Ok(i) = procs.spawn(&format!("serf-tags-{origin}"), &mut cmd) else {
+        return Waited::Timeout {
+            seen: 0,
+            of: logs.len() - 1,
+        };
     };
-    let times = watch(logs, t0, timeout, |t| has_event(t, "EventMemberUpdate", origin));
+    let name = name(origin);
+    let everyone: Vec<usize> = (0..logs.len()).collect();
+    let times = watch(logs, &everyone, t0, timeout, |t| {
+        has_event(t, "EventMemberUpdate", &name)
+    });
     procs.reap(i, Duration::from_secs(5));
-    let Some((own, others)) = times.split_last() else { return Waited::Timeout { seen: 0, of: 0 } };
-    // The origin is the last log; without its own line, time from the command.
-    let from = own.unwrap_or(Duration::ZERO);
-    let seen: Vec<Option<Duration>> = others.iter().map(|t| t.map(|t| t.saturating_sub(from))).collect();
+    // Without the origin's own line, time from the command.
+    let from = times[origin].unwrap_or(Duration::ZERO);
+    let seen: Vec<Option<Duration>> = times
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != origin)
+        .map(|(_, t)| t.map(|t| t.saturating_sub(from)))
+        .collect();
     quantile(&seen, 1.0)
 }
 
@@ -103,17 +164,31 @@ fn name(k: usize) -> String {
 /// Starts the agents (the first, then the rest joining it); returns their RPC addresses.
 fn start(procs: &mut Procs, n: usize, statsd_port: u16) -> anyhow::Result<Vec<String>> {
     let config = procs.dir().join("serf.json");
-    std::fs::write(&config, format!("{{\"statsd_addr\": \"127.0.0.1:{statsd_port}\"}}\n"))?;
+    std::fs::write(
+        &config,
+        format!("{{\"statsd_addr\": \"127.0.0.1:{statsd_port}\"}}\n"),
+    )?;
     let ports = free_ports(2 * n)?;
     let (bind, rpc) = ports.split_at(n);
     let rpc: Vec<String> = rpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     for k in 0..n {
         let mut cmd = Command::new("serf");
-        cmd.args(["agent", &format!("-node={}", name(k)), &format!("-bind=127.0.0.1:{}", bind[k])]);
-        cmd.args([&format!("-rpc-addr={}", rpc[k]), "-profile=lan", "-log-level=info"]);
+        cmd.args([
+            "agent",
+            &format!("-node={}", name(k)),
+            &format!("-bind=127.0.0.1:{}", bind[k]),
+        ]);
+        cmd.args([
+            &format!("-rpc-addr={}", rpc[k]),
+            "-profile=lan",
+            "-log-level=info",
+        ]);
         cmd.arg(format!("-config-file={}", config.display()));
         if k > 0 {
-            cmd.args([&format!("-retry-join=127.0.0.1:{}", bind[0]), "-retry-interval=1s"]);
+            cmd.args([
+                &format!("-retry-join=127.0.0.1:{}", bind[0]),
+                "-retry-interval=1s",
+            ]);
         }
         procs.spawn(&name(k), &mut cmd)?;
         if k == 0 {
@@ -130,7 +205,10 @@ fn wait_rpc(procs: &mut Procs, rpc: &str) -> anyhow::Result<()> {
         if let Some(code) = procs.exited(0) {
             anyhow::bail!("serf agent exited ({code}):\n{}", procs.log_tail(0, 2000));
         }
-        anyhow::ensure!(Instant::now() < deadline, "serf agent did not open {rpc} within 10 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "serf agent did not open {rpc} within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
@@ -139,7 +217,6 @@ fn wait_rpc(procs: &mut Procs, rpc: &str) -> anyhow::Result<()> {
 /// A log file read as it grows; `text` holds what came since the last [`mark`].
 #[derive(Debug)]
 struct Tail {
-    path: std::path::PathBuf,
     file: File,
     text: String,
 }
@@ -147,7 +224,10 @@ struct Tail {
 impl Tail {
     fn open(path: std::path::PathBuf) -> anyhow::Result<Self> {
         let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { path, file, text: String::new() })
+        Ok(Self {
+            file,
+            text: String::new(),
+        })
     }
 
     fn read(&mut self) {
@@ -165,14 +245,21 @@ fn mark(logs: &mut [Tail]) {
     }
 }
 
-/// Reads every log every [`POLL`] and records when `pred` first held for each.
-fn watch(logs: &mut [Tail], start: Instant, timeout: Duration, pred: impl Fn(&str) -> bool) -> Vec<Option<Duration>> {
-    let mut times = vec![None; logs.len()];
+/// Reads logs `which` every 10 ms and records when `pred` first held for
+/// each, measured from `start`.
+fn watch(
+    logs: &mut [Tail],
+    which: &[usize],
+    start: Instant,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Vec<Option<Duration>> {
+    let mut times = vec![None; which.len()];
     loop {
-        for (tail, time) in logs.iter_mut().zip(&mut times) {
+        for (&i, time) in which.iter().zip(&mut times) {
             if time.is_none() {
-                tail.read();
-                if pred(&tail.text) {
+                logs[i].read();
+                if pred(&logs[i].text) {
                     *time = Some(start.elapsed());
                 }
             }
@@ -180,16 +267,20 @@ fn watch(logs: &mut [Tail], start: Instant, timeout: Duration, pred: impl Fn(&st
         if times.iter().all(Option::is_some) || start.elapsed() >= timeout {
             return times;
         }
-        std::thread::sleep(POLL.min(Duration::from_millis(10)));
+        std::thread::sleep(LOG_POLL);
     }
 }
 
 /// Whether a complete line of `text` says `EVENT: NAME` (NAME a whole word).
 fn has_event(text: &str, event: &str, name: &str) -> bool {
     let tag = format!("{event}: ");
-    text.split_inclusive('\n').filter(|l| l.ends_with('\n')).any(|line| {
-        line.split_once(&tag).and_then(|(_, rest)| rest.split_whitespace().next()) == Some(name)
-    })
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .any(|line| {
+            line.split_once(&tag)
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some(name)
+        })
 }
 
 /// A statsd listener summing memberlist's bytes-sent counters.
@@ -216,7 +307,26 @@ impl Statsd {
                 }
             }
         });
-        Ok(Self { port, bytes, stop, thread: Some(thread) })
+        Ok(Self {
+            port,
+            bytes,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Statsd {
+    /// Bytes sent per agent per second over the next `window`; `None` if
+    /// nothing was counted (Serf built without telemetry).
+    fn per_node_per_s(&self, n: usize, window: Duration) -> Option<f64> {
+        let before = self.bytes.load(Relaxed);
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let sent = self.bytes.load(Relaxed).saturating_sub(before);
+        #[allow(clippy::cast_precision_loss)]
+        let per_node = sent as f64 / n as f64;
+        (sent > 0).then(|| per_node / t0.elapsed().as_secs_f64())
     }
 }
 
@@ -234,7 +344,9 @@ fn sent_bytes(datagram: &str) -> u64 {
     datagram
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .filter(|(key, _)| key.ends_with("memberlist.udp.sent") || key.ends_with("memberlist.tcp.sent"))
+        .filter(|(key, _)| {
+            key.ends_with("memberlist.udp.sent") || key.ends_with("memberlist.tcp.sent")
+        })
         .filter_map(|(_, v)| v.split('|').next()?.parse::<f64>().ok())
         // Byte counts: whole, non-negative, far below 2^53.
         .map(|v| {
@@ -255,7 +367,10 @@ mod tests {
                    [INFO] serf: EventMemberUpdate: serf-2";
         assert!(has_event(log, "EventMemberFailed", "serf-28"));
         assert!(!has_event(log, "EventMemberFailed", "serf-2"));
-        assert!(!has_event(log, "EventMemberUpdate", "serf-2"), "the last line is incomplete");
+        assert!(
+            !has_event(log, "EventMemberUpdate", "serf-2"),
+            "the last line is incomplete"
+        );
     }
 
     #[test]

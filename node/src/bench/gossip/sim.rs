@@ -7,9 +7,11 @@
 //! interval (so their rounds are not in lock-step), and once every node
 //! counts every other as a member, the last node publishes a report with a
 //! distinctive temperature. We then check every `interval / 4` which of the
-//! others' [`Mesh::members`] show it.
+//! others' [`Mesh::members`] show it; then the next-to-last node does, and so
+//! on for [`TRIALS`] changes (one when n > 200).
 
-use crate::bench::{quantile, secs, Waited};
+use super::TRIALS;
+use crate::bench::timing::{median, quantile, secs, Waited};
 use crate::mesh::transport::{CountingTransport, GossipStats};
 use crate::mesh::{Clock, Heat, Mesh, MeshSettings};
 use chitchat::transport::ChannelTransport;
@@ -20,7 +22,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The temperature the changed node reports (no other node reports it).
+/// The temperature the changed node reports in the first trial (+1 °mC a
+/// trial; no other node reports any of them).
 const MARK: MilliCelsius = MilliCelsius(87_654);
 /// Phi threshold of the LAN preset.
 const PHI: f64 = 8.0;
@@ -40,8 +43,10 @@ pub struct SimResult {
     pub n: usize,
     /// Simulated time until every node counted every other.
     pub join: Waited,
-    /// Simulated time until 50 %, 99 % and 100 % of the other nodes saw the change.
+    /// Simulated time until 50 %, 99 % and 100 % of the other nodes saw a
+    /// change: the median over `trials` changes.
     pub reached: [Waited; 3],
+    pub trials: usize,
     /// Gossip payload bytes sent per node per simulated second, steady state.
     pub bytes_per_node_s: Option<f64>,
     /// Wall-clock time the simulation took.
@@ -51,70 +56,146 @@ pub struct SimResult {
 /// Simulates a mesh of `n` nodes gossiping every `interval`; `timeout` is
 /// in simulated time, per wait.
 pub fn run(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
-    anyhow::ensure!(n >= 2, "a mesh needs at least 2 nodes (got {n})");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+    anyhow::ensure!(
+        (2..=10_000).contains(&n),
+        "a simulated mesh has 2 to 10 000 nodes (got {n})"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
     let wall = Instant::now();
     // chitchat logs every closed in-memory socket; keep the table readable.
     let quiet = tracing::subscriber::NoSubscriber::default();
-    let mut result = tracing::subscriber::with_default(quiet, || rt.block_on(simulate(n, interval, timeout)))?;
+    let mut result =
+        tracing::subscriber::with_default(quiet, || rt.block_on(simulate(n, interval, timeout)))?;
     drop(rt);
     result.wall = wall.elapsed();
     Ok(result)
 }
 
 async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
-    let w = Instant::now();
+    let wall = Instant::now();
     let stats = Arc::new(GossipStats::default());
-    let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(&stats));
+    let meshes = start_meshes(n, interval, &stats).await?;
+    let join = wait_joined(&meshes, interval, timeout).await;
+    let progress = format!("{join} simulated, {} wall", secs(wall.elapsed()));
+    eprintln!("bench gossip: sim n={n}: all joined after {progress}");
+    let trials = trials(n);
+    let (bytes_per_node_s, reached) = match join {
+        Waited::Done(_) => (
+            Some(steady_bytes(&stats, n, interval * steady_rounds(n)).await),
+            time_changes(&meshes, trials, interval / 4, timeout).await?,
+        ),
+        Waited::Timeout { .. } => (None, [Waited::Timeout { seen: 0, of: n - 1 }; 3]),
+    };
+    for mesh in meshes {
+        mesh.shutdown().await;
+    }
+    Ok(SimResult {
+        n,
+        join,
+        reached,
+        trials,
+        bytes_per_node_s,
+        wall: Duration::ZERO,
+    })
+}
+
+/// Starts `n` meshes spread over one interval, each with one report out.
+async fn start_meshes(
+    n: usize,
+    interval: Duration,
+    stats: &Arc<GossipStats>,
+) -> anyhow::Result<Vec<Mesh>> {
+    let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(stats));
     let start = tokio::time::Instant::now();
     let base = crate::agent::unix_ms();
-    let clock: Clock = Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let clock: Clock =
+        Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     let seeds: Vec<String> = (0..n.min(3)).map(|k| addr(k).to_string()).collect();
     let stagger = interval / u32::try_from(n).unwrap_or(u32::MAX);
     let mut meshes = Vec::with_capacity(n);
     for k in 0..n {
-        let mesh = Mesh::start(settings(k, &seeds, interval), key(k), format!("sim-{k}"), base, &transport, Arc::clone(&clock)).await?;
+        let settings = settings(k, &seeds, interval);
+        let name = format!("sim-{k}");
+        let clock = Arc::clone(&clock);
+        let mesh = Mesh::start(settings, key(k), name, base, &transport, clock).await?;
         mesh.publish(&heat(k, MilliCelsius(40_000))).await?;
         meshes.push(mesh);
         tokio::time::sleep(stagger).await;
     }
-    eprintln!("bench gossip: sim n={n}: {n} nodes started ({} wall)", secs(w.elapsed()));
-    let step = interval / 4;
-    // Joining is not what is measured: check it once a round, and only on
-    // nodes whose chitchat already knows every peer (a cheap test).
+    Ok(meshes)
+}
+
+/// Until every node counts every other as a member. Joining is not what is
+/// measured: checked once a round, and only on nodes whose chitchat already
+/// knows every peer (a cheap test).
+async fn wait_joined(meshes: &[Mesh], interval: Duration, timeout: Duration) -> Waited {
+    let n = meshes.len();
     let mut joined = vec![None; n];
-    let start_join = tokio::time::Instant::now();
-    while joined.iter().any(Option::is_none) && start_join.elapsed() < timeout {
+    let start = tokio::time::Instant::now();
+    while joined.iter().any(Option::is_none) && start.elapsed() < timeout {
         tokio::time::sleep(interval).await;
         for (mesh, time) in meshes.iter().zip(&mut joined) {
             if time.is_none() && mesh.gossip_peers().await + 1 == n {
                 mesh.refresh().await;
                 if mesh.members().iter().filter(|m| m.counts()).count() + 1 == n {
-                    *time = Some(start_join.elapsed());
+                    *time = Some(start.elapsed());
                 }
             }
         }
     }
-    let join = quantile(&joined, 1.0);
-    eprintln!("bench gossip: sim n={n}: all joined after {join} simulated ({} wall)", secs(w.elapsed()));
-    let bytes_per_node_s = match join {
-        Waited::Done(_) => Some(steady_bytes(&stats, n, interval * steady_rounds(n)).await),
-        Waited::Timeout { .. } => None,
-    };
-    let (origin, others) = meshes.split_last().expect("n >= 2");
-    let reached = match join {
-        Waited::Done(_) => {
-            origin.publish(&heat(n - 1, MARK)).await?;
-            let id = origin.node_id();
-            let seen = wait_each(others, step, timeout, |m| shows(m, id)).await;
-            [quantile(&seen, 0.5), quantile(&seen, 0.99), quantile(&seen, 1.0)]
+    quantile(&joined, 1.0)
+}
+
+/// `trials` changes from the last nodes in turn; the median time until
+/// 50 %, 99 % and 100 % of the others show each.
+async fn time_changes(
+    meshes: &[Mesh],
+    trials: usize,
+    step: Duration,
+    timeout: Duration,
+) -> anyhow::Result<[Waited; 3]> {
+    let n = meshes.len();
+    let mut per_quantile: [Vec<Waited>; 3] = Default::default();
+    for t in 0..trials {
+        let mark = MilliCelsius(MARK.0 + i64::try_from(t)?);
+        let seen = change(meshes, n - 1 - t, mark, step, timeout).await?;
+        for (q, fraction) in [0.5, 0.99, 1.0].into_iter().enumerate() {
+            per_quantile[q].push(quantile(&seen, fraction));
         }
-        Waited::Timeout { .. } => [Waited::Timeout { seen: 0, of: n - 1 }; 3],
-    };
-    for mesh in meshes {
-        mesh.shutdown().await;
     }
-    Ok(SimResult { n, join, reached, bytes_per_node_s, wall: Duration::ZERO })
+    Ok(per_quantile.map(|q| median(&q)))
+}
+
+/// Node `origin` publishes `mark`; when each other node first shows it.
+async fn change(
+    meshes: &[Mesh],
+    origin: usize,
+    mark: MilliCelsius,
+    step: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Option<Duration>>> {
+    meshes[origin].publish(&heat(origin, mark)).await?;
+    let id = meshes[origin].node_id();
+    let others: Vec<&Mesh> = meshes
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != origin)
+        .map(|(_, m)| m)
+        .collect();
+    Ok(wait_each(&others, step, timeout, |m| shows(m, id, mark)).await)
+}
+
+/// Changes timed per mesh size, each from another node (one for big meshes:
+/// it costs about a minute of CPU at n = 1000).
+fn trials(n: usize) -> usize {
+    if n > 200 {
+        1
+    } else {
+        TRIALS.min(n - 1)
+    }
 }
 
 /// Gossip rounds a time spans: `ceil(t / interval)`.
@@ -134,7 +215,12 @@ async fn steady_bytes(stats: &GossipStats, n: usize, window: Duration) -> f64 {
 
 /// Every `step`, refreshes the meshes that do not satisfy `done` yet and
 /// records when each first does; stops when all do or after `timeout`.
-async fn wait_each(meshes: &[Mesh], step: Duration, timeout: Duration, done: impl Fn(&Mesh) -> bool) -> Vec<Option<Duration>> {
+async fn wait_each(
+    meshes: &[&Mesh],
+    step: Duration,
+    timeout: Duration,
+    done: impl Fn(&Mesh) -> bool,
+) -> Vec<Option<Duration>> {
     let start = tokio::time::Instant::now();
     let mut times: Vec<Option<Duration>> = vec![None; meshes.len()];
     while times.iter().any(Option::is_none) && start.elapsed() < timeout {
@@ -151,9 +237,11 @@ async fn wait_each(meshes: &[Mesh], step: Duration, timeout: Duration, done: imp
     times
 }
 
-/// Whether `mesh` shows node `id` alive with the marked temperature.
-fn shows(mesh: &Mesh, id: NodeId) -> bool {
-    mesh.members().iter().any(|m| m.node_id == id && m.counts() && m.report.as_ref().is_some_and(|r| r.hottest == MARK))
+/// Whether `mesh` shows node `id` alive at temperature `mark`.
+fn shows(mesh: &Mesh, id: NodeId, mark: MilliCelsius) -> bool {
+    mesh.members().iter().any(|m| {
+        m.node_id == id && m.counts() && m.report.as_ref().is_some_and(|r| r.hottest == mark)
+    })
 }
 
 fn addr(k: usize) -> SocketAddr {
@@ -178,7 +266,11 @@ fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
         phi_threshold: PHI,
         dead_grace: Duration::from_secs(3600),
         // Reports are published once: nothing may go stale during the run.
-        verifier: VerifierConfig { max_age_ms: hour, ttl_ms: hour, ..VerifierConfig::default() },
+        verifier: VerifierConfig {
+            max_age_ms: hour,
+            ttl_ms: hour,
+            ..VerifierConfig::default()
+        },
     }
 }
 
@@ -205,12 +297,27 @@ mod tests {
         let interval = Duration::from_millis(200);
         let r = run(5, interval, Duration::from_secs(60)).expect("simulation runs");
         assert_eq!(r.n, 5);
-        assert!(r.join.done().is_some(), "every node counts every other: {:?}", r.join);
+        assert!(
+            r.join.done().is_some(),
+            "every node counts every other: {:?}",
+            r.join
+        );
         for (label, w) in ["50%", "99%", "100%"].iter().zip(r.reached) {
-            let t = w.done().unwrap_or_else(|| panic!("{label} of the nodes never saw the change: {w:?}"));
-            assert!(rounds(t, interval) >= 1, "{label}: seen in no round ({t:?})");
+            let t = w
+                .done()
+                .unwrap_or_else(|| panic!("{label} of the nodes never saw the change: {w:?}"));
+            assert!(
+                rounds(t, interval) >= 1,
+                "{label}: seen in no round ({t:?})"
+            );
         }
-        assert!(r.reached[0].done() <= r.reached[2].done(), "quantiles are ordered");
-        assert!(r.bytes_per_node_s.is_some_and(|b| b > 0.0), "gossip sent bytes");
+        assert!(
+            r.reached[0].done() <= r.reached[2].done(),
+            "quantiles are ordered"
+        );
+        assert!(
+            r.bytes_per_node_s.is_some_and(|b| b > 0.0),
+            "gossip sent bytes"
+        );
     }
 }
