@@ -12,14 +12,7 @@ use maxwell_pricing::{OwnSummary, PeerView, PriceInput};
 /// make us cheaper); peers that left are not neighbours any more.
 pub fn price_input(snapshot: &Snapshot, config: &Config, members: &[Member]) -> PriceInput {
     let s = &snapshot.summary;
-    // Unknown temperature is "at the limit", never cool.
-    let (temp, critical) = match &s.hottest {
-        Some(h) => (h.millicelsius, h.critical_millicelsius),
-        None => (
-            config.sensors.default_critical,
-            config.sensors.default_critical,
-        ),
-    };
+    let (temp, critical) = s.temperature_or_limit(config.sensors.default_critical);
     let peers = members
         .iter()
         .filter(|m| m.status != MemberStatus::Left)

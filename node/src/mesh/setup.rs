@@ -124,13 +124,7 @@ pub fn next_generation(data_dir: &Path, now_ms: u64) -> u64 {
 /// reported as cool: no temperature means "at the limit", no power means no headroom.
 pub fn heat_of(snapshot: &Snapshot, config: &Config, price_milli: u64) -> Heat {
     let s = &snapshot.summary;
-    let (hottest, critical) = match &s.hottest {
-        Some(h) => (h.millicelsius, h.critical_millicelsius),
-        None => (
-            config.sensors.default_critical,
-            config.sensors.default_critical,
-        ),
-    };
+    let (hottest, critical) = s.temperature_or_limit(config.sensors.default_critical);
     let watts = |p: &Option<crate::sensors::summary::Sourced>| {
         p.as_ref().map_or(MicroWatts(0), |p| p.microwatts)
     };
