@@ -147,6 +147,11 @@ impl Membership {
         }
     }
 
+    /// The verifier, to change its allowlist.
+    pub fn verifier_mut(&mut self) -> &mut Verifier {
+        &mut self.verifier
+    }
+
     /// The verifier, for its counters.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier

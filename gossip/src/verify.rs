@@ -267,6 +267,11 @@ impl Verifier {
         }
     }
 
+    /// Replaces the allowlist; records verified from now on are checked against it.
+    pub fn set_allowlist(&mut self, allowlist: Option<Allowlist>) {
+        self.config.allowlist = allowlist;
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &VerifierConfig {
         &self.config

@@ -1,12 +1,15 @@
-//! `maxwell agent`: the sensor loop and the HTTP API, until SIGINT or SIGTERM.
+//! `maxwell agent`: the sensor loop, gossip and the HTTP API, until a stop signal.
 
 use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::guests::{self, Guests};
-use crate::http::{Member, Members};
+use crate::http::auth::Gate;
+use crate::http::{AuthMode, Member, Members, Token};
 use crate::identity::Identity;
 use crate::mesh::setup::{heat_of, start_agent_mesh};
 use crate::mesh::{Clock, Mesh};
 use crate::sensors::hub::SensorHub;
+use crate::sensors::reader::Reader;
 use crate::state::AppState;
 use anyhow::Context;
 use maxwell_gossip::{HeatReport, MembershipEvent};
@@ -22,24 +25,62 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Runs the agent until a termination signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Rereads the configuration (file and flags) on SIGHUP.
+pub struct Reload {
+    /// Builds the configuration again, as at start.
+    pub load: Box<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send>,
+    /// True when `--log-level` was given: it wins over the file's `log_level`.
+    pub log_level_flag: bool,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload")
+            .field("log_level_flag", &self.log_level_flag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the agent until SIGTERM, SIGINT or SIGQUIT (each a clean stop);
+/// SIGHUP reloads what can change safely; SIGUSR1 and SIGUSR2 are ignored.
+pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     // A bad guest spec stops the agent like a bad config: before anything runs.
     let specs = match &config.guests.specs_dir {
-        Some(dir) => guests::load_specs(dir)?,
+        Some(dir) => guests::load_specs(dir, config.guests.kernel_dir.as_deref())?,
         None => Vec::new(),
     };
-    let identity = Identity::load_or_create(&config.data_dir)?;
+    raise_fd_limit();
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let identity = Identity::load_or_create(&data_dir)?;
+    let token = match config.api.auth {
+        AuthMode::Token => Some(Token::load_or_create(&data_dir)?),
+        AuthMode::None => {
+            tracing::warn!(http = %config.http_addr, "api.auth is \"none\": any local process can change this agent");
+            None
+        }
+    };
+    let generation = data_dir.next_generation(unix_ms())?;
     let mut hub = SensorHub::new(&config)?;
     let start = Instant::now();
     let first = hub.read(Duration::ZERO, unix_ms());
+    let emulated = hub.source() == crate::sensors::SourceKind::Emulated;
+    let mut reader = Reader::spawn(hub).context("cannot start the sensor thread")?;
     let guests = Arc::new(Guests::open(&config.guests)?);
+    let gate = Gate {
+        config: config.api.clone(),
+        token,
+        hostname: crate::config::default_node_name().to_ascii_lowercase(),
+    };
     let state = Arc::new(AppState::new(
         &config,
         &identity,
         first.clone(),
         Arc::clone(&guests),
+        gate,
     ));
+    if emulated {
+        state.set_emulated(Some(config.emulated));
+    }
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
@@ -50,26 +91,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rack = %config.rack,
         slot = config.slot,
         http = %config.http_addr,
-        sensors = hub.source().as_str(),
+        sensors = if emulated { "emulated" } else { first.source.as_str() },
         guests = guests.backend_name().unwrap_or("disabled"),
         "maxwell agent started"
     );
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let router = crate::http::router(Arc::clone(&state));
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let mut signals = Signals::install()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let router = crate::http::router(Arc::clone(&state), emulated);
+    let limits = crate::http::serve::Limits {
+        max_connections: config.api.max_connections,
+        header_timeout: config.api.header_timeout,
+    };
+    let server = tokio::spawn(crate::http::serve::serve(
+        listener,
+        router,
+        limits,
+        stop_rx,
+        state.counters.api_connections_refused.clone(),
+        Duration::from_secs(5),
+    ));
     let clock: Clock = Arc::new(unix_ms);
-    let mesh = start_agent_mesh(&config, &identity, Arc::clone(&state.gossip_stats), clock).await?;
-    if hub.source() == crate::sensors::SourceKind::Emulated {
-        state.set_emulated(Some(config.emulated));
-    }
+    let mesh = start_agent_mesh(
+        &config,
+        &identity,
+        Arc::clone(&state.gossip_stats),
+        generation,
+        clock,
+    )
+    .await?;
     let mut pricer = Pricer::new(&config);
     let price = pricer.update(&first, &config, &mesh, &state);
     mesh.publish(&heat_of(&first, &config, price)).await?;
@@ -79,24 +128,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut gossip_tick = tokio::time::interval(config.gossip.interval);
     gossip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rejections = RejectionLog::default();
+    let mut stuck_warned = false;
     let reason = loop {
         tokio::select! {
             _ = tick.tick() => {
-                // sysfs reads can block for milliseconds (SMBus chips): off the runtime.
-                let now = start.elapsed();
                 if let Some(params) = state.take_emulated_change() {
-                    if hub.set_emulated_params(params) {
-                        tracing::info!(?params, "emulated host parameters changed through the API");
-                        state.set_emulated(Some(params));
+                    reader.set_emulated(params);
+                    tracing::info!(?params, "emulated host parameters changed through the API");
+                    state.set_emulated(Some(params));
+                }
+                if let Err(running) = reader.request(start.elapsed(), unix_ms()) {
+                    if running > state.sensor_stuck_after() && !stuck_warned {
+                        stuck_warned = true;
+                        tracing::error!(running_s = running.as_secs(), "a sensor read has not returned; the last report stays in force and /healthz says unhealthy");
                     }
                 }
-                let (back, snap) = tokio::task::spawn_blocking(move || {
-                    let snap = hub.read(now, unix_ms());
-                    (hub, snap)
-                })
-                .await
-                .context("sensor reader panicked")?;
-                hub = back;
+            }
+            Some(snap) = reader.next() => {
+                if stuck_warned {
+                    stuck_warned = false;
+                    tracing::info!("the sensor read returned; reading again");
+                }
                 let price = pricer.update(&snap, &config, &mesh, &state);
                 let heat = heat_of(&snap, &config, price);
                 state.publish(snap);
@@ -111,8 +163,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let peers = mesh.gossip_peers().await;
                 state.set_members(member_rows(&mesh, peers), mesh.counters());
             }
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+            signal = signals.next() => match signal {
+                Signal::Stop(name) => break name,
+                Signal::Reload => apply_reload(&reload, &mut config, &mesh, &mut pricer, &reader),
+            }
         }
     };
     tracing::info!(signal = reason, "shutting down: announcing our leave");
@@ -121,17 +175,216 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
     }
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP connections still open after 5 s; closing them"),
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "HTTP server task failed");
     }
     // No request can start a guest any more: kill every one we run.
     let stopped = guests.shutdown().await;
     tracing::info!(guests = stopped, "guests stopped");
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a signal asks of the agent.
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+/// The signals the agent handles. Installing a handler is what keeps
+/// SIGUSR1 and SIGUSR2 from killing the process (their default action).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        let one = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(Self {
+            term: one(SignalKind::terminate(), "SIGTERM")?,
+            int: one(SignalKind::interrupt(), "SIGINT")?,
+            quit: one(SignalKind::quit(), "SIGQUIT")?,
+            hup: one(SignalKind::hangup(), "SIGHUP")?,
+            usr1: one(SignalKind::user_defined1(), "SIGUSR1")?,
+            usr2: one(SignalKind::user_defined2(), "SIGUSR2")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return Signal::Stop("SIGTERM"),
+                _ = self.int.recv() => return Signal::Stop("SIGINT"),
+                _ = self.quit.recv() => return Signal::Stop("SIGQUIT"),
+                _ = self.hup.recv() => return Signal::Reload,
+                _ = self.usr1.recv() => tracing::info!("SIGUSR1 ignored (SIGHUP reloads, SIGTERM stops)"),
+                _ = self.usr2.recv() => tracing::info!("SIGUSR2 ignored (SIGHUP reloads, SIGTERM stops)"),
+            }
+        }
+    }
+}
+
+/// SIGHUP: rereads the config; applies the log level, the allowlist (the
+/// file is read again), the price law and `sensors.exclude_chips`; names
+/// every other change as needing a restart. A config that does not
+/// validate changes nothing.
+fn apply_reload(
+    reload: &Reload,
+    config: &mut Config,
+    mesh: &Mesh,
+    pricer: &mut Pricer,
+    reader: &Reader,
+) {
+    let new = match (reload.load)() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the configuration is not valid; nothing changed");
+            return;
+        }
+    };
+    let mut applied: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    if new.log_level != config.log_level {
+        if reload.log_level_flag {
+            kept.push("log_level (--log-level wins)".into());
+        } else {
+            let level = new.log_level.as_deref().unwrap_or("info");
+            match crate::logging::set_filter(level) {
+                Ok(()) => applied.push(format!("log_level={level}")),
+                Err(e) => kept.push(format!("log_level ({e})")),
+            }
+        }
+    }
+    if new.gossip.allowlist.is_some() || config.gossip.allowlist.is_some() {
+        let list = new
+            .gossip
+            .allowlist
+            .as_deref()
+            .map(crate::mesh::setup::load_allowlist);
+        match list.transpose() {
+            Ok(list) => {
+                let what = list
+                    .as_ref()
+                    .map_or("off".into(), |l| format!("{} keys", l.len()));
+                mesh.set_allowlist(list);
+                applied.push(format!("gossip.allowlist ({what})"));
+            }
+            Err(e) => kept.push(format!("gossip.allowlist ({e:#})")),
+        }
+    }
+    if format!("{:?}", new.pricing) != format!("{:?}", config.pricing) {
+        pricer.controller.set_params(new.pricing.clone());
+        applied.push("pricing".into());
+    }
+    if new.sensors.exclude_chips != config.sensors.exclude_chips {
+        reader.set_exclude_chips(new.sensors.exclude_chips.clone());
+        applied.push(format!(
+            "sensors.exclude_chips={:?}",
+            new.sensors.exclude_chips
+        ));
+    }
+    // Everything else: compare with the reloadable fields taken as they are now.
+    let mut rest = new.clone();
+    rest.log_level.clone_from(&config.log_level);
+    rest.gossip.allowlist.clone_from(&config.gossip.allowlist);
+    rest.pricing = config.pricing.clone();
+    rest.sensors
+        .exclude_chips
+        .clone_from(&config.sensors.exclude_chips);
+    for (name, old, new) in [
+        (
+            "name",
+            format!("{:?}", config.name),
+            format!("{:?}", rest.name),
+        ),
+        (
+            "rack",
+            format!("{:?}", config.rack),
+            format!("{:?}", rest.rack),
+        ),
+        (
+            "slot",
+            format!("{:?}", config.slot),
+            format!("{:?}", rest.slot),
+        ),
+        (
+            "data_dir",
+            format!("{:?}", config.data_dir),
+            format!("{:?}", rest.data_dir),
+        ),
+        (
+            "http_addr",
+            format!("{:?}", config.http_addr),
+            format!("{:?}", rest.http_addr),
+        ),
+        (
+            "api",
+            format!("{:?}", config.api),
+            format!("{:?}", rest.api),
+        ),
+        (
+            "sensors",
+            format!("{:?}", config.sensors),
+            format!("{:?}", rest.sensors),
+        ),
+        (
+            "power",
+            format!("{:?}", config.power),
+            format!("{:?}", rest.power),
+        ),
+        (
+            "emulated",
+            format!("{:?}", config.emulated),
+            format!("{:?}", rest.emulated),
+        ),
+        (
+            "gossip",
+            format!("{:?}", config.gossip),
+            format!("{:?}", rest.gossip),
+        ),
+        (
+            "guests",
+            format!("{:?}", config.guests),
+            format!("{:?}", rest.guests),
+        ),
+    ] {
+        if old != new {
+            kept.push(format!("{name} (needs a restart)"));
+        }
+    }
+    config.log_level = new.log_level;
+    config.gossip.allowlist = new.gossip.allowlist;
+    config.pricing = new.pricing;
+    config.sensors.exclude_chips = new.sensors.exclude_chips;
+    tracing::info!(
+        applied = %if applied.is_empty() { "nothing".into() } else { applied.join(", ") },
+        not_applied = %if kept.is_empty() { "nothing".into() } else { kept.join(", ") },
+        "SIGHUP: configuration reloaded"
+    );
+}
+
+/// Raises the soft descriptor limit to the hard one: connections, guests
+/// and sensors all take descriptors, and a low soft limit is a default, not
+/// a decision.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// This node and every peer with a verified report, as API rows.

@@ -2,7 +2,7 @@
 
 use crate::config::{
     CapSource, Config, ConfigError, GossipPreset, GuestBackendKind, RawConfig, SensorMode,
-    DEFAULT_HTTP_ADDR,
+    DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR,
 };
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ pub enum Command {
 }
 
 /// `maxwell agent`: every config field has a flag; flags override the file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// TOML config file (see docs/operations.md).
     #[arg(long, short = 'c')]
@@ -93,7 +93,7 @@ pub struct AgentArgs {
 }
 
 /// Guest options (config section `[guests]`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GuestArgs {
     /// Guest backend [default: auto].
     #[arg(long, value_enum)]
@@ -104,7 +104,7 @@ pub struct GuestArgs {
 }
 
 /// Gossip options (config section `[gossip]`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GossipArgs {
     /// Timing preset [default: lan].
     #[arg(long, value_enum)]
@@ -145,7 +145,7 @@ pub struct GossipArgs {
 }
 
 /// The emulated model's parameters (config section `[emulated]`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EmulatedArgs {
     /// Emulated idle power, W [default: 100].
     #[arg(long)]
@@ -237,6 +237,27 @@ impl AgentArgs {
     }
 }
 
+/// Where the CLI finds the API token.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The agent's data dir, whose `api.token` the CLI presents.
+    #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR, global = true)]
+    pub token_data_dir: PathBuf,
+    /// A file holding the API token (instead of DATA_DIR/api.token).
+    #[arg(long, env = "MAXWELL_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The API at `addr`, with the token if one can be read.
+    pub fn api(&self, addr: SocketAddr) -> Result<crate::client::Api, crate::client::ClientError> {
+        Ok(crate::client::Api {
+            addr,
+            token: crate::client::read_token(self.token_file.as_deref(), &self.token_data_dir)?,
+        })
+    }
+}
+
 /// Talking to a running agent.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
@@ -246,6 +267,8 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// `maxwell guests`: a table of this node's guests, or one action.
@@ -257,6 +280,8 @@ pub struct GuestsArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub token: TokenArgs,
     #[command(subcommand)]
     pub action: Option<GuestAction>,
 }

@@ -2,8 +2,10 @@
 //! agent's API is plain JSON on loopback, so a full client crate is not worth
 //! its build time.
 
+use crate::http::Token;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Errors talking to an agent.
@@ -22,11 +24,20 @@ pub enum ClientError {
         source: std::io::Error,
     },
     /// The answer was not HTTP, or not 200.
-    #[error("the agent at {addr} answered {status}: {body}")]
+    #[error(
+        "the agent at {addr} answered {status}: {}",
+        crate::fsutil::excerpt(body, 300)
+    )]
     Status {
         addr: SocketAddr,
         status: String,
         body: String,
+    },
+    /// The token file could not be read.
+    #[error("cannot read the API token {path}: {source} (run as the agent's user, or pass --token-file)")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
     },
     /// The body was not the JSON expected.
     #[error("the agent at {addr} sent a body this client does not understand: {source}")]
@@ -37,29 +48,78 @@ pub enum ClientError {
     },
 }
 
-/// GETs `path` and returns the body of a 200 answer.
+/// GETs `path` without a token and returns the body of a 200 answer.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ClientError> {
-    request(addr, "GET", path, None, timeout)
+    request(addr, "GET", path, None, None, timeout)
 }
 
-/// POSTs a JSON `body` to `path` and returns the body of a 200 answer.
-pub fn post(
-    addr: SocketAddr,
-    path: &str,
-    body: &str,
-    timeout: Duration,
-) -> Result<String, ClientError> {
-    request(addr, "POST", path, Some(body), timeout)
+/// An agent's API with the token to present, if any.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: Option<Token>,
 }
 
-/// PUTs a JSON `body` to `path` and returns the body of a 200 answer.
-pub fn put(
-    addr: SocketAddr,
-    path: &str,
-    body: &str,
-    timeout: Duration,
-) -> Result<String, ClientError> {
-    request(addr, "PUT", path, Some(body), timeout)
+impl Api {
+    /// GETs `path` (with the token, if any).
+    pub fn get(&self, path: &str, timeout: Duration) -> Result<String, ClientError> {
+        request(self.addr, "GET", path, None, self.token.as_ref(), timeout)
+    }
+
+    /// GETs `path` and decodes the JSON body.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let body = self.get(path, timeout)?;
+        serde_json::from_str(&body).map_err(|source| ClientError::Decode {
+            addr: self.addr,
+            source,
+        })
+    }
+
+    /// POSTs a JSON `body` to `path`.
+    pub fn post(&self, path: &str, body: &str, timeout: Duration) -> Result<String, ClientError> {
+        request(
+            self.addr,
+            "POST",
+            path,
+            Some(body),
+            self.token.as_ref(),
+            timeout,
+        )
+    }
+
+    /// PUTs a JSON `body` to `path`.
+    pub fn put(&self, path: &str, body: &str, timeout: Duration) -> Result<String, ClientError> {
+        request(
+            self.addr,
+            "PUT",
+            path,
+            Some(body),
+            self.token.as_ref(),
+            timeout,
+        )
+    }
+}
+
+/// Reads the API token: `token_file` when given (it must be readable), else
+/// `DATA_DIR/api.token` when readable. `None` when neither is: reads work
+/// without a token unless the agent sets `api.auth_reads`.
+pub fn read_token(
+    token_file: Option<&Path>,
+    data_dir: &Path,
+) -> Result<Option<Token>, ClientError> {
+    let (path, required) = match token_file {
+        Some(p) => (p.to_path_buf(), true),
+        None => (data_dir.join(crate::http::auth::TOKEN_FILE), false),
+    };
+    match crate::fsutil::read_regular(&path, 256, crate::fsutil::Links::Follow) {
+        Ok(r) => Ok(Token::from_text(&String::from_utf8_lossy(&r.bytes))),
+        Err(_) if !required => Ok(None),
+        Err(source) => Err(ClientError::Token { path, source }),
+    }
 }
 
 /// One request; `body`, when given, is sent as JSON.
@@ -68,6 +128,7 @@ fn request(
     method: &str,
     path: &str,
     body: Option<&str>,
+    token: Option<&Token>,
     timeout: Duration,
 ) -> Result<String, ClientError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
@@ -77,6 +138,9 @@ fn request(
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {}\r\n", token.secret()));
+    }
     if let Some(body) = body {
         request.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -109,14 +173,13 @@ fn request(
     Ok(body)
 }
 
-/// GETs `path` and decodes the JSON body.
+/// GETs `path` without a token and decodes the JSON body.
 pub fn get_json<T: serde::de::DeserializeOwned>(
     addr: SocketAddr,
     path: &str,
     timeout: Duration,
 ) -> Result<T, ClientError> {
-    let body = get(addr, path, timeout)?;
-    serde_json::from_str(&body).map_err(|source| ClientError::Decode { addr, source })
+    Api { addr, token: None }.get_json(path, timeout)
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -90,6 +90,10 @@ pub struct RawConfig {
     pub slot: Option<u32>,
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
+    /// Log filter, e.g. `info` or `maxwell_node=debug` (reloaded on SIGHUP).
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub api: crate::http::RawApi,
     #[serde(default)]
     pub sensors: RawSensors,
     #[serde(default)]
@@ -124,6 +128,9 @@ pub enum GuestBackendKind {
 pub struct RawGuests {
     pub backend: Option<GuestBackendKind>,
     pub specs_dir: Option<PathBuf>,
+    pub kernel_dir: Option<PathBuf>,
+    pub cpu_fraction: Option<f64>,
+    pub memory_fraction: Option<f64>,
 }
 
 /// Gossip timing presets: the defaults a deployment starts from.
@@ -162,6 +169,7 @@ pub struct RawSensors {
     pub powercap_root: Option<PathBuf>,
     pub default_critical_celsius: Option<f64>,
     pub exclude_chips: Option<Vec<String>>,
+    pub failed_channel_rise_s: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +205,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// The log filter from the file, if any (a `--log-level` flag wins).
+    pub log_level: Option<String>,
+    /// Who may use the HTTP API, and its limits.
+    pub api: crate::http::ApiConfig,
     /// Sensor reading.
     pub sensors: SensorConfig,
     /// Power cap selection.
@@ -217,6 +229,12 @@ pub struct GuestsConfig {
     pub backend: GuestBackendKind,
     /// `*.toml`/`*.json` guest specs started with the agent; read at start.
     pub specs_dir: Option<PathBuf>,
+    /// The only directory Linux guest kernels load from; `None`: no Linux guests.
+    pub kernel_dir: Option<PathBuf>,
+    /// Guests' vCPUs in all may be at most this many times the host's cores.
+    pub cpu_fraction: f64,
+    /// Guests' memory in all may be at most this fraction of the host's.
+    pub memory_fraction: f64,
 }
 
 /// Validated gossip settings.
@@ -248,6 +266,9 @@ pub struct SensorConfig {
     pub default_critical: MilliCelsius,
     /// hwmon chip names (the `name` file) left out of the summary.
     pub exclude_chips: Vec<String>,
+    /// Time constant of the rise of a failed channel's held value toward its
+    /// critical limit (docs/operations.md, "Failed sensors").
+    pub failed_channel_rise: Duration,
 }
 
 /// Validated power settings.
@@ -371,6 +392,14 @@ impl RawConfig {
                 format!("{http:?} is not an address like 127.0.0.1:7070"),
             )
         })?;
+        if let Some(level) = &self.log_level {
+            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+                invalid(
+                    "log_level",
+                    format!("{}: {e}", crate::fsutil::excerpt(level, 64)),
+                )
+            })?;
+        }
         Ok(Config {
             name,
             rack,
@@ -378,7 +407,9 @@ impl RawConfig {
             data_dir: self
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            api: self.api.validate(http_addr)?,
             http_addr,
+            log_level: self.log_level,
             sensors: self.sensors.validate()?,
             power: self.power.validate()?,
             emulated: self.emulated.validate()?,
@@ -407,9 +438,28 @@ impl RawGuests {
                 ));
             }
         }
+        if let Some(dir) = &self.kernel_dir {
+            if !dir.is_absolute() {
+                return Err(invalid(
+                    "guests.kernel_dir",
+                    format!("{} must be an absolute path", dir.display()),
+                ));
+            }
+        }
+        let fraction = |field, v: Option<f64>, default: f64, hi: f64| {
+            let v = v.unwrap_or(default);
+            if v.is_finite() && v > 0.0 && v <= hi {
+                Ok(v)
+            } else {
+                Err(invalid(field, format!("{v} is outside (0, {hi}]")))
+            }
+        };
         Ok(GuestsConfig {
             backend,
             specs_dir: self.specs_dir,
+            kernel_dir: self.kernel_dir,
+            cpu_fraction: fraction("guests.cpu_fraction", self.cpu_fraction, 4.0, 64.0)?,
+            memory_fraction: fraction("guests.memory_fraction", self.memory_fraction, 0.5, 1.0)?,
         })
     }
 }
@@ -440,6 +490,16 @@ impl RawSensors {
                 .unwrap_or_else(|| "/sys/class/powercap".into()),
             default_critical: crit,
             exclude_chips: self.exclude_chips.unwrap_or_default(),
+            failed_channel_rise: {
+                let s = self.failed_channel_rise_s.unwrap_or(60.0);
+                if !(s.is_finite() && (1.0..=86_400.0).contains(&s)) {
+                    return Err(invalid(
+                        "sensors.failed_channel_rise_s",
+                        format!("{s} is outside 1 to 86400"),
+                    ));
+                }
+                Duration::from_secs_f64(s)
+            },
         })
     }
 }
@@ -668,7 +728,7 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn invalid(field: &'static str, problem: String) -> ConfigError {
+pub(crate) fn invalid(field: &'static str, problem: String) -> ConfigError {
     ConfigError::Invalid { field, problem }
 }
 
@@ -716,7 +776,7 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// The host name, cleaned to what a node name may hold.
-fn default_node_name() -> String {
+pub(crate) fn default_node_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name: String = raw
         .trim()

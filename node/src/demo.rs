@@ -108,7 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut event: Option<String> = None;
     loop {
         if event.is_none() && started.elapsed() >= Duration::from_secs(args.heat_at_s) {
-            event = Some(heat(&addrs, args.heat_node).await);
+            event = Some(heat(&addrs, &dir, args.heat_node).await);
         }
         let polled = addrs.clone();
         let statuses = tokio::task::spawn_blocking(move || poll(&polled)).await?;
@@ -225,13 +225,16 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
 
 /// Heats node `k`: its inlet air goes to 38 °C and it takes on extra load, as
 /// in a local cooling failure. Returns a line for the view.
-async fn heat(addrs: &[SocketAddr], k: u16) -> String {
+async fn heat(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
     let Some(addr) = addrs.get(usize::from(k)).copied() else {
         return format!("\n(--heat-node {k}: there is no such node)\n");
     };
     let body = r#"{"inlet_celsius": 38.0, "extra_load": 0.6}"#;
+    let data_dir = dir.join(format!("node{k}"));
     let put = tokio::task::spawn_blocking(move || {
-        client::put(addr, "/v1/emulated", body, Duration::from_secs(2))
+        // The agent wrote its API token into its data dir; the demo owns it.
+        let token = client::read_token(None, &data_dir)?;
+        client::Api { addr, token }.put("/v1/emulated", body, Duration::from_secs(2))
     })
     .await;
     match put {

@@ -16,7 +16,7 @@
 //! failures.
 
 use crate::cli::{GuestAction, GuestsArgs};
-use crate::client::{self, ClientError};
+use crate::client::ClientError;
 use crate::config::{GuestBackendKind, GuestsConfig};
 use crate::render::Table;
 use crate::state::AppState;
@@ -49,6 +49,79 @@ pub struct Guests {
     disabled: String,
     /// The `guest-start` thread's queue.
     starter: Option<mpsc::Sender<Job>>,
+    /// How much of the host guests may take.
+    admission: Admission,
+    /// Where Linux kernels load from.
+    kernel_dir: Option<PathBuf>,
+}
+
+/// Admission limits: the totals of live guests' vCPUs and memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    pub cores: u64,
+    pub memory_mib: u64,
+    pub cpu_fraction: f64,
+    pub memory_fraction: f64,
+}
+
+impl Admission {
+    /// This host's cores and memory, with the configured fractions.
+    pub fn of_host(cfg: &GuestsConfig) -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let (cores, pages, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let n = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
+        Self {
+            cores: n(cores).max(1),
+            memory_mib: n(pages).saturating_mul(n(page)) >> 20,
+            cpu_fraction: cfg.cpu_fraction,
+            memory_fraction: cfg.memory_fraction,
+        }
+    }
+
+    fn max_vcpus(&self) -> u64 {
+        (self.cores as f64 * self.cpu_fraction).floor() as u64
+    }
+
+    fn max_memory_mib(&self) -> u64 {
+        (self.memory_mib as f64 * self.memory_fraction).floor() as u64
+    }
+
+    /// Whether `spec` fits beside the live guests `running`; else why not.
+    pub fn admit(&self, running: &[GuestInfo], spec: &GuestSpec) -> Result<(), String> {
+        let live = running
+            .iter()
+            .filter(|g| matches!(g.state, GuestState::Running | GuestState::Paused));
+        let (vcpus, mib) = live.fold((0u64, 0u64), |(v, m), g| {
+            (v + u64::from(g.vcpus), m + u64::from(g.memory_mib))
+        });
+        let want_vcpus = vcpus + u64::from(spec.vcpus.get());
+        if want_vcpus > self.max_vcpus() {
+            return Err(format!(
+                "admission refused: {want_vcpus} vCPUs in all would exceed the {} this host admits \
+                 ({} cores x guests.cpu_fraction {})",
+                self.max_vcpus(),
+                self.cores,
+                self.cpu_fraction
+            ));
+        }
+        let want_mib = mib + u64::from(spec.memory.mib());
+        if want_mib > self.max_memory_mib() {
+            return Err(format!(
+                "admission refused: {want_mib} MiB of guest memory in all would exceed the {} MiB \
+                 this host admits ({} MiB x guests.memory_fraction {})",
+                self.max_memory_mib(),
+                self.memory_mib,
+                self.memory_fraction
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Guests {
@@ -58,7 +131,19 @@ impl Guests {
             backend: None,
             disabled: why.into(),
             starter: None,
+            admission: Admission {
+                cores: 1,
+                memory_mib: 0,
+                cpu_fraction: 0.0,
+                memory_fraction: 0.0,
+            },
+            kernel_dir: None,
         }
+    }
+
+    /// Where Linux kernels load from, if anywhere.
+    pub fn kernel_dir(&self) -> Option<&Path> {
+        self.kernel_dir.as_deref()
     }
 
     /// Opens the configured backend. `auto` never fails: KVM where
@@ -95,11 +180,19 @@ impl Guests {
             }
             Err(e) => return Err(anyhow!("guests: cannot start the guest-start thread: {e}")),
         };
-        tracing::info!(backend = backend.name(), "guests enabled");
+        let admission = Admission::of_host(cfg);
+        tracing::info!(
+            backend = backend.name(),
+            max_vcpus = admission.max_vcpus(),
+            max_memory_mib = admission.max_memory_mib(),
+            "guests enabled"
+        );
         Ok(Guests {
             backend: Some(Arc::from(backend)),
             disabled: String::new(),
             starter: Some(starter),
+            admission,
+            kernel_dir: cfg.kernel_dir.clone(),
         })
     }
 
@@ -140,11 +233,21 @@ impl Guests {
         rx.await.map_err(|_| gone())
     }
 
-    /// Starts a guest (on the `guest-start` thread); its first snapshot.
+    /// Starts a guest (on the `guest-start` thread, so admission sees
+    /// every earlier start); its first snapshot.
     pub async fn start(&self, spec: GuestSpec) -> Result<GuestInfo, ApiError> {
-        self.on_starter(move |b| b.start(&spec).and_then(|id| b.info(id)))
-            .await?
-            .map_err(ApiError::from)
+        let admission = self.admission;
+        self.on_starter(move |b| {
+            admission.admit(&b.list(), &spec).map_err(|why| ApiError {
+                status: StatusCode::CONFLICT,
+                message: why,
+                state_changed: false,
+            })?;
+            b.start(&spec)
+                .and_then(|id| b.info(id))
+                .map_err(ApiError::from)
+        })
+        .await?
     }
 
     /// Starts the specs read from `guests.specs_dir`. A spec that cannot be
@@ -264,19 +367,24 @@ pub fn read_spec_file(path: &Path) -> anyhow::Result<RawGuestSpec> {
     }
 }
 
-/// Reads and validates one spec file.
-pub fn load_spec_file(path: &Path) -> anyhow::Result<GuestSpec> {
-    read_spec_file(path)?.validate().map_err(|e| match e {
-        VmmError::InvalidSpec { field, reason } => {
-            anyhow!("guest spec {}: field `{field}`: {reason}", path.display())
-        }
-        e => anyhow!("guest spec {}: {e}", path.display()),
-    })
+/// Reads and validates one spec file; a Linux kernel must be in `kernel_dir`.
+pub fn load_spec_file(path: &Path, kernel_dir: Option<&Path>) -> anyhow::Result<GuestSpec> {
+    read_spec_file(path)?
+        .validate_in(kernel_dir)
+        .map_err(|e| match e {
+            VmmError::InvalidSpec { field, reason } => {
+                anyhow!("guest spec {}: field `{field}`: {reason}", path.display())
+            }
+            e => anyhow!("guest spec {}: {e}", path.display()),
+        })
 }
 
 /// Every `*.toml` and `*.json` in `dir`, by file name, validated. The first
 /// bad one is the error.
-pub fn load_specs(dir: &Path) -> anyhow::Result<Vec<(PathBuf, GuestSpec)>> {
+pub fn load_specs(
+    dir: &Path,
+    kernel_dir: Option<&Path>,
+) -> anyhow::Result<Vec<(PathBuf, GuestSpec)>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| anyhow!("guests.specs_dir {}: {e}", dir.display()))?;
     let mut files = Vec::new();
@@ -292,7 +400,7 @@ pub fn load_specs(dir: &Path) -> anyhow::Result<Vec<(PathBuf, GuestSpec)>> {
     files.sort();
     files
         .into_iter()
-        .map(|p| load_spec_file(&p).map(|s| (p, s)))
+        .map(|p| load_spec_file(&p, kernel_dir).map(|s| (p, s)))
         .collect()
 }
 
@@ -464,7 +572,7 @@ async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Answer {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the guest spec is not UTF-8 JSON"))?;
     state.guests.backend()?;
-    let spec = GuestSpec::from_json(text)?;
+    let spec = GuestSpec::from_json_in(text, state.guests.kernel_dir())?;
     let g = state.guests.start(spec).await?;
     tracing::info!(guest = %g.id, name = %g.name, backend = g.backend, "guest started");
     Ok(Json(GuestRow::from(&g)))
@@ -528,12 +636,13 @@ async fn cap(
 /// `maxwell guests ...` against a running agent.
 pub fn cli(args: GuestsArgs) -> anyhow::Result<()> {
     let addr = args.http;
+    let api = args.token.api(addr)?;
     let short = Duration::from_secs(5);
     // A start maps memory and a kill joins threads: give them time.
     let long = Duration::from_secs(30);
     let row = match args.action {
         None => {
-            let body = client::get(addr, "/v1/guests", short).map_err(|e| refused(addr, e))?;
+            let body = api.get("/v1/guests", short).map_err(|e| refused(addr, e))?;
             let list: GuestList = decode(addr, &body)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -545,18 +654,14 @@ pub fn cli(args: GuestsArgs) -> anyhow::Result<()> {
         Some(GuestAction::Start { file }) => {
             let raw = read_spec_file(&file)?;
             let json = serde_json::to_string(&raw)?;
-            client::post(addr, "/v1/guests", &json, long)
+            api.post("/v1/guests", &json, long)
         }
-        Some(GuestAction::Pause { id }) => {
-            client::post(addr, &action_path(&id, "pause")?, "", long)
-        }
-        Some(GuestAction::Resume { id }) => {
-            client::post(addr, &action_path(&id, "resume")?, "", long)
-        }
-        Some(GuestAction::Kill { id }) => client::post(addr, &action_path(&id, "kill")?, "", long),
+        Some(GuestAction::Pause { id }) => api.post(&action_path(&id, "pause")?, "", long),
+        Some(GuestAction::Resume { id }) => api.post(&action_path(&id, "resume")?, "", long),
+        Some(GuestAction::Kill { id }) => api.post(&action_path(&id, "kill")?, "", long),
         Some(GuestAction::Cap { id, fraction }) => {
             let body = serde_json::json!({ "cap": fraction }).to_string();
-            client::put(addr, &action_path(&id, "cap")?, &body, long)
+            api.put(&action_path(&id, "cap")?, &body, long)
         }
     }
     .map_err(|e| refused(addr, e))?;
@@ -660,7 +765,7 @@ mod tests {
         )
         .expect("write");
         std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
-        let specs = load_specs(dir.path()).expect("valid");
+        let specs = load_specs(dir.path(), None).expect("valid");
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].1.name, "a");
 
@@ -670,7 +775,7 @@ mod tests {
             r#"{"kind":"workload","vcpus":1,"memory_mib":0,"payload":"hash"}"#,
         )
         .expect("write");
-        let err = load_specs(dir.path()).expect_err("bad").to_string();
+        let err = load_specs(dir.path(), None).expect_err("bad").to_string();
         assert!(
             err.contains("b.json") && err.contains("`memory_mib`"),
             "{err}"
@@ -680,14 +785,14 @@ mod tests {
         std::fs::remove_file(&bad).expect("rm");
         std::fs::write(dir.path().join("b.toml"), "kind = \"workload\"\nvcpu = 1\n")
             .expect("write");
-        let err = load_specs(dir.path()).expect_err("bad").to_string();
+        let err = load_specs(dir.path(), None).expect_err("bad").to_string();
         assert!(
             err.contains("b.toml, line 2") && err.contains("vcpu"),
             "{err}"
         );
         assert_eq!(err.lines().count(), 1, "{err}");
 
-        let err = load_specs(&dir.path().join("missing")).expect_err("missing");
+        let err = load_specs(&dir.path().join("missing"), None).expect_err("missing");
         assert!(err.to_string().contains("guests.specs_dir"), "{err}");
     }
 }

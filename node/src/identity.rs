@@ -1,34 +1,28 @@
 //! The host's ed25519 identity: created at first start in the data dir with
 //! mode 0600, reused after. A key file with the wrong permissions or contents
 //! is an error, never silently replaced: replacing it would change the node id.
+//! The one exception is an empty file, which holds no identity (an older
+//! version could leave one after a crash or on a full disk): it is replaced,
+//! with a warning.
 
+use crate::datadir::{DataDir, DataDirError};
+use crate::fsutil::Replace;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use maxwell_gossip::NodeId;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 /// Name of the key file inside the data dir.
 pub const KEY_FILE: &str = "node.key";
 /// First line of a key file, so a stray file is not mistaken for a key.
 const HEADER: &str = "maxwell-ed25519-secret-v1";
 
-/// Errors loading or creating the host key.
+/// Errors loading or creating the host key; each is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// The data dir could not be created or read.
-    #[error("data dir {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     /// The key file could not be read or written.
-    #[error("key file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("key file {0}")]
+    Io(#[from] DataDirError),
     /// The key file is readable by others than its owner.
     #[error("key file {path} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {path})")]
     Permissions { path: PathBuf, mode: u32 },
@@ -53,48 +47,38 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads `DATA_DIR/node.key`, or creates it (and the dir, mode 0700) if absent.
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, IdentityError> {
-        let dir_err = |source| IdentityError::DataDir {
-            path: data_dir.to_path_buf(),
-            source,
+    /// Loads `DATA_DIR/node.key`, or creates it atomically if absent (or empty).
+    pub fn load_or_create(dir: &DataDir) -> Result<Self, IdentityError> {
+        let path = dir.file(KEY_FILE);
+        let Some(read) = dir.read(KEY_FILE, 4096).map_err(|e| match e {
+            DataDirError::File { err, .. } if err.kind() == std::io::ErrorKind::InvalidData => {
+                IdentityError::Malformed {
+                    path: path.clone(),
+                    problem: "too large",
+                }
+            }
+            e => e.into(),
+        })?
+        else {
+            return Self::create(dir);
         };
-        if !data_dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(data_dir)
-                .map_err(dir_err)?;
-        }
-        let path = data_dir.join(KEY_FILE);
-        match fs::symlink_metadata(&path) {
-            Ok(_) => Self::load(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
-            Err(source) => Err(IdentityError::Io { path, source }),
-        }
-    }
-
-    fn load(path: &Path) -> Result<Self, IdentityError> {
-        let io = |source| IdentityError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = fs::metadata(path).map_err(io)?;
-        let mode = meta.permissions().mode() & 0o7777;
+        let mode = read.meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(IdentityError::Permissions {
-                path: path.to_path_buf(),
-                mode,
-            });
+            return Err(IdentityError::Permissions { path, mode });
+        }
+        if read.bytes.is_empty() {
+            tracing::warn!(path = %path.display(), "the key file is empty (an interrupted first start): creating the host key");
+            std::fs::remove_file(&path).map_err(|err| DataDirError::File {
+                path: path.clone(),
+                err,
+            })?;
+            return Self::create(dir);
         }
         let malformed = |problem| IdentityError::Malformed {
-            path: path.to_path_buf(),
+            path: path.clone(),
             problem,
         };
-        if meta.len() > 4096 {
-            return Err(malformed("too large"));
-        }
-        let text = fs::read_to_string(path).map_err(|_| malformed("not text"))?;
+        let text = String::from_utf8(read.bytes).map_err(|_| malformed("not text"))?;
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
             return Err(malformed("missing header line"));
@@ -107,26 +91,14 @@ impl Identity {
         Ok(Self::from_seed(seed))
     }
 
-    fn create(path: &Path) -> Result<Self, IdentityError> {
+    fn create(dir: &DataDir) -> Result<Self, IdentityError> {
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed).map_err(|e| IdentityError::Random(e.to_string()))?;
         let identity = Self::from_seed(seed);
-        let io = |source| IdentityError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        // create_new: never overwrite a key another process just wrote.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        // Replace::No: never overwrite a key, even one that appeared meanwhile.
         let body = format!("{HEADER}\n{}\n", hex(&seed));
-        file.write_all(body.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
-        tracing::info!(path = %path.display(), id = %identity.id, "created a new host key");
+        dir.write(KEY_FILE, body.as_bytes(), Replace::No)?;
+        tracing::info!(path = %dir.file(KEY_FILE).display(), id = %identity.id, "created a new host key");
         Ok(identity)
     }
 
@@ -172,18 +144,23 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    fn open(path: &std::path::Path) -> DataDir {
+        DataDir::open(path).expect("data dir")
+    }
 
     #[test]
     fn created_once_then_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let a = Identity::load_or_create(&data).expect("create");
+        let a = Identity::load_or_create(&open(&data)).expect("create");
         let path = data.join(KEY_FILE);
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = fs::metadata(&data).expect("meta").permissions().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
-        let b = Identity::load_or_create(&data).expect("load");
+        let b = Identity::load_or_create(&open(&data)).expect("load");
         assert_eq!(a.id(), b.id());
         assert_eq!(a.public_key(), b.public_key());
         assert!(a.id().matches(&a.public_key()));
@@ -192,11 +169,11 @@ mod tests {
     #[test]
     fn loose_permissions_are_an_error_and_the_file_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        Identity::load_or_create(dir.path()).expect("create");
+        Identity::load_or_create(&open(dir.path())).expect("create");
         let path = dir.path().join(KEY_FILE);
         let before = fs::read(&path).expect("read");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = Identity::load_or_create(dir.path()).expect_err("0644 refused");
+        let err = Identity::load_or_create(&open(dir.path())).expect_err("0644 refused");
         assert!(
             matches!(err, IdentityError::Permissions { mode: 0o644, .. }),
             "{err}"
@@ -212,18 +189,52 @@ mod tests {
             format!("{HEADER}\n"),
             format!("{HEADER}\nzz{}\n", "0".repeat(62)),
             format!("{HEADER}\n{}\n", "ab".repeat(31)),
+            "k".repeat(100_000),
         ] {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join(KEY_FILE);
             fs::write(&path, &contents).expect("write");
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-            let err = Identity::load_or_create(dir.path()).expect_err("malformed");
+            let err = Identity::load_or_create(&open(dir.path())).expect_err("malformed");
             assert!(
                 matches!(err, IdentityError::Malformed { .. }),
-                "{contents:?}: {err}"
+                "{}: {err}",
+                contents.len()
             );
+            assert!(err.to_string().len() < 300, "{err}");
             assert_eq!(fs::read_to_string(&path).expect("read"), contents);
         }
+    }
+
+    #[test]
+    fn an_empty_key_holds_no_identity_and_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(KEY_FILE);
+        fs::write(&path, "").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let a = Identity::load_or_create(&open(dir.path())).expect("replaced");
+        let b = Identity::load_or_create(&open(dir.path())).expect("reused");
+        assert_eq!(a.id(), b.id());
+    }
+
+    #[test]
+    fn a_directory_or_a_link_is_not_a_key_and_says_so_in_one_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(KEY_FILE);
+        fs::create_dir(&path).expect("mkdir");
+        let err = Identity::load_or_create(&open(dir.path())).expect_err("a dir");
+        let text = err.to_string();
+        assert!(
+            text.contains("is a directory, not a regular file"),
+            "{text}"
+        );
+        assert!(!text.contains("mode"), "{text}");
+        fs::remove_dir(&path).expect("rmdir");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, "x").expect("write");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
+        let err = Identity::load_or_create(&open(dir.path())).expect_err("a link");
+        assert!(err.to_string().contains("symlink"), "{err}");
     }
 
     #[test]
@@ -233,7 +244,7 @@ mod tests {
         let seed = [0x5au8; 32];
         fs::write(&path, format!("{HEADER}\n{}\n", hex(&seed))).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let id = Identity::load_or_create(dir.path()).expect("load");
+        let id = Identity::load_or_create(&open(dir.path())).expect("load");
         assert_eq!(id.id(), Identity::from_seed(seed).id());
     }
 }

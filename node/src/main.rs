@@ -3,44 +3,55 @@
 
 use clap::Parser;
 use maxwell_node::cli::{Cli, Command};
-use maxwell_node::mesh::transport::InvalidPayloadLayer;
-use maxwell_node::{agent, client, demo, guests, http, render};
+use maxwell_node::{agent, demo, guests, http, logging, render};
 use std::time::Duration;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = match &cli.log_level {
-        Some(level) => EnvFilter::try_new(level),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    // The agent's config may name the log level: read it before logging starts.
+    let mut config = None;
+    let level = match &cli.command {
+        Command::Agent(args) => match args.clone().into_config() {
+            Ok(c) => {
+                let level = cli.log_level.clone().or_else(|| c.log_level.clone());
+                config = Some(c);
+                level
+            }
+            Err(e) => return fail(&anyhow::Error::from(e)),
+        },
+        _ => cli.log_level.clone(),
     };
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("maxwell: bad --log-level: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // The counter of malformed gossip datagrams sees chitchat's warnings
-    // whatever the log level.
-    let chitchat_warnings = Targets::new().with_target("chitchat::transport", tracing::Level::WARN);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(InvalidPayloadLayer.with_filter(chitchat_warnings))
-        .init();
-    match run(cli.command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("maxwell: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    if let Err(e) = logging::init(level.as_deref()) {
+        eprintln!("maxwell: bad log level: {e}");
+        return std::process::ExitCode::from(2);
     }
+    match run(cli.command, config, cli.log_level.is_some()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line on stderr, exit 1.
+fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("maxwell: {}", one_line(e));
+    std::process::ExitCode::FAILURE
+}
+
+/// The error and its causes on one line, each cause once: a message that
+/// already quotes its source (as most of ours do) does not repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace('\n', " ")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -50,15 +61,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(
+    command: Command,
+    config: Option<maxwell_node::config::Config>,
+    log_level_flag: bool,
+) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(5);
     match command {
         Command::Agent(args) => {
-            let config = args.into_config()?;
-            runtime()?.block_on(agent::run(config))
+            let config = match config {
+                Some(c) => c,
+                None => args.clone().into_config()?,
+            };
+            let reload = agent::Reload {
+                load: Box::new(move || args.clone().into_config()),
+                log_level_flag,
+            };
+            runtime()?.block_on(agent::run(config, reload))
         }
         Command::Status(q) => {
-            let status: http::Status = client::get_json(q.http, "/v1/status", timeout)?;
+            let status: http::Status = q.token.api(q.http)?.get_json("/v1/status", timeout)?;
             if q.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -67,7 +89,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Members(q) => {
-            let members: http::Members = client::get_json(q.http, "/v1/members", timeout)?;
+            let members: http::Members = q.token.api(q.http)?.get_json("/v1/members", timeout)?;
             if q.json {
                 println!("{}", serde_json::to_string_pretty(&members)?);
             } else {

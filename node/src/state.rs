@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::guests::Guests;
 use crate::http::Members;
 use crate::identity::{hex, Identity};
+use crate::mesh::lock;
 use crate::mesh::transport::GossipStats;
 use crate::sensors::{Problem, ProblemKind, Snapshot};
 use maxwell_gossip::NodeId;
@@ -34,6 +35,10 @@ pub struct Counters {
     pub sensor_read_errors: Family<Vec<(String, String)>, Counter>,
     /// Sensor periods completed.
     pub sensor_reads: Counter,
+    /// API requests refused by [`crate::http::auth::gate`], by reason.
+    pub api_refused: Family<Vec<(String, String)>, Counter>,
+    /// API connections closed at accept because `api.max_connections` were open.
+    pub api_connections_refused: Counter,
 }
 
 /// Shared agent state.
@@ -42,7 +47,12 @@ pub struct AppState {
     pub node: NodeInfo,
     pub started: Instant,
     pub counters: Counters,
+    /// Who may use the API.
+    pub gate: crate::http::auth::Gate,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// When the sensor loop last completed a read, and its period.
+    last_read: Mutex<Instant>,
+    sensor_interval: std::time::Duration,
     /// Problems of the previous read, to log only changes.
     known_problems: Mutex<BTreeSet<(String, ProblemKind)>>,
     /// Gossip traffic.
@@ -62,7 +72,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, identity: &Identity, first: Snapshot, guests: Arc<Guests>) -> Self {
+    pub fn new(
+        config: &Config,
+        identity: &Identity,
+        first: Snapshot,
+        guests: Arc<Guests>,
+        gate: crate::http::auth::Gate,
+    ) -> Self {
         let state = Self {
             node: NodeInfo {
                 id: identity.id(),
@@ -74,7 +90,10 @@ impl AppState {
             },
             started: Instant::now(),
             counters: Counters::default(),
+            gate,
             snapshot: RwLock::new(Arc::new(first.clone())),
+            last_read: Mutex::new(Instant::now()),
+            sensor_interval: config.sensors.interval,
             known_problems: Mutex::new(BTreeSet::new()),
             gossip_stats: Arc::new(GossipStats::default()),
             members: RwLock::new(Members {
@@ -100,8 +119,20 @@ impl AppState {
     /// appeared or cleared since the last read.
     pub fn publish(&self, snapshot: Snapshot) {
         self.counters.sensor_reads.inc();
+        *lock(&self.last_read) = Instant::now();
         self.note_problems(&snapshot.problems);
         *write(&self.snapshot) = Arc::new(snapshot);
+    }
+
+    /// Time since the sensor loop last completed a read.
+    pub fn sensor_age(&self) -> std::time::Duration {
+        lock(&self.last_read).elapsed()
+    }
+
+    /// Past this age the sensor loop counts as stuck: three periods, and
+    /// at least 5 s (a slow SMBus chip is not a stuck one).
+    pub fn sensor_stuck_after(&self) -> std::time::Duration {
+        (self.sensor_interval * 3).max(std::time::Duration::from_secs(5))
     }
 
     /// The latest membership view.
@@ -136,18 +167,12 @@ impl AppState {
 
     /// Asks for new emulated parameters from the next sensor period on.
     pub fn request_emulated(&self, params: crate::config::EmulatedParams) {
-        *self
-            .emulated_change
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(params);
+        *lock(&self.emulated_change) = Some(params);
     }
 
     /// Takes the pending change, if any.
     pub fn take_emulated_change(&self) -> Option<crate::config::EmulatedParams> {
-        self.emulated_change
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        lock(&self.emulated_change).take()
     }
 
     /// Replaces the membership view.
@@ -164,10 +189,7 @@ impl AppState {
                 .inc();
         }
         let now: BTreeSet<_> = problems.iter().map(|p| (p.path.clone(), p.kind)).collect();
-        let mut known = match self.known_problems.lock() {
-            Ok(k) => k,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut known = lock(&self.known_problems);
         for p in problems
             .iter()
             .filter(|p| !known.contains(&(p.path.clone(), p.kind)))

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{copy_tree, free_port, free_udp_port, testdata, Agent};
-use maxwell_node::client::{self, ClientError};
+use maxwell_node::client::{self, Api, ClientError};
 use maxwell_node::guests::{GuestList, GuestRow};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,11 +28,11 @@ fn best_backend() -> &'static str {
 }
 
 /// One request; the status code and the body, whatever the status.
-fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+fn call(api: &Api, method: &str, path: &str, body: &str) -> (u16, String) {
     let r = match method {
-        "GET" => client::get(addr, path, T),
-        "POST" => client::post(addr, path, body, T),
-        "PUT" => client::put(addr, path, body, T),
+        "GET" => api.get(path, T),
+        "POST" => api.post(path, body, T),
+        "PUT" => api.put(path, body, T),
         other => panic!("method {other}"),
     };
     match r {
@@ -49,19 +49,19 @@ fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String)
     }
 }
 
-fn ok_row(addr: SocketAddr, method: &str, path: &str, body: &str) -> GuestRow {
+fn ok_row(addr: &Api, method: &str, path: &str, body: &str) -> GuestRow {
     let (code, text) = call(addr, method, path, body);
     assert_eq!(code, 200, "{method} {path}: {text}");
     serde_json::from_str(&text).expect("guest row")
 }
 
-fn list(addr: SocketAddr) -> GuestList {
+fn list(addr: &Api) -> GuestList {
     let (code, text) = call(addr, "GET", "/v1/guests", "");
     assert_eq!(code, 200, "{text}");
     serde_json::from_str(&text).expect("guest list")
 }
 
-fn guest(addr: SocketAddr, id: u64) -> GuestRow {
+fn guest(addr: &Api, id: u64) -> GuestRow {
     list(addr)
         .guests
         .into_iter()
@@ -70,7 +70,7 @@ fn guest(addr: SocketAddr, id: u64) -> GuestRow {
 }
 
 /// Waits until the guest's progress passes `from`.
-fn advances(addr: SocketAddr, id: u64, from: u64) -> u64 {
+fn advances(addr: &Api, id: u64, from: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let p = guest(addr, id).progress;
@@ -87,10 +87,12 @@ fn error_of(body: &str) -> String {
     v["error"].as_str().expect("error field").to_string()
 }
 
-fn cli(addr: SocketAddr, args: &[&str]) -> (bool, String, String) {
+fn cli(agent: &Agent, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .arg("guests")
-        .args(["--http", &addr.to_string()])
+        .args(["--http", &agent.addr.to_string()])
+        .arg("--data-dir")
+        .arg(agent.data_dir())
         .args(args)
         .output()
         .expect("run maxwell guests");
@@ -183,7 +185,8 @@ fn lifecycle(backend: &str) {
         tree.path(),
         &["--guest-backend", backend, "--guest-specs-dir", dir],
     );
-    let addr = agent.addr;
+    let api = agent.api();
+    let addr = &api;
     let pid = agent.child.id();
 
     // The spec from the specs dir runs, and works.
@@ -248,7 +251,7 @@ fn lifecycle(backend: &str) {
     assert_eq!(guest(addr, first.id).cap, 0.3);
 
     // The operator's view and actions.
-    let (ok, out, err) = cli(addr, &[]);
+    let (ok, out, err) = cli(&agent, &[]);
     assert!(ok, "{err}");
     for word in [
         "ID", "PROGRESS", "first", "second", "30%", "running", backend,
@@ -260,7 +263,7 @@ fn lifecycle(backend: &str) {
         "third.toml",
         "name = \"third\"\nkind = \"workload\"\nvcpus = 2\nmemory_mib = 8\ncap = 0.1\npayload = \"count\"\n",
     );
-    let (ok, out, err) = cli(addr, &["start", third_file.to_str().expect("utf-8")]);
+    let (ok, out, err) = cli(&agent, &["start", third_file.to_str().expect("utf-8")]);
     assert!(
         ok && out.contains("third") && out.contains("running"),
         "{out}{err}"
@@ -270,9 +273,9 @@ fn lifecycle(backend: &str) {
         .into_iter()
         .find(|g| g.name == "third")
         .expect("third listed");
-    let (ok, out, err) = cli(addr, &["cap", &format!("g{}", third.id), "0.2"]);
+    let (ok, out, err) = cli(&agent, &["cap", &format!("g{}", third.id), "0.2"]);
     assert!(ok && out.contains("20%"), "{out}{err}");
-    let (ok, out, err) = cli(addr, &["--json", "pause", &third.id.to_string()]);
+    let (ok, out, err) = cli(&agent, &["--json", "pause", &third.id.to_string()]);
     assert!(ok, "{err}");
     let row: GuestRow = serde_json::from_str(&out).expect("json row");
     assert_eq!(row.state, "paused");
@@ -284,7 +287,7 @@ fn lifecycle(backend: &str) {
     let (code, body) = call(addr, "POST", &format!("/v1/guests/{}/pause", third.id), "");
     assert_eq!(code, 404, "{body}");
     assert!(error_of(&body).contains("no such guest"), "{body}");
-    let (ok, _, err) = cli(addr, &["kill", &format!("g{}", third.id)]);
+    let (ok, _, err) = cli(&agent, &["kill", &format!("g{}", third.id)]);
     assert!(!ok && err.trim().lines().count() == 1, "{err}");
     assert!(
         err.contains("no such guest") && err.contains("404"),
@@ -326,7 +329,7 @@ fn lifecycle(backend: &str) {
     assert_eq!(list(addr).guests.len(), 2);
 
     // Metrics, one series per live guest.
-    let metrics = client::get(addr, "/metrics", T).expect("metrics");
+    let metrics = client::get(addr.addr, "/metrics", T).expect("metrics");
     assert!(
         metrics.contains("maxwell_guests{state=\"running\"} 2.0"),
         "{metrics}"
@@ -416,6 +419,8 @@ fn process_guest_outlives_idle_request_threads() {
         .spawn()
         .expect("spawn agent");
     let agent = Agent::adopt(child, addr, data);
+    let api = agent.api();
+    let addr = &api;
     let g = ok_row(
         addr,
         "POST",
@@ -493,11 +498,11 @@ fn disabled_guests_answer_503() {
         ("POST", "/v1/guests/1/pause", ""),
         ("PUT", "/v1/guests/1/cap", r#"{"cap":0.5}"#),
     ] {
-        let (code, text) = call(agent.addr, method, path, body);
+        let (code, text) = call(&agent.api(), method, path, body);
         assert_eq!(code, 503, "{method} {path}: {text}");
         assert!(error_of(&text).contains("disabled"), "{text}");
     }
-    let (ok, _, err) = cli(agent.addr, &[]);
+    let (ok, _, err) = cli(&agent, &[]);
     assert!(
         !ok && err.contains("disabled") && err.contains("503"),
         "{err}"

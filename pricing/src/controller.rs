@@ -35,6 +35,12 @@ impl PriceController {
         }
     }
 
+    /// Replaces the parameters (a config reload); the price moves from where
+    /// it is, under the new law's rate limit.
+    pub fn set_params(&mut self, params: PriceParams) {
+        self.params = params;
+    }
+
     /// The parameters in force.
     pub fn params(&self) -> &PriceParams {
         &self.params

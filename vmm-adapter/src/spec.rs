@@ -9,13 +9,13 @@
 //! cap = 0.3              # fraction of one core per vCPU, (0, 1]; default 1
 //! payload = "hash"       # workload: "hash" | "count"
 //! stop_after = 0         # workload: stop after this many blocks (0 = never)
-//! # kernel = "/boot/vmlinux"      # linux: vmlinux (ELF) or bzImage
+//! # kernel = "vmlinux-6.1"        # linux: vmlinux (ELF) or bzImage, inside the kernel dir
 //! # cmdline = "console=ttyS0"     # linux
 //! ```
 
 use std::fmt;
 use std::num::NonZeroU8;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +139,11 @@ pub struct Workload {
 /// A Linux kernel booted with a serial console (KVM backend only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LinuxBoot {
-    /// vmlinux (ELF) or bzImage; checked to exist and be readable.
+    /// The only directory kernels load from (the agent's `guests.kernel_dir`).
+    #[serde(skip)]
+    pub kernel_dir: PathBuf,
+    /// vmlinux (ELF) or bzImage: a relative path inside `kernel_dir`,
+    /// opened by [`crate::kernel_dir::open_beneath`].
     pub kernel: PathBuf,
     /// Kernel command line.
     pub cmdline: String,
@@ -204,7 +208,7 @@ pub struct RawGuestSpec {
     /// Workload: blocks per vCPU before stopping; 0 or absent = never.
     #[serde(default)]
     pub stop_after: Option<u64>,
-    /// Linux: kernel image path (required for `linux`).
+    /// Linux: kernel image, relative to the kernel dir (required for `linux`).
     #[serde(default)]
     pub kernel: Option<PathBuf>,
     /// Linux: command line.
@@ -213,12 +217,18 @@ pub struct RawGuestSpec {
 }
 
 impl RawGuestSpec {
-    /// Check every field and build a [`GuestSpec`]. Touches the file system
-    /// only to check that a Linux kernel file exists.
+    /// Check every field and build a [`GuestSpec`], with no kernel dir: a
+    /// Linux guest is refused.
     pub fn validate(&self) -> Result<GuestSpec> {
+        self.validate_in(None)
+    }
+
+    /// Check every field and build a [`GuestSpec`]. A Linux kernel must be
+    /// a file inside `kernel_dir`; that is the only file this touches.
+    pub fn validate_in(&self, kernel_dir: Option<&Path>) -> Result<GuestSpec> {
         let kind = match self.kind.as_str() {
             "workload" => GuestKind::Workload(self.workload()?),
-            "linux" => GuestKind::Linux(self.linux()?),
+            "linux" => GuestKind::Linux(self.linux(kernel_dir)?),
             other => {
                 return Err(VmmError::invalid(
                     "kind",
@@ -257,7 +267,7 @@ impl RawGuestSpec {
         })
     }
 
-    fn linux(&self) -> Result<LinuxBoot> {
+    fn linux(&self, kernel_dir: Option<&Path>) -> Result<LinuxBoot> {
         if self.payload.is_some() || self.stop_after.is_some() {
             return Err(VmmError::invalid(
                 "payload",
@@ -267,27 +277,34 @@ impl RawGuestSpec {
         let kernel = self
             .kernel
             .clone()
-            .ok_or_else(|| VmmError::invalid("kernel", "a linux guest needs a kernel path"))?;
-        match std::fs::metadata(&kernel) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                return Err(VmmError::invalid(
-                    "kernel",
-                    format!("{} is not a regular file", kernel.display()),
-                ))
-            }
-            Err(e) => {
-                return Err(VmmError::invalid(
-                    "kernel",
-                    format!("{}: {e}", kernel.display()),
-                ))
-            }
+            .ok_or_else(|| VmmError::invalid("kernel", "a linux guest needs a kernel"))?;
+        let Some(dir) = kernel_dir else {
+            return Err(VmmError::invalid(
+                "kernel",
+                "linux guests are off on this host: the agent has no guests.kernel_dir",
+            ));
+        };
+        if !crate::kernel_dir::is_plain_relative(&kernel) {
+            return Err(VmmError::invalid(
+                "kernel",
+                "must name a file inside guests.kernel_dir (a relative path, no \"..\")",
+            ));
+        }
+        if let Err(e) = crate::kernel_dir::open_beneath(dir, &kernel) {
+            return Err(VmmError::invalid(
+                "kernel",
+                format!("{} in guests.kernel_dir: {e}", kernel.display()),
+            ));
         }
         let cmdline = self
             .cmdline
             .clone()
             .unwrap_or_else(|| "console=ttyS0 reboot=k panic=1 nomodules".to_owned());
-        Ok(LinuxBoot { kernel, cmdline })
+        Ok(LinuxBoot {
+            kernel_dir: dir.to_path_buf(),
+            kernel,
+            cmdline,
+        })
     }
 }
 
@@ -316,18 +333,28 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl GuestSpec {
-    /// Parse and validate a TOML spec.
+    /// Parse and validate a TOML spec (no Linux guests).
     pub fn from_toml(text: &str) -> Result<Self> {
-        let raw: RawGuestSpec =
-            toml::from_str(text).map_err(|e| VmmError::SpecParse(e.to_string()))?;
-        raw.validate()
+        Self::from_toml_in(text, None)
     }
 
-    /// Parse and validate a JSON spec.
+    /// Parse and validate a TOML spec whose kernel, if any, is in `kernel_dir`.
+    pub fn from_toml_in(text: &str, kernel_dir: Option<&Path>) -> Result<Self> {
+        let raw: RawGuestSpec =
+            toml::from_str(text).map_err(|e| VmmError::SpecParse(e.to_string()))?;
+        raw.validate_in(kernel_dir)
+    }
+
+    /// Parse and validate a JSON spec (no Linux guests).
     pub fn from_json(text: &str) -> Result<Self> {
+        Self::from_json_in(text, None)
+    }
+
+    /// Parse and validate a JSON spec whose kernel, if any, is in `kernel_dir`.
+    pub fn from_json_in(text: &str, kernel_dir: Option<&Path>) -> Result<Self> {
         let raw: RawGuestSpec =
             serde_json::from_str(text).map_err(|e| VmmError::SpecParse(e.to_string()))?;
-        raw.validate()
+        raw.validate_in(kernel_dir)
     }
 
     /// A workload spec from code (bench, tests, defaults).
@@ -412,6 +439,10 @@ mod tests {
             ),
             ("kind", r#"{"kind":"windows","vcpus":1,"memory_mib":4}"#),
             ("kernel", r#"{"kind":"linux","vcpus":1,"memory_mib":64}"#),
+            (
+                "kernel",
+                r#"{"kind":"linux","vcpus":1,"memory_mib":64,"kernel":"vmlinux"}"#,
+            ),
             (
                 "kernel",
                 r#"{"kind":"linux","vcpus":1,"memory_mib":64,"kernel":"/nonexistent/vmlinux"}"#,

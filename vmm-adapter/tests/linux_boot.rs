@@ -17,12 +17,16 @@ fn linux_kernel_prints_its_banner() {
     let Some(b) = kvm_or_skip("linux_boot") else {
         return;
     };
+    let kernel = std::path::Path::new(&kernel);
+    let (Some(dir), Some(name)) = (kernel.parent(), kernel.file_name()) else {
+        panic!("MAXWELL_TEST_LINUX_KERNEL must name a file");
+    };
     let text = format!(
         "name = 'linux'\nkind = 'linux'\nvcpus = 1\nmemory_mib = 256\nkernel = '{}'\n\
          cmdline = 'console=ttyS0 earlyprintk=serial,ttyS0 reboot=k panic=1 nokaslr'\n",
-        std::path::Path::new(&kernel).display()
+        std::path::Path::new(name).display()
     );
-    let spec = GuestSpec::from_toml(&text).expect("spec");
+    let spec = GuestSpec::from_toml_in(&text, Some(dir)).expect("spec");
     let id = b.start(&spec).expect("start");
     let saw = eventually(Duration::from_secs(60), || {
         b.console(id).is_ok_and(|c| c.contains("Linux version"))

@@ -114,12 +114,10 @@ fn process_guest_exits_and_backend_drop_reaps() {
 fn process_backend_refuses_linux_guests() {
     let _serial = serial();
     let b = ProcessBackend::new();
-    let kernel = tempfile::NamedTempFile::new().expect("tmp");
-    let text = format!(
-        "kind = 'linux'\nvcpus = 1\nmemory_mib = 64\nkernel = '{}'\n",
-        kernel.path().display()
-    );
-    let s = GuestSpec::from_toml(&text).expect("valid linux spec");
+    let kernels = tempfile::tempdir().expect("tmp");
+    std::fs::write(kernels.path().join("vmlinux"), b"\x7fELF").expect("write");
+    let text = "kind = 'linux'\nvcpus = 1\nmemory_mib = 64\nkernel = 'vmlinux'\n";
+    let s = GuestSpec::from_toml_in(text, Some(kernels.path())).expect("valid linux spec");
     let err = b.start(&s).expect_err("no KVM here");
     assert!(matches!(err, VmmError::Unsupported { .. }) && !err.state_changed());
     assert!(b.list().is_empty());

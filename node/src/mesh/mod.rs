@@ -184,6 +184,13 @@ impl Mesh {
         guard.self_node_state().set(CHITCHAT_KEY, value);
     }
 
+    /// Replaces the allowlist (SIGHUP); it applies to records verified from now on.
+    pub fn set_allowlist(&self, allowlist: Option<maxwell_gossip::Allowlist>) {
+        lock(&self.membership)
+            .verifier_mut()
+            .set_allowlist(allowlist);
+    }
+
     /// Our latest published report.
     pub fn last_report(&self) -> Option<HeatReport> {
         lock(&self.last_report).clone()
@@ -280,6 +287,8 @@ struct OwnedPeer {
     record: Option<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks, and takes the data of a poisoned lock: a panicked writer left
+/// whole values (every write under these locks is one assignment).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1,5 +1,5 @@
 //! Turning the agent's config into a running [`Mesh`]: the advertise
-//! address, a generation that grows across restarts, the allowlist file.
+//! address and the allowlist file.
 
 use super::transport::{CountingTransport, GossipStats};
 use super::{Clock, Heat, Mesh, MeshSettings};
@@ -9,22 +9,18 @@ use crate::sensors::{Snapshot, SourceKind};
 use anyhow::Context;
 use maxwell_gossip::{Allowlist, MicroWatts, SensorSource, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::path::Path;
 use std::sync::Arc;
-
-/// File in the data dir holding the last generation used.
-pub const GENERATION_FILE: &str = "generation";
 
 /// Starts gossip on real UDP for the agent.
 pub async fn start_agent_mesh(
     config: &Config,
     identity: &Identity,
     stats: Arc<GossipStats>,
+    generation: u64,
     clock: Clock,
 ) -> anyhow::Result<Mesh> {
     let g = &config.gossip;
     let settings = settings(g)?;
-    let generation = next_generation(&config.data_dir, clock());
     tracing::info!(
         listen = %settings.listen_addr,
         advertise = %settings.advertise_addr,
@@ -47,17 +43,7 @@ pub async fn start_agent_mesh(
 
 /// Validated gossip config to mesh settings, reading the allowlist file.
 pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
-    let allowlist = match &g.allowlist {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read allowlist {}", path.display()))?;
-            let list =
-                Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
-            tracing::info!(keys = list.len(), path = %path.display(), "allowlist loaded");
-            Some(list)
-        }
-    };
+    let allowlist = g.allowlist.as_deref().map(load_allowlist).transpose()?;
     Ok(MeshSettings {
         listen_addr: g.listen_addr,
         advertise_addr: advertise_addr(g),
@@ -74,6 +60,21 @@ pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
             ..VerifierConfig::default()
         },
     })
+}
+
+/// Largest allowlist file read (about 7 000 keys).
+const MAX_ALLOWLIST_BYTES: usize = 1 << 20;
+
+/// Reads an allowlist file: a regular file (a FIFO or a device is refused,
+/// not waited on) of at most 1 MiB.
+pub fn load_allowlist(path: &std::path::Path) -> anyhow::Result<Allowlist> {
+    let read = crate::fsutil::read_regular(path, MAX_ALLOWLIST_BYTES, crate::fsutil::Links::Follow)
+        .with_context(|| format!("cannot read allowlist {}", path.display()))?;
+    let text = String::from_utf8(read.bytes)
+        .map_err(|_| anyhow::anyhow!("allowlist {} is not UTF-8 text", path.display()))?;
+    let list = Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
+    tracing::info!(keys = list.len(), path = %path.display(), "allowlist loaded");
+    Ok(list)
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -101,23 +102,6 @@ fn advertise_addr(g: &GossipConfig) -> SocketAddr {
         Some(local) => SocketAddr::new(local.ip(), port),
         None => SocketAddr::from(([127, 0, 0, 1], port)),
     }
-}
-
-/// A generation larger than any this data dir handed out before, even if
-/// the clock stepped back: peers refuse a lower one as a replay.
-pub fn next_generation(data_dir: &Path, now_ms: u64) -> u64 {
-    let path = data_dir.join(GENERATION_FILE);
-    let last = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let generation = last.map_or(now_ms, |l| now_ms.max(l.saturating_add(1)));
-    let tmp = data_dir.join(format!("{GENERATION_FILE}.tmp"));
-    let written =
-        std::fs::write(&tmp, format!("{generation}\n")).and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "cannot record the generation; a restart with the clock set back would be refused by peers until they forget us");
-    }
-    generation
 }
 
 /// The heat fields of our report, from a sensor snapshot. Unknown is never
@@ -148,14 +132,6 @@ pub fn heat_of(snapshot: &Snapshot, config: &Config, price_milli: u64) -> Heat {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generation_grows_even_when_the_clock_steps_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(next_generation(dir.path(), 1_000), 1_000);
-        assert_eq!(next_generation(dir.path(), 5_000), 5_000);
-        assert_eq!(next_generation(dir.path(), 2_000), 5_001, "clock went back");
-    }
 
     #[test]
     fn advertise_falls_back_sensibly() {

@@ -78,6 +78,7 @@ impl EmulatedHost {
                 max_millicelsius: None,
                 crit_millicelsius: Some(self.params.critical),
                 crit_hyst_millicelsius: None,
+                held_for_ms: None,
             }],
             power: vec![PowerReading {
                 chip: CHIP.into(),

@@ -33,6 +33,7 @@ pub struct SensorHub {
     lib: Option<super::libsensors::LibSensors>,
     system: sysinfo::System,
     last_step: Option<Duration>,
+    held: super::held::HeldChannels,
 }
 
 impl SensorHub {
@@ -84,6 +85,7 @@ impl SensorHub {
             lib,
             system: sysinfo::System::new().map_err(|e| SensorError::Sysinfo(e.to_string()))?,
             last_step: None,
+            held: Default::default(),
         })
     }
 
@@ -103,6 +105,11 @@ impl SensorHub {
         }
     }
 
+    /// Replaces the chips left out of the summary (SIGHUP).
+    pub fn set_exclude_chips(&mut self, chips: Vec<String>) {
+        self.sensors.exclude_chips = chips;
+    }
+
     /// Reads everything. `now` is monotonic time since the agent started;
     /// `wall_ms` is Unix time in milliseconds, stamped on the snapshot.
     pub fn read(&mut self, now: Duration, wall_ms: u64) -> Snapshot {
@@ -112,7 +119,7 @@ impl SensorHub {
             .last_step
             .map_or(Duration::ZERO, |t| now.saturating_sub(t));
         self.last_step = Some(now);
-        let (hwmon, rapl) = match self.source {
+        let (mut hwmon, rapl) = match self.source {
             SourceKind::Emulated => {
                 let host = self
                     .emulated
@@ -129,6 +136,13 @@ impl SensorHub {
                 self.rapl.read(now, &mut problems),
             ),
         };
+        self.held.apply(
+            &mut hwmon.temperatures,
+            now,
+            self.sensors.failed_channel_rise,
+            self.sensors.default_critical,
+            &self.sensors.exclude_chips,
+        );
         let summary = summarize(
             &hwmon,
             &rapl,

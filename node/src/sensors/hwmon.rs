@@ -167,6 +167,7 @@ impl Chan<'_> {
             max_millicelsius: limit("max", problems),
             crit_millicelsius: limit("crit", problems),
             crit_hyst_millicelsius: limit("crit_hyst", problems),
+            held_for_ms: None,
             sensor,
         })
     }
@@ -279,10 +280,14 @@ pub fn classify(chip: &str, label: Option<&str>) -> TempRole {
     }
 }
 
-/// Reads a sysfs text file. `Ok(None)` when it does not exist.
-fn read_text(path: &Path) -> Result<Option<String>, Problem> {
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
+/// Largest sysfs attribute read: the kernel's own limit is one page.
+const MAX_ATTR_BYTES: usize = 4096;
+
+/// Reads a sysfs text file. `Ok(None)` when it does not exist. Anything
+/// but a regular file (a FIFO, a directory) is refused without waiting on it.
+pub(crate) fn read_text(path: &Path) -> Result<Option<String>, Problem> {
+    match crate::fsutil::read_regular(path, MAX_ATTR_BYTES, crate::fsutil::Links::Follow) {
+        Ok(r) => match String::from_utf8(r.bytes) {
             Ok(s) => Ok(Some(s.trim().to_string())),
             Err(_) => Err(problem(path, ProblemKind::Garbage, "not text".into())),
         },
@@ -299,22 +304,26 @@ pub(crate) fn read_int(
     let Some(text) = read_text(path)? else {
         return Ok(None);
     };
-    match text.parse::<i64>() {
-        Ok(v) if range.contains(&v) => Ok(Some(v)),
-        Ok(v) => Err(problem(
-            path,
-            ProblemKind::Garbage,
-            format!("implausible value {v}"),
-        )),
-        Err(_) => Err(problem(
-            path,
-            ProblemKind::Garbage,
-            format!(
-                "not an integer: {:?}",
-                text.chars().take(32).collect::<String>()
-            ),
+    parse_int(&text, range)
+        .map(Some)
+        .map_err(|detail| problem(path, ProblemKind::Garbage, detail))
+}
+
+/// The value of an integer attribute, if it is one and plausible; else why not.
+pub fn parse_int(text: &str, range: &std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+    match text.trim().parse::<i64>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        Ok(v) => Err(format!("implausible value {v}")),
+        Err(_) => Err(format!(
+            "not an integer: {}",
+            crate::fsutil::excerpt(text, 32)
         )),
     }
+}
+
+/// Parses one temperature input as the reader does (the fuzzer's entry point).
+pub fn parse_temp_input(text: &str) -> Option<MilliCelsius> {
+    parse_int(text, &TEMP_INPUT_RANGE).ok().map(MilliCelsius)
 }
 
 pub(crate) fn io_kind(e: &io::Error) -> ProblemKind {

@@ -129,6 +129,7 @@ impl Reader {
                         max_millicelsius: milli("max"),
                         crit_millicelsius: milli("crit"),
                         crit_hyst_millicelsius: milli("crit_hyst"),
+                        held_for_ms: None,
                     });
                 } else if sensor.starts_with("power") {
                     out.power.push(PowerReading {

@@ -7,11 +7,13 @@
 //! faulty, unreadable or holds garbage is skipped and listed as a [`Problem`].
 
 pub mod emulated;
+pub mod held;
 pub mod hub;
 pub mod hwmon;
 #[cfg(feature = "libsensors")]
 pub mod libsensors;
 pub mod rapl;
+pub mod reader;
 pub mod summary;
 
 use maxwell_gossip::{MicroJoules, MicroWatts, MilliCelsius};
@@ -76,6 +78,10 @@ pub struct TempReading {
     pub max_millicelsius: Option<MilliCelsius>,
     pub crit_millicelsius: Option<MilliCelsius>,
     pub crit_hyst_millicelsius: Option<MilliCelsius>,
+    /// Set when the channel failed this long ago: the value is then the held
+    /// estimate of [`held::HeldChannels`], never a measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_for_ms: Option<u64>,
 }
 
 /// One power channel (`powerN_*`).

@@ -5,7 +5,7 @@
 //! `energy_uj` is readable by root only (CVE-2020-8694): the meter says so
 //! once and carries on without RAPL power.
 
-use super::hwmon::{problem, read_int};
+use super::hwmon::{problem, read_int, read_text};
 use super::{Problem, ProblemKind, RaplReading};
 use maxwell_gossip::{MicroJoules, MicroWatts};
 use std::collections::BTreeMap;
@@ -79,9 +79,10 @@ impl RaplMeter {
                 return None;
             }
         };
-        let name = std::fs::read_to_string(dir.join("name"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| zone.to_string());
+        let name = read_text(&dir.join("name"))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| zone.to_string());
         let range = read_int(&dir.join("max_energy_range_uj"), &(1..=i64::MAX))
             .map_err(|p| problems.push(p))
             .ok()

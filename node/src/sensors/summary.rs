@@ -36,6 +36,9 @@ pub struct Hottest {
     pub chip: String,
     pub sensor: String,
     pub label: Option<String>,
+    /// Set when the channel has failed: the value is held (`sensors::held`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_for_ms: Option<u64>,
 }
 
 /// A power figure and where it came from.
@@ -173,5 +176,6 @@ fn hottest(temps: &[TempReading], default: MilliCelsius, exclude: &[String]) -> 
             chip: t.chip.clone(),
             sensor: t.sensor.clone(),
             label: t.label.clone(),
+            held_for_ms: t.held_for_ms,
         })
 }

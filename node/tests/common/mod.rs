@@ -49,7 +49,7 @@ pub fn free_port() -> u16 {
 pub struct Agent {
     pub child: Child,
     pub addr: SocketAddr,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Agent {
@@ -92,11 +92,7 @@ impl Agent {
 
     /// An agent spawned by the caller (with its data dir), once healthy.
     pub fn adopt(child: Child, addr: SocketAddr, data: tempfile::TempDir) -> Self {
-        let mut agent = Self {
-            child,
-            addr,
-            _data: data,
-        };
+        let mut agent = Self { child, addr, data };
         let deadline = Instant::now() + Duration::from_secs(20);
         while client::get(addr, "/healthz", Duration::from_millis(200)).is_err() {
             assert!(
@@ -107,6 +103,19 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(20));
         }
         agent
+    }
+
+    /// The agent's data dir (its host key and API token).
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The API with the token the agent wrote into its data dir.
+    pub fn api(&self) -> client::Api {
+        client::Api {
+            addr: self.addr,
+            token: client::read_token(None, self.data_dir()).expect("token"),
+        }
     }
 
     pub fn status(&self) -> Status {

@@ -8,7 +8,6 @@
 //! internal error and the guest shows as `Exited` with that reason. On a
 //! hardware-virtualised host the same path boots normally.
 
-use std::fs::File;
 use std::io::{Seek, SeekFrom};
 
 use kvm_bindings::{kvm_pit_config, kvm_regs, KVM_PIT_SPEAKER_DUMMY};
@@ -114,7 +113,8 @@ pub(super) fn prepare(
 }
 
 fn load_kernel(mem: &GuestMemoryMmap, boot: &LinuxBoot) -> Result<KernelLoaderResult> {
-    let mut f = File::open(&boot.kernel).map_err(|e| kernel_err(boot, e.to_string()))?;
+    let mut f = crate::kernel_dir::open_beneath(&boot.kernel_dir, &boot.kernel)
+        .map_err(|e| kernel_err(boot, e.to_string()))?;
     let elf = Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM)));
     if let Ok(r) = elf {
         return Ok(r);

@@ -1,5 +1,14 @@
 //! The operator HTTP API: `/v1/status`, `/v1/members`, `/v1/guests` ([`crate::guests`]),
-//! `/metrics`, `/healthz`.
+//! `/metrics`, `/healthz`, and `/v1/emulated` on emulated nodes only.
+//!
+//! Every request passes [`auth::gate`] first; [`serve::serve`] bounds
+//! connections and times out slow or idle ones. Errors are one JSON shape,
+//! `{"error": "..."}` (guest actions add `"state_changed"`).
+
+pub mod auth;
+pub mod serve;
+
+pub use auth::{ApiConfig, AuthMode, RawApi, Token};
 
 use crate::sensors::Snapshot;
 use crate::state::{AppState, NodeInfo};
@@ -61,16 +70,23 @@ pub struct Members {
     pub unverified_peers: usize,
 }
 
-/// Builds the router over shared state.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+/// Builds the router over shared state. `/v1/emulated` exists only when the
+/// sensors are emulated: on real sensors no request can touch what is reported.
+pub fn router(state: Arc<AppState>, emulated: bool) -> Router {
+    let mut r = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/members", get(members))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/v1/emulated", get(get_emulated).put(put_emulated))
-        .merge(crate::guests::routes())
+        .route("/healthz", get(healthz));
+    if emulated {
+        r = r.route("/v1/emulated", get(get_emulated).put(put_emulated));
+    }
+    r.merge(crate::guests::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::gate,
+        ))
         .with_state(state)
 }
 
@@ -107,29 +123,41 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `GET /healthz`: 200 while the sensor loop completes reads, 503 once its
+/// last read is older than [`AppState::sensor_stuck_after`].
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let age = state.sensor_age();
+    let limit = state.sensor_stuck_after();
+    let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+    if age <= limit {
+        Json(serde_json::json!({ "status": "ok", "sensor_age_ms": age_ms })).into_response()
+    } else {
+        let body = serde_json::json!({
+            "status": "unhealthy",
+            "sensor_age_ms": age_ms,
+            "error": format!("the sensor loop has not completed a read for {} s", age.as_secs()),
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
-async fn not_found() -> (StatusCode, &'static str) {
-    (
+async fn not_found() -> Response {
+    error(
         StatusCode::NOT_FOUND,
-        "not found: try /v1/status, /v1/members, /v1/guests, /metrics, /healthz\n",
+        "not found: try /v1/status, /v1/members, /v1/guests, /metrics, /healthz".into(),
     )
 }
 
-fn json_error(code: StatusCode, message: String) -> Response {
+/// The API's one error shape.
+pub fn error(code: StatusCode, message: String) -> Response {
     (code, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// `GET /v1/emulated`: the emulated host's parameters (409 on real sensors).
+/// `GET /v1/emulated`: the emulated host's parameters.
 async fn get_emulated(State(state): State<Arc<AppState>>) -> Response {
     match state.emulated() {
         Some(p) => Json(emulated_doc(&p)).into_response(),
-        None => json_error(
-            StatusCode::CONFLICT,
-            "sensors are real, not emulated".into(),
-        ),
+        None => not_found().await,
     }
 }
 
@@ -138,21 +166,18 @@ async fn get_emulated(State(state): State<Arc<AppState>>) -> Response {
 /// `[emulated]` config section; absent ones keep their value.
 async fn put_emulated(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let Some(current) = state.emulated() else {
-        return json_error(
-            StatusCode::CONFLICT,
-            "sensors are real, not emulated".into(),
-        );
+        return not_found().await;
     };
     let raw: crate::config::RawEmulated = match serde_json::from_slice(&body) {
         Ok(raw) => raw,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("bad body: {e}")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad body: {e}")),
     };
     match raw.validate_over(current) {
         Ok(params) => {
             state.request_emulated(params);
             Json(emulated_doc(&params)).into_response()
         }
-        Err(e) => json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 

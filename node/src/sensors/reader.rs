@@ -1,0 +1,85 @@
+//! The sensor hub on a thread of its own. A read that never returns (a hung
+//! driver, a stuck mount) stalls that thread only: the agent's loop, gossip,
+//! the API and shutdown go on, and `/healthz` turns unhealthy as the last
+//! snapshot ages. The thread is never joined, so it cannot hold up exit.
+
+use super::hub::SensorHub;
+use super::Snapshot;
+use crate::config::EmulatedParams;
+use std::time::{Duration, Instant};
+
+/// Work for the sensor thread, done in order.
+#[derive(Debug)]
+enum Job {
+    Read { now: Duration, wall_ms: u64 },
+    Emulated(EmulatedParams),
+    ExcludeChips(Vec<String>),
+}
+
+/// The agent's handle on the sensor thread.
+#[derive(Debug)]
+pub struct Reader {
+    jobs: std::sync::mpsc::Sender<Job>,
+    snapshots: tokio::sync::mpsc::Receiver<Snapshot>,
+    pending_since: Option<Instant>,
+}
+
+impl Reader {
+    /// Moves `hub` onto a new thread, `sensor-reader`.
+    pub fn spawn(mut hub: SensorHub) -> std::io::Result<Self> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
+        let (snap_tx, snapshots) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("sensor-reader".into())
+            .spawn(move || {
+                for job in job_rx {
+                    match job {
+                        Job::Read { now, wall_ms } => {
+                            if snap_tx.blocking_send(hub.read(now, wall_ms)).is_err() {
+                                return;
+                            }
+                        }
+                        Job::Emulated(p) => {
+                            hub.set_emulated_params(p);
+                        }
+                        Job::ExcludeChips(chips) => hub.set_exclude_chips(chips),
+                    }
+                }
+            })?;
+        Ok(Self {
+            jobs,
+            snapshots,
+            pending_since: None,
+        })
+    }
+
+    /// Asks for a read. While one is still running no other is queued: the
+    /// error is how long the running one has taken.
+    pub fn request(&mut self, now: Duration, wall_ms: u64) -> Result<(), Duration> {
+        if let Some(since) = self.pending_since {
+            return Err(since.elapsed());
+        }
+        // A send fails only if the thread died; the snapshot then never
+        // comes and the health check reports it.
+        let _ = self.jobs.send(Job::Read { now, wall_ms });
+        self.pending_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The next finished read (cancel-safe, for `select!`).
+    pub async fn next(&mut self) -> Option<Snapshot> {
+        let snap = self.snapshots.recv().await;
+        self.pending_since = None;
+        snap
+    }
+
+    /// New emulated parameters, in force from the next read.
+    pub fn set_emulated(&self, params: EmulatedParams) {
+        let _ = self.jobs.send(Job::Emulated(params));
+    }
+
+    /// New chips to leave out, in force from the next read.
+    pub fn set_exclude_chips(&self, chips: Vec<String>) {
+        let _ = self.jobs.send(Job::ExcludeChips(chips));
+    }
+}
