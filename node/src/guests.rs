@@ -607,21 +607,26 @@ struct CapBody {
     cap: f64,
 }
 
+/// The `PUT /v1/guests/{id}/cap` body: `{"cap": <fraction in (0, 1]>}`.
+pub fn parse_cap_body(body: &[u8]) -> Result<CpuCap, ApiError> {
+    let body: CapBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("expected {{\"cap\": <fraction in (0, 1]>}}: {e}"))
+    })?;
+    CpuCap::new(body.cap).map_err(|e| match e {
+        VmmError::InvalidSpec { field, reason } => {
+            ApiError::bad_request(format!("{field}: {reason}"))
+        }
+        e => e.into(),
+    })
+}
+
 async fn cap(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Answer {
     state.guests.backend()?;
-    let body: CapBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"cap\": <fraction in (0, 1]>}}: {e}"))
-    })?;
-    let cap = CpuCap::new(body.cap).map_err(|e| match e {
-        VmmError::InvalidSpec { field, reason } => {
-            ApiError::bad_request(format!("{field}: {reason}"))
-        }
-        e => e.into(),
-    })?;
+    let cap = parse_cap_body(&body)?;
     let g = state
         .guests
         .act(&id, move |b, id| {

@@ -34,6 +34,16 @@ pub fn render(state: &AppState) -> String {
         "Sensor periods completed",
         state.counters.sensor_reads.clone(),
     );
+    reg.register(
+        "maxwell_api_refused",
+        "API requests refused before any handler ran, by reason",
+        state.counters.api_refused.clone(),
+    );
+    reg.register(
+        "maxwell_api_connections_refused",
+        "API connections closed at accept because api.max_connections were open",
+        state.counters.api_connections_refused.clone(),
+    );
     gossip_metrics(&mut reg, state);
     price_metrics(&mut reg, state);
     guest_metrics(&mut reg, state);

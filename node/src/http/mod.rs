@@ -126,18 +126,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /healthz`: 200 while the sensor loop completes reads, 503 once its
 /// last read is older than [`AppState::sensor_stuck_after`].
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let age = state.sensor_age();
-    let limit = state.sensor_stuck_after();
+    let (code, body) = health(state.sensor_age(), state.sensor_stuck_after());
+    (code, Json(body)).into_response()
+}
+
+/// The health answer for a sensor loop whose last read is `age` old.
+fn health(age: std::time::Duration, limit: std::time::Duration) -> (StatusCode, serde_json::Value) {
     let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
     if age <= limit {
-        Json(serde_json::json!({ "status": "ok", "sensor_age_ms": age_ms })).into_response()
+        let body = serde_json::json!({ "status": "ok", "sensor_age_ms": age_ms });
+        (StatusCode::OK, body)
     } else {
         let body = serde_json::json!({
             "status": "unhealthy",
             "sensor_age_ms": age_ms,
             "error": format!("the sensor loop has not completed a read for {} s", age.as_secs()),
         });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
@@ -168,17 +173,24 @@ async fn put_emulated(State(state): State<Arc<AppState>>, body: axum::body::Byte
     let Some(current) = state.emulated() else {
         return not_found().await;
     };
-    let raw: crate::config::RawEmulated = match serde_json::from_slice(&body) {
-        Ok(raw) => raw,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad body: {e}")),
-    };
-    match raw.validate_over(current) {
+    match parse_emulated_body(&body, current) {
         Ok(params) => {
             state.request_emulated(params);
             Json(emulated_doc(&params)).into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
+}
+
+/// The `PUT /v1/emulated` body over the parameters in force; a bad body is
+/// one line saying why.
+pub fn parse_emulated_body(
+    body: &[u8],
+    current: crate::config::EmulatedParams,
+) -> Result<crate::config::EmulatedParams, String> {
+    let raw: crate::config::RawEmulated =
+        serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))?;
+    raw.validate_over(current).map_err(|e| e.to_string())
 }
 
 fn emulated_doc(p: &crate::config::EmulatedParams) -> serde_json::Value {
@@ -192,4 +204,27 @@ fn emulated_doc(p: &crate::config::EmulatedParams) -> serde_json::Value {
         "critical_celsius": p.critical.as_celsius(),
         "extra_load": p.extra_load,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_stuck_sensor_loop_is_unhealthy() {
+        let limit = Duration::from_secs(5);
+        let (code, body) = health(Duration::from_millis(300), limit);
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (StatusCode::OK, Some("ok"))
+        );
+        let (code, body) = health(Duration::from_secs(12), limit);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["sensor_age_ms"], 12_000);
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("12 s")),
+            "{body}"
+        );
+    }
 }

@@ -16,6 +16,25 @@ enum Job {
     ExcludeChips(Vec<String>),
 }
 
+/// What the sensor thread reads: the [`SensorHub`], or a test's stand-in.
+pub trait Source: Send + 'static {
+    fn read(&mut self, now: Duration, wall_ms: u64) -> Snapshot;
+    fn set_emulated(&mut self, params: EmulatedParams);
+    fn set_exclude_chips(&mut self, chips: Vec<String>);
+}
+
+impl Source for SensorHub {
+    fn read(&mut self, now: Duration, wall_ms: u64) -> Snapshot {
+        SensorHub::read(self, now, wall_ms)
+    }
+    fn set_emulated(&mut self, params: EmulatedParams) {
+        self.set_emulated_params(params);
+    }
+    fn set_exclude_chips(&mut self, chips: Vec<String>) {
+        SensorHub::set_exclude_chips(self, chips);
+    }
+}
+
 /// The agent's handle on the sensor thread.
 #[derive(Debug)]
 pub struct Reader {
@@ -26,7 +45,7 @@ pub struct Reader {
 
 impl Reader {
     /// Moves `hub` onto a new thread, `sensor-reader`.
-    pub fn spawn(mut hub: SensorHub) -> std::io::Result<Self> {
+    pub fn spawn(mut hub: impl Source) -> std::io::Result<Self> {
         let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
         let (snap_tx, snapshots) = tokio::sync::mpsc::channel(1);
         std::thread::Builder::new()
@@ -39,9 +58,7 @@ impl Reader {
                                 return;
                             }
                         }
-                        Job::Emulated(p) => {
-                            hub.set_emulated_params(p);
-                        }
+                        Job::Emulated(p) => hub.set_emulated(p),
                         Job::ExcludeChips(chips) => hub.set_exclude_chips(chips),
                     }
                 }
@@ -81,5 +98,59 @@ impl Reader {
     /// New chips to leave out, in force from the next read.
     pub fn set_exclude_chips(&self, chips: Vec<String>) {
         let _ = self.jobs.send(Job::ExcludeChips(chips));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Reads once, then blocks until released, like a hung driver.
+    struct Hangs {
+        first: Option<Snapshot>,
+        release: mpsc::Receiver<()>,
+    }
+
+    impl Source for Hangs {
+        fn read(&mut self, _: Duration, _: u64) -> Snapshot {
+            if let Some(s) = self.first.take() {
+                return s;
+            }
+            let _ = self.release.recv();
+            panic!("released: the test is over");
+        }
+        fn set_emulated(&mut self, _: EmulatedParams) {}
+        fn set_exclude_chips(&mut self, _: Vec<String>) {}
+    }
+
+    #[tokio::test]
+    async fn a_read_that_never_returns_blocks_only_its_thread() {
+        let config = crate::config::RawConfig::default()
+            .validate()
+            .expect("defaults");
+        let mut hub = SensorHub::new(&crate::config::Config {
+            sensors: crate::config::SensorConfig {
+                mode: crate::config::SensorMode::Emulated,
+                ..config.sensors.clone()
+            },
+            ..config
+        })
+        .expect("hub");
+        let (_release, rx) = mpsc::channel();
+        let mut reader = Reader::spawn(Hangs {
+            first: Some(hub.read(Duration::ZERO, 1)),
+            release: rx,
+        })
+        .expect("spawn");
+        reader.request(Duration::ZERO, 1).expect("first request");
+        assert!(reader.next().await.is_some(), "the first read returns");
+        reader.request(Duration::ZERO, 2).expect("second request");
+        // The second hangs: no snapshot, and no second read is queued behind it.
+        let waited = tokio::time::timeout(Duration::from_millis(300), reader.next()).await;
+        assert!(waited.is_err(), "no snapshot from a hung read");
+        assert!(reader.request(Duration::ZERO, 3).is_err(), "still running");
+        // Dropping the handle does not wait for the thread.
+        drop(reader);
     }
 }

@@ -138,7 +138,15 @@ impl Agent {
         }
     }
 
-    fn signal(mut self, sig: i32) -> Option<i32> {
+    /// Sends `sig` and returns at once.
+    pub fn kill(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Sends `sig` and waits for the exit code.
+    pub fn signal(mut self, sig: i32) -> Option<i32> {
         let pid = i32::try_from(self.child.id()).expect("pid");
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid, sig) };

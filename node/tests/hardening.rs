@@ -1,0 +1,837 @@
+//! The hardening issue, item by item, against the real binary: the API's
+//! authentication, admission, kernel confinement, connection limits,
+//! fail-safe sensors, reads that cannot hang, the data dir, and signals.
+//! Each test failed on the code before the fix.
+
+mod common;
+
+use common::{copy_tree, free_port, free_udp_port, testdata, Agent};
+use maxwell_gossip::MilliCelsius;
+use maxwell_node::client;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_maxwell");
+const T: Duration = Duration::from_secs(10);
+const SPEC: &str =
+    r#"{"name":"t","kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","cap":0.1}"#;
+
+/// An agent on emulated sensors with the process backend, plus `extra` flags.
+fn emulated_agent(extra: &[&str]) -> Agent {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let child = Command::new(BIN)
+        .args([
+            "agent",
+            "--sensors",
+            "emulated",
+            "--guest-backend",
+            "process",
+        ])
+        .args(["--sensor-interval-ms", "200", "--http", &addr.to_string()])
+        .args(["--gossip-preset", "test"])
+        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    Agent::adopt(child, addr, data)
+}
+
+/// One raw HTTP/1.1 request; the status code and the body.
+fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, T).expect("connect");
+    s.set_read_timeout(Some(T)).expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {out:?}"));
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+fn bearer(agent: &Agent) -> String {
+    let token = std::fs::read_to_string(agent.data_dir().join("api.token")).expect("token");
+    format!("Bearer {}", token.trim())
+}
+
+fn metrics(agent: &Agent) -> String {
+    client::get(agent.addr, "/metrics", T).expect("metrics")
+}
+
+fn inlet(agent: &Agent) -> f64 {
+    let (code, body) = raw(agent.addr, "GET", "/v1/emulated", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["inlet_celsius"].as_f64().expect("inlet")
+}
+
+#[test]
+fn mutating_routes_need_the_token_json_and_their_own_origin() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = emulated_agent(&[]);
+    let token_file = agent.data_dir().join("api.token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the token is the owner's only");
+    let auth = bearer(&agent);
+    let json = ("Content-Type", "application/json");
+
+    // The browser "simple request" that used to start a guest.
+    let plain = [
+        ("Content-Type", "text/plain"),
+        ("Origin", "http://evil.example"),
+    ];
+    let (code, _) = raw(agent.addr, "POST", "/v1/guests", &plain, SPEC);
+    assert_eq!(code, 401);
+    let (code, _) = raw(agent.addr, "POST", "/v1/guests", &[json], SPEC);
+    assert_eq!(code, 401, "no token");
+    let (code, _) = raw(
+        agent.addr,
+        "POST",
+        "/v1/guests",
+        &[json, ("Authorization", "Bearer 00")],
+        SPEC,
+    );
+    assert_eq!(code, 401, "wrong token");
+    let with_token = ("Authorization", auth.as_str());
+    let (code, _) = raw(
+        agent.addr,
+        "POST",
+        "/v1/guests",
+        &[with_token, ("Content-Type", "text/plain")],
+        SPEC,
+    );
+    assert_eq!(code, 415, "JSON only");
+    let (code, _) = raw(
+        agent.addr,
+        "POST",
+        "/v1/guests",
+        &[with_token, json, ("Origin", "http://evil.example")],
+        SPEC,
+    );
+    assert_eq!(code, 403, "foreign origin");
+    // DNS rebinding: a name the attacker controls, pointing at us.
+    let (code, _) = raw(
+        agent.addr,
+        "GET",
+        "/v1/status",
+        &[("Host", "rebind.evil.example:7070")],
+        "",
+    );
+    assert_eq!(code, 403);
+    let (code, body) = raw(agent.addr, "GET", "/v1/guests", &[], "");
+    assert_eq!(code, 200, "reads stay open by default: {body}");
+    assert!(
+        body.contains("\"guests\":[]"),
+        "nothing was started: {body}"
+    );
+
+    // Forging the emulated host (and so this node's signed reports) needs the token too.
+    let before = inlet(&agent);
+    let (code, _) = raw(
+        agent.addr,
+        "PUT",
+        "/v1/emulated",
+        &[json],
+        r#"{"inlet_celsius": 55}"#,
+    );
+    assert_eq!(code, 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inlet(&agent), before);
+
+    // The real thing, as the CLI on the host does it.
+    let origin = format!("http://{}", agent.addr);
+    let (code, body) = raw(
+        agent.addr,
+        "POST",
+        "/v1/guests",
+        &[with_token, json, ("Origin", &origin)],
+        SPEC,
+    );
+    assert_eq!(code, 200, "{body}");
+    let out = Command::new(BIN)
+        .args(["guests", "--http", &agent.addr.to_string(), "kill", "g1"])
+        .arg("--data-dir")
+        .arg(agent.data_dir())
+        .output()
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let m = metrics(&agent);
+    for reason in [
+        "missing_token",
+        "wrong_token",
+        "not_json",
+        "foreign_origin",
+        "bad_host",
+    ] {
+        assert!(
+            m.contains(&format!("maxwell_api_refused_total{{reason=\"{reason}\"}}")),
+            "{reason}: {m}"
+        );
+    }
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn reads_can_go_behind_the_token_and_no_auth_is_loopback_only() {
+    let agent = emulated_agent(&["--set", "api.auth_reads=true"]);
+    let (code, _) = raw(agent.addr, "GET", "/v1/status", &[], "");
+    assert_eq!(code, 401);
+    let auth = bearer(&agent);
+    let (code, _) = raw(
+        agent.addr,
+        "GET",
+        "/v1/status",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(code, 200);
+    let (code, _) = raw(agent.addr, "GET", "/healthz", &[], "");
+    assert_eq!(code, 200, "liveness probes need no token");
+    let out = Command::new(BIN)
+        .args(["status", "--http", &agent.addr.to_string()])
+        .arg("--data-dir")
+        .arg(agent.data_dir())
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "the CLI presents the token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(agent.terminate(), Some(0));
+
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "--http",
+            "0.0.0.0:7070",
+            "--set",
+            "api.auth=\"none\"",
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("api.auth") && err.contains("not loopback"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_emulated_route_exists_only_on_emulated_nodes() {
+    let tree = tempfile::tempdir().expect("tempdir");
+    copy_tree(&testdata("intel-xeon"), tree.path());
+    let agent = Agent::start(BIN, tree.path(), &[]);
+    let auth = bearer(&agent);
+    let (code, _) = raw(
+        agent.addr,
+        "PUT",
+        "/v1/emulated",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"inlet_celsius": 55}"#,
+    );
+    assert_eq!(code, 404);
+    assert_eq!(raw(agent.addr, "GET", "/v1/emulated", &[], "").0, 404);
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn guests_are_admitted_only_while_they_fit_the_host() {
+    let agent = emulated_agent(&["--set", "guests.cpu_fraction=1.0"]);
+    let api = agent.api();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec = |vcpus: usize, mib: u64| {
+        format!(
+            r#"{{"kind":"workload","vcpus":{vcpus},"memory_mib":{mib},"payload":"count","cap":0.05}}"#
+        )
+    };
+    let refused = |body: &str| match api.post("/v1/guests", body, T) {
+        Err(client::ClientError::Status { status, body, .. }) => {
+            assert!(status.contains("409"), "{status}: {body}");
+            body
+        }
+        other => panic!("admitted: {other:?}"),
+    };
+    // The attack: 64 vCPUs and 11 000 MiB, ten times over.
+    let body = refused(&spec(64, 16));
+    assert!(
+        body.contains("admission refused") && body.contains("vCPUs"),
+        "{body}"
+    );
+    let body = refused(&spec(1, 60_000));
+    assert!(
+        body.contains("admission refused") && body.contains("MiB"),
+        "{body}"
+    );
+    // Exactly one per core fits; one more does not.
+    for _ in 0..cores {
+        api.post("/v1/guests", &spec(1, 4), T).expect("fits");
+    }
+    refused(&spec(1, 4));
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn kernels_load_only_from_the_kernel_dir() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let kernels = root.path().join("kernels");
+    std::fs::create_dir(&kernels).expect("mkdir");
+    std::fs::write(kernels.join("vmlinux"), b"\x7fELF fake").expect("write");
+    std::os::unix::fs::symlink("/etc/passwd", kernels.join("escape")).expect("link");
+    let linux = |kernel: &str| {
+        format!(r#"{{"kind":"linux","vcpus":1,"memory_mib":64,"kernel":"{kernel}"}}"#)
+    };
+
+    // No kernel dir: no Linux guests at all, whatever the path.
+    let agent = emulated_agent(&[]);
+    let api = agent.api();
+    let err = api
+        .post("/v1/guests", &linux("/etc/passwd"), T)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("kernel_dir"), "{err}");
+    assert_eq!(agent.terminate(), Some(0));
+
+    let dir = format!("guests.kernel_dir=\"{}\"", kernels.display());
+    let agent = emulated_agent(&["--set", &dir]);
+    let api = agent.api();
+    let answer = |k: &str| {
+        api.post("/v1/guests", &linux(k), T)
+            .expect_err("not started")
+            .to_string()
+    };
+    // Outside paths all get the same answer: nothing tells which exist.
+    let outside: Vec<String> = [
+        "/etc/passwd",
+        "/nonexistent/vmlinux",
+        "/etc",
+        "../kernels/vmlinux",
+    ]
+    .iter()
+    .map(|k| answer(k))
+    .collect();
+    assert!(
+        outside
+            .iter()
+            .all(|e| e.contains("must name a file inside")),
+        "{outside:?}"
+    );
+    assert!(
+        outside
+            .iter()
+            .all(|e| !e.contains("regular") && !e.contains("No such")),
+        "{outside:?}"
+    );
+    let escape = answer("escape");
+    assert!(
+        escape.contains("outside") || escape.contains("symlink"),
+        "{escape}"
+    );
+    // A kernel inside the dir is found; this host's backend cannot boot it.
+    let inside = answer("vmlinux");
+    assert!(
+        inside.contains("unsupported by the process backend"),
+        "{inside}"
+    );
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn half_sent_and_surplus_connections_are_closed() {
+    let agent = emulated_agent(&[
+        "--set",
+        "api.header_timeout_ms=300",
+        "--set",
+        "api.max_connections=8",
+    ]);
+    let mut held: Vec<TcpStream> = (0..24)
+        .map(|_| {
+            let mut s = TcpStream::connect(agent.addr).expect("connect");
+            s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x")
+                .expect("half a request");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    // Every one of them is closed by the agent: the surplus at once, the
+    // rest when their headers do not arrive.
+    for s in &mut held {
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            // EOF, or whatever the agent said before closing.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("a half-sent request was held open: {e}"),
+        }
+    }
+    let health = client::get(agent.addr, "/healthz", T).expect("healthz answers");
+    assert!(health.contains("ok"), "{health}");
+    let m = metrics(&agent);
+    let refused = m
+        .lines()
+        .find(|l| l.starts_with("maxwell_api_connections_refused_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("counter");
+    assert!(refused >= 1.0, "{m}");
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn a_failed_sensor_never_makes_the_node_look_cooler() {
+    let tree = tempfile::tempdir().expect("tempdir");
+    copy_tree(&testdata("amd-epyc"), tree.path());
+    let hw = tree.path().join("hwmon/hwmon0");
+    std::fs::write(hw.join("temp4_input"), "94000\n").expect("write");
+    let agent = Agent::start(BIN, tree.path(), &[]);
+    let hot = agent.wait_for(|s| {
+        s.snapshot.summary.hottest.as_ref().map(|h| h.millicelsius) == Some(MilliCelsius(94_000))
+    });
+    let price = |s: &maxwell_node::http::Status| s.price.as_ref().map_or(0, |q| q.price_milli);
+    let before = price(&hot);
+    type Break = fn(&Path);
+    let breaks: [(&str, Break); 3] = [
+        ("garbage", |p| {
+            std::fs::write(p, "garbage\n").expect("write")
+        }),
+        ("deleted", |p| std::fs::remove_file(p).expect("rm")),
+        ("a directory", |p| {
+            std::fs::remove_file(p).expect("rm");
+            std::fs::create_dir(p).expect("mkdir")
+        }),
+    ];
+    for (what, break_it) in breaks {
+        let input = hw.join("temp4_input");
+        let _ = std::fs::remove_file(&input).or_else(|_| std::fs::remove_dir(&input));
+        std::fs::write(&input, "94000\n").expect("restore");
+        agent.wait_for(|s| {
+            s.snapshot
+                .summary
+                .hottest
+                .as_ref()
+                .is_some_and(|h| h.held_for_ms.is_none())
+        });
+        break_it(&input);
+        let s = agent.wait_for(|s| {
+            s.snapshot
+                .summary
+                .hottest
+                .as_ref()
+                .is_some_and(|h| h.held_for_ms.is_some())
+        });
+        let h = s.snapshot.summary.hottest.as_ref().expect("hottest");
+        assert!(h.millicelsius >= MilliCelsius(94_000), "{what}: {h:?}");
+        assert_eq!(h.sensor, "temp4", "{what}");
+        std::thread::sleep(Duration::from_millis(400));
+        let later = agent.status();
+        assert!(
+            price(&later) >= before,
+            "{what}: price fell from {before} to {}",
+            price(&later)
+        );
+    }
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("cstr");
+    // SAFETY: a valid path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Runs the binary with a deadline; a hang is a failure, not a stuck suite.
+fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("the agent hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn a_fifo_can_hang_neither_the_sensor_loop_nor_start_up() {
+    let tree = tempfile::tempdir().expect("tempdir");
+    copy_tree(&testdata("amd-epyc"), tree.path());
+    let agent = Agent::start(BIN, tree.path(), &[]);
+    let input = tree.path().join("hwmon/hwmon0/temp4_input");
+    std::fs::remove_file(&input).expect("rm");
+    mkfifo(&input);
+    let s = agent.wait_for(|s| {
+        s.snapshot
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("FIFO"))
+    });
+    let reads = |s: &maxwell_node::http::Status| s.snapshot.taken_at_unix_ms;
+    let first = reads(&s);
+    let later = agent.wait_for(|s| reads(s) > first + 300);
+    assert!(reads(&later) > first, "the sensor loop goes on");
+    let health = client::get(agent.addr, "/healthz", T).expect("healthy");
+    assert!(health.contains("\"ok\""), "{health}");
+    let start = Instant::now();
+    assert_eq!(agent.terminate(), Some(0));
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // A key file or an allowlist that is a FIFO: a clear refusal, no hang.
+    let data = tempfile::tempdir().expect("tempdir");
+    mkfifo(&data.path().join("node.key"));
+    let out = run_with_deadline(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--sensors",
+                "emulated",
+                "--http",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .arg("--data-dir")
+            .arg(data.path()),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("FIFO"), "{err}");
+    let data = tempfile::tempdir().expect("tempdir");
+    let allow = data.path().join("allow");
+    mkfifo(&allow);
+    let out = run_with_deadline(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--sensors",
+                "emulated",
+                "--http",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+            .arg("--data-dir")
+            .arg(data.path().join("d"))
+            .arg("--allowlist")
+            .arg(&allow),
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("FIFO"), "{err}");
+}
+
+/// Starts an agent on `data` and returns its stderr once it exits (it must).
+fn start_fails(data: &Path) -> String {
+    let out = run_with_deadline(
+        Command::new(BIN)
+            .args([
+                "agent",
+                "--sensors",
+                "emulated",
+                "--http",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+            .arg("--data-dir")
+            .arg(data),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success(), "the agent started");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("maxwell: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    errors[0].to_string()
+}
+
+#[test]
+fn the_data_dir_is_locked_checked_and_never_followed_out_of() {
+    use std::os::unix::fs::PermissionsExt;
+    // A second agent on the same data dir refuses and names the holder.
+    let agent = emulated_agent(&[]);
+    let err = start_fails(agent.data_dir());
+    assert!(err.contains(&format!("PID {}", agent.child.id())), "{err}");
+    assert_eq!(agent.terminate(), Some(0));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    assert!(start_fails(&data).contains("mode 0777"));
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+
+    // Planted links are not followed: the victim stays as it was.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").expect("write");
+    std::os::unix::fs::symlink(&victim, data.join("generation.tmp")).expect("plant");
+    std::os::unix::fs::symlink(&victim, data.join("generation")).expect("plant");
+    let err = start_fails(&data);
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+    std::fs::remove_file(data.join("generation")).expect("rm");
+
+    // A generation that is garbage, or past any real one, is refused, not replaced.
+    for (contents, says) in [
+        ("hello\n", "not a generation"),
+        ("18446744073709551615\n", "beyond any generation"),
+    ] {
+        std::fs::write(data.join("generation"), contents).expect("write");
+        let err = start_fails(&data);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(data.join("generation")).expect("read"),
+            contents
+        );
+    }
+    std::fs::remove_file(data.join("generation")).expect("rm");
+
+    // A directory named node.key, and a 100 kB one: short, one-line, no repeats.
+    std::fs::remove_file(data.join("node.key")).expect("rm the key the last start made");
+    std::fs::create_dir(data.join("node.key")).expect("mkdir");
+    let err = start_fails(&data);
+    assert!(
+        err.contains("is a directory, not a regular file") && !err.contains("mode"),
+        "{err}"
+    );
+    std::fs::remove_dir(data.join("node.key")).expect("rmdir");
+    std::fs::write(data.join("node.key"), "k".repeat(100_000)).expect("write");
+    std::fs::set_permissions(
+        data.join("node.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let err = start_fails(&data);
+    assert!(err.len() < 300, "{err}");
+    std::fs::remove_file(data.join("node.key")).expect("rm");
+    std::fs::create_dir(data.join("sub")).expect("mkdir");
+    std::fs::write(data.join("sub/x"), "").expect("write");
+    let err = start_fails(&data.join("sub/x/y"));
+    let repeats = err.matches("os error").count();
+    assert!(repeats <= 1, "the OS error is said once: {err}");
+}
+
+/// A tmpfs of `kib` KiB, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(kib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Self(dir))
+        } else {
+            println!("skipped the full-disk case: cannot mount a tmpfs here (needs root)");
+            None
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_refused_clearly_and_leaves_nothing_half_written() {
+    let Some(disk) = SmallDisk::mount(64) else {
+        return;
+    };
+    let data = disk.0.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    // The lock's page exists; then the disk fills up.
+    std::fs::write(data.join("lock"), "1\n").expect("lock");
+    let filler = disk.0.path().join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    while f.write_all(&[0u8; 4096]).is_ok() {}
+    drop(f);
+    let err = start_fails(&data);
+    assert!(err.contains("No space left"), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(&data)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["lock"], "no empty or partial key, no temporary file");
+    // Room again: the agent starts, with a whole key.
+    std::fs::remove_file(&filler).expect("rm");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = Command::new(BIN)
+        .args([
+            "agent",
+            "--sensors",
+            "emulated",
+            "--http",
+            &addr.to_string(),
+        ])
+        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client::get(addr, "/healthz", Duration::from_millis(200)).is_err() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "exited with room on the disk"
+        );
+        assert!(Instant::now() < deadline, "never healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let key = std::fs::read_to_string(data.join("node.key")).expect("key");
+    assert!(
+        key.starts_with("maxwell-ed25519-secret-v1\n") && key.len() > 90,
+        "{key}"
+    );
+}
+
+fn wait_log(log: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_sigquit_stops_cleanly_and_sigusr_is_ignored() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = scratch.path().join("maxwell.toml");
+    let data_path = data.path().to_path_buf();
+    let config = |gain: f64, gossip_port: u16| {
+        format!(
+            "data_dir = \"{}\"\nhttp_addr = \"{addr}\"\n[sensors]\nsource = \"emulated\"\ninterval_ms = 200\n\
+             [gossip]\npreset = \"test\"\nlisten_addr = \"127.0.0.1:{gossip_port}\"\n\
+             [guests]\nbackend = \"process\"\n[pricing]\nrelief_gain = {gain}\n",
+            data_path.display()
+        )
+    };
+    let gossip = free_udp_port();
+    std::fs::write(&cfg, config(0.5, gossip)).expect("write");
+    let log = scratch.path().join("agent.log");
+    let child = Command::new(BIN)
+        .arg("agent")
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let agent = Agent::adopt(child, addr, data);
+    agent.api().post("/v1/guests", SPEC, T).expect("guest");
+    let pid = agent.child.id();
+    let kids =
+        || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let guest_pids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    assert!(!guest_pids.is_empty(), "the process guest runs: {}", kids());
+
+    for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+        agent.kill(sig);
+    }
+    wait_log(&log, "SIGUSR2 ignored");
+    client::get(addr, "/healthz", T).expect("still serving");
+
+    std::fs::write(&cfg, config(0.7, free_udp_port())).expect("write");
+    agent.kill(libc::SIGHUP);
+    let line = wait_log(&log, "SIGHUP: configuration reloaded");
+    assert!(line.contains("applied=pricing"), "{line}");
+    assert!(line.contains("gossip (needs a restart)"), "{line}");
+    std::fs::write(&cfg, "this is not toml").expect("write");
+    agent.kill(libc::SIGHUP);
+    wait_log(&log, "nothing changed");
+    client::get(addr, "/healthz", T).expect("a bad reload changes nothing");
+
+    assert_eq!(
+        agent.signal(libc::SIGQUIT),
+        Some(0),
+        "SIGQUIT stops cleanly"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("signal=\"SIGQUIT\"") || text.contains("signal=SIGQUIT"),
+        "{text}"
+    );
+    assert!(text.contains("guests stopped"), "{text}");
+    for p in guest_pids {
+        let gone = !Path::new(&format!("/proc/{p}")).exists()
+            || std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") Z "));
+        assert!(gone, "guest process {p} outlived the agent");
+    }
+}
