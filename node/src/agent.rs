@@ -49,6 +49,8 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         Some(dir) => guests::load_specs(dir, config.guests.kernel_dir.as_deref())?,
         None => Vec::new(),
     };
+    // Handlers first: from here on no signal kills the agent by default.
+    let mut signals = Signals::install()?;
     raise_fd_limit();
     let data_dir = DataDir::open(&config.data_dir)?;
     let identity = Identity::load_or_create(&data_dir)?;
@@ -60,11 +62,14 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         }
     };
     let generation = data_dir.next_generation(unix_ms())?;
-    let mut hub = SensorHub::new(&config)?;
+    let hub_config = config.clone();
+    let (mut reader, first) = Reader::start(
+        move || SensorHub::new(&hub_config).map_err(|e| e.to_string()),
+        (config.sensors.interval * 3).max(Duration::from_secs(5)),
+    )
+    .map_err(anyhow::Error::msg)?;
     let start = Instant::now();
-    let first = hub.read(Duration::ZERO, unix_ms());
-    let emulated = hub.source() == crate::sensors::SourceKind::Emulated;
-    let mut reader = Reader::spawn(hub).context("cannot start the sensor thread")?;
+    let emulated = first.emulated;
     let guests = Arc::new(Guests::open(&config.guests)?);
     let gate = Gate {
         config: config.api.clone(),
@@ -85,17 +90,20 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
     guests.start_specs(specs).await?;
-    tracing::info!(
-        id = %identity.id(),
-        name = %config.name,
-        rack = %config.rack,
-        slot = config.slot,
-        http = %config.http_addr,
-        sensors = if emulated { "emulated" } else { first.source.as_str() },
-        guests = guests.backend_name().unwrap_or("disabled"),
-        "maxwell agent started"
-    );
-    let mut signals = Signals::install()?;
+    let clock: Clock = Arc::new(unix_ms);
+    let mesh = start_agent_mesh(
+        &config,
+        &identity,
+        Arc::clone(&state.gossip_stats),
+        generation,
+        clock,
+    )
+    .await?;
+    let mut pricer = Pricer::new(&config);
+    let price = pricer.update(&first, &config, &mesh, &state);
+    mesh.publish(&heat_of(&first, &config, price)).await?;
+    state.set_members(member_rows(&mesh, 0), mesh.counters());
+    // Serve once there is something true to say: status, price and self as a member.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let router = crate::http::router(Arc::clone(&state), emulated);
     let limits = crate::http::serve::Limits {
@@ -110,18 +118,16 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         state.counters.api_connections_refused.clone(),
         Duration::from_secs(5),
     ));
-    let clock: Clock = Arc::new(unix_ms);
-    let mesh = start_agent_mesh(
-        &config,
-        &identity,
-        Arc::clone(&state.gossip_stats),
-        generation,
-        clock,
-    )
-    .await?;
-    let mut pricer = Pricer::new(&config);
-    let price = pricer.update(&first, &config, &mesh, &state);
-    mesh.publish(&heat_of(&first, &config, price)).await?;
+    tracing::info!(
+        id = %identity.id(),
+        name = %config.name,
+        rack = %config.rack,
+        slot = config.slot,
+        http = %config.http_addr,
+        sensors = first.source.as_str(),
+        guests = guests.backend_name().unwrap_or("disabled"),
+        "maxwell agent started"
+    );
     let mut tick = tokio::time::interval(config.sensors.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; we just read.
@@ -178,7 +184,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     if let Err(e) = server.await {
         tracing::warn!(error = %e, "HTTP server task failed");
     }
-    // No request can start a guest any more: kill every one we run.
+    // Kill every guest; a request still in flight can start none after this.
     let stopped = guests.shutdown().await;
     tracing::info!(guests = stopped, "guests stopped");
     tracing::info!("stopped");

@@ -33,6 +33,9 @@ pub enum ClientError {
         status: String,
         body: String,
     },
+    /// The agent wants a token (or another one).
+    #[error("the agent at {addr} refused the request: {}", if *had_token { "wrong API token (is --data-dir or --token-file this agent's?)" } else { "it needs the API token; run as the agent's user, or pass --data-dir DIR (DIR/api.token) or --token-file" })]
+    Unauthorized { addr: SocketAddr, had_token: bool },
     /// The token file could not be read.
     #[error("cannot read the API token {path}: {source} (run as the agent's user, or pass --token-file)")]
     Token {
@@ -163,7 +166,14 @@ fn request(
     } else {
         body.to_string()
     };
-    if status_line.split_whitespace().nth(1) != Some("200") {
+    let code = status_line.split_whitespace().nth(1);
+    if code == Some("401") {
+        return Err(ClientError::Unauthorized {
+            addr,
+            had_token: token.is_some(),
+        });
+    }
+    if code != Some("200") {
         return Err(ClientError::Status {
             addr,
             status: status_line,

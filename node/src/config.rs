@@ -4,6 +4,7 @@
 //! Every option has a flag; a flag overrides the file. A bad value produces
 //! one [`ConfigError`] naming the field and the problem.
 
+use crate::fsutil::excerpt;
 use maxwell_gossip::{MicroWatts, MilliCelsius};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -315,10 +316,7 @@ impl Default for EmulatedParams {
 impl RawConfig {
     /// Reads and parses a TOML file; errors name the line.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_config_text(path)?;
         Self::from_toml(&text).map_err(|(line, message)| ConfigError::Parse {
             path: path.to_path_buf(),
             line,
@@ -337,10 +335,7 @@ impl RawConfig {
             return Ok(from_file);
         }
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?,
+            Some(p) => read_config_text(p)?,
             None => String::new(),
         };
         let set_err = |set: &str, message: String| ConfigError::Set {
@@ -389,16 +384,15 @@ impl RawConfig {
         let http_addr = http.parse().map_err(|_| {
             invalid(
                 "http_addr",
-                format!("{http:?} is not an address like 127.0.0.1:7070"),
+                format!(
+                    "{} is not an address like 127.0.0.1:7070",
+                    excerpt(http, 64)
+                ),
             )
         })?;
         if let Some(level) = &self.log_level {
-            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
-                invalid(
-                    "log_level",
-                    format!("{}: {e}", crate::fsutil::excerpt(level, 64)),
-                )
-            })?;
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| invalid("log_level", format!("{}: {e}", excerpt(level, 64))))?;
         }
         Ok(Config {
             name,
@@ -638,7 +632,10 @@ impl RawGossip {
         let listen_addr = listen.parse().map_err(|_| {
             invalid(
                 "gossip.listen_addr",
-                format!("{listen:?} is not an address like 0.0.0.0:7946"),
+                format!(
+                    "{} is not an address like 0.0.0.0:7946",
+                    excerpt(listen, 64)
+                ),
             )
         })?;
         let advertise_addr = match self.advertise_addr.as_deref() {
@@ -648,7 +645,10 @@ impl RawGossip {
                 _ => {
                     return Err(invalid(
                         "gossip.advertise_addr",
-                        format!("{a:?} must be a concrete address like 10.0.0.7:7946"),
+                        format!(
+                            "{} must be a concrete address like 10.0.0.7:7946",
+                            excerpt(a, 64)
+                        ),
                     ))
                 }
             },
@@ -661,7 +661,7 @@ impl RawGossip {
             if !ok {
                 return Err(invalid(
                     "gossip.seeds",
-                    format!("{seed:?} is not host:port"),
+                    format!("{} is not host:port", excerpt(seed, 64)),
                 ));
             }
         }
@@ -700,6 +700,24 @@ impl RawGossip {
             allowlist: self.allowlist,
         })
     }
+}
+
+/// A config file's text: a regular file (a FIFO is refused, not waited on;
+/// SIGHUP reads it on the agent's loop) of at most 1 MiB.
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let read = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = crate::fsutil::read_regular(path, 1 << 20, crate::fsutil::Links::Follow)
+        .map_err(read)?
+        .bytes;
+    String::from_utf8(bytes).map_err(|_| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })
 }
 
 /// Puts `value` (TOML, or a bare string) at the dotted `key` of `table`.
@@ -770,7 +788,10 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ConfigError> {
     } else {
         Err(invalid(
             field,
-            format!("{value:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"),
+            format!(
+                "{} must be 1 to 64 characters of letters, digits, '-', '_' or '.'",
+                excerpt(value, 64)
+            ),
         ))
     }
 }

@@ -4,15 +4,16 @@
 //! Rules, checked once at start (docs/operations.md, "Security"):
 //! - the dir is created with mode 0700; an existing one must be owned by the
 //!   agent's user and writable by no one else, or the agent refuses to start;
-//! - `lock` is `flock`ed for the life of the process and holds its PID: a
-//!   second agent on the same dir refuses to start and names the holder;
+//! - the dir itself is `flock`ed for the life of the process, and `lock`
+//!   holds the holder's PID: a second agent on the same dir refuses to start
+//!   and names it;
 //! - every file is opened with `O_NOFOLLOW`, must be a regular file, and is
 //!   written through [`fsutil::write_atomic`];
 //! - temporary files a crash left behind are removed once the lock is held.
 
 use crate::fsutil::{self, excerpt, Links, Replace};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ pub enum DataDirError {
 #[derive(Debug)]
 pub struct DataDir {
     path: PathBuf,
-    /// Held open for the `flock`; closing it releases the lock.
+    /// The dir, held open for the `flock`; closing it releases the lock.
     _lock: File,
 }
 
@@ -174,47 +175,40 @@ impl DataDir {
     }
 }
 
+/// Locks the directory itself (a lock file could be deleted from under us)
+/// and records our PID in `lock`, for the next agent's error message.
 fn take_lock(dir: &Path) -> Result<File, DataDirError> {
-    let path = dir.join(LOCK_FILE);
-    let file_err = |err| DataDirError::File {
-        path: path.clone(),
+    let io_err = |err| DataDirError::Io {
+        path: dir.to_path_buf(),
         err,
     };
-    let mut file = OpenOptions::new()
+    let handle = OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(file_err)?;
-    let meta = file.metadata().map_err(file_err)?;
-    if !meta.is_file() {
-        return Err(file_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("is {}, not a regular file", fsutil::kind_of(&meta)),
-        )));
-    }
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(io_err)?;
     // SAFETY: a valid open descriptor.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut text = String::new();
-            let _ = (&mut file).take(32).read_to_string(&mut text);
+            let pid = fsutil::read_regular(&dir.join(LOCK_FILE), 32, Links::Refuse)
+                .ok()
+                .and_then(|r| String::from_utf8_lossy(&r.bytes).trim().parse().ok());
             return Err(DataDirError::Locked {
                 path: dir.to_path_buf(),
-                pid: text.trim().parse().ok(),
+                pid,
             });
         }
-        return Err(file_err(err));
+        return Err(io_err(err));
     }
     let pid = format!("{}\n", std::process::id());
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(pid.as_bytes()))
-        .map_err(file_err)?;
-    Ok(file)
+    fsutil::write_atomic(dir, LOCK_FILE, pid.as_bytes(), 0o600, Replace::Yes).map_err(|err| {
+        DataDirError::File {
+            path: dir.join(LOCK_FILE),
+            err,
+        }
+    })?;
+    Ok(handle)
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&view(&statuses, started.elapsed()));
+        out.push_str(&format!(
+            "\nAPI tokens (needed to change an agent): {}/node*/api.token\n",
+            dir.display()
+        ));
         if let Some(e) = &event {
             out.push_str(e);
         }

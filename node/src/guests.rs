@@ -53,6 +53,8 @@ pub struct Guests {
     admission: Admission,
     /// Where Linux kernels load from.
     kernel_dir: Option<PathBuf>,
+    /// Set by [`Guests::shutdown`]: no start runs after it.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Admission limits: the totals of live guests' vCPUs and memory.
@@ -94,9 +96,8 @@ impl Admission {
 
     /// Whether `spec` fits beside the live guests `running`; else why not.
     pub fn admit(&self, running: &[GuestInfo], spec: &GuestSpec) -> Result<(), String> {
-        let live = running
-            .iter()
-            .filter(|g| matches!(g.state, GuestState::Running | GuestState::Paused));
+        // An exited guest keeps its memory until it is killed.
+        let live = running.iter().filter(|g| g.state != GuestState::Killed);
         let (vcpus, mib) = live.fold((0u64, 0u64), |(v, m), g| {
             (v + u64::from(g.vcpus), m + u64::from(g.memory_mib))
         });
@@ -138,6 +139,7 @@ impl Guests {
                 memory_fraction: 0.0,
             },
             kernel_dir: None,
+            closed: Arc::default(),
         }
     }
 
@@ -193,6 +195,7 @@ impl Guests {
             starter: Some(starter),
             admission,
             kernel_dir: cfg.kernel_dir.clone(),
+            closed: Arc::default(),
         })
     }
 
@@ -237,7 +240,15 @@ impl Guests {
     /// every earlier start); its first snapshot.
     pub async fn start(&self, spec: GuestSpec) -> Result<GuestInfo, ApiError> {
         let admission = self.admission;
+        let closed = Arc::clone(&self.closed);
         self.on_starter(move |b| {
+            if closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "the agent is shutting down".into(),
+                    state_changed: false,
+                });
+            }
             admission.admit(&b.list(), &spec).map_err(|why| ApiError {
                 status: StatusCode::CONFLICT,
                 message: why,
@@ -294,7 +305,13 @@ impl Guests {
         if self.backend.is_none() {
             return 0;
         }
-        match self.on_starter(|b| b.shutdown().len()).await {
+        // Queued behind every start already asked for; later ones are refused.
+        let closed = Arc::clone(&self.closed);
+        let stop = move |b: &dyn GuestBackend| {
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            b.shutdown().len()
+        };
+        match self.on_starter(stop).await {
             Ok(n) => n,
             Err(e) => {
                 // Only if the thread is gone; kill from here instead.
@@ -337,10 +354,12 @@ fn spawn_starter() -> std::io::Result<mpsc::Sender<Job>> {
 /// `g3` or `3`.
 pub fn parse_id(text: &str) -> Result<GuestId, String> {
     let digits = text.strip_prefix('g').unwrap_or(text);
-    digits
-        .parse::<u64>()
-        .map(GuestId)
-        .map_err(|_| format!("{text:?} is not a guest id (expected g<N> or <N>)"))
+    digits.parse::<u64>().map(GuestId).map_err(|_| {
+        format!(
+            "{} is not a guest id (expected g<N> or <N>)",
+            crate::fsutil::excerpt(text, 32)
+        )
+    })
 }
 
 // ---------------------------------------------------------------- specs

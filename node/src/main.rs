@@ -77,7 +77,12 @@ fn run(
                 load: Box::new(move || args.clone().into_config()),
                 log_level_flag,
             };
-            runtime()?.block_on(agent::run(config, reload))
+            let rt = runtime()?;
+            let result = rt.block_on(agent::run(config, reload));
+            // A blocking call still running (a guest call, a metrics render)
+            // must not hold up the exit.
+            rt.shutdown_timeout(Duration::from_secs(5));
+            result
         }
         Command::Status(q) => {
             let status: http::Status = q.token.api(q.http)?.get_json("/v1/status", timeout)?;

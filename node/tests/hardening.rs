@@ -278,9 +278,17 @@ fn the_emulated_route_exists_only_on_emulated_nodes() {
 
 #[test]
 fn guests_are_admitted_only_while_they_fit_the_host() {
-    let agent = emulated_agent(&["--set", "guests.cpu_fraction=1.0"]);
+    let agent = emulated_agent(&[
+        "--set",
+        "guests.cpu_fraction=1.0",
+        "--set",
+        "guests.memory_fraction=0.001",
+    ]);
     let api = agent.api();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Counted as the agent counts them.
+    // SAFETY: sysconf has no preconditions.
+    let cores =
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).expect("cores");
     let spec = |vcpus: usize, mib: u64| {
         format!(
             r#"{{"kind":"workload","vcpus":{vcpus},"memory_mib":{mib},"payload":"count","cap":0.05}}"#
@@ -416,6 +424,34 @@ fn half_sent_and_surplus_connections_are_closed() {
         .and_then(|v| v.parse::<f64>().ok())
         .expect("counter");
     assert!(refused >= 1.0, "{m}");
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn a_client_that_stops_reading_loses_its_connection() {
+    let agent = emulated_agent(&[
+        "--set",
+        "api.header_timeout_ms=300",
+        "--set",
+        "api.max_connections=1",
+    ]);
+    // Pipeline thousands of requests and never read an answer: the agent's
+    // writes block once the buffers are full.
+    let mut s = TcpStream::connect(agent.addr).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let one = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", agent.addr);
+    let _ = s.write_all(one.repeat(4000).as_bytes());
+    // The only slot is freed: a new client is served again.
+    let deadline = Instant::now() + T;
+    while client::get(agent.addr, "/healthz", Duration::from_secs(1)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "a stalled writer kept the only connection slot"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(s);
     assert_eq!(agent.terminate(), Some(0));
 }
 
@@ -607,7 +643,6 @@ fn the_data_dir_is_locked_checked_and_never_followed_out_of() {
     // Planted links are not followed: the victim stays as it was.
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "precious").expect("write");
-    std::os::unix::fs::symlink(&victim, data.join("generation.tmp")).expect("plant");
     std::os::unix::fs::symlink(&victim, data.join("generation")).expect("plant");
     let err = start_fails(&data);
     assert!(err.contains("symlink"), "{err}");

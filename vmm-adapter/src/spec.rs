@@ -232,7 +232,10 @@ impl RawGuestSpec {
             other => {
                 return Err(VmmError::invalid(
                     "kind",
-                    format!("unknown kind {other:?} (expected \"workload\" or \"linux\")"),
+                    format!(
+                        "unknown kind {:?} (expected \"workload\" or \"linux\")",
+                        shown(other)
+                    ),
                 ))
             }
         };
@@ -316,6 +319,11 @@ fn check_vcpus(n: u32) -> Result<NonZeroU8> {
         .ok_or_else(|| VmmError::invalid("vcpus", format!("{n} vCPUs is not in 1..={MAX_VCPUS}")))
 }
 
+/// At most 64 characters of a bad value, for an error message.
+fn shown(value: &str) -> String {
+    value.chars().take(MAX_NAME_LEN).collect()
+}
+
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
@@ -327,7 +335,10 @@ fn check_name(name: &str) -> Result<()> {
     } else {
         Err(VmmError::invalid(
             "name",
-            format!("{name:?}: use 1..={MAX_NAME_LEN} of [A-Za-z0-9._-]"),
+            format!(
+                "{:?}: use 1..={MAX_NAME_LEN} of [A-Za-z0-9._-]",
+                shown(name)
+            ),
         ))
     }
 }

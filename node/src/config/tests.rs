@@ -189,3 +189,46 @@ fn set_overrides_any_field_over_the_file() {
     let err = RawConfig::load(None, &["rack.x=1".to_string(), "rack=2".to_string()]).map(|_| ());
     assert!(err.is_err());
 }
+
+#[test]
+fn errors_quote_a_bounded_piece_of_a_huge_value() {
+    let huge = "x".repeat(100_000);
+    for text in [
+        format!("name = \"{huge}\""),
+        format!("http_addr = \"{huge}\""),
+        format!("[gossip]\nseeds = [\"{huge}\"]"),
+    ] {
+        let err = RawConfig::from_toml(&text)
+            .expect("parses")
+            .validate()
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.len() < 300, "{} bytes: {}", err.len(), &err[..200]);
+        assert!(err.contains("100000 bytes"), "{err}");
+    }
+}
+
+#[test]
+fn the_api_section_validates_against_the_bind_address() {
+    let raw = RawConfig::from_toml("http_addr = \"0.0.0.0:7070\"\n[api]\nauth = \"none\"\n")
+        .expect("parses");
+    let err = raw.validate().expect_err("refused").to_string();
+    assert!(err.contains("api.auth"), "{err}");
+    let ok = RawConfig::from_toml("[api]\nauth = \"none\"\nmax_connections = 4\n")
+        .expect("parses")
+        .validate()
+        .expect("loopback may go without auth");
+    assert_eq!(ok.api.max_connections, 4);
+    let err = RawConfig::from_toml("[guests]\ncpu_fraction = 0\n")
+        .expect("parses")
+        .validate()
+        .expect_err("zero")
+        .to_string();
+    assert!(err.contains("guests.cpu_fraction"), "{err}");
+    let err = RawConfig::from_toml("[guests]\nkernel_dir = \"kernels\"\n")
+        .expect("parses")
+        .validate()
+        .expect_err("relative")
+        .to_string();
+    assert!(err.contains("absolute"), "{err}");
+}

@@ -1,8 +1,8 @@
 //! Who may use the HTTP API (docs/operations.md, "Security").
 //!
-//! - Every request's `Host` must be `localhost`, an IP literal, this host's
-//!   name or one of `api.allowed_hosts`: a name an attacker controls (DNS
-//!   rebinding) is refused.
+//! - Every request carries exactly one `Host`, which must be `localhost`, an
+//!   IP literal, this host's name or one of `api.allowed_hosts`: a name an
+//!   attacker controls (DNS rebinding) is refused.
 //! - A mutating request (anything but GET and HEAD) needs
 //!   `Authorization: Bearer TOKEN`, `Content-Type: application/json`, and no
 //!   `Origin` other than the API's own: a browser's cross-site "simple
@@ -133,6 +133,20 @@ impl Token {
     /// Loads `DATA_DIR/api.token`, or creates it at first start.
     pub fn load_or_create(dir: &DataDir) -> Result<Self, DataDirError> {
         if let Some(read) = dir.read(TOKEN_FILE, 256)? {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = read.meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(DataDirError::File {
+                    path: dir.file(TOKEN_FILE),
+                    err: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "has mode {mode:04o}; it must be readable by its owner only (chmod 600 {})",
+                            dir.file(TOKEN_FILE).display()
+                        ),
+                    ),
+                });
+            }
             let text = String::from_utf8_lossy(&read.bytes);
             let t = text.trim();
             if t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -237,12 +251,13 @@ pub struct Gate {
 impl Gate {
     /// Decides one request from its method, path and headers.
     pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if let Some(host) = host {
-            if !self.host_allowed(host) {
-                return Err(Refusal::BadHost);
-            }
-        }
+        // Exactly one Host, and an allowed one: HTTP/1.1 requires it, and a
+        // request without one cannot be told from a rebinding attempt.
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let host = match (hosts.next().and_then(|h| h.to_str().ok()), hosts.next()) {
+            (Some(h), None) if self.host_allowed(h) => h,
+            _ => return Err(Refusal::BadHost),
+        };
         let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         let needs_token = mutating || (self.config.auth_reads && path != "/healthz");
         if needs_token {
@@ -250,7 +265,9 @@ impl Gate {
                 let offered = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|h| h.to_str().ok())
-                    .and_then(|h| h.strip_prefix("Bearer "));
+                    .and_then(|h| h.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t);
                 match offered {
                     None => return Err(Refusal::MissingToken),
                     Some(t) if !token.matches(t.trim()) => return Err(Refusal::WrongToken),
@@ -260,11 +277,12 @@ impl Gate {
         }
         if mutating {
             if let Some(origin) = headers.get(header::ORIGIN) {
+                // The API speaks plain HTTP: its own origin is http://HOST.
                 let same = origin
                     .to_str()
                     .ok()
-                    .and_then(|o| o.split_once("://"))
-                    .is_some_and(|(_, authority)| Some(authority) == host);
+                    .and_then(|o| o.strip_prefix("http://"))
+                    .is_some_and(|authority| authority.eq_ignore_ascii_case(host));
                 if !same {
                     return Err(Refusal::ForeignOrigin);
                 }
@@ -364,6 +382,12 @@ mod tests {
             Err(Refusal::ForeignOrigin)
         );
         assert_eq!(with(("origin", "null")), Err(Refusal::ForeignOrigin));
+        assert_eq!(
+            with(("origin", "https://127.0.0.1:7070")),
+            Err(Refusal::ForeignOrigin)
+        );
+        let lower = format!("bearer {}", "ab".repeat(32));
+        assert_eq!(with(("authorization", lower.as_str())), Ok(()));
         assert_eq!(with(("content-type", "text/plain")), Err(Refusal::NotJson));
         assert_eq!(
             with(("authorization", "Bearer nope")),
@@ -379,6 +403,16 @@ mod tests {
             Err(Refusal::MissingToken)
         );
         assert_eq!(g.check(&Method::GET, "/v1/status", &no_token), Ok(()));
+        assert_eq!(
+            g.check(&Method::GET, "/v1/status", &HeaderMap::new()),
+            Err(Refusal::BadHost)
+        );
+        let mut two = headers(&[("host", "127.0.0.1:7070")]);
+        two.append("host", "evil.example".parse().expect("v"));
+        assert_eq!(
+            g.check(&Method::GET, "/v1/status", &two),
+            Err(Refusal::BadHost)
+        );
     }
 
     #[test]
@@ -408,6 +442,20 @@ mod tests {
         for bad in ["evil.example", "127.0.0.1.nip.io:7070", "localhost.evil:1"] {
             assert!(!g.host_allowed(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_token_is_created_once_and_must_stay_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = DataDir::open(dir.path()).expect("open");
+        let a = Token::load_or_create(&d).expect("create");
+        assert_eq!(a.secret().len(), 64);
+        assert_eq!(Token::load_or_create(&d).expect("reuse"), a);
+        let path = d.file(TOKEN_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Token::load_or_create(&d).expect_err("readable by others").to_string();
+        assert!(err.contains("chmod 600"), "{err}");
     }
 
     #[test]

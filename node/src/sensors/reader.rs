@@ -44,13 +44,28 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Moves `hub` onto a new thread, `sensor-reader`.
-    pub fn spawn(mut hub: impl Source) -> std::io::Result<Self> {
+    /// Builds the source on a new thread, `sensor-reader`, and reads it once
+    /// there. Building and the first read must finish within `deadline`
+    /// (a hung driver at start is an error, not a hang); returns the handle
+    /// and the first snapshot.
+    pub fn start<S: Source>(
+        make: impl FnOnce() -> Result<S, String> + Send + 'static,
+        deadline: Duration,
+    ) -> Result<(Self, Snapshot), String> {
         let (jobs, job_rx) = std::sync::mpsc::channel::<Job>();
         let (snap_tx, snapshots) = tokio::sync::mpsc::channel(1);
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sensor-reader".into())
             .spawn(move || {
+                let mut hub = match make() {
+                    Ok(hub) => hub,
+                    Err(e) => {
+                        let _ = first_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = first_tx.send(Ok(hub.read(Duration::ZERO, crate::agent::unix_ms())));
                 for job in job_rx {
                     match job {
                         Job::Read { now, wall_ms } => {
@@ -62,12 +77,24 @@ impl Reader {
                         Job::ExcludeChips(chips) => hub.set_exclude_chips(chips),
                     }
                 }
-            })?;
-        Ok(Self {
+            })
+            .map_err(|e| format!("cannot start the sensor thread: {e}"))?;
+        let first = match first_rx.recv_timeout(deadline) {
+            Ok(first) => first?,
+            Err(_) => {
+                return Err(format!(
+                    "the first sensor read did not return within {} s (a hung driver?); \
+                     exclude the chip or fix the sensor",
+                    deadline.as_secs()
+                ))
+            }
+        };
+        let reader = Self {
             jobs,
             snapshots,
             pending_since: None,
-        })
+        };
+        Ok((reader, first))
     }
 
     /// Asks for a read. While one is still running no other is queued: the
@@ -117,40 +144,70 @@ mod tests {
             if let Some(s) = self.first.take() {
                 return s;
             }
+            // Blocks until the test drops its end, then reads nothing new.
             let _ = self.release.recv();
-            panic!("released: the test is over");
+            loop {
+                std::thread::park();
+            }
         }
         fn set_emulated(&mut self, _: EmulatedParams) {}
         fn set_exclude_chips(&mut self, _: Vec<String>) {}
     }
 
-    #[tokio::test]
-    async fn a_read_that_never_returns_blocks_only_its_thread() {
+    fn emulated_hub() -> SensorHub {
         let config = crate::config::RawConfig::default()
             .validate()
             .expect("defaults");
-        let mut hub = SensorHub::new(&crate::config::Config {
+        SensorHub::new(&crate::config::Config {
             sensors: crate::config::SensorConfig {
                 mode: crate::config::SensorMode::Emulated,
                 ..config.sensors.clone()
             },
             ..config
         })
-        .expect("hub");
-        let (_release, rx) = mpsc::channel();
-        let mut reader = Reader::spawn(Hangs {
-            first: Some(hub.read(Duration::ZERO, 1)),
-            release: rx,
-        })
-        .expect("spawn");
-        reader.request(Duration::ZERO, 1).expect("first request");
-        assert!(reader.next().await.is_some(), "the first read returns");
-        reader.request(Duration::ZERO, 2).expect("second request");
-        // The second hangs: no snapshot, and no second read is queued behind it.
+        .expect("hub")
+    }
+
+    #[tokio::test]
+    async fn a_read_that_never_returns_blocks_only_its_thread() {
+        let (release, rx) = mpsc::channel();
+        let first = emulated_hub().read(Duration::ZERO, 1);
+        let (mut reader, _) = Reader::start(
+            move || {
+                Ok(Hangs {
+                    first: Some(first),
+                    release: rx,
+                })
+            },
+            Duration::from_secs(5),
+        )
+        .expect("start");
+        // The first read was taken at start; the next one hangs.
+        reader.request(Duration::ZERO, 2).expect("request");
         let waited = tokio::time::timeout(Duration::from_millis(300), reader.next()).await;
         assert!(waited.is_err(), "no snapshot from a hung read");
-        assert!(reader.request(Duration::ZERO, 3).is_err(), "still running");
+        assert!(
+            reader.request(Duration::ZERO, 3).is_err(),
+            "no read queued behind it"
+        );
         // Dropping the handle does not wait for the thread.
         drop(reader);
+        drop(release);
+    }
+
+    #[test]
+    fn a_hung_first_read_is_an_error_at_start_not_a_hang() {
+        let (_release, rx) = mpsc::channel();
+        let err = Reader::start(
+            move || {
+                Ok(Hangs {
+                    first: None,
+                    release: rx,
+                })
+            },
+            Duration::from_millis(200),
+        )
+        .expect_err("hung");
+        assert!(err.contains("did not return"), "{err}");
     }
 }
