@@ -19,23 +19,31 @@ const T: Duration = Duration::from_secs(10);
 const SPEC: &str =
     r#"{"name":"t","kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","cap":0.1}"#;
 
-/// An agent on emulated sensors with the process backend, plus `extra` flags.
+/// `maxwell agent` on emulated sensors with the process backend, loopback
+/// ports and data dir `data`; and its HTTP address.
+fn agent_cmd(data: &Path) -> (Command, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "agent",
+        "--sensors",
+        "emulated",
+        "--guest-backend",
+        "process",
+    ])
+    .args(["--sensor-interval-ms", "200", "--http", &addr.to_string()])
+    .args(["--gossip-preset", "test"])
+    .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+    .arg("--data-dir")
+    .arg(data);
+    (cmd, addr)
+}
+
+/// A running [`agent_cmd`] agent with `extra` flags.
 fn emulated_agent(extra: &[&str]) -> Agent {
     let data = tempfile::tempdir().expect("tempdir");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(BIN)
-        .args([
-            "agent",
-            "--sensors",
-            "emulated",
-            "--guest-backend",
-            "process",
-        ])
-        .args(["--sensor-interval-ms", "200", "--http", &addr.to_string()])
-        .args(["--gossip-preset", "test"])
-        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
-        .arg("--data-dir")
-        .arg(data.path())
+    let (mut cmd, addr) = agent_cmd(data.path());
+    let child = cmd
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -563,60 +571,19 @@ fn a_fifo_can_hang_neither_the_sensor_loop_nor_start_up() {
     // A key file or an allowlist that is a FIFO: a clear refusal, no hang.
     let data = tempfile::tempdir().expect("tempdir");
     mkfifo(&data.path().join("node.key"));
-    let out = run_with_deadline(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--sensors",
-                "emulated",
-                "--http",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .arg("--data-dir")
-            .arg(data.path()),
-        Duration::from_secs(20),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("FIFO"), "{err}");
+    assert!(start_fails(data.path()).contains("FIFO"));
     let data = tempfile::tempdir().expect("tempdir");
     let allow = data.path().join("allow");
     mkfifo(&allow);
-    let out = run_with_deadline(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--sensors",
-                "emulated",
-                "--http",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
-            .arg("--data-dir")
-            .arg(data.path().join("d"))
-            .arg("--allowlist")
-            .arg(&allow),
-        Duration::from_secs(20),
-    );
+    let (mut cmd, _) = agent_cmd(&data.path().join("d"));
+    let out = run_with_deadline(cmd.arg("--allowlist").arg(&allow), Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("FIFO"), "{err}");
 }
 
 /// Starts an agent on `data` and returns its stderr once it exits (it must).
 fn start_fails(data: &Path) -> String {
-    let out = run_with_deadline(
-        Command::new(BIN)
-            .args([
-                "agent",
-                "--sensors",
-                "emulated",
-                "--http",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
-            .arg("--data-dir")
-            .arg(data),
-        Duration::from_secs(20),
-    );
+    let out = run_with_deadline(&mut agent_cmd(data).0, Duration::from_secs(20));
     assert!(!out.status.success(), "the agent started");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("maxwell: ")).collect();
@@ -744,18 +711,8 @@ fn a_full_disk_is_refused_clearly_and_leaves_nothing_half_written() {
     assert_eq!(left, ["lock"], "no empty or partial key, no temporary file");
     // Room again: the agent starts, with a whole key.
     std::fs::remove_file(&filler).expect("rm");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = Command::new(BIN)
-        .args([
-            "agent",
-            "--sensors",
-            "emulated",
-            "--http",
-            &addr.to_string(),
-        ])
-        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
-        .arg("--data-dir")
-        .arg(&data)
+    let (mut cmd, addr) = agent_cmd(&data);
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -454,7 +454,9 @@ mod tests {
         assert_eq!(Token::load_or_create(&d).expect("reuse"), a);
         let path = d.file(TOKEN_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = Token::load_or_create(&d).expect_err("readable by others").to_string();
+        let err = Token::load_or_create(&d)
+            .expect_err("readable by others")
+            .to_string();
         assert!(err.contains("chmod 600"), "{err}");
     }
 
