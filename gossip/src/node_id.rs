@@ -11,8 +11,37 @@ use std::str::FromStr;
 pub const NODE_ID_LEN: usize = 10;
 
 /// A node's id: `SHA-256(public key)[..10]`, shown as 20 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Serialized as that hex string in human-readable formats (JSON: the API,
+/// the logs and the CLI agree), and as its 10 bytes in binary ones (the
+/// postcard wire form of signed records is unchanged).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub [u8; NODE_ID_LEN]);
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_newtype_struct("NodeId", &self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            /// The derived form, for binary formats.
+            #[derive(Deserialize)]
+            #[serde(rename = "NodeId")]
+            struct Raw([u8; NODE_ID_LEN]);
+            Raw::deserialize(deserializer).map(|r| NodeId(r.0))
+        }
+    }
+}
 
 impl NodeId {
     /// Derives the id of the node that owns `key`.
@@ -78,6 +107,22 @@ impl FromStr for NodeId {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn json_carries_hex_and_postcard_the_bytes() {
+        let id = NodeId([0x4c, 0xff, 0, 1, 2, 3, 4, 5, 6, 7]);
+        let json = serde_json::to_string(&id).expect("json");
+        assert_eq!(json, "\"4cff0001020304050607\"");
+        assert_eq!(serde_json::from_str::<NodeId>(&json).expect("back"), id);
+        assert!(serde_json::from_str::<NodeId>("[76,255,0,1,2,3,4,5,6,7]").is_err());
+        let wire = postcard::to_stdvec(&id).expect("postcard");
+        assert_eq!(
+            wire,
+            id.0.to_vec(),
+            "the wire form is the 10 bytes, as before"
+        );
+        assert_eq!(postcard::from_bytes::<NodeId>(&wire).expect("back"), id);
+    }
 
     #[test]
     fn id_is_derived_from_key_and_parses_back() {

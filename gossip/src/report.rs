@@ -68,7 +68,7 @@ pub struct HeatReport {
     pub power_cap: MicroWatts,
     /// Headroom under the cap (negative when over it).
     pub headroom: MicroWatts,
-    /// Current price, in thousandths of a unit; zero until pricing lands.
+    /// The node's price when it signed the report, in thousandths of a unit (`docs/pricing.md`).
     pub price_milli: u64,
     /// Where the readings came from.
     pub source: SensorSource,

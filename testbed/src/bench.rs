@@ -103,11 +103,6 @@ fn policies(cfg: &BenchConfig, salt: u64) -> Vec<Box<dyn Policy>> {
     ]
 }
 
-/// Runs the standard benchmark with `seed`.
-pub fn run_thermal_bench(seed: u64) -> ThermalBenchReport {
-    run_thermal_bench_with(&BenchConfig::standard(seed))
-}
-
 /// Runs the benchmark described by `cfg`. Same config, same report.
 pub fn run_thermal_bench_with(cfg: &BenchConfig) -> ThermalBenchReport {
     let mut rows = Vec::new();

@@ -12,7 +12,7 @@
 //!   controllers over simulated gossip with delay and loss, and a local market).
 //! - [`oracle`]: omniscient divisible placement as a linear program (`microlp`).
 //! - [`metrics`], [`plot`] (hand-written SVG), [`bench`](mod@bench):
-//!   [`run_thermal_bench`] and its printable [`ThermalBenchReport`].
+//!   [`run_thermal_bench_with`] and its printable [`ThermalBenchReport`].
 //!
 //! Contracts: no I/O except [`ThermalBenchReport::write_plots`]; no wall
 //! clock; every random choice comes from the seed, so the same
@@ -30,5 +30,5 @@ pub mod rng;
 pub mod scenarios;
 pub mod sim;
 
-pub use bench::{run_thermal_bench, run_thermal_bench_with, BenchConfig, Row, ThermalBenchReport};
+pub use bench::{run_thermal_bench_with, BenchConfig, Row, ThermalBenchReport};
 pub use recirculation::Layout;

@@ -77,7 +77,6 @@ pub struct Mesh {
     membership: Mutex<Membership>,
     last_report: Mutex<Option<HeatReport>>,
     clock: Clock,
-    interval: Duration,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -134,18 +133,12 @@ impl Mesh {
             seq: Mutex::new(0),
             last_report: Mutex::new(None),
             clock,
-            interval: settings.interval,
         })
     }
 
     /// Our node id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
-    }
-
-    /// Our incarnation.
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 
     fn next_seq(&self) -> u64 {
@@ -271,11 +264,6 @@ impl Mesh {
         if let Err(e) = self.handle.shutdown().await {
             tracing::debug!(error = %e, "chitchat stopped with an error");
         }
-    }
-
-    /// The gossip interval in force.
-    pub fn interval(&self) -> Duration {
-        self.interval
     }
 }
 

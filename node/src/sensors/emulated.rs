@@ -33,11 +33,6 @@ impl EmulatedHost {
         }
     }
 
-    /// The parameters in force.
-    pub fn params(&self) -> &EmulatedParams {
-        &self.params
-    }
-
     /// Changes the parameters (e.g. a new inlet temperature), keeping the state.
     pub fn set_params(&mut self, params: EmulatedParams) {
         self.params = params;
