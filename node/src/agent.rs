@@ -115,7 +115,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         router,
         limits,
         stop_rx,
-        state.counters.api_connections_refused.clone(),
+        state.counters.api_connections.clone(),
         Duration::from_secs(5),
     ));
     tracing::info!(

@@ -41,8 +41,13 @@ pub fn render(state: &AppState) -> String {
     );
     reg.register(
         "maxwell_api_connections_refused",
-        "API connections closed at accept because api.max_connections were open",
-        state.counters.api_connections_refused.clone(),
+        "API connections closed at accept: api.max_connections open, each with a request in progress",
+        state.counters.api_connections.refused.clone(),
+    );
+    reg.register(
+        "maxwell_api_connections_evicted",
+        "Idle API connections closed to make room for a new one at api.max_connections",
+        state.counters.api_connections.evicted.clone(),
     );
     gossip_metrics(&mut reg, state);
     price_metrics(&mut reg, state);

@@ -37,8 +37,8 @@ pub struct Counters {
     pub sensor_reads: Counter,
     /// API requests refused by [`crate::http::auth::gate`], by reason.
     pub api_refused: Family<Vec<(String, String)>, Counter>,
-    /// API connections closed at accept because `api.max_connections` were open.
-    pub api_connections_refused: Counter,
+    /// API connections refused or evicted at `api.max_connections`.
+    pub api_connections: crate::http::serve::Counters,
 }
 
 /// Shared agent state.

@@ -425,13 +425,33 @@ fn half_sent_and_surplus_connections_are_closed() {
     let health = client::get(agent.addr, "/healthz", T).expect("healthz answers");
     assert!(health.contains("ok"), "{health}");
     let m = metrics(&agent);
-    let refused = m
+    let evicted = m
         .lines()
-        .find(|l| l.starts_with("maxwell_api_connections_refused_total"))
+        .find(|l| l.starts_with("maxwell_api_connections_evicted_total"))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok())
         .expect("counter");
-    assert!(refused >= 1.0, "{m}");
+    assert!(evicted >= 16.0, "24 idle connections, 8 slots: {m}");
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn a_flood_of_half_sent_requests_cannot_keep_a_probe_out() {
+    // The default timeouts: a half-sent request is held for 10 s.
+    let agent = emulated_agent(&["--set", "api.max_connections=16"]);
+    let flood: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(agent.addr).expect("connect");
+            let _ = s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x");
+            s
+        })
+        .collect();
+    for _ in 0..5 {
+        let health =
+            client::get(agent.addr, "/healthz", T).expect("a probe gets through the flood");
+        assert!(health.contains("ok"), "{health}");
+    }
+    drop(flood);
     assert_eq!(agent.terminate(), Some(0));
 }
 

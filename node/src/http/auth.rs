@@ -59,7 +59,7 @@ pub struct ApiConfig {
     pub auth_reads: bool,
     /// Host names accepted in `Host` besides localhost, IP literals and this host's name.
     pub allowed_hosts: Vec<String>,
-    /// Connections served at once; more are closed at accept.
+    /// Connections open at once; past it a new one evicts the idlest.
     pub max_connections: usize,
     /// A request's headers (and an idle keep-alive connection's next request) must arrive within this.
     pub header_timeout: Duration,

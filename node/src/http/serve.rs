@@ -3,11 +3,14 @@
 //! reading its answers is dropped), a bound on connections served at once,
 //! and graceful shutdown. `axum::serve` has neither bound nor timeout: 2000
 //! half-sent requests once held every descriptor and `/healthz` went dark.
+//!
+//! When every slot is taken, a new connection evicts the one that has been
+//! idle longest (no request in progress, oldest last activity): a flood of
+//! half-sent requests cannot keep a probe or an operator out.
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +21,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+/// What the accept loop counts.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Connections closed at accept: every slot busy with a request.
+    pub refused: Counter,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: Counter,
+}
+
 /// Limits of the accept loop (from `[api]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -26,17 +38,17 @@ pub struct Limits {
 }
 
 /// Serves `router` on `listener` until `stop` turns true; then lets open
-/// requests finish for up to `drain`. Connections past the bound are closed
-/// at once and counted in `refused`.
+/// requests finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-    refused: Counter,
+    counters: Counters,
     drain: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = Arc::new(Conns::default());
     let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -55,33 +67,65 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            refused.inc();
-            drop(stream);
-            continue;
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let evicted = conns.evict_idlest();
+                let freed = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    Arc::clone(&slots).acquire_owned(),
+                )
+                .await;
+                match (evicted, freed) {
+                    (true, Ok(Ok(slot))) => {
+                        counters.evicted.inc();
+                        slot
+                    }
+                    _ => {
+                        counters.refused.inc();
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
         };
-        let service = TowerToHyperService::new(router.clone());
+        let conn = conns.register();
+        let service = {
+            let (router, conn) = (router.clone(), Arc::clone(&conn));
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let busy = Busy::start(Arc::clone(&conn));
+                let call = tower::ServiceExt::oneshot(router.clone(), req);
+                async move {
+                    let answer = call.await;
+                    drop(busy);
+                    answer
+                }
+            })
+        };
         let mut stop = stop.clone();
+        let conns_for_task = Arc::clone(&conns);
         tokio::spawn(async move {
             let _slot = slot;
             let stream = Watched::new(stream);
             let stall = stream.stall.clone();
-            let conn = http1::Builder::new()
+            let served = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
+            tokio::pin!(served);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                _ = served.as_mut() => {}
                 () = stall.exceeds(limits.header_timeout) => {}
+                () = conn.evict.notified() => {}
                 () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
+                    served.as_mut().graceful_shutdown();
                     tokio::select! {
-                        _ = conn.as_mut() => {}
+                        _ = served.as_mut() => {}
                         () = stall.exceeds(limits.header_timeout) => {}
                     }
                 }
             }
+            conns_for_task.remove(conn.id);
         });
     }
     // Every slot back means every connection closed.
@@ -180,5 +224,93 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// One open connection: when it was last active and whether a request is in
+/// progress, for eviction.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    epoch: Instant,
+    /// Last activity (accept or a request's start), ms after [`Conns::epoch`].
+    last_ms: AtomicU64,
+    /// Requests in progress on it.
+    busy: AtomicU64,
+    evict: tokio::sync::Notify,
+}
+
+/// The open connections.
+#[derive(Debug)]
+struct Conns {
+    epoch: Instant,
+    next: AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<Conn>>>,
+}
+
+impl Default for Conns {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Default::default(),
+        }
+    }
+}
+
+impl Conns {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn register(&self) -> Arc<Conn> {
+        let conn = Arc::new(Conn {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            epoch: self.epoch,
+            last_ms: AtomicU64::new(self.now_ms()),
+            busy: AtomicU64::new(0),
+            evict: tokio::sync::Notify::new(),
+        });
+        crate::mesh::lock(&self.open).insert(conn.id, Arc::clone(&conn));
+        conn
+    }
+
+    fn remove(&self, id: u64) {
+        crate::mesh::lock(&self.open).remove(&id);
+    }
+
+    /// Asks the idlest connection without a request in progress to close;
+    /// false when every one is busy.
+    fn evict_idlest(&self) -> bool {
+        let open = crate::mesh::lock(&self.open);
+        let idlest = open
+            .values()
+            .filter(|c| c.busy.load(Ordering::Relaxed) == 0)
+            .min_by_key(|c| c.last_ms.load(Ordering::Relaxed));
+        match idlest {
+            Some(c) => {
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A request in progress on a connection (dropped when it is answered).
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn start(conn: Arc<Conn>) -> Self {
+        conn.busy.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(conn.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        conn.last_ms.store(ms, Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
