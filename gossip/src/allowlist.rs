@@ -11,6 +11,7 @@
 //! 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c  # r12-u17
 //! ```
 
+use crate::node_id::KeyedNodeId;
 use crate::node_id::NodeId;
 use ed25519_dalek::VerifyingKey;
 use std::collections::BTreeSet;

@@ -28,17 +28,16 @@ mod b64;
 pub mod membership;
 pub mod node_id;
 pub mod report;
-pub mod units;
 pub mod verify;
 pub mod wire;
 
 pub use allowlist::{Allowlist, AllowlistError};
+pub use maxwell_types::units::{self, MicroJoules, MicroWatts, MilliCelsius};
 pub use membership::{
     Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation,
 };
-pub use node_id::NodeId;
+pub use node_id::{KeyedNodeId, NodeId};
 pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, RECORD_VERSION};
-pub use units::{MicroJoules, MicroWatts, MilliCelsius};
 pub use verify::{
     Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
 };

@@ -1,105 +1,39 @@
-//! Node identity: a node id is derived from the node's ed25519 public key,
-//! so a report's author can be checked against the key that signed it.
+//! Node identity from keys: a node id is derived from the node's ed25519
+//! public key, so a report's author can be checked against the key that
+//! signed it. The id itself is [`maxwell_types::NodeId`].
 
 use ed25519_dalek::VerifyingKey;
-use serde::{Deserialize, Serialize};
+pub use maxwell_types::node_id::{NodeId, ParseNodeIdError, NODE_ID_LEN};
 use sha2::{Digest, Sha256};
-use std::fmt;
-use std::str::FromStr;
 
-/// Length in bytes of a node id: the first bytes of SHA-256 over the public key.
-pub const NODE_ID_LEN: usize = 10;
-
-/// A node's id: `SHA-256(public key)[..10]`, shown as 20 lowercase hex digits.
-///
-/// Serialized as that hex string in human-readable formats (JSON: the API,
-/// the logs and the CLI agree), and as its 10 bytes in binary ones (the
-/// postcard wire form of signed records is unchanged).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(pub [u8; NODE_ID_LEN]);
-
-impl Serialize for NodeId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_newtype_struct("NodeId", &self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        if deserializer.is_human_readable() {
-            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-            text.parse().map_err(serde::de::Error::custom)
-        } else {
-            /// The derived form, for binary formats.
-            #[derive(Deserialize)]
-            #[serde(rename = "NodeId")]
-            struct Raw([u8; NODE_ID_LEN]);
-            Raw::deserialize(deserializer).map(|r| NodeId(r.0))
-        }
-    }
-}
-
-impl NodeId {
+/// Deriving and checking a [`NodeId`] from a key.
+pub trait KeyedNodeId: Sized {
     /// Derives the id of the node that owns `key`.
-    pub fn from_verifying_key(key: &VerifyingKey) -> Self {
-        Self::from_public_key_bytes(key.as_bytes())
-    }
+    fn from_verifying_key(key: &VerifyingKey) -> Self;
 
     /// Derives the id from raw public key bytes, valid point or not (the hash
     /// is over the bytes, so this equals [`Self::from_verifying_key`] for a
     /// valid key). Lets a verifier match a claimed id before any curve math.
-    pub fn from_public_key_bytes(key: &[u8; 32]) -> Self {
+    fn from_public_key_bytes(key: &[u8; 32]) -> Self;
+
+    /// True when `key` is the key this id was derived from.
+    fn matches(&self, key: &VerifyingKey) -> bool;
+}
+
+impl KeyedNodeId for NodeId {
+    fn from_verifying_key(key: &VerifyingKey) -> Self {
+        Self::from_public_key_bytes(key.as_bytes())
+    }
+
+    fn from_public_key_bytes(key: &[u8; 32]) -> Self {
         let digest = Sha256::digest(key);
         let mut id = [0u8; NODE_ID_LEN];
         id.copy_from_slice(&digest[..NODE_ID_LEN]);
         Self(id)
     }
 
-    /// True when `key` is the key this id was derived from.
-    pub fn matches(&self, key: &VerifyingKey) -> bool {
+    fn matches(&self, key: &VerifyingKey) -> bool {
         Self::from_verifying_key(key) == *self
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({self})")
-    }
-}
-
-/// Error from parsing a node id written as hex.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-// `NODE_ID_LEN * 2` hex digits; thiserror 2 forbids mixing `{0}` with extra
-// format arguments, so the count is spelled out (a test pins it).
-#[error("a node id is 20 hex digits, got {0:?}")]
-pub struct ParseNodeIdError(pub String);
-
-impl FromStr for NodeId {
-    type Err = ParseNodeIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseNodeIdError(s.to_string());
-        if s.len() != NODE_ID_LEN * 2 || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut id = [0u8; NODE_ID_LEN];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Self(id))
     }
 }
 
@@ -109,36 +43,12 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     #[test]
-    fn json_carries_hex_and_postcard_the_bytes() {
-        let id = NodeId([0x4c, 0xff, 0, 1, 2, 3, 4, 5, 6, 7]);
-        let json = serde_json::to_string(&id).expect("json");
-        assert_eq!(json, "\"4cff0001020304050607\"");
-        assert_eq!(serde_json::from_str::<NodeId>(&json).expect("back"), id);
-        assert!(serde_json::from_str::<NodeId>("[76,255,0,1,2,3,4,5,6,7]").is_err());
-        let wire = postcard::to_stdvec(&id).expect("postcard");
-        assert_eq!(
-            wire,
-            id.0.to_vec(),
-            "the wire form is the 10 bytes, as before"
-        );
-        assert_eq!(postcard::from_bytes::<NodeId>(&wire).expect("back"), id);
-    }
-
-    #[test]
-    fn id_is_derived_from_key_and_parses_back() {
+    fn id_is_derived_from_key() {
         let key = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
         let id = NodeId::from_verifying_key(&key);
         assert!(id.matches(&key));
         assert_eq!(NodeId::from_public_key_bytes(key.as_bytes()), id);
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(!id.matches(&other));
-        let text = id.to_string();
-        assert_eq!(text.len(), 20);
-        assert_eq!(text.parse::<NodeId>(), Ok(id));
-        assert_eq!(
-            "xyz".parse::<NodeId>().map_err(|e| e.to_string()),
-            Err("a node id is 20 hex digits, got \"xyz\"".to_string())
-        );
-        assert!("zz".repeat(10).parse::<NodeId>().is_err());
     }
 }

@@ -17,6 +17,7 @@
 //! malleable signatures, no small-order keys) before it parses the body.
 
 use crate::b64;
+use crate::node_id::KeyedNodeId;
 use crate::node_id::NodeId;
 use crate::report::{HeatReport, Leave, Record, RecordError, RECORD_VERSION};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};

@@ -3,6 +3,7 @@
 //! other node's value, and after one exchange each knows every other's heat.
 
 use ed25519_dalek::SigningKey;
+use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     Allowlist, Freshness, HeatReport, Leave, MicroWatts, MilliCelsius, NodeId, RejectReason,
     SensorSource, SignedRecord, Verified, Verifier, VerifierConfig,

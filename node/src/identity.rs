@@ -8,6 +8,7 @@
 use crate::datadir::{DataDir, DataDirError};
 use crate::fsutil::Replace;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::NodeId;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

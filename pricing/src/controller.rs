@@ -6,7 +6,7 @@
 use crate::config::PriceParams;
 use crate::input::{PeerView, PriceInput, Quote};
 use crate::law::{self, Counted};
-use maxwell_gossip::NodeId;
+use maxwell_types::NodeId;
 use std::collections::BTreeMap;
 
 /// One node's price state machine. Feed it [`PriceInput`]s with a clock

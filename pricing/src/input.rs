@@ -1,6 +1,6 @@
 //! What the law reads ([`PriceInput`]) and what it answers ([`Quote`]).
 
-use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
+use maxwell_types::{MicroWatts, MilliCelsius, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// This node's own readings.

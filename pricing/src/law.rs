@@ -4,7 +4,7 @@
 
 use crate::config::PriceParams;
 use crate::input::{OwnSummary, PeerView, Terms};
-use maxwell_gossip::{MicroWatts, MilliCelsius};
+use maxwell_types::{MicroWatts, MilliCelsius};
 
 /// How close a reading is to its limit: 0 at `span` degrees below it or
 /// cooler, 1 at the limit, growing on to at most 1.5 above it.

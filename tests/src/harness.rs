@@ -10,6 +10,7 @@
 use crate::rogue;
 use crate::transport::{Mailbox, TurmoilTransport};
 use ed25519_dalek::SigningKey;
+use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     Member, MemberStatus, MicroWatts, MilliCelsius, NodeId, RejectCounters, SensorSource,
 };

@@ -9,6 +9,7 @@ use crate::harness::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use crate::transport::{Mailbox, TurmoilTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
+use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     HeatReport, MicroWatts, MilliCelsius, SensorSource, SignedRecord, CHITCHAT_KEY,
 };

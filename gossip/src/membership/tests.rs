@@ -1,4 +1,5 @@
 use super::*;
+use crate::node_id::KeyedNodeId;
 use crate::report::tests::sample;
 use crate::report::Leave;
 use crate::verify::VerifierConfig;

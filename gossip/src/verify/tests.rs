@@ -1,4 +1,5 @@
 use super::*;
+use crate::node_id::KeyedNodeId;
 use crate::report::tests::sample;
 use crate::units::MilliCelsius;
 use crate::wire::{sign_raw, RecordKind, MAX_ENCODED_LEN};

@@ -12,6 +12,7 @@ pub mod transport;
 use chitchat::transport::Transport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
+use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     HeatReport, Leave, Liveness, Member, Membership, MembershipEvent, NodeId, PeerObservation,
     RejectCounters, SignedRecord, Verifier, VerifierConfig, CHITCHAT_KEY,

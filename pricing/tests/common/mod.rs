@@ -1,10 +1,10 @@
 //! Shared helpers of the property tests: a seeded generator and builders.
 #![allow(dead_code)]
 
-use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
 use maxwell_pricing::{
     OwnSummary, PeerView, PriceConfig, PriceController, PriceInput, PriceParams, Quote,
 };
+use maxwell_types::{MicroWatts, MilliCelsius, NodeId};
 
 /// splitmix64: tiny, seeded, good enough to generate test cases.
 pub struct Rng(pub u64);
@@ -32,7 +32,7 @@ impl Rng {
 pub const CASES: u64 = 300;
 
 pub fn node(i: u16) -> NodeId {
-    let mut id = [0u8; maxwell_gossip::node_id::NODE_ID_LEN];
+    let mut id = [0u8; maxwell_types::NODE_ID_LEN];
     id[..2].copy_from_slice(&i.to_be_bytes());
     NodeId(id)
 }

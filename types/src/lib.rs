@@ -1,0 +1,16 @@
+//! `maxwell-types`: the few small types every maxwell crate shares, so that
+//! the pure price law needs neither keys nor wire formats.
+//!
+//! - [`units`]: [`MilliCelsius`], [`MicroWatts`], [`MicroJoules`]: integers
+//!   in the kernel's own scales, never confused with one another;
+//! - [`node_id`]: [`NodeId`], 10 bytes shown as 20 hex digits (hex in
+//!   human-readable formats, bytes in binary ones). Deriving one from a key
+//!   is `maxwell-gossip`'s job.
+//!
+//! Contract: no I/O, no dependencies beyond serde and thiserror.
+
+pub mod node_id;
+pub mod units;
+
+pub use node_id::{NodeId, ParseNodeIdError, NODE_ID_LEN};
+pub use units::{MicroJoules, MicroWatts, MilliCelsius};
