@@ -281,6 +281,11 @@ fn the_emulated_route_exists_only_on_emulated_nodes() {
     );
     assert_eq!(code, 404);
     assert_eq!(raw(agent.addr, "GET", "/v1/emulated", &[], "").0, 404);
+    // The router's own refusals come in the API's one error shape too.
+    let (code, body) = raw(agent.addr, "GET", "/v1/guests/1/pause", &[], "");
+    assert_eq!(code, 405);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(v["error"], "method not allowed", "{body}");
     assert_eq!(agent.terminate(), Some(0));
 }
 

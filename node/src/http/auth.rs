@@ -327,13 +327,37 @@ pub async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) 
     }
     let timeout = state.gate.config.request_timeout;
     match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(r) => r,
+        Ok(r) => one_error_shape(r),
         Err(_) => super::error(
             StatusCode::REQUEST_TIMEOUT,
             format!("the request took longer than {} ms", timeout.as_millis()),
         )
         .into_response(),
     }
+}
+
+/// Errors the router itself answers (405, 413, a body it cannot read) in
+/// the API's one shape, like the handlers' own.
+fn one_error_shape(r: Response) -> Response {
+    let status = r.status();
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return r;
+    }
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let allow = r.headers().get(header::ALLOW).cloned();
+    let mut out = super::error(status, reason);
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
 
 #[cfg(test)]
