@@ -46,8 +46,11 @@ pub struct PeerObservation<'a> {
     pub record: Option<&'a str>,
 }
 
-/// A member's state, as `serf members` would say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A member's state, as `serf members` would say it; lower case in JSON.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum MemberStatus {
     /// Alive and reporting.
     Alive,

@@ -22,8 +22,10 @@ pub const MAX_RACK_LEN: usize = 64;
 /// Longest node name, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Where a node's temperatures and power figures came from.
+/// Where a node's temperatures and power figures came from. Lower case in
+/// JSON; postcard encodes the variant's index, so the wire form is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SensorSource {
     /// Linux hwmon / powercap files read directly from `/sys`.
     Sysfs,

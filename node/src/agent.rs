@@ -12,7 +12,7 @@ use crate::sensors::hub::SensorHub;
 use crate::sensors::reader::Reader;
 use crate::state::AppState;
 use anyhow::Context;
-use maxwell_gossip::{HeatReport, MembershipEvent};
+use maxwell_gossip::{HeatReport, MemberStatus, MembershipEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -400,7 +400,7 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
     if let Some(own) = mesh.last_report() {
         rows.push(row(
             &own,
-            "alive",
+            MemberStatus::Alive,
             own.generation,
             "-".into(),
             now.saturating_sub(own.timestamp_ms),
@@ -415,7 +415,7 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
         match &m.report {
             Some(r) => rows.push(row(
                 r,
-                m.status.as_str(),
+                m.status,
                 m.generation,
                 m.addr.to_string(),
                 m.age_ms,
@@ -427,7 +427,7 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
                 id: m.node_id,
                 name: "-".into(),
                 addr: m.addr.to_string(),
-                status: m.status.as_str().into(),
+                status: m.status,
                 generation: m.generation,
                 rack: "-".into(),
                 slot: 0,
@@ -454,7 +454,7 @@ pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
 #[allow(clippy::too_many_arguments)]
 fn row(
     r: &HeatReport,
-    status: &str,
+    status: MemberStatus,
     generation: u64,
     addr: String,
     age_ms: u64,
@@ -466,7 +466,7 @@ fn row(
         id: r.node_id,
         name: r.name.clone(),
         addr,
-        status: status.into(),
+        status,
         generation,
         rack: r.rack.clone(),
         slot: r.slot,
@@ -476,7 +476,7 @@ fn row(
         power_cap_microwatts: Some(r.power_cap),
         headroom_microwatts: Some(r.headroom),
         price_milli: Some(r.price_milli),
-        sensor_source: Some(format!("{:?}", r.source).to_lowercase()),
+        sensor_source: Some(r.source),
         age_ms,
         fresh,
         counts,
@@ -538,10 +538,7 @@ impl Pricer {
         state: &AppState,
     ) -> u64 {
         let members = mesh.members();
-        for m in members
-            .iter()
-            .filter(|m| m.status == maxwell_gossip::MemberStatus::Left)
-        {
+        for m in members.iter().filter(|m| m.status == MemberStatus::Left) {
             self.controller.forget(&m.node_id);
         }
         let input = crate::price::price_input(snap, config, &members);

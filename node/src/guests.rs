@@ -435,8 +435,7 @@ pub struct GuestRow {
     pub kind: String,
     /// `kvm` or `process`.
     pub backend: String,
-    /// `running`, `paused`, `exited` or `killed`.
-    pub state: String,
+    pub state: GuestState,
     pub vcpus: u8,
     pub memory_mib: u32,
     /// Fraction of one core per vCPU, (0, 1].
@@ -461,16 +460,6 @@ pub struct GuestList {
     pub guests: Vec<GuestRow>,
 }
 
-/// `running`, `paused`, `exited`, `killed`.
-pub fn state_name(s: GuestState) -> &'static str {
-    match s {
-        GuestState::Running => "running",
-        GuestState::Paused => "paused",
-        GuestState::Exited => "exited",
-        GuestState::Killed => "killed",
-    }
-}
-
 fn cap_mode_name(m: CapMode) -> &'static str {
     match m {
         CapMode::CgroupV1 => "cgroup-v1",
@@ -486,7 +475,7 @@ impl From<&GuestInfo> for GuestRow {
             name: g.name.clone(),
             kind: g.kind.into(),
             backend: g.backend.into(),
-            state: state_name(g.state).into(),
+            state: g.state,
             vcpus: g.vcpus,
             memory_mib: g.memory_mib,
             cap: g.cap.fraction(),
@@ -742,7 +731,7 @@ pub fn render(rows: &[GuestRow]) -> String {
             g.name.clone(),
             g.kind.clone(),
             g.backend.clone(),
-            g.state.clone(),
+            g.state.as_str().to_string(),
             g.vcpus.to_string(),
             format!("{} MiB", g.memory_mib),
             percent(g.cap),

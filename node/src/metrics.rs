@@ -297,10 +297,7 @@ fn guest_metrics(reg: &mut Registry, state: &AppState) {
     let guests = state.guests.list_blocking();
     let by_state = family(reg, "maxwell_guests", "Live guests on this host, by state");
     for s in ["running", "paused", "exited"] {
-        let n = guests
-            .iter()
-            .filter(|g| crate::guests::state_name(g.state) == s)
-            .count();
+        let n = guests.iter().filter(|g| g.state.as_str() == s).count();
         set(&by_state, labels(&[("state", s)]), n as f64);
     }
     let cpu = Family::<Labels, Counter<f64, AtomicU64>>::default();
@@ -347,7 +344,7 @@ fn gossip_metrics(reg: &mut Registry, state: &AppState) {
         let n = members
             .members
             .iter()
-            .filter(|m| m.status == status)
+            .filter(|m| m.status.as_str() == status)
             .count();
         set(&by_status, labels(&[("status", status)]), n as f64);
     }

@@ -206,7 +206,7 @@ pub fn members(m: &Members) -> String {
             name,
             row.id.to_string(),
             row.addr.clone(),
-            row.status.clone(),
+            row.status.as_str().to_string(),
             row.rack.clone(),
             row.slot.to_string(),
             opt(row.hottest_millicelsius),

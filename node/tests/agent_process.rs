@@ -125,6 +125,20 @@ fn healthz_members_and_not_found() {
         client::get_json(agent.addr, "/v1/members", Duration::from_secs(2)).expect("members");
     assert_eq!(members.members.len(), 1);
     assert!(members.members[0].is_self);
+    // Typed values, one spelling: ids in hex as in the logs, statuses in lower case.
+    let raw: serde_json::Value = serde_json::from_str(
+        &client::get(agent.addr, "/v1/members", Duration::from_secs(2)).expect("members"),
+    )
+    .expect("json");
+    let me = &raw["members"][0];
+    assert_eq!(me["id"].as_str().map(str::len), Some(20), "{me}");
+    assert_eq!(me["status"], "alive", "{me}");
+    assert_eq!(me["sensor_source"], "sysfs", "{me}");
+    let status: serde_json::Value = serde_json::from_str(
+        &client::get(agent.addr, "/v1/status", Duration::from_secs(2)).expect("status"),
+    )
+    .expect("json");
+    assert_eq!(status["id"], me["id"], "{status}");
     let err = client::get(agent.addr, "/nope", Duration::from_secs(2)).expect_err("404");
     assert!(err.to_string().contains("404"), "{err}");
     assert_eq!(agent.interrupt(), Some(0), "clean exit on SIGINT");

@@ -222,7 +222,7 @@ fn lifecycle(backend: &str) {
 
     // Pause: progress frozen across two reads; resume: it moves again.
     let g = ok_row(addr, "POST", &format!("/v1/guests/{}/pause", first.id), "");
-    assert_eq!(g.state, "paused");
+    assert_eq!(g.state.as_str(), "paused");
     let p1 = guest(addr, first.id).progress;
     std::thread::sleep(Duration::from_millis(300));
     let g = guest(addr, first.id);
@@ -237,7 +237,7 @@ fn lifecycle(backend: &str) {
         &format!("/v1/guests/g{}/resume", first.id),
         "",
     );
-    assert_eq!(g.state, "running");
+    assert_eq!(g.state.as_str(), "running");
     advances(addr, first.id, p1);
 
     // Cap.
@@ -278,11 +278,11 @@ fn lifecycle(backend: &str) {
     let (ok, out, err) = cli(&agent, &["--json", "pause", &third.id.to_string()]);
     assert!(ok, "{err}");
     let row: GuestRow = serde_json::from_str(&out).expect("json row");
-    assert_eq!(row.state, "paused");
+    assert_eq!(row.state.as_str(), "paused");
 
     // Kill: the final snapshot, then the guest is unknown.
     let g = ok_row(addr, "POST", &format!("/v1/guests/{}/kill", third.id), "");
-    assert_eq!(g.state, "killed");
+    assert_eq!(g.state.as_str(), "killed");
     assert!(list(addr).guests.iter().all(|g| g.id != third.id));
     let (code, body) = call(addr, "POST", &format!("/v1/guests/{}/pause", third.id), "");
     assert_eq!(code, 404, "{body}");
@@ -429,7 +429,7 @@ fn process_guest_outlives_idle_request_threads() {
     );
     std::thread::sleep(Duration::from_secs(12));
     let now = guest(addr, g.id);
-    assert_eq!(now.state, "running", "{now:?}");
+    assert_eq!(now.state.as_str(), "running", "{now:?}");
     assert_eq!(agent.terminate(), Some(0));
 }
 

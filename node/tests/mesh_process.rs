@@ -6,6 +6,7 @@
 mod common;
 
 use common::{free_port, free_udp_port};
+use maxwell_gossip::MemberStatus;
 use maxwell_node::client;
 use maxwell_node::http::{Member, Members};
 use std::net::SocketAddr;
@@ -221,14 +222,15 @@ fn real_agents_form_one_mesh_and_survive_faults() {
         &[0, 1, 2],
         Duration::from_secs(20),
         "crash detected",
-        |m| row(m, "node3").is_some_and(|r| r.status == "dead" && !r.counts),
+        |m| row(m, "node3").is_some_and(|r| r.status == MemberStatus::Dead && !r.counts),
     );
 
     // Restart with the same data dir: same id, a new generation, counted again.
     nodes[3].spawn(seed);
     until(&nodes, &[0, 1, 2], Duration::from_secs(20), "rejoin", |m| {
-        row(m, "node3")
-            .is_some_and(|r| r.status == "alive" && r.counts && r.generation > old_generation)
+        row(m, "node3").is_some_and(|r| {
+            r.status == MemberStatus::Alive && r.counts && r.generation > old_generation
+        })
     });
 
     // SIGTERM: a signed leave, seen as `left` (not `dead`).
@@ -238,7 +240,7 @@ fn real_agents_form_one_mesh_and_survive_faults() {
         &[1, 2, 3],
         Duration::from_secs(10),
         "leave seen",
-        |m| row(m, "node0").is_some_and(|r| r.status == "left"),
+        |m| row(m, "node0").is_some_and(|r| r.status == MemberStatus::Left),
     );
     assert_eq!(nodes[0].reap(), Some(0), "clean exit after the leave");
 }

@@ -30,7 +30,7 @@ impl fmt::Display for GuestId {
 }
 
 /// Where a guest is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestState {
     /// vCPUs are scheduled (possibly throttled by the cap).
@@ -43,6 +43,18 @@ pub enum GuestState {
     /// Killed: threads joined/processes reaped, memory and cgroups freed.
     /// Only ever seen in the [`GuestInfo`] that `kill` returns.
     Killed,
+}
+
+impl GuestState {
+    /// The lower-case name, as in JSON, tables and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestState::Running => "running",
+            GuestState::Paused => "paused",
+            GuestState::Exited => "exited",
+            GuestState::Killed => "killed",
+        }
+    }
 }
 
 /// How caps are enforced for a guest.

@@ -41,8 +41,7 @@ pub struct Member {
     pub name: String,
     /// Gossip address.
     pub addr: String,
-    /// `alive`, `dead` or `left`.
-    pub status: String,
+    pub status: maxwell_gossip::MemberStatus,
     pub generation: u64,
     pub rack: String,
     pub slot: u16,
@@ -52,7 +51,7 @@ pub struct Member {
     pub power_cap_microwatts: Option<MicroWatts>,
     pub headroom_microwatts: Option<MicroWatts>,
     pub price_milli: Option<u64>,
-    pub sensor_source: Option<String>,
+    pub sensor_source: Option<maxwell_gossip::SensorSource>,
     /// Age of the report, ms.
     pub age_ms: u64,
     /// False once the report is older than the TTL: shown, never acted on.

@@ -9,7 +9,7 @@ use crate::bench::timing::{quantile, Waited};
 use crate::client;
 use crate::http::{Member, Members, Status};
 use anyhow::Context;
-use maxwell_gossip::{MilliCelsius, NodeId};
+use maxwell_gossip::{MemberStatus, MilliCelsius, NodeId};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,7 +76,7 @@ fn stop_one(
     mesh.procs.signal(k, signal);
     let id = mesh.ids[k];
     let seen = watch(&others, t0, timeout, |m| {
-        row(m, id).is_some_and(|r| r.status == status)
+        row(m, id).is_some_and(|r| r.status.as_str() == status)
     });
     // A leaving agent lingers three rounds, then exits by itself.
     mesh.procs.reap(k, Duration::from_secs(5));
@@ -112,7 +112,9 @@ fn heat_change(
     };
     let id = mesh.ids[origin];
     let shows = |m: &Members| {
-        row(m, id).is_some_and(|r| r.status == "alive" && r.hottest_millicelsius == Some(mark))
+        row(m, id).is_some_and(|r| {
+            r.status == MemberStatus::Alive && r.hottest_millicelsius == Some(mark)
+        })
     };
     let others: Vec<SocketAddr> = mesh
         .addrs
