@@ -541,6 +541,34 @@ fn a_failed_sensor_never_makes_the_node_look_cooler() {
             price(&later)
         );
     }
+    // A power meter that stops reading must not hand the draw to a smaller
+    // source (RAPL here) and overstate the headroom.
+    let headroom = |s: &maxwell_node::http::Status| s.snapshot.summary.headroom_microwatts;
+    let with_meter = headroom(&agent.status()).expect("headroom");
+    let average = tree.path().join("hwmon/hwmon2/power1_average");
+    std::fs::rename(&average, tree.path().join("moved")).expect("mv");
+    let s = agent.wait_for(|s| {
+        s.snapshot
+            .hwmon
+            .power
+            .iter()
+            .any(|p| p.held_for_ms.is_some())
+    });
+    let draw = s.snapshot.summary.power_draw.as_ref().expect("draw");
+    assert!(draw.source.starts_with("hwmon:"), "{draw:?}");
+    assert!(
+        headroom(&s).expect("headroom") <= with_meter,
+        "{:?}",
+        s.snapshot.summary
+    );
+    assert!(
+        s.snapshot
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("held")),
+        "{:?}",
+        s.snapshot.problems
+    );
     assert_eq!(agent.terminate(), Some(0));
 }
 

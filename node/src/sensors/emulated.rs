@@ -83,6 +83,7 @@ impl EmulatedHost {
                 input_microwatts: None,
                 average_microwatts: Some(self.power()),
                 cap_microwatts: Some(self.params.cap),
+                held_for_ms: None,
             }],
             energy: Vec::new(),
         }

@@ -13,8 +13,12 @@
 //! (`sensors.exclude_chips`, reloaded on SIGHUP). A channel that was never
 //! read is not invented; the summary already treats "no temperature at all"
 //! as "at the limit".
+//!
+//! Power draws follow the same rule, rising from the last good draw toward
+//! the channel's cap (held flat without one): a failed power meter must not
+//! hand the summary to a smaller source and overstate the headroom.
 
-use super::TempReading;
+use super::{PowerReading, Problem, ProblemKind, TempReading};
 use maxwell_gossip::MilliCelsius;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +34,19 @@ struct Good {
 #[derive(Debug, Default)]
 pub struct HeldChannels {
     seen: BTreeMap<(String, String, String), Good>,
+    /// Power channels with a draw: the reading and when.
+    draws: BTreeMap<(String, String, String), (PowerReading, Duration)>,
+}
+
+/// `last` rising toward `limit` with time constant `rise` after `t`, never
+/// below `last` nor above `limit` (flat when the limit is not above it).
+fn rising(last: i64, limit: i64, t: Duration, rise: Duration) -> i64 {
+    if limit <= last {
+        return last;
+    }
+    let decay = (-t.as_secs_f64() / rise.as_secs_f64()).exp();
+    let v = limit as f64 - (limit - last) as f64 * decay;
+    (v.ceil() as i64).clamp(last, limit)
 }
 
 impl HeldChannels {
@@ -64,20 +81,74 @@ impl HeldChannels {
             let failed_for = now.saturating_sub(good.at);
             let last = good.reading.input_millicelsius.0;
             let crit = good.reading.crit_millicelsius.unwrap_or(default_critical).0;
-            let held = if crit <= last {
-                last
-            } else {
-                let decay = (-failed_for.as_secs_f64() / rise.as_secs_f64()).exp();
-                let v = crit as f64 - (crit - last) as f64 * decay;
-                // Rounded up, and clamped: never below the last good value.
-                (v.ceil() as i64).clamp(last, crit)
-            };
+            let held = rising(last, crit, failed_for, rise);
             let mut reading = good.reading.clone();
             reading.input_millicelsius = MilliCelsius(held);
             reading.held_for_ms = Some(u64::try_from(failed_for.as_millis()).unwrap_or(u64::MAX));
             temps.push(reading);
         }
     }
+}
+
+impl HeldChannels {
+    /// The same for power: a channel whose draw was read before and is
+    /// missing now (the file, or the whole channel) gets a held draw, and a
+    /// problem saying so.
+    pub fn apply_power(
+        &mut self,
+        power: &mut Vec<PowerReading>,
+        problems: &mut Vec<Problem>,
+        now: Duration,
+        rise: Duration,
+        exclude_chips: &[String],
+    ) {
+        self.draws
+            .retain(|(_, chip, _), _| !exclude_chips.contains(chip));
+        let key = |p: &PowerReading| (p.device.clone(), p.chip.clone(), p.sensor.clone());
+        let mut present = std::collections::BTreeSet::new();
+        for p in power
+            .iter_mut()
+            .filter(|p| !exclude_chips.contains(&p.chip))
+        {
+            present.insert(key(p));
+            if p.draw().is_some() {
+                self.draws.insert(key(p), (p.clone(), now));
+            } else if let Some((good, at)) = self.draws.get(&key(p)) {
+                hold_draw(p, good, now.saturating_sub(*at), rise, problems);
+            }
+        }
+        for (k, (good, at)) in &self.draws {
+            if !present.contains(k) {
+                let mut p = good.clone();
+                hold_draw(&mut p, good, now.saturating_sub(*at), rise, problems);
+                power.push(p);
+            }
+        }
+    }
+}
+
+/// Gives `p` the held draw of `good`, failed `for_` ago.
+fn hold_draw(
+    p: &mut PowerReading,
+    good: &PowerReading,
+    for_: Duration,
+    rise: Duration,
+    problems: &mut Vec<Problem>,
+) {
+    let last = good.draw().map_or(0, |w| w.0);
+    let cap = p
+        .cap_microwatts
+        .or(good.cap_microwatts)
+        .map_or(last, |c| c.0);
+    p.average_microwatts = Some(maxwell_gossip::MicroWatts(rising(last, cap, for_, rise)));
+    p.input_microwatts = None;
+    p.cap_microwatts = p.cap_microwatts.or(good.cap_microwatts);
+    p.held_for_ms = Some(u64::try_from(for_.as_millis()).unwrap_or(u64::MAX));
+    problems.push(Problem {
+        path: format!("{}/{}", p.device, p.sensor),
+        kind: ProblemKind::Missing,
+        detail: "the draw stopped reading; held at its last value, rising toward the cap".into(),
+    });
 }
 
 #[cfg(test)]
@@ -130,6 +201,40 @@ mod tests {
         held.apply(&mut temps, s(7000), rise, crit, &[]);
         assert_eq!(temps.len(), 2);
         assert!(temps.iter().all(|t| t.held_for_ms.is_none()));
+    }
+
+    fn meter(average_w: Option<i64>) -> PowerReading {
+        PowerReading {
+            chip: "power_meter".into(),
+            device: "hwmon2".into(),
+            sensor: "power1".into(),
+            label: None,
+            input_microwatts: None,
+            average_microwatts: average_w.map(|w| maxwell_gossip::MicroWatts(w * 1_000_000)),
+            cap_microwatts: Some(maxwell_gossip::MicroWatts(450_000_000)),
+            held_for_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_power_meter_holds_its_draw_and_rises_toward_the_cap() {
+        let mut held = HeldChannels::default();
+        let (rise, s) = (Duration::from_secs(60), Duration::from_secs);
+        let mut problems = Vec::new();
+        let mut power = vec![meter(Some(231))];
+        held.apply_power(&mut power, &mut problems, s(0), rise, &[]);
+        assert!(problems.is_empty());
+        // The average file vanishes: the channel is there, its draw is not.
+        let mut power = vec![meter(None)];
+        held.apply_power(&mut power, &mut problems, s(1), rise, &[]);
+        let w = power[0].draw().expect("held draw").0;
+        assert!((231_000_000..=450_000_000).contains(&w), "{w}");
+        assert_eq!(power[0].held_for_ms, Some(1000));
+        assert_eq!(problems.len(), 1, "the failure is listed");
+        // The whole channel goes: held and rising.
+        let mut power = Vec::new();
+        held.apply_power(&mut power, &mut problems, s(600), rise, &[]);
+        assert!(power[0].draw().expect("held").0 > 449_000_000);
     }
 
     #[test]

@@ -143,6 +143,13 @@ impl SensorHub {
             self.sensors.default_critical,
             &self.sensors.exclude_chips,
         );
+        self.held.apply_power(
+            &mut hwmon.power,
+            &mut problems,
+            now,
+            self.sensors.failed_channel_rise,
+            &self.sensors.exclude_chips,
+        );
         let summary = summarize(
             &hwmon,
             &rapl,

@@ -182,6 +182,7 @@ impl Chan<'_> {
             input_microwatts: watts("input", problems),
             average_microwatts: watts("average", problems),
             cap_microwatts: watts("cap", problems),
+            held_for_ms: None,
             label: self.label(&sensor, problems),
             chip: self.chip.to_string(),
             device: self.device.to_string(),

@@ -140,6 +140,7 @@ impl Reader {
                         input_microwatts: micro("input"),
                         average_microwatts: micro("average"),
                         cap_microwatts: micro("cap"),
+                        held_for_ms: None,
                     });
                 } else if sensor.starts_with("energy") {
                     if let Some(j) = value("input") {

@@ -94,6 +94,10 @@ pub struct PowerReading {
     pub input_microwatts: Option<MicroWatts>,
     pub average_microwatts: Option<MicroWatts>,
     pub cap_microwatts: Option<MicroWatts>,
+    /// Set when the channel's draw failed this long ago: the draw is then
+    /// the held estimate of [`held::HeldChannels`], never a measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_for_ms: Option<u64>,
 }
 
 impl PowerReading {
