@@ -65,7 +65,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let hub_config = config.clone();
     let (mut reader, first) = Reader::start(
         move || SensorHub::new(&hub_config).map_err(|e| e.to_string()),
-        (config.sensors.interval * 3).max(Duration::from_secs(5)),
+        crate::sensors::reader::stuck_after(config.sensors.interval),
     )
     .map_err(anyhow::Error::msg)?;
     let start = Instant::now();
@@ -257,6 +257,9 @@ fn apply_reload(
     };
     let mut applied: Vec<String> = Vec::new();
     let mut kept: Vec<String> = Vec::new();
+    // Config sections have no PartialEq; their Debug forms tell a change.
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     if new.log_level != config.log_level {
         if reload.log_level_flag {
             kept.push("log_level (--log-level wins)".into());
@@ -285,7 +288,7 @@ fn apply_reload(
             Err(e) => kept.push(format!("gossip.allowlist ({e:#})")),
         }
     }
-    if format!("{:?}", new.pricing) != format!("{:?}", config.pricing) {
+    if differs(&new.pricing, &config.pricing) {
         pricer.controller.set_params(new.pricing.clone());
         applied.push("pricing".into());
     }
@@ -304,64 +307,21 @@ fn apply_reload(
     rest.sensors
         .exclude_chips
         .clone_from(&config.sensors.exclude_chips);
-    for (name, old, new) in [
-        (
-            "name",
-            format!("{:?}", config.name),
-            format!("{:?}", rest.name),
-        ),
-        (
-            "rack",
-            format!("{:?}", config.rack),
-            format!("{:?}", rest.rack),
-        ),
-        (
-            "slot",
-            format!("{:?}", config.slot),
-            format!("{:?}", rest.slot),
-        ),
-        (
-            "data_dir",
-            format!("{:?}", config.data_dir),
-            format!("{:?}", rest.data_dir),
-        ),
-        (
-            "http_addr",
-            format!("{:?}", config.http_addr),
-            format!("{:?}", rest.http_addr),
-        ),
-        (
-            "api",
-            format!("{:?}", config.api),
-            format!("{:?}", rest.api),
-        ),
-        (
-            "sensors",
-            format!("{:?}", config.sensors),
-            format!("{:?}", rest.sensors),
-        ),
-        (
-            "power",
-            format!("{:?}", config.power),
-            format!("{:?}", rest.power),
-        ),
-        (
-            "emulated",
-            format!("{:?}", config.emulated),
-            format!("{:?}", rest.emulated),
-        ),
-        (
-            "gossip",
-            format!("{:?}", config.gossip),
-            format!("{:?}", rest.gossip),
-        ),
-        (
-            "guests",
-            format!("{:?}", config.guests),
-            format!("{:?}", rest.guests),
-        ),
-    ] {
-        if old != new {
+    let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 11] = [
+        ("name", &config.name, &rest.name),
+        ("rack", &config.rack, &rest.rack),
+        ("slot", &config.slot, &rest.slot),
+        ("data_dir", &config.data_dir, &rest.data_dir),
+        ("http_addr", &config.http_addr, &rest.http_addr),
+        ("api", &config.api, &rest.api),
+        ("sensors", &config.sensors, &rest.sensors),
+        ("power", &config.power, &rest.power),
+        ("emulated", &config.emulated, &rest.emulated),
+        ("gossip", &config.gossip, &rest.gossip),
+        ("guests", &config.guests, &rest.guests),
+    ];
+    for (name, old, new) in sections {
+        if differs(old, new) {
             kept.push(format!("{name} (needs a restart)"));
         }
     }

@@ -705,18 +705,11 @@ impl RawGossip {
 /// A config file's text: a regular file (a FIFO is refused, not waited on;
 /// SIGHUP reads it on the agent's loop) of at most 1 MiB.
 fn read_config_text(path: &Path) -> Result<String, ConfigError> {
-    let read = |source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = crate::fsutil::read_regular(path, 1 << 20, crate::fsutil::Links::Follow)
-        .map_err(read)?
-        .bytes;
-    String::from_utf8(bytes).map_err(|_| {
-        read(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not UTF-8 text",
-        ))
+    crate::fsutil::read_text(path, 1 << 20, crate::fsutil::Links::Follow).map_err(|source| {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 

@@ -41,6 +41,11 @@ pub enum DataDirError {
     /// A file in the dir could not be read or written.
     #[error("{path}: {err}")]
     File { path: PathBuf, err: io::Error },
+    /// A secret file is readable by others than its owner.
+    #[error(
+        "{path} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {path})"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
     /// The generation file does not hold a generation.
     #[error("{path} {problem}; remove it to start again from the clock")]
     BadGeneration { path: PathBuf, problem: String },
@@ -126,6 +131,26 @@ impl DataDir {
                 err,
             }),
         }
+    }
+
+    /// Reads a secret, like [`DataDir::read`], refusing a file that group
+    /// or others may read ([`DataDirError::Exposed`]).
+    pub fn read_secret(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<fsutil::FileRead>, DataDirError> {
+        let read = self.read(name, max)?;
+        if let Some(r) = &read {
+            let mode = r.meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(DataDirError::Exposed {
+                    path: self.file(name),
+                    mode,
+                });
+            }
+        }
+        Ok(read)
     }
 
     /// Writes `name` atomically and durably (see [`fsutil::write_atomic`]).

@@ -75,6 +75,13 @@ pub fn read_regular(path: &Path, max_bytes: usize, links: Links) -> io::Result<F
     Ok(FileRead { meta, bytes })
 }
 
+/// [`read_regular`] for a text file: bytes that are not UTF-8 are an error of
+/// kind `InvalidData`.
+pub fn read_text(path: &Path, max_bytes: usize, links: Links) -> io::Result<String> {
+    String::from_utf8(read_regular(path, max_bytes, links)?.bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
+}
+
 /// What kind of file `meta` describes, for error messages.
 pub fn kind_of(meta: &Metadata) -> &'static str {
     let t = meta.file_type();

@@ -10,7 +10,6 @@ use crate::fsutil::Replace;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::NodeId;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 /// Name of the key file inside the data dir.
@@ -51,22 +50,19 @@ impl Identity {
     /// Loads `DATA_DIR/node.key`, or creates it atomically if absent (or empty).
     pub fn load_or_create(dir: &DataDir) -> Result<Self, IdentityError> {
         let path = dir.file(KEY_FILE);
-        let Some(read) = dir.read(KEY_FILE, 4096).map_err(|e| match e {
+        let Some(read) = dir.read_secret(KEY_FILE, 4096).map_err(|e| match e {
             DataDirError::File { err, .. } if err.kind() == std::io::ErrorKind::InvalidData => {
                 IdentityError::Malformed {
                     path: path.clone(),
                     problem: "too large",
                 }
             }
+            DataDirError::Exposed { path, mode } => IdentityError::Permissions { path, mode },
             e => e.into(),
         })?
         else {
             return Self::create(dir);
         };
-        let mode = read.meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(IdentityError::Permissions { path, mode });
-        }
         if read.bytes.is_empty() {
             tracing::warn!(path = %path.display(), "the key file is empty (an interrupted first start): creating the host key");
             std::fs::remove_file(&path).map_err(|err| DataDirError::File {
@@ -146,6 +142,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn open(path: &std::path::Path) -> DataDir {
         DataDir::open(path).expect("data dir")

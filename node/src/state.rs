@@ -129,10 +129,9 @@ impl AppState {
         lock(&self.last_read).elapsed()
     }
 
-    /// Past this age the sensor loop counts as stuck: three periods, and
-    /// at least 5 s (a slow SMBus chip is not a stuck one).
+    /// Past this age the sensor loop counts as stuck ([`crate::sensors::reader::stuck_after`]).
     pub fn sensor_stuck_after(&self) -> std::time::Duration {
-        (self.sensor_interval * 3).max(std::time::Duration::from_secs(5))
+        crate::sensors::reader::stuck_after(self.sensor_interval)
     }
 
     /// The latest membership view.

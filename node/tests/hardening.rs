@@ -114,49 +114,51 @@ fn mutating_routes_need_the_token_json_and_their_own_origin() {
     let auth = bearer(&agent);
     let json = ("Content-Type", "application/json");
 
-    // The browser "simple request" that used to start a guest.
-    let plain = [
-        ("Content-Type", "text/plain"),
-        ("Origin", "http://evil.example"),
-    ];
-    let (code, _) = raw(agent.addr, "POST", "/v1/guests", &plain, SPEC);
-    assert_eq!(code, 401);
-    let (code, _) = raw(agent.addr, "POST", "/v1/guests", &[json], SPEC);
-    assert_eq!(code, 401, "no token");
-    let (code, _) = raw(
-        agent.addr,
-        "POST",
-        "/v1/guests",
-        &[json, ("Authorization", "Bearer 00")],
-        SPEC,
-    );
-    assert_eq!(code, 401, "wrong token");
     let with_token = ("Authorization", auth.as_str());
-    let (code, _) = raw(
-        agent.addr,
-        "POST",
-        "/v1/guests",
-        &[with_token, ("Content-Type", "text/plain")],
-        SPEC,
-    );
-    assert_eq!(code, 415, "JSON only");
-    let (code, _) = raw(
-        agent.addr,
-        "POST",
-        "/v1/guests",
-        &[with_token, json, ("Origin", "http://evil.example")],
-        SPEC,
-    );
-    assert_eq!(code, 403, "foreign origin");
-    // DNS rebinding: a name the attacker controls, pointing at us.
-    let (code, _) = raw(
-        agent.addr,
-        "GET",
-        "/v1/status",
-        &[("Host", "rebind.evil.example:7070")],
-        "",
-    );
-    assert_eq!(code, 403);
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let refused: [Case; 6] = [
+        // The browser "simple request" that used to start a guest.
+        (
+            "POST",
+            "/v1/guests",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+            401,
+        ),
+        ("POST", "/v1/guests", &[json], 401),
+        (
+            "POST",
+            "/v1/guests",
+            &[json, ("Authorization", "Bearer 00")],
+            401,
+        ),
+        (
+            "POST",
+            "/v1/guests",
+            &[with_token, ("Content-Type", "text/plain")],
+            415,
+        ),
+        (
+            "POST",
+            "/v1/guests",
+            &[with_token, json, ("Origin", "http://evil.example")],
+            403,
+        ),
+        // DNS rebinding: a name the attacker controls, pointing at us.
+        (
+            "GET",
+            "/v1/status",
+            &[("Host", "rebind.evil.example:7070")],
+            403,
+        ),
+    ];
+    for (method, path, headers, want) in refused {
+        let body = if method == "GET" { "" } else { SPEC };
+        let (code, body) = raw(agent.addr, method, path, headers, body);
+        assert_eq!(code, want, "{method} {path} {headers:?}: {body}");
+    }
     let (code, body) = raw(agent.addr, "GET", "/v1/guests", &[], "");
     assert_eq!(code, 200, "reads stay open by default: {body}");
     assert!(

@@ -132,21 +132,7 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Loads `DATA_DIR/api.token`, or creates it at first start.
     pub fn load_or_create(dir: &DataDir) -> Result<Self, DataDirError> {
-        if let Some(read) = dir.read(TOKEN_FILE, 256)? {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = read.meta.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(DataDirError::File {
-                    path: dir.file(TOKEN_FILE),
-                    err: std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        format!(
-                            "has mode {mode:04o}; it must be readable by its owner only (chmod 600 {})",
-                            dir.file(TOKEN_FILE).display()
-                        ),
-                    ),
-                });
-            }
+        if let Some(read) = dir.read_secret(TOKEN_FILE, 256)? {
             let text = String::from_utf8_lossy(&read.bytes);
             let t = text.trim();
             if t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {

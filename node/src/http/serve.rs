@@ -106,8 +106,10 @@ pub async fn serve(
         let conns_for_task = Arc::clone(&conns);
         tokio::spawn(async move {
             let _slot = slot;
-            let stream = Watched::new(stream);
-            let stall = stream.stall.clone();
+            let stream = Watched {
+                inner: stream,
+                conn: Arc::clone(&conn),
+            };
             let served = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
@@ -115,13 +117,13 @@ pub async fn serve(
             tokio::pin!(served);
             tokio::select! {
                 _ = served.as_mut() => {}
-                () = stall.exceeds(limits.header_timeout) => {}
+                () = conn.write_stalls_past(limits.header_timeout) => {}
                 () = conn.evict.notified() => {}
                 () = stopped(&mut stop) => {
                     served.as_mut().graceful_shutdown();
                     tokio::select! {
                         _ = served.as_mut() => {}
-                        () = stall.exceeds(limits.header_timeout) => {}
+                        () = conn.write_stalls_past(limits.header_timeout) => {}
                     }
                 }
             }
@@ -146,53 +148,10 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Since when a write to the client has been waiting, in ms after `epoch`
-/// plus one (0: no write waiting).
-#[derive(Debug, Clone)]
-struct Stall {
-    epoch: Instant,
-    since: Arc<AtomicU64>,
-}
-
-impl Stall {
-    fn mark(&self, waiting: bool) {
-        if !waiting {
-            self.since.store(0, Ordering::Relaxed);
-        } else if self.since.load(Ordering::Relaxed) == 0 {
-            let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-            self.since.store(ms + 1, Ordering::Relaxed);
-        }
-    }
-
-    /// Resolves once a write has waited longer than `limit`.
-    async fn exceeds(&self, limit: Duration) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let since = self.since.load(Ordering::Relaxed);
-            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            if since != 0 && now.saturating_sub(since - 1) > limit.as_millis() as u64 {
-                return;
-            }
-        }
-    }
-}
-
-/// A connection that records when its writes stall.
+/// A connection's stream, which records on its [`Conn`] when writes stall.
 struct Watched<S> {
     inner: S,
-    stall: Stall,
-}
-
-impl<S> Watched<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            stall: Stall {
-                epoch: Instant::now(),
-                since: Arc::default(),
-            },
-        }
-    }
+    conn: Arc<Conn>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -212,13 +171,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.stall.mark(r.is_pending());
+        self.conn.mark_write(r.is_pending());
         r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.stall.mark(r.is_pending());
+        self.conn.mark_write(r.is_pending());
         r
     }
 
@@ -227,17 +186,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// One open connection: when it was last active and whether a request is in
-/// progress, for eviction.
+/// Milliseconds since `epoch`.
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One open connection: when it was last active, whether a request is in
+/// progress (for eviction), and since when a write has waited on the client.
 #[derive(Debug)]
 struct Conn {
     id: u64,
+    /// [`Conns::epoch`]: every time below is ms after it.
     epoch: Instant,
-    /// Last activity (accept or a request's start), ms after [`Conns::epoch`].
+    /// Last activity: accept, or a request's start.
     last_ms: AtomicU64,
     /// Requests in progress on it.
     busy: AtomicU64,
+    /// When the waiting write began, plus one; 0 while no write waits.
+    write_waiting_since: AtomicU64,
     evict: tokio::sync::Notify,
+}
+
+impl Conn {
+    fn mark_write(&self, waiting: bool) {
+        if !waiting {
+            self.write_waiting_since.store(0, Ordering::Relaxed);
+        } else if self.write_waiting_since.load(Ordering::Relaxed) == 0 {
+            let now = ms_since(self.epoch).saturating_add(1);
+            self.write_waiting_since.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves once a write has waited on the client longer than `limit`.
+    async fn write_stalls_past(&self, limit: Duration) {
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let since = self.write_waiting_since.load(Ordering::Relaxed);
+            if since != 0 && ms_since(self.epoch).saturating_sub(since - 1) > limit_ms {
+                return;
+            }
+        }
+    }
 }
 
 /// The open connections.
@@ -259,16 +249,13 @@ impl Default for Conns {
 }
 
 impl Conns {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn register(&self) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             id: self.next.fetch_add(1, Ordering::Relaxed),
             epoch: self.epoch,
-            last_ms: AtomicU64::new(self.now_ms()),
+            last_ms: AtomicU64::new(ms_since(self.epoch)),
             busy: AtomicU64::new(0),
+            write_waiting_since: AtomicU64::new(0),
             evict: tokio::sync::Notify::new(),
         });
         crate::mesh::lock(&self.open).insert(conn.id, Arc::clone(&conn));
@@ -303,8 +290,7 @@ struct Busy(Arc<Conn>);
 impl Busy {
     fn start(conn: Arc<Conn>) -> Self {
         conn.busy.fetch_add(1, Ordering::Relaxed);
-        let ms = u64::try_from(conn.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        conn.last_ms.store(ms, Ordering::Relaxed);
+        conn.last_ms.store(ms_since(conn.epoch), Ordering::Relaxed);
         Self(conn)
     }
 }

@@ -68,10 +68,8 @@ const MAX_ALLOWLIST_BYTES: usize = 1 << 20;
 /// Reads an allowlist file: a regular file (a FIFO or a device is refused,
 /// not waited on) of at most 1 MiB.
 pub fn load_allowlist(path: &std::path::Path) -> anyhow::Result<Allowlist> {
-    let read = crate::fsutil::read_regular(path, MAX_ALLOWLIST_BYTES, crate::fsutil::Links::Follow)
+    let text = crate::fsutil::read_text(path, MAX_ALLOWLIST_BYTES, crate::fsutil::Links::Follow)
         .with_context(|| format!("cannot read allowlist {}", path.display()))?;
-    let text = String::from_utf8(read.bytes)
-        .map_err(|_| anyhow::anyhow!("allowlist {} is not UTF-8 text", path.display()))?;
     let list = Allowlist::parse(&text).with_context(|| format!("allowlist {}", path.display()))?;
     tracing::info!(keys = list.len(), path = %path.display(), "allowlist loaded");
     Ok(list)

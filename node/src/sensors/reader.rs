@@ -8,6 +8,13 @@ use super::Snapshot;
 use crate::config::EmulatedParams;
 use std::time::{Duration, Instant};
 
+/// Past this a read counts as stuck: three sensor periods, and at least 5 s
+/// (a slow SMBus chip is not a stuck one). Bounds the first read at start
+/// and turns `/healthz` unhealthy later.
+pub fn stuck_after(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(5))
+}
+
 /// Work for the sensor thread, done in order.
 #[derive(Debug)]
 enum Job {
