@@ -27,22 +27,46 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A UDP port the OS just handed out (and took back).
+/// A UDP port the OS just handed out (and took back), never one this test
+/// process handed out before.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    unique(|| {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port()
+    })
 }
 
-/// A port the OS just handed out (and took back).
+/// A TCP port the OS just handed out (and took back), never one this test
+/// process handed out before.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    unique(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port()
+    })
+}
+
+/// Tests run in parallel threads: a port released by its probe can be handed
+/// to a second test before the first agent binds it, and that test's agent
+/// then fails while `/healthz` answers from the first. Remembering every
+/// port handed out closes that window inside one test binary.
+fn unique(probe: impl Fn() -> u16) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = probe();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running agent on a fixture tree; killed on drop.
