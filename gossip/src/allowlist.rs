@@ -62,19 +62,10 @@ fn parse_key(text: &str, line: usize) -> Result<[u8; 32], AllowlistError> {
             len: text.len(),
         });
     }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        let pair = text
-            .get(2 * i..2 * i + 2)
-            .ok_or(AllowlistError::WrongLength {
-                line,
-                len: text.len(),
-            })?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| AllowlistError::NotHex {
-            line,
-            found: pair.chars().next().unwrap_or('?'),
-        })?;
-    }
+    let key = maxwell_types::hex::decode::<32>(text).ok_or(AllowlistError::WrongLength {
+        line,
+        len: text.len(),
+    })?;
     VerifyingKey::from_bytes(&key).map_err(|_| AllowlistError::NotAKey { line })?;
     Ok(key)
 }
@@ -137,9 +128,7 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
-    fn hex(key: &[u8; 32]) -> String {
-        key.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use maxwell_types::hex::encode as hex;
 
     fn key(seed: u8) -> VerifyingKey {
         SigningKey::from_bytes(&[seed; 32]).verifying_key()

@@ -36,6 +36,17 @@ pub enum SensorSource {
     Emulated,
 }
 
+impl SensorSource {
+    /// Lower-case name, as in config, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sysfs => "sysfs",
+            Self::Libsensors => "libsensors",
+            Self::Emulated => "emulated",
+        }
+    }
+}
+
 /// One node's signed statement of its heat and power at `timestamp_ms`.
 ///
 /// Ordering between reports of one node is `(generation, seq)`,

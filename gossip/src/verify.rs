@@ -210,6 +210,17 @@ pub enum Freshness {
     Stale,
 }
 
+impl Freshness {
+    /// The one rule: a report older than `ttl_ms` is stale.
+    pub fn of(age_ms: u64, ttl_ms: u64) -> Self {
+        if age_ms > ttl_ms {
+            Self::Stale
+        } else {
+            Self::Fresh
+        }
+    }
+}
+
 /// A member as the verifier sees it at some `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
@@ -433,11 +444,7 @@ impl Verifier {
             report: report.clone(),
             accepted_at_ms: e.accepted_at_ms,
             age_ms,
-            freshness: if age_ms > self.config.ttl_ms {
-                Freshness::Stale
-            } else {
-                Freshness::Fresh
-            },
+            freshness: Freshness::of(age_ms, self.config.ttl_ms),
         })
     }
 

@@ -1,19 +1,22 @@
-//! `maxwell agent`: the sensor loop, gossip and the HTTP API, until a stop signal.
+//! `maxwell agent`: the thin driver around [`NodeCore`]. It feeds the core
+//! sensor snapshots, verified members, signals and timer wake-ups, and
+//! carries out what the core asks (read, observe, sign and gossip, leave,
+//! log); it serves the HTTP API beside it until a stop signal.
 
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::guests::{self, Guests};
 use crate::http::auth::Gate;
-use crate::http::{AuthMode, Member, Members, Token};
+use crate::http::{AuthMode, Token};
 use crate::identity::Identity;
-use crate::mesh::setup::{heat_of, start_agent_mesh};
+use crate::mesh::setup::start_agent_mesh;
 use crate::mesh::{Clock, Mesh};
 use crate::sensors::hub::SensorHub;
 use crate::sensors::reader::Reader;
 use crate::state::AppState;
 use anyhow::Context;
-use maxwell_gossip::{HeatReport, MemberStatus, MembershipEvent};
-use std::collections::HashMap;
+use maxwell_core::{Command, Event, NodeCore, Output};
+use maxwell_gossip::MembershipEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
@@ -99,10 +102,16 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         clock,
     )
     .await?;
-    let mut pricer = Pricer::new(&config);
-    let price = pricer.update(&first, &config, &mesh, &state);
-    mesh.publish(&heat_of(&first, &config, price)).await?;
-    state.set_members(member_rows(&mesh, 0), mesh.counters());
+    let edge = Edge {
+        mesh: &mesh,
+        state: &state,
+        clock: CoreClock::new(start),
+    };
+    let mut core = NodeCore::new(config.core(), edge.clock.now());
+    // The first snapshot, read at start, then a first look at the members.
+    core.handle_reading(edge.clock.now(), &first.reading());
+    core.handle_timeout(edge.clock.now());
+    edge.carry_out(&mut core, &mut reader).await;
     // Serve once there is something true to say: status, price and self as a member.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let router = crate::http::router(Arc::clone(&state), emulated);
@@ -128,56 +137,32 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         guests = guests.backend_name().unwrap_or("disabled"),
         "maxwell agent started"
     );
-    let mut tick = tokio::time::interval(config.sensors.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; we just read.
-    let mut gossip_tick = tokio::time::interval(config.gossip.interval);
-    gossip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rejections = RejectionLog::default();
-    let mut stuck_warned = false;
-    let reason = loop {
+    let linger = loop {
+        let wake = core.poll_timeout().map_or(Duration::MAX, |at| {
+            Duration::from_millis(at.saturating_sub(edge.clock.now()))
+        });
         tokio::select! {
-            _ = tick.tick() => {
-                if let Some(params) = state.take_emulated_change() {
-                    reader.set_emulated(params);
-                    tracing::info!(?params, "emulated host parameters changed through the API");
-                    state.set_emulated(Some(params));
-                }
-                if let Err(running) = reader.request(start.elapsed(), unix_ms()) {
-                    if running > state.sensor_stuck_after() && !stuck_warned {
-                        stuck_warned = true;
-                        tracing::error!(running_s = running.as_secs(), "a sensor read has not returned; the last report stays in force and /healthz says unhealthy");
-                    }
-                }
-            }
+            _ = tokio::time::sleep(wake) => core.handle_timeout(edge.clock.now()),
             Some(snap) = reader.next() => {
-                if stuck_warned {
-                    stuck_warned = false;
-                    tracing::info!("the sensor read returned; reading again");
-                }
-                let price = pricer.update(&snap, &config, &mesh, &state);
-                let heat = heat_of(&snap, &config, price);
+                core.handle_reading(edge.clock.now(), &snap.reading());
                 state.publish(snap);
-                if let Err(e) = mesh.publish(&heat).await {
-                    tracing::error!(error = %e, "cannot publish our heat report");
-                }
-            }
-            _ = gossip_tick.tick() => {
-                for event in mesh.refresh().await {
-                    rejections.log(event);
-                }
-                let peers = mesh.gossip_peers().await;
-                state.set_members(member_rows(&mesh, peers), mesh.counters());
             }
             signal = signals.next() => match signal {
-                Signal::Stop(name) => break name,
-                Signal::Reload => apply_reload(&reload, &mut config, &mesh, &mut pricer, &reader),
+                Signal::Stop(name) => {
+                    tracing::info!(signal = name, "shutting down: announcing our leave");
+                    core.handle_command(edge.clock.now(), Command::Leave);
+                }
+                Signal::Reload => {
+                    let now = edge.clock.now();
+                    apply_reload(&reload, &mut config, &mesh, &mut core, &reader, now);
+                }
             }
         }
+        if let Some(linger) = edge.carry_out(&mut core, &mut reader).await {
+            break linger;
+        }
     };
-    tracing::info!(signal = reason, "shutting down: announcing our leave");
-    // Three rounds reach every peer of a LAN-sized mesh with high probability.
-    if let Err(e) = mesh.leave(config.gossip.interval * 3).await {
+    if let Err(e) = mesh.leave(linger).await {
         tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
     }
     let _ = stop_tx.send(true);
@@ -245,8 +230,9 @@ fn apply_reload(
     reload: &Reload,
     config: &mut Config,
     mesh: &Mesh,
-    pricer: &mut Pricer,
+    core: &mut NodeCore,
     reader: &Reader,
+    now_ms: u64,
 ) {
     let new = match (reload.load)() {
         Ok(c) => c,
@@ -289,7 +275,7 @@ fn apply_reload(
         }
     }
     if differs(&new.pricing, &config.pricing) {
-        pricer.controller.set_params(new.pricing.clone());
+        core.handle_command(now_ms, Command::SetPricing(new.pricing.clone()));
         applied.push("pricing".into());
     }
     if new.sensors.exclude_chips != config.sensors.exclude_chips {
@@ -353,158 +339,94 @@ fn raise_fd_limit() {
     }
 }
 
-/// This node and every peer with a verified report, as API rows.
-pub fn member_rows(mesh: &Mesh, gossip_peers: usize) -> Members {
-    let now = unix_ms();
-    let mut rows: Vec<Member> = Vec::new();
-    if let Some(own) = mesh.last_report() {
-        rows.push(row(
-            &own,
-            MemberStatus::Alive,
-            own.generation,
-            "-".into(),
-            now.saturating_sub(own.timestamp_ms),
-            true,
-            true,
-            true,
-        ));
-    }
-    let members = mesh.members();
-    for m in &members {
-        let fresh = m.freshness == maxwell_gossip::Freshness::Fresh;
-        match &m.report {
-            Some(r) => rows.push(row(
-                r,
-                m.status,
-                m.generation,
-                m.addr.to_string(),
-                m.age_ms,
-                fresh,
-                m.counts(),
-                false,
-            )),
-            None => rows.push(Member {
-                id: m.node_id,
-                name: "-".into(),
-                addr: m.addr.to_string(),
-                status: m.status,
-                generation: m.generation,
-                rack: "-".into(),
-                slot: 0,
-                hottest_millicelsius: None,
-                critical_millicelsius: None,
-                power_draw_microwatts: None,
-                power_cap_microwatts: None,
-                headroom_microwatts: None,
-                price_milli: None,
-                sensor_source: None,
-                age_ms: m.age_ms,
-                fresh,
-                counts: false,
-                is_self: false,
-            }),
-        }
-    }
-    Members {
-        unverified_peers: gossip_peers.saturating_sub(members.len()),
-        members: rows,
-    }
+/// The core's clock: unix ms at the agent's start, then monotonic, so a
+/// wall-clock step neither stalls nor races the core's timers.
+#[derive(Debug, Clone, Copy)]
+struct CoreClock {
+    base_ms: u64,
+    start: Instant,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn row(
-    r: &HeatReport,
-    status: MemberStatus,
-    generation: u64,
-    addr: String,
-    age_ms: u64,
-    fresh: bool,
-    counts: bool,
-    is_self: bool,
-) -> Member {
-    Member {
-        id: r.node_id,
-        name: r.name.clone(),
-        addr,
-        status,
-        generation,
-        rack: r.rack.clone(),
-        slot: r.slot,
-        hottest_millicelsius: Some(r.hottest),
-        critical_millicelsius: Some(r.critical),
-        power_draw_microwatts: Some(r.power_draw),
-        power_cap_microwatts: Some(r.power_cap),
-        headroom_microwatts: Some(r.headroom),
-        price_milli: Some(r.price_milli),
-        sensor_source: Some(r.source),
-        age_ms,
-        fresh,
-        counts,
-        is_self,
-    }
-}
-
-/// Logs membership events; refusals at most once per reason every 10 s
-/// (a flood of forgeries is counted in metrics, not written line by line).
-#[derive(Debug, Default)]
-struct RejectionLog {
-    last: HashMap<&'static str, Instant>,
-}
-
-impl RejectionLog {
-    fn log(&mut self, event: MembershipEvent) {
-        match event {
-            MembershipEvent::Joined { node, generation } => {
-                tracing::info!(%node, generation, "member joined")
-            }
-            MembershipEvent::Left { node } => tracing::info!(%node, "member left"),
-            MembershipEvent::Died { node } => tracing::warn!(%node, "member failed"),
-            MembershipEvent::Recovered { node } => tracing::info!(%node, "member recovered"),
-            MembershipEvent::Rejected { gossip_id, reason } => {
-                let label = reason.label();
-                let due = self
-                    .last
-                    .get(label)
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-                if due {
-                    self.last.insert(label, Instant::now());
-                    tracing::warn!(peer = %gossip_id, reason = %reason, "gossiped record refused (further refusals of this kind are counted in metrics)");
-                }
-            }
-        }
-    }
-}
-
-/// The price law in the agent: one update per sensor period, from the latest
-/// snapshot and the verified members.
-#[derive(Debug)]
-struct Pricer {
-    controller: maxwell_pricing::PriceController,
-}
-
-impl Pricer {
-    fn new(config: &Config) -> Self {
+impl CoreClock {
+    fn new(start: Instant) -> Self {
+        let since = u64::try_from(start.elapsed().as_millis()).unwrap_or(0);
         Self {
-            controller: maxwell_pricing::PriceController::new(config.pricing.clone()),
+            base_ms: unix_ms().saturating_sub(since),
+            start,
         }
     }
 
-    /// Updates the price; returns it, in thousandths, for our next report.
-    fn update(
-        &mut self,
-        snap: &crate::sensors::Snapshot,
-        config: &Config,
-        mesh: &Mesh,
-        state: &AppState,
-    ) -> u64 {
-        let members = mesh.members();
-        for m in members.iter().filter(|m| m.status == MemberStatus::Left) {
-            self.controller.forget(&m.node_id);
+    fn now(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.base_ms.saturating_add(elapsed)
+    }
+}
+
+/// The OS side of the agent: where the core's outputs are carried out.
+struct Edge<'a> {
+    mesh: &'a Mesh,
+    state: &'a AppState,
+    clock: CoreClock,
+}
+
+impl Edge<'_> {
+    /// Carries out everything the core asks, until it asks nothing more;
+    /// returns how long to linger when it asks to leave.
+    async fn carry_out(&self, core: &mut NodeCore, reader: &mut Reader) -> Option<Duration> {
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::ReadSensors => {
+                    if let Some(params) = self.state.take_emulated_change() {
+                        reader.set_emulated(params);
+                        tracing::info!(?params, "emulated host parameters changed through the API");
+                        self.state.set_emulated(Some(params));
+                    }
+                    // Refused only while a read is outstanding; the core
+                    // already knows, and says so when it is stuck.
+                    let _ = reader.request(self.clock.start.elapsed(), unix_ms());
+                }
+                Output::ObservePeers => {
+                    let events = self.mesh.refresh().await;
+                    let peers = self.mesh.gossip_peers().await;
+                    let now = self.clock.now();
+                    core.handle_peers(now, self.mesh.members(), events);
+                    let own = self.mesh.last_report();
+                    let rows = core.member_rows(now, own.as_ref(), peers);
+                    self.state.set_members(rows, self.mesh.counters());
+                }
+                Output::Publish(heat) => {
+                    if let Some(quote) = core.quote() {
+                        self.state.set_quote(quote.clone());
+                    }
+                    if let Err(e) = self.mesh.publish(&heat).await {
+                        tracing::error!(error = %e, "cannot publish our heat report");
+                    }
+                }
+                Output::Leave { linger_ms } => return Some(Duration::from_millis(linger_ms)),
+                Output::Event(event) => log(event),
+            }
         }
-        let input = crate::price::price_input(snap, config, &members);
-        let quote = self.controller.update(&input, unix_ms());
-        let price = quote.price_milli;
-        state.set_quote(quote);
-        price
+        None
+    }
+}
+
+/// Tells operators what the core reported.
+fn log(event: Event) {
+    match event {
+        Event::Member(MembershipEvent::Joined { node, generation }) => {
+            tracing::info!(%node, generation, "member joined")
+        }
+        Event::Member(MembershipEvent::Left { node }) => tracing::info!(%node, "member left"),
+        Event::Member(MembershipEvent::Died { node }) => tracing::warn!(%node, "member failed"),
+        Event::Member(MembershipEvent::Recovered { node }) => {
+            tracing::info!(%node, "member recovered")
+        }
+        Event::Member(MembershipEvent::Rejected { gossip_id, reason }) => {
+            tracing::warn!(peer = %gossip_id, reason = %reason, "gossiped record refused (further refusals of this kind are counted in metrics)")
+        }
+        Event::SensorStuck { running_ms } => {
+            tracing::error!(running_s = running_ms / 1000, "a sensor read has not returned; the last report stays in force and /healthz says unhealthy")
+        }
+        Event::SensorRecovered => tracing::info!("the sensor read returned; reading again"),
     }
 }

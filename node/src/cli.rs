@@ -1,4 +1,5 @@
-//! Command-line interface: `agent`, `status`, `members`, `demo`, `guests`.
+//! Command-line interface: `agent`, `status`, `members`, `guests`; `demo`
+//! and `bench` are passed on to the `maxwell-tools` binary.
 
 use crate::config::{
     CapSource, Config, ConfigError, GossipPreset, GuestBackendKind, RawConfig, SensorMode,
@@ -28,12 +29,20 @@ pub enum Command {
     Status(QueryArgs),
     /// List the members this node knows.
     Members(QueryArgs),
-    /// Start a local demo mesh of agents on loopback with emulated sensors and show a live view.
-    Demo(DemoArgs),
+    /// Start a local demo mesh of agents on loopback with emulated sensors and show a live view (runs `maxwell-tools demo`).
+    Demo(Forward),
     /// List this node's guests, or start, pause, resume, cap or kill one.
     Guests(GuestsArgs),
-    /// Run a benchmark and print one table (`maxwell bench gossip`, `maxwell bench vmm`).
-    Bench(crate::bench::BenchArgs),
+    /// Run a benchmark and print one table (runs `maxwell-tools bench`).
+    Bench(Forward),
+}
+
+/// A command that lives in the `maxwell-tools` binary, not in the agent:
+/// its arguments are passed on untouched.
+#[derive(Debug, Clone, Args)]
+pub struct Forward {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// `maxwell agent`: every config field has a flag; flags override the file.
@@ -316,27 +325,4 @@ pub enum GuestAction {
         /// Fraction of one core per vCPU, e.g. 0.3.
         fraction: f64,
     },
-}
-
-/// `maxwell demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Number of agents (1 to 50).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
-    pub nodes: u16,
-    /// First HTTP port; agent k listens on base+k.
-    #[arg(long, default_value_t = 7100)]
-    pub base_port: u16,
-    /// Stop after this many seconds [default: run until Ctrl-C].
-    #[arg(long)]
-    pub duration_s: Option<u64>,
-    /// Refresh period of the view, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
-    pub refresh_ms: u64,
-    /// After this many seconds, heat one node (a cooling failure at its inlet).
-    #[arg(long, default_value_t = 10)]
-    pub heat_at_s: u64,
-    /// The node to heat, counted from 0 [default: 1, the second node of rack 1].
-    #[arg(long, default_value_t = 1)]
-    pub heat_node: u16,
 }

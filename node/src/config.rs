@@ -224,6 +224,24 @@ pub struct Config {
     pub pricing: maxwell_pricing::PriceParams,
 }
 
+impl Config {
+    /// What the node core is told of this node.
+    pub fn core(&self) -> maxwell_core::CoreConfig {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        maxwell_core::CoreConfig {
+            rack: self.rack.clone(),
+            slot: self.slot,
+            default_critical: self.sensors.default_critical,
+            pricing: self.pricing.clone(),
+            read_every_ms: ms(self.sensors.interval),
+            observe_every_ms: ms(self.gossip.interval),
+            stuck_after_ms: ms(crate::sensors::reader::stuck_after(self.sensors.interval)),
+            // Three rounds reach every peer of a LAN-sized mesh with high probability.
+            leave_linger_ms: ms(self.gossip.interval * 3),
+        }
+    }
+}
+
 /// Validated guest settings.
 #[derive(Debug, Clone)]
 pub struct GuestsConfig {

@@ -84,7 +84,8 @@ impl Identity {
             .next()
             .ok_or_else(|| malformed("missing key line"))?
             .trim();
-        let seed = parse_hex32(hex).ok_or_else(|| malformed("key line is not 64 hex digits"))?;
+        let seed = maxwell_types::hex::decode::<32>(hex)
+            .ok_or_else(|| malformed("key line is not 64 hex digits"))?;
         Ok(Self::from_seed(seed))
     }
 
@@ -93,7 +94,7 @@ impl Identity {
         getrandom::getrandom(&mut seed).map_err(|e| IdentityError::Random(e.to_string()))?;
         let identity = Self::from_seed(seed);
         // Replace::No: never overwrite a key, even one that appeared meanwhile.
-        let body = format!("{HEADER}\n{}\n", hex(&seed));
+        let body = format!("{HEADER}\n{}\n", maxwell_types::hex::encode(&seed));
         dir.write(KEY_FILE, body.as_bytes(), Replace::No)?;
         tracing::info!(path = %dir.file(KEY_FILE).display(), id = %identity.id, "created a new host key");
         Ok(identity)
@@ -120,22 +121,6 @@ impl Identity {
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
     }
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -240,7 +225,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(KEY_FILE);
         let seed = [0x5au8; 32];
-        fs::write(&path, format!("{HEADER}\n{}\n", hex(&seed))).expect("write");
+        fs::write(
+            &path,
+            format!("{HEADER}\n{}\n", maxwell_types::hex::encode(&seed)),
+        )
+        .expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
         let id = Identity::load_or_create(&open(dir.path())).expect("load");
         assert_eq!(id.id(), Identity::from_seed(seed).id());

@@ -14,12 +14,11 @@
 //! - The host key is never replaced silently.
 
 pub mod agent;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod datadir;
-pub mod demo;
+pub mod entry;
 pub mod fsutil;
 pub mod guests;
 pub mod http;
@@ -27,7 +26,6 @@ pub mod identity;
 pub mod logging;
 pub mod mesh;
 pub mod metrics;
-pub mod price;
 pub mod render;
 pub mod sensors;
 pub mod state;

@@ -3,12 +3,12 @@
 use crate::config::Config;
 use crate::guests::Guests;
 use crate::http::Members;
-use crate::identity::{hex, Identity};
-use crate::mesh::lock;
+use crate::identity::Identity;
 use crate::mesh::transport::GossipStats;
 use crate::sensors::{Problem, ProblemKind, Snapshot};
 use maxwell_gossip::NodeId;
 use maxwell_gossip::RejectCounters;
+use maxwell_types::sync::{lock, read, write};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ impl AppState {
                 name: config.name.clone(),
                 rack: config.rack.clone(),
                 slot: config.slot,
-                public_key: hex(identity.public_key().as_bytes()),
+                public_key: maxwell_types::hex::encode(identity.public_key().as_bytes()),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
             started: Instant::now(),
@@ -200,14 +200,4 @@ impl AppState {
         }
         *known = now;
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -225,39 +225,41 @@ fn status_against_no_agent_is_a_clear_error() {
 }
 
 #[test]
-fn demo_runs_agents_and_cleans_up() {
-    let base = free_port();
-    let out = Command::new(BIN)
-        .args([
-            "demo",
-            "--nodes",
-            "2",
-            "--duration-s",
-            "2",
-            "--refresh-ms",
-            "500",
-        ])
-        .args(["--base-port", &base.to_string()])
+fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("maxwell");
+    std::fs::copy(BIN, &bin).expect("copy the binary");
+    // Alone, with nothing on PATH: one clear line saying what to build.
+    let out = Command::new(&bin)
+        .args(["bench", "thermal", "--short"])
+        .env("PATH", "")
         .output()
         .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("maxwell-tools") && err.contains("cargo build --release -p maxwell-tools"),
+        "{err}"
     );
-    assert!(
-        text.contains("r1-u01") && text.contains("r1-u02") && text.contains("emulated"),
-        "{text}"
-    );
-    assert!(text.contains("stopping 2 agents"), "{text}");
-    // Both agents are gone: their ports refuse connections.
-    for port in [base, base + 1] {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // With a maxwell-tools beside it: that one runs, with every argument.
+    let tools = dir.path().join("maxwell-tools");
+    std::fs::write(&tools, "#!/bin/sh\necho \"tools: $*\"\n").expect("write");
+    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (args, want) in [
+        (
+            vec!["bench", "thermal", "--short"],
+            "tools: bench thermal --short",
+        ),
+        (vec!["demo", "--nodes", "2"], "tools: demo --nodes 2"),
+    ] {
+        let out = Command::new(&bin).args(&args).output().expect("run");
         assert!(
-            client::get(addr, "/healthz", Duration::from_millis(300)).is_err(),
-            "port {port} still served"
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use maxwell_node::config::RawConfig;
 use maxwell_node::sensors::hub::SensorHub;
-use maxwell_node::sensors::{hwmon, SourceKind};
+use maxwell_node::sensors::{hwmon, SensorSource};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ fn libsensors_agrees_with_the_sysfs_reader() {
     .validate()
     .expect("valid");
     let mut hub = SensorHub::new(&config).expect("libsensors initialises");
-    assert_eq!(hub.source(), SourceKind::Libsensors);
+    assert_eq!(hub.source(), SensorSource::Libsensors);
     let via_lib = hub.read(Duration::ZERO, 1);
     let mut problems = Vec::new();
     let via_sysfs = hwmon::read_tree(Path::new("/sys/class/hwmon"), &mut problems);

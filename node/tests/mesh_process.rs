@@ -8,7 +8,7 @@ mod common;
 use common::{free_port, free_udp_port};
 use maxwell_gossip::MemberStatus;
 use maxwell_node::client;
-use maxwell_node::http::{Member, Members};
+use maxwell_node::http::{MemberRow, Members};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,7 +132,7 @@ fn until(
     }
 }
 
-fn row<'a>(m: &'a Members, name: &str) -> Option<&'a Member> {
+fn row<'a>(m: &'a Members, name: &str) -> Option<&'a MemberRow> {
     m.members.iter().find(|r| r.name == name)
 }
 

@@ -7,7 +7,7 @@ use maxwell_gossip::{MicroJoules, MicroWatts, MilliCelsius};
 use maxwell_node::config::{CapSource, RawConfig};
 use maxwell_node::sensors::hub::SensorHub;
 use maxwell_node::sensors::summary::LimitSource;
-use maxwell_node::sensors::{hwmon, ProblemKind, Snapshot, SourceKind, TempRole};
+use maxwell_node::sensors::{hwmon, ProblemKind, SensorSource, Snapshot, TempRole};
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ fn temp<'a>(s: &'a Snapshot, device: &str, sensor: &str) -> &'a maxwell_node::se
 fn amd_epyc_tree_is_read_exactly() {
     let mut hub = hub_for(&testdata("amd-epyc"), "");
     let s = hub.read(Duration::ZERO, 1);
-    assert_eq!(s.source, SourceKind::Sysfs);
+    assert_eq!(s.source, SensorSource::Sysfs);
     assert!(!s.emulated);
     assert_eq!(s.hwmon.temperatures.len(), 5);
     let tctl = temp(&s, "hwmon0", "temp1");
@@ -303,7 +303,7 @@ fn auto_falls_back_to_emulated_without_sensors() {
         .validate()
         .expect("valid");
     let mut hub = SensorHub::new(&config).expect("hub");
-    assert_eq!(hub.source(), SourceKind::Emulated);
+    assert_eq!(hub.source(), SensorSource::Emulated);
     let s = hub.read(Duration::ZERO, 1);
     assert!(s.emulated);
     let h = s.summary.hottest.as_ref().expect("emulated temperature");

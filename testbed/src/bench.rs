@@ -87,14 +87,13 @@ pub struct ThermalBenchReport {
 }
 
 fn policies(cfg: &BenchConfig, salt: u64) -> Vec<Box<dyn Policy>> {
-    let n = cfg.layout.hosts();
     vec![
         Box::new(ThrottleOnly),
         Box::new(LeastLoaded),
         Box::new(LocalCapping::default()),
         Box::new(CentralRules),
         Box::new(Maxwell::new(
-            n,
+            &cfg.layout,
             cfg.params.clone(),
             cfg.gossip_delay,
             cfg.gossip_loss,

@@ -1,16 +1,23 @@
-//! Maxwell in the simulation: every host runs the real
-//! [`maxwell_pricing::PriceController`] on what simulated gossip brought it
-//! (reports `delay` rounds old, each lost with probability `loss`, nothing
-//! across a partition), and a local market: a host whose price is well above
+//! Maxwell in the simulation: every host runs the agent's own
+//! [`NodeCore`] (the price law and its reading of the members) on what
+//! simulated gossip brought it (reports `delay` rounds old, each lost with
+//! probability `loss`, nothing across a partition; a report older than the
+//! gossip TTL is stale, as the verifier would say), and a local market: a
+//! host whose price is well above
 //! a cheaper offer it has heard of lets its lowest-value guest go there, if
 //! the destination (the authority on its own admission) has room.
 
 use crate::policies::Policy;
 use crate::rng::Rng;
 use crate::sim::World;
-use maxwell_gossip::{node_id::NODE_ID_LEN, MicroWatts, MilliCelsius, NodeId};
-use maxwell_pricing::{OwnSummary, PeerView, PriceController, PriceInput, PriceParams};
+use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
+use maxwell_gossip::{
+    node_id::NODE_ID_LEN, Freshness, HeatReport, Member, MemberStatus, MicroWatts, MilliCelsius,
+    NodeId, SensorSource, VerifierConfig,
+};
+use maxwell_pricing::PriceParams;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 /// Power cap of every simulated host, W.
 pub const CAP_W: f64 = 400.0;
@@ -43,7 +50,11 @@ struct Report {
 /// The Maxwell policy.
 #[derive(Debug)]
 pub struct Maxwell {
-    ctl: Vec<PriceController>,
+    cores: Vec<NodeCore>,
+    /// Age past which a report is stale (the agent's default).
+    ttl_ms: u64,
+    /// Every rack's name, made once.
+    racks: Vec<String>,
     prices: Vec<u64>,
     published: VecDeque<Vec<Report>>,
     view: Vec<Vec<Option<Report>>>,
@@ -64,14 +75,42 @@ fn watts(w: f64) -> Option<MicroWatts> {
     Some(MicroWatts::from_watts(w))
 }
 
+/// Host `h`'s core: its rack and slot, the law under test, a sensor and an
+/// observation each simulated second.
+fn core_config(
+    layout: &crate::recirculation::Layout,
+    h: usize,
+    pricing: PriceParams,
+) -> CoreConfig {
+    CoreConfig {
+        rack: layout.rack_name(layout.rack_of(h)),
+        slot: layout.slot_of(h) as u16,
+        default_critical: MilliCelsius::from_celsius(95.0),
+        pricing,
+        read_every_ms: 1_000,
+        observe_every_ms: 1_000,
+        stuck_after_ms: 10_000,
+        leave_linger_ms: 3_000,
+    }
+}
+
 impl Maxwell {
     /// `hosts` controllers with `params`; gossip `delay` rounds late, each
     /// report lost with probability `loss`.
-    pub fn new(hosts: usize, params: PriceParams, delay: usize, loss: f64, seed: u64) -> Self {
+    pub fn new(
+        layout: &crate::recirculation::Layout,
+        params: PriceParams,
+        delay: usize,
+        loss: f64,
+        seed: u64,
+    ) -> Self {
+        let hosts = layout.hosts();
         Self {
-            ctl: (0..hosts)
-                .map(|_| PriceController::new(params.clone()))
+            cores: (0..hosts)
+                .map(|h| NodeCore::new(core_config(layout, h, params.clone()), 0))
                 .collect(),
+            ttl_ms: VerifierConfig::default().ttl_ms,
+            racks: (0..layout.racks).map(|r| layout.rack_name(r)).collect(),
             prices: vec![params.config().base_milli; hosts],
             published: VecDeque::new(),
             view: vec![vec![None; hosts]; hosts],
@@ -112,39 +151,65 @@ impl Maxwell {
         }
     }
 
+    /// Host `h`'s core observes what gossip brought it and reads its
+    /// sensors; its report's price is the host's price.
     fn quote(&mut self, w: &World, h: usize) {
-        let l = &w.layout;
-        let (rack, now_ms) = (l.rack_of(h), w.t * 1000);
-        let peers = (l.host(rack, 0)..l.host(rack, 0) + l.hosts_per_rack)
-            .filter(|&j| j != h)
-            .filter_map(|j| {
-                let r = self.view[h][j]?;
-                Some(PeerView {
-                    node: node(j),
-                    rack: l.rack_name(rack),
-                    slot: l.slot_of(j) as u16,
-                    temp: r.temp,
-                    critical: r.critical,
-                    draw: watts(r.draw_w),
-                    cap: watts(CAP_W),
-                    age_ms: now_ms.saturating_sub(r.at_ms),
-                    stale: false,
-                })
-            })
+        let now_ms = w.t * 1000;
+        let members = self.view[h]
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| Some((j, (*r)?)))
+            .map(|(j, r)| self.member(w, j, r, now_ms))
             .collect();
-        let own = OwnSummary {
-            temp: MilliCelsius::from_celsius(w.thermal[h].die_c),
-            critical: MilliCelsius::from_celsius(w.models[h].critical_c),
-            draw: watts(w.power_w[h]),
-            cap: watts(CAP_W),
+        let core = &mut self.cores[h];
+        core.handle_peers(now_ms, members, Vec::new());
+        let reading = Reading {
+            hottest: Some((
+                MilliCelsius::from_celsius(w.thermal[h].die_c),
+                MilliCelsius::from_celsius(w.models[h].critical_c),
+            )),
+            power_draw: watts(w.power_w[h]),
+            power_cap: watts(CAP_W),
+            headroom: watts(CAP_W - w.power_w[h]),
+            source: SensorSource::Emulated,
         };
-        let input = PriceInput {
-            own,
-            rack: l.rack_name(rack),
-            slot: l.slot_of(h) as u16,
-            peers,
-        };
-        self.prices[h] = self.ctl[h].update(&input, now_ms).price_milli;
+        core.handle_reading(now_ms, &reading);
+        while let Some(output) = core.poll_output() {
+            if let Output::Publish(heat) = output {
+                self.prices[h] = heat.price_milli;
+            }
+        }
+    }
+
+    /// Host `j` as a verified member, from its last report that arrived.
+    fn member(&self, w: &World, j: usize, r: Report, now_ms: u64) -> Member {
+        let l = &w.layout;
+        let age_ms = now_ms.saturating_sub(r.at_ms);
+        let draw = MicroWatts::from_watts(r.draw_w);
+        Member {
+            node_id: node(j),
+            addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            generation: 1,
+            status: MemberStatus::Alive,
+            report: Some(HeatReport {
+                node_id: node(j),
+                name: String::new(),
+                generation: 1,
+                seq: r.at_ms,
+                timestamp_ms: r.at_ms,
+                rack: self.racks[l.rack_of(j)].clone(),
+                slot: l.slot_of(j) as u16,
+                hottest: r.temp,
+                critical: r.critical,
+                power_draw: draw,
+                power_cap: MicroWatts::from_watts(CAP_W),
+                headroom: MicroWatts::from_watts(CAP_W - r.draw_w),
+                price_milli: r.price,
+                source: SensorSource::Emulated,
+            }),
+            age_ms,
+            freshness: Freshness::of(age_ms, self.ttl_ms),
+        }
     }
 
     /// The market step of host `h`: offer its lowest-value guest (the

@@ -1,7 +1,9 @@
 //! Cluster tests as data: a [`Scenario`] is a list of [`Op`]s (add nodes,
 //! heat a node, cut links, heal, crash, bounce, leave, set loss or latency,
 //! wait, expect) run by [`run`] on a turmoil simulation in which every host
-//! runs a real [`Mesh`] over the [`TurmoilTransport`].
+//! runs the agent's [`NodeCore`] (the real price law) over a real [`Mesh`]
+//! on the [`TurmoilTransport`]. Only the sensor is synthetic: it reads the
+//! temperature the scenario sets.
 //!
 //! chitchat seeds its own RNG from the OS, so runs are not replayable from
 //! the turmoil seed alone: expectations are bounds ("within 5 s"), and each
@@ -10,11 +12,13 @@
 use crate::rogue;
 use crate::transport::{Mailbox, TurmoilTransport};
 use ed25519_dalek::SigningKey;
+use maxwell_core::{Command, CoreConfig, NodeCore, Output, Reading};
 use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     Member, MemberStatus, MicroWatts, MilliCelsius, NodeId, RejectCounters, SensorSource,
 };
-use maxwell_node::mesh::{Clock, Heat, Mesh, MeshSettings};
+use maxwell_node::mesh::{Clock, Mesh, MeshSettings};
+use maxwell_types::sync::lock;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +27,10 @@ use std::time::Duration;
 pub const GOSSIP_PORT: u16 = 7946;
 /// Unix ms at simulated time zero.
 pub const EPOCH_MS: u64 = 1_800_000_000_000;
-/// Period at which a node publishes its heat.
+/// Sensor period of every node (it publishes a report each period).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// How often a node observes its members.
+pub const OBSERVE_EVERY: Duration = Duration::from_millis(100);
 /// Temperature every node starts at.
 pub const START_CELSIUS: f64 = 40.0;
 
@@ -100,6 +106,16 @@ pub enum Op {
         by: Who,
         within: Duration,
     },
+    /// Waits (up to 60 s) until every running node's price has settled,
+    /// then remembers each, for the price expectations.
+    MarkPrices,
+    /// `nodes` price below their marked price.
+    ExpectCheaper { nodes: Who, within: Duration },
+    /// `nodes` price above their marked price.
+    ExpectDearer { nodes: Who, within: Duration },
+    /// At every step for all of `over`, no node of `nodes` prices below its
+    /// marked price.
+    ExpectNeverCheaper { nodes: Who, over: Duration },
 }
 
 /// A named list of operations run on one turmoil seed.
@@ -128,6 +144,10 @@ pub struct Ctl {
     pub generation: u64,
     pub view: Vec<Member>,
     pub counters: RejectCounters,
+    /// The core's latest price, thousandths.
+    pub price_milli: Option<u64>,
+    /// Whether that price is held (settled inside the law's hysteresis band).
+    pub price_held: bool,
 }
 
 /// The deterministic key of node `i`.
@@ -152,20 +172,13 @@ pub fn sim_clock() -> Clock {
     Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64))
 }
 
-fn lock(ctl: &Mutex<Ctl>) -> std::sync::MutexGuard<'_, Ctl> {
-    ctl.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Seed addresses: the first three nodes, filled in as they are added.
 pub type Seeds = Arc<Mutex<Vec<IpAddr>>>;
 
 /// Gossip settings of a simulated node: the seeds other than itself.
 pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
     let me = turmoil::lookup(host_name(i));
-    let seeds = seeds
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    let seeds = lock(seeds)
         .iter()
         .filter(|ip| **ip != me)
         .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string())
@@ -185,22 +198,38 @@ pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
     }
 }
 
-fn heat(celsius: f64) -> Heat {
-    Heat {
+/// Node `i`'s core: rack r1, slot `i + 1`, the default price law.
+pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
+    let ms = |d: Duration| d.as_millis() as u64;
+    CoreConfig {
         rack: "r1".into(),
-        slot: 1,
-        hottest: MilliCelsius::from_celsius(celsius),
-        critical: MilliCelsius::from_celsius(95.0),
-        power_draw: MicroWatts::from_watts(200.0),
-        power_cap: MicroWatts::from_watts(400.0),
-        headroom: MicroWatts::from_watts(200.0),
-        price_milli: 0,
+        slot: u16::try_from(i + 1).unwrap_or(u16::MAX),
+        default_critical: MilliCelsius::from_celsius(95.0),
+        pricing: maxwell_pricing::PriceParams::default(),
+        read_every_ms: ms(PUBLISH_EVERY),
+        observe_every_ms: ms(OBSERVE_EVERY),
+        stuck_after_ms: 10_000,
+        leave_linger_ms: ms(interval * 3),
+    }
+}
+
+/// The synthetic sensor: the temperature the scenario set, 200 W of 400.
+fn reading(celsius: f64) -> Reading {
+    Reading {
+        hottest: Some((
+            MilliCelsius::from_celsius(celsius),
+            MilliCelsius::from_celsius(95.0),
+        )),
+        power_draw: Some(MicroWatts::from_watts(200.0)),
+        power_cap: Some(MicroWatts::from_watts(400.0)),
+        headroom: Some(MicroWatts::from_watts(200.0)),
         source: SensorSource::Emulated,
     }
 }
 
-/// The software of one honest host: a mesh that publishes the heat the driver
-/// sets, refreshes its view, and leaves when asked.
+/// The software of one honest host, driven as the agent drives it: the
+/// core's timers, its reads (answered by the synthetic sensor), its
+/// observations, its reports and its leave.
 async fn node_main(
     i: usize,
     ctl: Arc<Mutex<Ctl>>,
@@ -217,33 +246,51 @@ async fn node_main(
         host_name(i),
         generation,
         &transport,
-        clock,
+        Arc::clone(&clock),
     )
     .await?;
+    let mut core = NodeCore::new(core_config(i, interval), clock());
     {
         let mut c = lock(&ctl);
         c.running = true;
         c.starts += 1;
         c.generation = generation;
     }
-    let mut publish = tokio::time::interval(PUBLISH_EVERY);
-    let mut refresh = tokio::time::interval(Duration::from_millis(100));
     loop {
-        tokio::select! {
-            _ = publish.tick() => {
-                let (celsius, leave) = { let c = lock(&ctl); (c.celsius, c.leave) };
-                if leave {
-                    mesh.leave(interval * 3).await?;
+        let wake = core.poll_timeout().map_or(OBSERVE_EVERY, |at| {
+            Duration::from_millis(at.saturating_sub(clock()))
+        });
+        tokio::time::sleep(wake).await;
+        let now = clock();
+        if lock(&ctl).leave {
+            core.handle_command(now, Command::Leave);
+        }
+        core.handle_timeout(now);
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::ReadSensors => {
+                    let celsius = lock(&ctl).celsius;
+                    core.handle_reading(now, &reading(celsius));
+                }
+                Output::ObservePeers => {
+                    let events = mesh.refresh().await;
+                    core.handle_peers(now, mesh.members(), events);
+                    let mut c = lock(&ctl);
+                    c.view = core.members().to_vec();
+                    c.counters = mesh.counters();
+                }
+                Output::Publish(heat) => {
+                    mesh.publish(&heat).await?;
+                    let mut c = lock(&ctl);
+                    c.price_milli = Some(heat.price_milli);
+                    c.price_held = core.quote().is_some_and(|q| q.held);
+                }
+                Output::Leave { linger_ms } => {
+                    mesh.leave(Duration::from_millis(linger_ms)).await?;
                     lock(&ctl).running = false;
                     return Ok(());
                 }
-                mesh.publish(&heat(celsius)).await?;
-            }
-            _ = refresh.tick() => {
-                mesh.refresh().await;
-                let mut c = lock(&ctl);
-                c.view = mesh.members();
-                c.counters = mesh.counters();
+                Output::Event(_) => {}
             }
         }
     }
@@ -263,6 +310,8 @@ struct Driver<'a> {
     seeds: Seeds,
     /// Nodes the scenario means to be up: added, not crashed, not left.
     up: std::collections::BTreeSet<usize>,
+    /// Prices remembered by [`Op::MarkPrices`].
+    marks: std::collections::BTreeMap<usize, u64>,
 }
 
 impl<'a> Driver<'a> {
@@ -281,6 +330,7 @@ impl<'a> Driver<'a> {
             rogues: 0,
             seeds: Seeds::default(),
             up: std::collections::BTreeSet::new(),
+            marks: std::collections::BTreeMap::new(),
         }
     }
 
@@ -358,10 +408,7 @@ impl<'a> Driver<'a> {
         });
         if i < 3 {
             let ip = self.sim.lookup(host_name(i).as_str());
-            self.seeds
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(ip);
+            lock(&self.seeds).push(ip);
         }
     }
 
@@ -539,6 +586,67 @@ impl<'a> Driver<'a> {
                     Ok(())
                 })?;
             }
+            Op::MarkPrices => {
+                let running = self.running();
+                self.until(Duration::from_secs(60), |d| {
+                    match running.iter().find(|i| !lock(&d.nodes[**i]).price_held) {
+                        Some(i) => Err(format!("n{i}'s price is still moving")),
+                        None => Ok(()),
+                    }
+                })?;
+                self.marks = self
+                    .running()
+                    .into_iter()
+                    .filter_map(|i| Some((i, lock(&self.nodes[i]).price_milli?)))
+                    .collect();
+            }
+            Op::ExpectCheaper { nodes, within } => {
+                let observers = self.observers(nodes, None);
+                self.until(*within, |d| {
+                    d.check_prices(&observers, "cheaper", |p, m| p < m)
+                })?;
+            }
+            Op::ExpectDearer { nodes, within } => {
+                let observers = self.observers(nodes, None);
+                self.until(*within, |d| {
+                    d.check_prices(&observers, "dearer", |p, m| p > m)
+                })?;
+            }
+            Op::ExpectNeverCheaper { nodes, over } => {
+                let observers = self.observers(nodes, None);
+                let until = self.sim.elapsed() + *over;
+                while self.sim.elapsed() < until {
+                    self.check_prices(&observers, "never cheaper", |p, m| p >= m)?;
+                    self.step()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every observer's price against its mark.
+    fn check_prices(
+        &self,
+        observers: &[usize],
+        want: &str,
+        ok: impl Fn(u64, u64) -> bool,
+    ) -> Result<(), String> {
+        if observers.is_empty() {
+            return Err("no node is up: the expectation would hold vacuously".into());
+        }
+        for o in observers {
+            let mark = self
+                .marks
+                .get(o)
+                .ok_or(format!("n{o} has no marked price"))?;
+            let price = lock(&self.nodes[*o])
+                .price_milli
+                .ok_or(format!("n{o} has quoted no price"))?;
+            if !ok(price, *mark) {
+                return Err(format!(
+                    "n{o} prices {price} milli, marked {mark}: not {want}"
+                ));
+            }
         }
         Ok(())
     }
@@ -599,5 +707,8 @@ fn is_expectation(op: &Op) -> bool {
             | Op::ExpectHeat { .. }
             | Op::ExpectSeen { .. }
             | Op::ExpectRejected { .. }
+            | Op::ExpectCheaper { .. }
+            | Op::ExpectDearer { .. }
+            | Op::ExpectNeverCheaper { .. }
     )
 }

@@ -56,9 +56,7 @@ pub async fn rogue_main(
     let clock = sim_clock();
     let me = turmoil::lookup(host_name(k));
     let victim_id = id_of(victim).to_string();
-    let seeds = seeds
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    let seeds = maxwell_types::sync::lock(&seeds)
         .iter()
         .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string())
         .collect();

@@ -73,9 +73,7 @@ impl Mailbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        maxwell_types::sync::lock(&self.inner)
     }
 
     /// Drops each datagram with probability `p` from now on.

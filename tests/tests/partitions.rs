@@ -27,9 +27,15 @@ fn cold_start(n: usize) -> Vec<Op> {
     vec![Op::AddNodes(n), Op::ExpectConverged { within: s(10) }]
 }
 
+/// Remembers every price once it has settled on the converged mesh.
+fn settled() -> [Op; 1] {
+    [Op::MarkPrices]
+}
+
 #[test]
-fn cold_start_converges_and_heat_reaches_all() {
+fn cold_start_converges_heat_reaches_all_and_prices_follow() {
     let mut ops = cold_start(8);
+    ops.extend(settled());
     ops.extend([
         Op::Heat {
             node: 5,
@@ -41,6 +47,15 @@ fn cold_start_converges_and_heat_reaches_all() {
             seen_by: Who::All,
             within: s(3),
         },
+        // The heated node (slot 6) gets dearer; its rack neighbours cheaper.
+        Op::ExpectDearer {
+            nodes: Who::Nodes(vec![5]),
+            within: s(5),
+        },
+        Op::ExpectCheaper {
+            nodes: Who::Nodes(vec![3, 4, 6, 7]),
+            within: s(10),
+        },
     ]);
     each_seed("cold start, heat", ops);
 }
@@ -49,10 +64,21 @@ fn cold_start_converges_and_heat_reaches_all() {
 fn split_into_halves_and_heal() {
     let (a, b) = ((0..4).collect::<Vec<_>>(), (4..8).collect::<Vec<_>>());
     let mut ops = cold_start(8);
+    ops.extend(settled());
     ops.extend([
         Op::Cut {
             a: a.clone(),
             b: b.clone(),
+        },
+        // Neighbours lost across the cut never make anyone cheaper; the
+        // nodes next to the cut (slots 4 and 5) get dearer.
+        Op::ExpectNeverCheaper {
+            nodes: Who::All,
+            over: s(15),
+        },
+        Op::ExpectDearer {
+            nodes: Who::Nodes(vec![3, 4]),
+            within: s(5),
         },
         // Across the cut, reports go stale and peers are declared dead: never counted.
         Op::ExpectSeen {
@@ -93,13 +119,22 @@ fn split_into_halves_and_heal() {
 #[test]
 fn an_isolated_node_is_dropped_then_rejoins() {
     let mut ops = cold_start(6);
+    ops.extend(settled());
     ops.extend([
         Op::Isolate(3),
+        Op::ExpectNeverCheaper {
+            nodes: Who::All,
+            over: s(10),
+        },
         Op::ExpectSeen {
             node: 3,
             seen: Seen::Dead,
             seen_by: Who::All,
             within: s(20),
+        },
+        Op::ExpectNeverCheaper {
+            nodes: Who::All,
+            over: s(2),
         },
         Op::HealAll,
         Op::ExpectConverged { within: s(15) },
@@ -110,6 +145,7 @@ fn an_isolated_node_is_dropped_then_rejoins() {
 #[test]
 fn a_one_way_cut_never_makes_a_node_look_cool() {
     let mut ops = cold_start(5);
+    ops.extend(settled());
     ops.extend([
         // n4 hears everyone, no one hears n4.
         Op::CutOneWay {
@@ -126,6 +162,11 @@ fn a_one_way_cut_never_makes_a_node_look_cool() {
             seen_by: Who::Nodes(vec![0, 1, 2, 3]),
             within: s(15),
         },
+        // Unheard, n4's heat can relieve no one.
+        Op::ExpectNeverCheaper {
+            nodes: Who::Nodes(vec![0, 1, 2, 3]),
+            over: s(2),
+        },
         Op::HealAll,
         Op::ExpectHeat {
             node: 4,
@@ -140,13 +181,23 @@ fn a_one_way_cut_never_makes_a_node_look_cool() {
 #[test]
 fn crash_is_detected_and_bounce_rejoins_with_a_new_generation() {
     let mut ops = cold_start(6);
+    ops.extend(settled());
     ops.extend([
         Op::Crash(2),
+        // A dead neighbour is priced as stale: dearer, never cheaper.
+        Op::ExpectNeverCheaper {
+            nodes: Who::All,
+            over: s(10),
+        },
         Op::ExpectSeen {
             node: 2,
             seen: Seen::Dead,
             seen_by: Who::All,
             within: s(20),
+        },
+        Op::ExpectDearer {
+            nodes: Who::Nodes(vec![1, 3]),
+            within: s(5),
         },
         Op::Bounce(2),
         Op::ExpectConverged { within: s(15) },

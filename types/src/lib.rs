@@ -5,11 +5,14 @@
 //!   in the kernel's own scales, never confused with one another;
 //! - [`node_id`]: [`NodeId`], 10 bytes shown as 20 hex digits (hex in
 //!   human-readable formats, bytes in binary ones). Deriving one from a key
-//!   is `maxwell-gossip`'s job.
+//!   is `maxwell-gossip`'s job;
+//! - [`hex`]: the one hex codec; [`sync`]: the one lock helper.
 //!
 //! Contract: no I/O, no dependencies beyond serde and thiserror.
 
+pub mod hex;
 pub mod node_id;
+pub mod sync;
 pub mod units;
 
 pub use node_id::{NodeId, ParseNodeIdError, NODE_ID_LEN};

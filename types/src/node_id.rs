@@ -44,10 +44,7 @@ impl<'de> Deserialize<'de> for NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&crate::hex::encode(&self.0))
     }
 }
 
@@ -68,15 +65,9 @@ impl FromStr for NodeId {
     type Err = ParseNodeIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseNodeIdError(s.to_string());
-        if s.len() != NODE_ID_LEN * 2 || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut id = [0u8; NODE_ID_LEN];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Self(id))
+        crate::hex::decode(s)
+            .map(Self)
+            .ok_or_else(|| ParseNodeIdError(s.to_string()))
     }
 }
 

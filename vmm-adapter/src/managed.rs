@@ -7,9 +7,10 @@
 //! its vCPUs); [`backend_methods!`] then writes the `GuestBackend` methods
 //! that only look a guest up and ask it.
 
+use maxwell_types::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::backend::{CapMode, GuestId, GuestInfo, GuestState};
@@ -17,12 +18,6 @@ use crate::cgroup::{place, CapGroup, Hierarchy};
 use crate::duty::DutyCycle;
 use crate::error::{Result, VmmError};
 use crate::spec::{CpuCap, GuestSpec};
-
-/// Lock `m`, using the data even if a holder panicked (all guarded data
-/// stays consistent between statements).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A guest's cap and how it is enforced: a cgroup when the host has one,
 /// else a duty cycle while the cap is below a full core.

@@ -17,9 +17,10 @@ use crate::backend::{CapMode, GuestBackend, GuestId, GuestState};
 use crate::cgroup::{CapConfig, CapGroup, Hierarchy};
 use crate::duty::DutyCycle;
 use crate::error::{Result, VmmError};
-use crate::managed::{backend_methods, lock, GuestCore, GuestTable, Managed};
+use crate::managed::{backend_methods, GuestCore, GuestTable, Managed};
 use crate::spec::{CpuCap, GuestKind, GuestSpec, PayloadLoop, Workload};
 use crate::sys;
+use maxwell_types::sync::lock;
 
 /// How long `pause` waits for every child to be stopped.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -150,7 +150,7 @@ impl Token {
             path: dir.file(TOKEN_FILE),
             err: std::io::Error::other(format!("no randomness for a token: {e}")),
         })?;
-        let token = Token(crate::identity::hex(&bytes));
+        let token = Token(maxwell_types::hex::encode(&bytes));
         dir.write(TOKEN_FILE, format!("{}\n", token.0).as_bytes(), Replace::No)?;
         tracing::info!(path = %dir.file(TOKEN_FILE).display(), "created the API token");
         Ok(token)

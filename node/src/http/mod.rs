@@ -17,7 +17,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -34,40 +33,7 @@ pub struct Status {
     pub price: Option<maxwell_pricing::Quote>,
 }
 
-/// One row of `GET /v1/members`: a peer with a verified report (or this node).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Member {
-    pub id: NodeId,
-    pub name: String,
-    /// Gossip address.
-    pub addr: String,
-    pub status: maxwell_gossip::MemberStatus,
-    pub generation: u64,
-    pub rack: String,
-    pub slot: u16,
-    pub hottest_millicelsius: Option<MilliCelsius>,
-    pub critical_millicelsius: Option<MilliCelsius>,
-    pub power_draw_microwatts: Option<MicroWatts>,
-    pub power_cap_microwatts: Option<MicroWatts>,
-    pub headroom_microwatts: Option<MicroWatts>,
-    pub price_milli: Option<u64>,
-    pub sensor_source: Option<maxwell_gossip::SensorSource>,
-    /// Age of the report, ms.
-    pub age_ms: u64,
-    /// False once the report is older than the TTL: shown, never acted on.
-    pub fresh: bool,
-    /// True when the row may be acted on (alive, fresh, verified).
-    pub counts: bool,
-    pub is_self: bool,
-}
-
-/// `GET /v1/members`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Members {
-    pub members: Vec<Member>,
-    /// Gossip peers without a verified report (not members).
-    pub unverified_peers: usize,
-}
+pub use maxwell_core::{MemberRow, Members};
 
 /// Builds the router over shared state. `/v1/emulated` exists only when the
 /// sensors are emulated: on real sensors no request can touch what is reported.

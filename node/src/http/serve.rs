@@ -258,18 +258,18 @@ impl Conns {
             write_waiting_since: AtomicU64::new(0),
             evict: tokio::sync::Notify::new(),
         });
-        crate::mesh::lock(&self.open).insert(conn.id, Arc::clone(&conn));
+        maxwell_types::sync::lock(&self.open).insert(conn.id, Arc::clone(&conn));
         conn
     }
 
     fn remove(&self, id: u64) {
-        crate::mesh::lock(&self.open).remove(&id);
+        maxwell_types::sync::lock(&self.open).remove(&id);
     }
 
     /// Asks the idlest connection without a request in progress to close;
     /// false when every one is busy.
     fn evict_idlest(&self) -> bool {
-        let open = crate::mesh::lock(&self.open);
+        let open = maxwell_types::sync::lock(&self.open);
         let idlest = open
             .values()
             .filter(|c| c.busy.load(Ordering::Relaxed) == 0)

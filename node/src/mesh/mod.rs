@@ -12,11 +12,13 @@ pub mod transport;
 use chitchat::transport::Transport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
+use maxwell_core::Heat;
 use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     HeatReport, Leave, Liveness, Member, Membership, MembershipEvent, NodeId, PeerObservation,
     RejectCounters, SignedRecord, Verifier, VerifierConfig, CHITCHAT_KEY,
 };
+use maxwell_types::sync::lock;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,20 +53,6 @@ pub struct MeshSettings {
     pub phi_threshold: f64,
     pub dead_grace: Duration,
     pub verifier: VerifierConfig,
-}
-
-/// The fields of our heat report that come from sensors and pricing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Heat {
-    pub rack: String,
-    pub slot: u16,
-    pub hottest: maxwell_gossip::MilliCelsius,
-    pub critical: maxwell_gossip::MilliCelsius,
-    pub power_draw: maxwell_gossip::MicroWatts,
-    pub power_cap: maxwell_gossip::MicroWatts,
-    pub headroom: maxwell_gossip::MicroWatts,
-    pub price_milli: u64,
-    pub source: maxwell_gossip::SensorSource,
 }
 
 /// A running mesh member.
@@ -274,10 +262,4 @@ struct OwnedPeer {
     addr: SocketAddr,
     liveness: Liveness,
     record: Option<String>,
-}
-
-/// Locks, and takes the data of a poisoned lock: a panicked writer left
-/// whole values (every write under these locks is one assignment).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -2,12 +2,11 @@
 //! address and the allowlist file.
 
 use super::transport::{CountingTransport, GossipStats};
-use super::{Clock, Heat, Mesh, MeshSettings};
+use super::{Clock, Mesh, MeshSettings};
 use crate::config::{Config, GossipConfig};
 use crate::identity::Identity;
-use crate::sensors::{Snapshot, SourceKind};
 use anyhow::Context;
-use maxwell_gossip::{Allowlist, MicroWatts, SensorSource, VerifierConfig};
+use maxwell_gossip::{Allowlist, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
@@ -99,31 +98,6 @@ fn advertise_addr(g: &GossipConfig) -> SocketAddr {
     match towards_seed {
         Some(local) => SocketAddr::new(local.ip(), port),
         None => SocketAddr::from(([127, 0, 0, 1], port)),
-    }
-}
-
-/// The heat fields of our report, from a sensor snapshot. Unknown is never
-/// reported as cool: no temperature means "at the limit", no power means no headroom.
-pub fn heat_of(snapshot: &Snapshot, config: &Config, price_milli: u64) -> Heat {
-    let s = &snapshot.summary;
-    let (hottest, critical) = s.temperature_or_limit(config.sensors.default_critical);
-    let watts = |p: &Option<crate::sensors::summary::Sourced>| {
-        p.as_ref().map_or(MicroWatts(0), |p| p.microwatts)
-    };
-    Heat {
-        rack: config.rack.clone(),
-        slot: config.slot,
-        hottest,
-        critical,
-        power_draw: watts(&s.power_draw),
-        power_cap: watts(&s.power_cap),
-        headroom: s.headroom_microwatts.unwrap_or(MicroWatts(0)),
-        price_milli,
-        source: match snapshot.source {
-            SourceKind::Sysfs => SensorSource::Sysfs,
-            SourceKind::Libsensors => SensorSource::Libsensors,
-            SourceKind::Emulated => SensorSource::Emulated,
-        },
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::emulated::EmulatedHost;
 use super::summary::summarize;
-use super::{hwmon, rapl::RaplMeter, CpuLoad, HwmonReadings, Problem, Snapshot, SourceKind};
+use super::{hwmon, rapl::RaplMeter, CpuLoad, HwmonReadings, Problem, SensorSource, Snapshot};
 use crate::config::{Config, EmulatedParams, PowerConfig, SensorConfig, SensorMode};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub enum SensorError {
 /// Reads all sensors of one host.
 #[derive(Debug)]
 pub struct SensorHub {
-    source: SourceKind,
+    source: SensorSource,
     sensors: SensorConfig,
     power: PowerConfig,
     rapl: RaplMeter,
@@ -43,15 +43,15 @@ impl SensorHub {
         let sensors = config.sensors.clone();
         let mut rapl = RaplMeter::new(&sensors.powercap_root);
         let source = match sensors.mode {
-            SensorMode::Sysfs => SourceKind::Sysfs,
-            SensorMode::Emulated => SourceKind::Emulated,
-            SensorMode::Libsensors => SourceKind::Libsensors,
+            SensorMode::Sysfs => SensorSource::Sysfs,
+            SensorMode::Emulated => SensorSource::Emulated,
+            SensorMode::Libsensors => SensorSource::Libsensors,
             SensorMode::Auto => {
                 let mut scratch = Vec::new();
                 let found = !hwmon::read_tree(&sensors.hwmon_root, &mut scratch).is_empty()
                     || !rapl.read(Duration::ZERO, &mut scratch).is_empty();
                 if found {
-                    SourceKind::Sysfs
+                    SensorSource::Sysfs
                 } else {
                     tracing::warn!(
                         hwmon_root = %sensors.hwmon_root.display(),
@@ -59,22 +59,23 @@ impl SensorHub {
                         "no hwmon or RAPL sensors found: using the EMULATED host model \
                          (readings are not hardware measurements)"
                     );
-                    SourceKind::Emulated
+                    SensorSource::Emulated
                 }
             }
         };
         #[cfg(feature = "libsensors")]
         let lib = match source {
-            SourceKind::Libsensors => {
+            SensorSource::Libsensors => {
                 Some(super::libsensors::LibSensors::new().map_err(SensorError::Libsensors)?)
             }
             _ => None,
         };
         #[cfg(not(feature = "libsensors"))]
-        if source == SourceKind::Libsensors {
+        if source == SensorSource::Libsensors {
             return Err(SensorError::LibsensorsNotBuilt);
         }
-        let emulated = (source == SourceKind::Emulated).then(|| EmulatedHost::new(config.emulated));
+        let emulated =
+            (source == SensorSource::Emulated).then(|| EmulatedHost::new(config.emulated));
         Ok(Self {
             source,
             sensors,
@@ -90,7 +91,7 @@ impl SensorHub {
     }
 
     /// The source in use.
-    pub fn source(&self) -> SourceKind {
+    pub fn source(&self) -> SensorSource {
         self.source
     }
 
@@ -120,18 +121,18 @@ impl SensorHub {
             .map_or(Duration::ZERO, |t| now.saturating_sub(t));
         self.last_step = Some(now);
         let (mut hwmon, rapl) = match self.source {
-            SourceKind::Emulated => {
+            SensorSource::Emulated => {
                 let host = self
                     .emulated
                     .get_or_insert_with(|| EmulatedHost::new(EmulatedParams::default()));
                 host.step(dt, cpu.utilisation);
                 (host.readings(), Vec::new())
             }
-            SourceKind::Sysfs => (
+            SensorSource::Sysfs => (
                 hwmon::read_tree(&self.sensors.hwmon_root, &mut problems),
                 self.rapl.read(now, &mut problems),
             ),
-            SourceKind::Libsensors => (
+            SensorSource::Libsensors => (
                 self.read_libsensors(&mut problems),
                 self.rapl.read(now, &mut problems),
             ),
@@ -161,7 +162,7 @@ impl SensorHub {
         Snapshot {
             taken_at_unix_ms: wall_ms,
             source: self.source,
-            emulated: self.source == SourceKind::Emulated,
+            emulated: self.source == SensorSource::Emulated,
             hwmon,
             rapl,
             cpu,

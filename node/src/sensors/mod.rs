@@ -19,28 +19,8 @@ pub mod summary;
 use maxwell_gossip::{MicroJoules, MicroWatts, MilliCelsius};
 use serde::{Deserialize, Serialize};
 
-/// Which reader produced a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// hwmon and powercap files in sysfs.
-    Sysfs,
-    /// libsensors (hwmon through the C library) plus powercap in sysfs.
-    Libsensors,
-    /// The emulated RC model: not a measurement of hardware.
-    Emulated,
-}
-
-impl SourceKind {
-    /// Lower-case name, as in config and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sysfs => "sysfs",
-            Self::Libsensors => "libsensors",
-            Self::Emulated => "emulated",
-        }
-    }
-}
+/// Which reader produced a snapshot: the gossiped [`SensorSource`], one enum.
+pub use maxwell_gossip::SensorSource;
 
 /// What a temperature channel measures, which decides whether it counts
 /// towards the host's hottest temperature.
@@ -202,7 +182,7 @@ impl HwmonReadings {
 pub struct Snapshot {
     /// Wall-clock time of the reading, Unix milliseconds.
     pub taken_at_unix_ms: u64,
-    pub source: SourceKind,
+    pub source: SensorSource,
     /// True when the values come from the emulated model, not hardware.
     pub emulated: bool,
     pub hwmon: HwmonReadings,
@@ -210,4 +190,21 @@ pub struct Snapshot {
     pub cpu: CpuLoad,
     pub problems: Vec<Problem>,
     pub summary: summary::Summary,
+}
+
+impl Snapshot {
+    /// What the node core reads of this snapshot.
+    pub fn reading(&self) -> maxwell_core::Reading {
+        let s = &self.summary;
+        maxwell_core::Reading {
+            hottest: s
+                .hottest
+                .as_ref()
+                .map(|h| (h.millicelsius, h.critical_millicelsius)),
+            power_draw: s.power_draw.as_ref().map(|p| p.microwatts),
+            power_cap: s.power_cap.as_ref().map(|p| p.microwatts),
+            headroom: s.headroom_microwatts,
+            source: self.source,
+        }
+    }
 }

@@ -59,20 +59,6 @@ pub struct Summary {
     pub headroom_microwatts: Option<MicroWatts>,
 }
 
-impl Summary {
-    /// `(temperature, critical limit)` for the mesh and the price law. An
-    /// unknown temperature is "at the limit" (`default_critical`), never cool.
-    pub fn temperature_or_limit(
-        &self,
-        default_critical: MilliCelsius,
-    ) -> (MilliCelsius, MilliCelsius) {
-        match &self.hottest {
-            Some(h) => (h.millicelsius, h.critical_millicelsius),
-            None => (default_critical, default_critical),
-        }
-    }
-}
-
 /// Derives the summary from one period's readings.
 pub fn summarize(
     hwmon: &HwmonReadings,

@@ -57,9 +57,7 @@ pub fn free_port() -> u16 {
 /// port handed out closes that window inside one test binary.
 fn unique(probe: impl Fn() -> u16) -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut given = maxwell_types::sync::lock(&GIVEN);
     loop {
         let port = probe();
         if !given.contains(&port) {

@@ -20,9 +20,10 @@ use crate::backend::{CapMode, GuestBackend, GuestId, GuestState};
 use crate::cgroup::{CapConfig, CapGroup, Hierarchy};
 use crate::duty::DutyCycle;
 use crate::error::{Result, VmmError};
-use crate::managed::{backend_methods, lock, GuestCore, GuestTable, Managed};
+use crate::managed::{backend_methods, GuestCore, GuestTable, Managed};
 use crate::spec::{CpuCap, GuestKind, GuestSpec, Workload};
 use crate::sys;
+use maxwell_types::sync::lock;
 use vcpu::{ConsoleSink, Ctl, Io, Shared, ThreadIds, VcpuThread, Want};
 
 /// How long `pause`/`resume` wait for every vCPU to acknowledge.

@@ -120,7 +120,7 @@ impl Shared {
     /// Lock the control block (a poisoned lock is still usable: the data
     /// are plain counters).
     pub fn lock(&self) -> MutexGuard<'_, Ctl> {
-        self.ctl.lock().unwrap_or_else(|e| e.into_inner())
+        maxwell_types::sync::lock(&self.ctl)
     }
 
     fn saw_exit(&self) {
@@ -164,7 +164,7 @@ pub const CONSOLE_KEEP: usize = 64 * 1024;
 
 impl Write for ConsoleSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = maxwell_types::sync::lock(&self.buf);
         b.extend_from_slice(data);
         if b.len() > CONSOLE_KEEP {
             let cut = b.len() - CONSOLE_KEEP;

@@ -1,4 +1,5 @@
-//! Convergence in simulation: `n` [`Mesh`]es in one process on chitchat's
+//! Convergence in simulation: `n` nodes (a [`NodeCore`] deciding, a
+//! [`Mesh`] gossiping) in one process on chitchat's
 //! in-memory [`ChannelTransport`] (MTU 65 507, as UDP), on a current-thread
 //! tokio runtime with a paused clock, so a round costs no wall time and CPU
 //! load cannot stretch the measured times.
@@ -12,11 +13,12 @@
 
 use super::TRIALS;
 use crate::bench::timing::{median, quantile, secs, Waited};
-use crate::mesh::transport::{CountingTransport, GossipStats};
-use crate::mesh::{Clock, Heat, Mesh, MeshSettings};
 use chitchat::transport::ChannelTransport;
 use ed25519_dalek::SigningKey;
+use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
 use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId, SensorSource, VerifierConfig};
+use maxwell_node::mesh::transport::{CountingTransport, GossipStats};
+use maxwell_node::mesh::{Clock, Mesh, MeshSettings};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -77,7 +79,8 @@ pub fn run(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<Si
 async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<SimResult> {
     let wall = Instant::now();
     let stats = Arc::new(GossipStats::default());
-    let meshes = start_meshes(n, interval, &stats).await?;
+    let mut nodes = start_nodes(n, interval, &stats).await?;
+    let meshes: Vec<&Mesh> = nodes.iter().map(|n| &n.mesh).collect();
     let join = wait_joined(&meshes, interval, timeout).await;
     let progress = format!("{join} simulated, {} wall", secs(wall.elapsed()));
     eprintln!("bench gossip: sim n={n}: all joined after {progress}");
@@ -85,12 +88,12 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
     let (bytes_per_node_s, reached) = match join {
         Waited::Done(_) => (
             Some(steady_bytes(&stats, n, interval * steady_rounds(n)).await),
-            time_changes(&meshes, trials, interval / 4, timeout).await?,
+            time_changes(&mut nodes, trials, interval / 4, timeout).await?,
         ),
         Waited::Timeout { .. } => (None, [Waited::Timeout { seen: 0, of: n - 1 }; 3]),
     };
-    for mesh in meshes {
-        mesh.shutdown().await;
+    for node in nodes {
+        node.mesh.shutdown().await;
     }
     Ok(SimResult {
         n,
@@ -102,36 +105,59 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
     })
 }
 
-/// Starts `n` meshes spread over one interval, each with one report out.
-async fn start_meshes(
+/// One simulated node: the agent's core and its mesh.
+struct SimNode {
+    core: NodeCore,
+    mesh: Mesh,
+    clock: Clock,
+}
+
+impl SimNode {
+    /// The core reads `hottest`; its report (with its price) is gossiped.
+    async fn read(&mut self, hottest: MilliCelsius) -> anyhow::Result<()> {
+        self.core.handle_reading((self.clock)(), &reading(hottest));
+        while let Some(output) = self.core.poll_output() {
+            if let Output::Publish(heat) = output {
+                self.mesh.publish(&heat).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts `n` nodes spread over one interval, each with one report out.
+async fn start_nodes(
     n: usize,
     interval: Duration,
     stats: &Arc<GossipStats>,
-) -> anyhow::Result<Vec<Mesh>> {
+) -> anyhow::Result<Vec<SimNode>> {
     let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(stats));
     let start = tokio::time::Instant::now();
-    let base = crate::agent::unix_ms();
+    let base = maxwell_node::agent::unix_ms();
     let clock: Clock =
         Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     let seeds: Vec<String> = (0..n.min(3)).map(|k| addr(k).to_string()).collect();
     let stagger = interval / u32::try_from(n).unwrap_or(u32::MAX);
-    let mut meshes = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
     for k in 0..n {
         let settings = settings(k, &seeds, interval);
         let name = format!("sim-{k}");
         let clock = Arc::clone(&clock);
-        let mesh = Mesh::start(settings, key(k), name, base, &transport, clock).await?;
-        mesh.publish(&heat(k, MilliCelsius(40_000))).await?;
-        meshes.push(mesh);
+        let mesh =
+            Mesh::start(settings, key(k), name, base, &transport, Arc::clone(&clock)).await?;
+        let core = NodeCore::new(core_config(k, interval), clock());
+        let mut node = SimNode { core, mesh, clock };
+        node.read(MilliCelsius(40_000)).await?;
+        nodes.push(node);
         tokio::time::sleep(stagger).await;
     }
-    Ok(meshes)
+    Ok(nodes)
 }
 
 /// Until every node counts every other as a member. Joining is not what is
 /// measured: checked once a round, and only on nodes whose chitchat already
 /// knows every peer (a cheap test).
-async fn wait_joined(meshes: &[Mesh], interval: Duration, timeout: Duration) -> Waited {
+async fn wait_joined(meshes: &[&Mesh], interval: Duration, timeout: Duration) -> Waited {
     let n = meshes.len();
     let mut joined = vec![None; n];
     let start = tokio::time::Instant::now();
@@ -152,16 +178,16 @@ async fn wait_joined(meshes: &[Mesh], interval: Duration, timeout: Duration) -> 
 /// `trials` changes from the last nodes in turn; the median time until
 /// 50 %, 99 % and 100 % of the others show each.
 async fn time_changes(
-    meshes: &[Mesh],
+    nodes: &mut [SimNode],
     trials: usize,
     step: Duration,
     timeout: Duration,
 ) -> anyhow::Result<[Waited; 3]> {
-    let n = meshes.len();
+    let n = nodes.len();
     let mut per_quantile: [Vec<Waited>; 3] = Default::default();
     for t in 0..trials {
         let mark = MilliCelsius(MARK.0 + i64::try_from(t)?);
-        let seen = change(meshes, n - 1 - t, mark, step, timeout).await?;
+        let seen = change(nodes, n - 1 - t, mark, step, timeout).await?;
         for (q, fraction) in [0.5, 0.99, 1.0].into_iter().enumerate() {
             per_quantile[q].push(quantile(&seen, fraction));
         }
@@ -171,19 +197,19 @@ async fn time_changes(
 
 /// Node `origin` publishes `mark`; when each other node first shows it.
 async fn change(
-    meshes: &[Mesh],
+    nodes: &mut [SimNode],
     origin: usize,
     mark: MilliCelsius,
     step: Duration,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Option<Duration>>> {
-    meshes[origin].publish(&heat(origin, mark)).await?;
-    let id = meshes[origin].node_id();
-    let others: Vec<&Mesh> = meshes
+    nodes[origin].read(mark).await?;
+    let id = nodes[origin].mesh.node_id();
+    let others: Vec<&Mesh> = nodes
         .iter()
         .enumerate()
         .filter(|(k, _)| *k != origin)
-        .map(|(_, m)| m)
+        .map(|(_, n)| &n.mesh)
         .collect();
     Ok(wait_each(&others, step, timeout, |m| shows(m, id, mark)).await)
 }
@@ -274,16 +300,26 @@ fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
     }
 }
 
-fn heat(k: usize, hottest: MilliCelsius) -> Heat {
-    Heat {
+fn core_config(k: usize, interval: Duration) -> CoreConfig {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    CoreConfig {
         rack: "sim".into(),
         slot: u16::try_from(k % 1000).unwrap_or(0),
-        hottest,
-        critical: MilliCelsius(95_000),
-        power_draw: MicroWatts(200_000_000),
-        power_cap: MicroWatts(320_000_000),
-        headroom: MicroWatts(120_000_000),
-        price_milli: 0,
+        default_critical: MilliCelsius(95_000),
+        pricing: maxwell_pricing::PriceParams::default(),
+        read_every_ms: ms,
+        observe_every_ms: ms,
+        stuck_after_ms: 10 * ms,
+        leave_linger_ms: 3 * ms,
+    }
+}
+
+fn reading(hottest: MilliCelsius) -> Reading {
+    Reading {
+        hottest: Some((hottest, MilliCelsius(95_000))),
+        power_draw: Some(MicroWatts(200_000_000)),
+        power_cap: Some(MicroWatts(320_000_000)),
+        headroom: Some(MicroWatts(120_000_000)),
         source: SensorSource::Emulated,
     }
 }

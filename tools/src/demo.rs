@@ -3,16 +3,39 @@
 //! process of this binary (`maxwell agent --config ...`), so the demo runs the
 //! same code as a rack host.
 
-use crate::cli::DemoArgs;
-use crate::client;
-use crate::http::{Members, Status};
-use crate::render::{opt, Table};
 use anyhow::{bail, Context};
+use clap::Args;
+use maxwell_node::client;
+use maxwell_node::http::{Members, Status};
+use maxwell_node::render::{opt, Table};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// `maxwell demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of agents (1 to 50).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub nodes: u16,
+    /// First HTTP port; agent k listens on base+k.
+    #[arg(long, default_value_t = 7100)]
+    pub base_port: u16,
+    /// Stop after this many seconds [default: run until Ctrl-C].
+    #[arg(long)]
+    pub duration_s: Option<u64>,
+    /// Refresh period of the view, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub refresh_ms: u64,
+    /// After this many seconds, heat one node (a cooling failure at its inlet).
+    #[arg(long, default_value_t = 10)]
+    pub heat_at_s: u64,
+    /// The node to heat, counted from 0 [default: 1, the second node of rack 1].
+    #[arg(long, default_value_t = 1)]
+    pub heat_node: u16,
+}
 
 /// Hosts per rack in the demo layout.
 const PER_RACK: u16 = 4;
@@ -206,7 +229,7 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
                     opt(s
                         .price
                         .as_ref()
-                        .map(|q| crate::render::price(q.price_milli))),
+                        .map(|q| maxwell_node::render::price(q.price_milli))),
                     format!("{sees}/{}", statuses.len()),
                 ]);
             }

@@ -3,9 +3,9 @@
 //! [`maxwell_vmm::run_bench`] on this host's backend. Every guest it starts
 //! is killed before it returns.
 
-use crate::config::GuestBackendKind;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use maxwell_node::config::GuestBackendKind;
 use maxwell_vmm::{
     open_backend, run_bench, BenchOptions, CapConfig, GuestBackend, KvmBackend, ProcessBackend,
 };

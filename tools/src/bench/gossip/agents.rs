@@ -6,10 +6,10 @@
 use super::{LiveResult, POLL, TRIALS};
 use crate::bench::procs::{free_ports, Procs};
 use crate::bench::timing::{quantile, Waited};
-use crate::client;
-use crate::http::{Member, Members, Status};
 use anyhow::Context;
 use maxwell_gossip::{MemberStatus, MilliCelsius, NodeId};
+use maxwell_node::client;
+use maxwell_node::http::{MemberRow, Members, Status};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -256,7 +256,7 @@ fn watch(
     })
 }
 
-fn row(m: &Members, id: NodeId) -> Option<&Member> {
+fn row(m: &Members, id: NodeId) -> Option<&MemberRow> {
     m.members.iter().find(|r| r.id == id && !r.is_self)
 }
 

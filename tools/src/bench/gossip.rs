@@ -14,8 +14,8 @@ pub mod serf;
 pub mod sim;
 
 use crate::bench::timing::{median, secs, slowest, Waited};
-use crate::render::Table;
 use clap::Args;
+use maxwell_node::render::Table;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,322 @@
+//! `maxwell-core`: one node's decisions, as a pure state machine.
+//!
+//! Role: everything a maxwell node *decides* lives behind [`NodeCore`]:
+//! when to read its sensors and observe its peers, what it reports about
+//! itself (unknowns made pessimistic), its price (the law of
+//! `maxwell_pricing`, fed with the verified members of `maxwell_gossip`),
+//! which members may be acted on, and what operators are told. Everything a
+//! node *does* (reading sysfs, signing, UDP, HTTP, KVM) is a driver's job.
+//! The agent, the turmoil suite, the simulated gossip bench and the rack
+//! simulation all drive this same core.
+//!
+//! The shape is quinn-proto's: inputs go in through `handle_*` with the
+//! time (`now_ms`, unix milliseconds, from the driver's clock), outputs come
+//! out of [`NodeCore::poll_output`], and [`NodeCore::poll_timeout`] says
+//! when the core next wants [`NodeCore::handle_timeout`].
+//!
+//! Contracts:
+//! - no I/O, no clock, no threads and no OS randomness: the same inputs at
+//!   the same times give the same outputs;
+//! - a stale, dead or vanished peer never makes this node cheaper, and an
+//!   unknown reading is never reported as cool (see [`Reading::heat`]);
+//! - a refusal of a gossiped record reaches operators at most once per
+//!   reason every [`REFUSAL_EVENT_EVERY_MS`]; the rest are counted by the
+//!   verifier, not dropped silently;
+//! - a time earlier than one already seen is taken as no time passing.
+
+mod reading;
+mod view;
+
+pub use reading::{Heat, Reading};
+pub use view::{MemberRow, Members};
+
+use maxwell_gossip::{HeatReport, Member, MemberStatus, MembershipEvent};
+use maxwell_pricing::{OwnSummary, PeerView, PriceController, PriceInput, PriceParams, Quote};
+use maxwell_types::MilliCelsius;
+use std::collections::{BTreeMap, VecDeque};
+
+/// At most one refusal event per reason in this many ms.
+pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
+
+/// What a node is and how often it acts; validated by its owner (the
+/// agent's config, a harness, a simulation).
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// This node's rack.
+    pub rack: String,
+    /// Its slot in the rack.
+    pub slot: u16,
+    /// The limit assumed when no temperature can be read.
+    pub default_critical: MilliCelsius,
+    /// The price law.
+    pub pricing: PriceParams,
+    /// Sensor period, ms.
+    pub read_every_ms: u64,
+    /// How often the verified members are observed, ms.
+    pub observe_every_ms: u64,
+    /// A sensor read outstanding this long is reported stuck, ms.
+    pub stuck_after_ms: u64,
+    /// How long a leaving node keeps gossiping its leave, ms.
+    pub leave_linger_ms: u64,
+}
+
+/// What the core asks of its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Read the sensors; answer with [`NodeCore::handle_reading`].
+    ReadSensors,
+    /// Observe the verified members; answer with [`NodeCore::handle_peers`].
+    ObservePeers,
+    /// Sign this as our next heat report and gossip it.
+    Publish(Heat),
+    /// Sign and gossip our leave, keep gossiping for `linger_ms`, then stop.
+    Leave { linger_ms: u64 },
+    /// Something an operator should hear of.
+    Event(Event),
+}
+
+/// What operators are told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A membership change, or a refused record (rate-limited per reason).
+    Member(MembershipEvent),
+    /// A sensor read has been outstanding for `running_ms`; the last report
+    /// stays in force.
+    SensorStuck { running_ms: u64 },
+    /// A stuck sensor read returned.
+    SensorRecovered,
+}
+
+/// What an operator (or a harness) asks of the node.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A new price law (a config reload); the price moves from where it is.
+    SetPricing(PriceParams),
+    /// Leave the cluster gracefully.
+    Leave,
+}
+
+/// One node's decisions. See the crate documentation.
+#[derive(Debug)]
+pub struct NodeCore {
+    config: CoreConfig,
+    controller: PriceController,
+    quote: Option<Quote>,
+    members: Vec<Member>,
+    members_at_ms: u64,
+    /// When our latest report was asked for (its age in [`Self::member_rows`]).
+    published_at_ms: u64,
+    now_ms: u64,
+    next_read_ms: u64,
+    next_observe_ms: u64,
+    /// When the outstanding sensor read was asked for.
+    asked_at_ms: Option<u64>,
+    stuck_reported: bool,
+    refusal_event_at: BTreeMap<&'static str, u64>,
+    outputs: VecDeque<Output>,
+    leaving: bool,
+}
+
+impl NodeCore {
+    /// A node that has read nothing and seen no one; its first read and
+    /// observation are due at `now_ms`.
+    pub fn new(config: CoreConfig, now_ms: u64) -> Self {
+        Self {
+            controller: PriceController::new(config.pricing.clone()),
+            config,
+            quote: None,
+            members: Vec::new(),
+            members_at_ms: now_ms,
+            published_at_ms: now_ms,
+            now_ms,
+            next_read_ms: now_ms,
+            next_observe_ms: now_ms,
+            asked_at_ms: None,
+            stuck_reported: false,
+            refusal_event_at: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            leaving: false,
+        }
+    }
+
+    fn advance(&mut self, now_ms: u64) -> u64 {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.now_ms
+    }
+
+    /// When the core next wants [`Self::handle_timeout`]; `None` once it leaves.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        (!self.leaving).then(|| self.next_read_ms.min(self.next_observe_ms))
+    }
+
+    /// Fires the timers that are due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let now = self.advance(now_ms);
+        if self.leaving {
+            return;
+        }
+        if now >= self.next_read_ms {
+            self.next_read_ms = now + self.config.read_every_ms;
+            match self.asked_at_ms {
+                None => {
+                    self.asked_at_ms = Some(now);
+                    self.outputs.push_back(Output::ReadSensors);
+                }
+                Some(at) => {
+                    let running_ms = now - at;
+                    if running_ms > self.config.stuck_after_ms && !self.stuck_reported {
+                        self.stuck_reported = true;
+                        self.event(Event::SensorStuck { running_ms });
+                    }
+                }
+            }
+        }
+        if now >= self.next_observe_ms {
+            self.next_observe_ms = now + self.config.observe_every_ms;
+            self.outputs.push_back(Output::ObservePeers);
+        }
+    }
+
+    /// One sensor period's reading: moves the price one step and asks for
+    /// the report that carries it.
+    pub fn handle_reading(&mut self, now_ms: u64, reading: &Reading) {
+        let now = self.advance(now_ms);
+        if self.asked_at_ms.take().is_none() {
+            // Read outside the timer (the driver's first read): the next is
+            // one period from now.
+            self.next_read_ms = now + self.config.read_every_ms;
+        }
+        if std::mem::take(&mut self.stuck_reported) {
+            self.event(Event::SensorRecovered);
+        }
+        if self.leaving {
+            return;
+        }
+        let input = self.price_input(now, reading);
+        let quote = self.controller.update(&input, now);
+        let c = &self.config;
+        let heat = reading.heat(&c.rack, c.slot, c.default_critical, quote.price_milli);
+        self.quote = Some(quote);
+        self.published_at_ms = now;
+        self.outputs.push_back(Output::Publish(heat));
+    }
+
+    /// The verified members as the gossip layer sees them at `now_ms`, and
+    /// what changed since the last observation.
+    pub fn handle_peers(
+        &mut self,
+        now_ms: u64,
+        members: Vec<Member>,
+        events: Vec<MembershipEvent>,
+    ) {
+        let now = self.advance(now_ms);
+        for m in members.iter().filter(|m| m.status == MemberStatus::Left) {
+            self.controller.forget(&m.node_id);
+        }
+        self.members = members;
+        self.members_at_ms = now;
+        for e in events {
+            if let MembershipEvent::Rejected { reason, .. } = &e {
+                let label = reason.label();
+                let due = self
+                    .refusal_event_at
+                    .get(label)
+                    .is_none_or(|at| now.saturating_sub(*at) >= REFUSAL_EVENT_EVERY_MS);
+                if !due {
+                    continue;
+                }
+                self.refusal_event_at.insert(label, now);
+            }
+            self.event(Event::Member(e));
+        }
+    }
+
+    /// An operator's command.
+    pub fn handle_command(&mut self, now_ms: u64, command: Command) {
+        self.advance(now_ms);
+        match command {
+            Command::SetPricing(params) => self.controller.set_params(params),
+            Command::Leave => {
+                if !std::mem::replace(&mut self.leaving, true) {
+                    let linger_ms = self.config.leave_linger_ms;
+                    self.outputs.push_back(Output::Leave { linger_ms });
+                }
+            }
+        }
+    }
+
+    /// The next thing to do, oldest first.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The latest quote, with the terms that made it.
+    pub fn quote(&self) -> Option<&Quote> {
+        self.quote.as_ref()
+    }
+
+    /// The members as last observed.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// This node (its latest signed report, `own`) and every member, for
+    /// operators; `gossip_peers` counts every gossip peer, verified or not.
+    /// Ages are on the core's clock: the members' since they were observed,
+    /// ours since the report was asked for.
+    pub fn member_rows(
+        &self,
+        now_ms: u64,
+        own: Option<&HeatReport>,
+        gossip_peers: usize,
+    ) -> Members {
+        let own = own.map(|r| (r, now_ms.saturating_sub(self.published_at_ms)));
+        let extra = now_ms.saturating_sub(self.members_at_ms);
+        view::rows(own, &self.members, extra, gossip_peers)
+    }
+
+    /// The law's input: our reading and every peer with a verified report.
+    /// Dead peers and peers with stale reports go in marked stale (the law
+    /// never lets them make us cheaper); peers that left are not neighbours.
+    fn price_input(&self, now_ms: u64, reading: &Reading) -> PriceInput {
+        let (temp, critical) = reading.temperature_or_limit(self.config.default_critical);
+        let extra = now_ms.saturating_sub(self.members_at_ms);
+        let peers = self
+            .members
+            .iter()
+            .filter(|m| m.status != MemberStatus::Left)
+            .filter_map(|m| {
+                let r = m.report.as_ref()?;
+                Some(PeerView {
+                    node: m.node_id,
+                    rack: r.rack.clone(),
+                    slot: r.slot,
+                    temp: r.hottest,
+                    critical: r.critical,
+                    draw: Some(r.power_draw),
+                    cap: Some(r.power_cap).filter(|c| c.0 > 0),
+                    age_ms: m.age_ms.saturating_add(extra),
+                    stale: !m.counts(),
+                })
+            })
+            .collect();
+        PriceInput {
+            own: OwnSummary {
+                temp,
+                critical,
+                draw: reading.power_draw,
+                cap: reading.power_cap,
+            },
+            rack: self.config.rack.clone(),
+            slot: self.config.slot,
+            peers,
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+}
+
+#[cfg(test)]
+mod tests;
