@@ -37,7 +37,7 @@ pub use membership::{
     Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation,
 };
 pub use node_id::{KeyedNodeId, NodeId};
-pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, RECORD_VERSION};
+pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, Signable, RECORD_VERSION};
 pub use verify::{
     Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
 };

@@ -8,6 +8,8 @@
 
 use crate::node_id::NodeId;
 use crate::units::{MicroWatts, MilliCelsius};
+use crate::wire::RecordKind;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Version of the record layout this crate writes and the only one it accepts.
@@ -149,7 +151,58 @@ impl HeatReport {
     }
 }
 
-/// Either kind of signed record, as found in a chitchat value.
+/// A kind of record a node signs and gossips. The signing and verifying
+/// layer ([`crate::wire`], [`crate::verify`]) is generic over it: each kind
+/// has its envelope byte ([`RecordKind`]), is replay-ordered by
+/// `(generation, seq)` per (node, kind), carries its author and time, and
+/// checks its own bounds. A new kind (a bid, an offer, a receipt) is a
+/// struct, an impl of this trait, a [`RecordKind`] byte and a [`Record`]
+/// variant.
+pub trait Signable: Serialize + DeserializeOwned + Clone + Into<Record> {
+    /// Its envelope byte.
+    const KIND: RecordKind;
+    /// The author: must be the id of the signing key.
+    fn author(&self) -> NodeId;
+    /// `(generation, seq)`: its place among its author's records of its kind.
+    fn order(&self) -> (u64, u64);
+    /// When it was made, unix ms.
+    fn timestamp_ms(&self) -> u64;
+    /// The bounds the wire format relies on.
+    fn validate(&self) -> Result<(), RecordError> {
+        Ok(())
+    }
+}
+
+impl Signable for HeatReport {
+    const KIND: RecordKind = RecordKind::Report;
+    fn author(&self) -> NodeId {
+        self.node_id
+    }
+    fn order(&self) -> (u64, u64) {
+        (self.generation, self.seq)
+    }
+    fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+    fn validate(&self) -> Result<(), RecordError> {
+        HeatReport::validate(self)
+    }
+}
+
+impl Signable for Leave {
+    const KIND: RecordKind = RecordKind::Leave;
+    fn author(&self) -> NodeId {
+        self.node_id
+    }
+    fn order(&self) -> (u64, u64) {
+        (self.generation, self.seq)
+    }
+    fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+}
+
+/// Any kind of signed record, as found in a chitchat value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A heat report.
@@ -158,37 +211,55 @@ pub enum Record {
     Leave(Leave),
 }
 
+impl From<HeatReport> for Record {
+    fn from(r: HeatReport) -> Self {
+        Record::Report(r)
+    }
+}
+
+impl From<Leave> for Record {
+    fn from(l: Leave) -> Self {
+        Record::Leave(l)
+    }
+}
+
+/// Calls `$f` on the [`Signable`] inside a [`Record`].
+macro_rules! each_kind {
+    ($record:expr, $r:ident => $f:expr) => {
+        match $record {
+            Record::Report($r) => $f,
+            Record::Leave($r) => $f,
+        }
+    };
+}
+
 impl Record {
-    /// The author named in the record.
-    pub fn node_id(&self) -> NodeId {
+    /// Its kind.
+    pub fn kind(&self) -> RecordKind {
         match self {
-            Record::Report(r) => r.node_id,
-            Record::Leave(l) => l.node_id,
+            Record::Report(_) => RecordKind::Report,
+            Record::Leave(_) => RecordKind::Leave,
         }
     }
 
-    /// `(generation, seq)`: the order of one node's records.
+    /// The author named in the record.
+    pub fn node_id(&self) -> NodeId {
+        each_kind!(self, r => r.author())
+    }
+
+    /// `(generation, seq)`: the order of one node's records of this kind.
     pub fn order(&self) -> (u64, u64) {
-        match self {
-            Record::Report(r) => (r.generation, r.seq),
-            Record::Leave(l) => (l.generation, l.seq),
-        }
+        each_kind!(self, r => r.order())
     }
 
     /// When the record was made, unix ms.
     pub fn timestamp_ms(&self) -> u64 {
-        match self {
-            Record::Report(r) => r.timestamp_ms,
-            Record::Leave(l) => l.timestamp_ms,
-        }
+        each_kind!(self, r => r.timestamp_ms())
     }
 
     /// Checks the bounds that the wire format relies on.
     pub fn validate(&self) -> Result<(), RecordError> {
-        match self {
-            Record::Report(r) => r.validate(),
-            Record::Leave(_) => Ok(()),
-        }
+        each_kind!(self, r => Signable::validate(r))
     }
 }
 

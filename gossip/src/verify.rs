@@ -23,7 +23,7 @@
 use crate::allowlist::Allowlist;
 use crate::node_id::NodeId;
 use crate::report::{HeatReport, Leave, Record};
-use crate::wire::{DecodeError, SignedRecord, MAX_ENCODED_LEN};
+use crate::wire::{DecodeError, RecordKind, SignedRecord, MAX_ENCODED_LEN};
 use std::collections::BTreeMap;
 
 /// Settings of a [`Verifier`]. All durations are milliseconds.
@@ -86,17 +86,19 @@ pub enum RejectReason {
     /// An allowlist is configured and the key is not on it.
     #[error("key of node {0} is not on the allowlist")]
     NotAllowlisted(NodeId),
-    /// `(generation, seq)` is not newer than the last record accepted from the
-    /// node, or belongs to a generation the node has left.
+    /// `(generation, seq)` is not newer than the last record of its kind
+    /// accepted from the node, or belongs to an older generation, or to a
+    /// generation the node has left.
     #[error("replay: ({generation}, {seq}) is not newer than ({last_generation}, {last_seq})")]
     Replay {
         /// Generation of the refused record.
         generation: u64,
         /// Sequence number of the refused record.
         seq: u64,
-        /// Generation of the last accepted record.
+        /// Generation of the last accepted record of its kind (or the node's
+        /// newest generation, if none of its kind was accepted).
         last_generation: u64,
-        /// Sequence number of the last accepted record.
+        /// Sequence number of the last accepted record of its kind.
         last_seq: u64,
     },
     /// The timestamp is more than `max_clock_skew_ms` ahead of `now`.
@@ -170,10 +172,7 @@ impl RejectReason {
 /// How many values were accepted and refused, per reason, since creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RejectCounters {
-    /// Heat reports accepted.
-    pub accepted_reports: u64,
-    /// Leave records accepted.
-    pub accepted_leaves: u64,
+    accepted: [u64; RecordKind::ALL.len()],
     /// Values identical to the node's last accepted one (gossip re-delivery;
     /// not a rejection and not an attack).
     pub unchanged: u64,
@@ -181,6 +180,11 @@ pub struct RejectCounters {
 }
 
 impl RejectCounters {
+    /// Records of `kind` accepted.
+    pub fn accepted(&self, kind: RecordKind) -> u64 {
+        self.accepted[kind.index()]
+    }
+
     /// Count of values refused for `reason`'s kind (its payload is ignored).
     pub fn rejected(&self, reason: &RejectReason) -> u64 {
         self.rejected[reason.index()]
@@ -248,13 +252,25 @@ pub enum Verified {
     Unchanged,
 }
 
-#[derive(Debug, Clone)]
+/// What is known of one node: its newest generation and, per kind, the
+/// last record accepted. Replay order is per (node, kind); a generation is
+/// one incarnation for every kind, and a leave ends it for every kind.
+#[derive(Debug, Clone, Default)]
 struct Entry {
-    order: (u64, u64),
+    generation: u64,
+    /// It signed a leave in `generation`.
+    left: bool,
+    /// Per kind (by [`RecordKind::index`]), the last accepted record.
+    last: [Option<Last>; RecordKind::ALL.len()],
+    /// Newest timestamp of any accepted record (for pruning).
     timestamp_ms: u64,
-    accepted_at_ms: u64,
-    /// The latest report, or `None` once the node left `order.0`.
-    report: Option<HeatReport>,
+    /// The latest report and when we accepted it; `None` once it left.
+    report: Option<(HeatReport, u64)>,
+}
+
+#[derive(Debug, Clone)]
+struct Last {
+    order: (u64, u64),
     /// The accepted value, text as received, to recognise re-deliveries.
     value: String,
 }
@@ -298,8 +314,8 @@ impl Verifier {
     ) -> Result<Verified, RejectReason> {
         let outcome = self.check(claimed_node, value, now_ms);
         match &outcome {
-            Ok(Verified::Report(_)) => self.counters.accepted_reports += 1,
-            Ok(Verified::Leave(_)) => self.counters.accepted_leaves += 1,
+            Ok(Verified::Report(_)) => self.counters.accepted[RecordKind::Report.index()] += 1,
+            Ok(Verified::Leave(_)) => self.counters.accepted[RecordKind::Leave.index()] += 1,
             Ok(Verified::Unchanged) => self.counters.unchanged += 1,
             Err(reason) => self.counters.rejected[reason.index()] += 1,
         }
@@ -316,7 +332,8 @@ impl Verifier {
         if value.len() > MAX_ENCODED_LEN {
             return Err(RejectReason::Oversized { len: value.len() });
         }
-        if self.nodes.get(&claimed).is_some_and(|e| e.value == value) {
+        let delivered_again = |e: &Entry| e.last.iter().flatten().any(|l| l.value == value);
+        if self.nodes.get(&claimed).is_some_and(delivered_again) {
             return Ok(Verified::Unchanged);
         }
         let signed =
@@ -339,17 +356,24 @@ impl Verifier {
         self.check_time(record.timestamp_ms(), now_ms)?;
         self.check_order(&claimed, &record)?;
         self.make_room(&claimed, now_ms)?;
-        let entry = Entry {
+        let entry = self.nodes.entry(claimed).or_default();
+        let (generation, _) = record.order();
+        if generation > entry.generation || entry.last.iter().all(Option::is_none) {
+            entry.generation = generation;
+            entry.left = false;
+        }
+        entry.last[record.kind().index()] = Some(Last {
             order: record.order(),
-            timestamp_ms: record.timestamp_ms(),
-            accepted_at_ms: now_ms,
-            report: match &record {
-                Record::Report(r) => Some(r.clone()),
-                Record::Leave(_) => None,
-            },
             value: value.to_string(),
-        };
-        self.nodes.insert(claimed, entry);
+        });
+        entry.timestamp_ms = entry.timestamp_ms.max(record.timestamp_ms());
+        match &record {
+            Record::Report(r) => entry.report = Some((r.clone(), now_ms)),
+            Record::Leave(_) => {
+                entry.left = true;
+                entry.report = None;
+            }
+        }
         Ok(match record {
             Record::Report(r) => Verified::Report(r),
             Record::Leave(l) => Verified::Leave(l),
@@ -374,9 +398,20 @@ impl Verifier {
             return Ok(());
         };
         let (generation, seq) = record.order();
-        let (last_generation, last_seq) = entry.order;
-        let left_this_generation = entry.report.is_none() && generation == last_generation;
-        if (generation, seq) <= entry.order || left_this_generation {
+        let last = entry.last[record.kind().index()].as_ref().map(|l| l.order);
+        let refused = generation < entry.generation
+            || (generation == entry.generation
+                && (entry.left || last.is_some_and(|o| (generation, seq) <= o)));
+        if refused {
+            // Refused because the generation was left: the leave is the record to cite.
+            let leave = entry.last[RecordKind::Leave.index()]
+                .as_ref()
+                .map(|l| l.order);
+            let cited = match leave {
+                Some(o) if entry.left && o.0 == generation => Some(o),
+                _ => last,
+            };
+            let (last_generation, last_seq) = cited.unwrap_or((entry.generation, 0));
             return Err(RejectReason::Replay {
                 generation,
                 seq,
@@ -436,21 +471,21 @@ impl Verifier {
     }
 
     fn member_view(&self, id: &NodeId, e: &Entry, now_ms: u64) -> Option<MemberView> {
-        let report = e.report.as_ref()?;
-        let since = report.timestamp_ms.min(e.accepted_at_ms);
+        let (report, accepted_at_ms) = e.report.as_ref()?;
+        let since = report.timestamp_ms.min(*accepted_at_ms);
         let age_ms = now_ms.saturating_sub(since);
         Some(MemberView {
             node_id: *id,
             report: report.clone(),
-            accepted_at_ms: e.accepted_at_ms,
+            accepted_at_ms: *accepted_at_ms,
             age_ms,
             freshness: Freshness::of(age_ms, self.config.ttl_ms),
         })
     }
 
-    /// True when the node's latest accepted record is a leave.
+    /// True when the node signed a leave in its newest generation.
     pub fn has_left(&self, node: &NodeId) -> bool {
-        self.nodes.get(node).is_some_and(|e| e.report.is_none())
+        self.nodes.get(node).is_some_and(|e| e.left)
     }
 
     /// Number of nodes with state (members and departed).

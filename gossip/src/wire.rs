@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! offset  len  field
-//!      0    1  kind: 0x01 heat report, 0x02 leave
+//!      0    1  kind: 0x01 heat report, 0x02 leave (RecordKind)
 //!      1   32  ed25519 public key of the author
 //!     33   64  ed25519 signature over SIGNING_CONTEXT || kind || body
 //!     97    n  body: postcard(RECORD_VERSION as u16, record)
@@ -19,7 +19,7 @@
 use crate::b64;
 use crate::node_id::KeyedNodeId;
 use crate::node_id::NodeId;
-use crate::report::{HeatReport, Leave, Record, RecordError, RECORD_VERSION};
+use crate::report::{HeatReport, Leave, Record, RecordError, Signable, RECORD_VERSION};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,6 +45,25 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, in byte order.
+    pub const ALL: [RecordKind; 2] = [RecordKind::Report, RecordKind::Leave];
+
+    /// Lower-case name, for metric labels and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordKind::Report => "report",
+            RecordKind::Leave => "leave",
+        }
+    }
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            RecordKind::Report => 0,
+            RecordKind::Leave => 1,
+        }
+    }
+
     /// The envelope's first byte for this kind.
     pub fn byte(self) -> u8 {
         match self {
@@ -86,6 +105,14 @@ pub enum DecodeError {
     /// The kind byte names no known record.
     #[error("unknown record kind {0:#04x}")]
     UnknownKind(u8),
+    /// The envelope carries another kind than the one asked for.
+    #[error("envelope carries a {found} record, not a {wanted}")]
+    WrongKind {
+        /// The kind asked for.
+        wanted: &'static str,
+        /// The kind the envelope says it carries.
+        found: &'static str,
+    },
     /// The public key bytes are not a valid ed25519 point.
     #[error("public key is not a valid ed25519 point")]
     BadKey,
@@ -138,34 +165,21 @@ fn read_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
 }
 
 impl SignedRecord {
-    /// Signs `report` with `key`, which must be the key of `report.node_id`.
-    pub fn sign_report(report: &HeatReport, key: &SigningKey) -> Result<Self, RecordError> {
-        Self::sign(&Record::Report(report.clone()), key)
-    }
-
-    /// Signs `leave` with `key`, which must be the key of `leave.node_id`.
-    pub fn sign_leave(leave: &Leave, key: &SigningKey) -> Result<Self, RecordError> {
-        Self::sign(&Record::Leave(leave.clone()), key)
-    }
-
-    /// Signs either record with `key`, which must be the key of its node id.
-    pub fn sign(record: &Record, key: &SigningKey) -> Result<Self, RecordError> {
+    /// Signs `record` with `key`, which must be the key of its author.
+    pub fn sign<R: Signable>(record: &R, key: &SigningKey) -> Result<Self, RecordError> {
         record.validate()?;
         let verifying = key.verifying_key();
         let key_id = NodeId::from_verifying_key(&verifying);
-        if record.node_id() != key_id {
+        if record.author() != key_id {
             return Err(RecordError::NodeIdMismatch {
-                record: record.node_id(),
+                record: record.author(),
                 key: key_id,
             });
         }
-        let (kind, body) = match record {
-            Record::Report(r) => (RecordKind::Report, to_body(r)?),
-            Record::Leave(l) => (RecordKind::Leave, to_body(l)?),
-        };
-        let signature = key.sign(&signed_message(kind, &body));
+        let body = to_body(record)?;
+        let signature = key.sign(&signed_message(R::KIND, &body));
         Ok(Self {
-            kind,
+            kind: R::KIND,
             public_key: verifying.to_bytes(),
             signature: signature.to_bytes(),
             body,
@@ -241,22 +255,34 @@ impl SignedRecord {
     }
 
     /// Verifies the signature with the embedded key, then decodes the body
-    /// and checks its version, bounds and that it names the key's node.
-    /// Says nothing about time, order or admission: see [`crate::verify`].
+    /// (of whichever kind it is) and checks its version, bounds and that it
+    /// names the key's node. Says nothing about time, order or admission:
+    /// see [`crate::verify`].
     pub fn open(&self) -> Result<Record, DecodeError> {
+        Ok(match self.kind {
+            RecordKind::Report => self.open_as::<HeatReport>()?.into(),
+            RecordKind::Leave => self.open_as::<Leave>()?.into(),
+        })
+    }
+
+    /// [`Self::open`] for one kind: refuses an envelope of another kind.
+    pub fn open_as<R: Signable>(&self) -> Result<R, DecodeError> {
+        if self.kind != R::KIND {
+            return Err(DecodeError::WrongKind {
+                wanted: R::KIND.label(),
+                found: self.kind.label(),
+            });
+        }
         let key = VerifyingKey::from_bytes(&self.public_key).map_err(|_| DecodeError::BadKey)?;
         let signature = Signature::from_bytes(&self.signature);
         key.verify_strict(&signed_message(self.kind, &self.body), &signature)
             .map_err(|_| DecodeError::BadSignature)?;
-        let record = match self.kind {
-            RecordKind::Report => Record::Report(read_body(&self.body)?),
-            RecordKind::Leave => Record::Leave(read_body(&self.body)?),
-        };
+        let record: R = read_body(&self.body)?;
         record.validate()?;
         let key_id = NodeId::from_verifying_key(&key);
-        if record.node_id() != key_id {
+        if record.author() != key_id {
             return Err(RecordError::NodeIdMismatch {
-                record: record.node_id(),
+                record: record.author(),
                 key: key_id,
             }
             .into());

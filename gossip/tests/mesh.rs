@@ -64,7 +64,7 @@ fn every_node_learns_every_heat_and_every_leave() {
         .map(|(i, n)| {
             n.seq += 1;
             let r = report(n, now, 40.0 + i as f64);
-            let value = SignedRecord::sign_report(&r, &n.key)
+            let value = SignedRecord::sign(&r, &n.key)
                 .expect("own report signs")
                 .encode();
             (n.id, value)
@@ -114,7 +114,7 @@ fn every_node_learns_every_heat_and_every_leave() {
         seq: nodes[3].seq + 1,
         timestamp_ms: now + 500,
     };
-    let value = SignedRecord::sign_leave(&leave, &nodes[3].key)
+    let value = SignedRecord::sign(&leave, &nodes[3].key)
         .expect("own leave signs")
         .encode();
     assert_eq!(
@@ -132,7 +132,11 @@ fn every_node_learns_every_heat_and_every_leave() {
         .all(|m| m.freshness == Freshness::Stale));
     let c = nodes[0].verifier.counters();
     assert_eq!(
-        (c.accepted_reports, c.accepted_leaves, c.unchanged),
+        (
+            c.accepted(maxwell_gossip::RecordKind::Report),
+            c.accepted(maxwell_gossip::RecordKind::Leave),
+            c.unchanged
+        ),
         (3, 1, 1)
     );
     assert_eq!(c.total_rejected(), 1);

@@ -356,14 +356,15 @@ fn gossip_metrics(reg: &mut Registry, state: &AppState) {
         unverified,
     );
     let c = state.verify_counters();
+    let accepted: Vec<(&str, &str, u64)> = maxwell_gossip::RecordKind::ALL
+        .iter()
+        .map(|k| ("kind", k.label(), c.accepted(*k)))
+        .collect();
     counter_family(
         reg,
         "maxwell_gossip_records_accepted",
         "Gossiped records accepted, by kind",
-        &[
-            ("kind", "report", c.accepted_reports),
-            ("kind", "leave", c.accepted_leaves),
-        ],
+        &accepted,
     );
     let rejections: Vec<(&str, &str, u64)> = c
         .rejections()

@@ -98,17 +98,13 @@ pub async fn rogue_main(
         let now = clock();
         let value = match round % 3 {
             // A valid record of the rogue's, gossiped under the victim's id.
-            0 => {
-                SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
-                    .map(|s| s.encode())
-                    .ok()
-            }
+            0 => SignedRecord::sign(&cool_report(&rogue_key, victim, now, round), &rogue_key)
+                .map(|s| s.encode())
+                .ok(),
             // The victim's public key spliced in front of the rogue's signature.
-            1 => {
-                SignedRecord::sign_report(&cool_report(&rogue_key, victim, now, round), &rogue_key)
-                    .ok()
-                    .map(|s| splice_key(&s, victim_public.as_bytes()))
-            }
+            1 => SignedRecord::sign(&cool_report(&rogue_key, victim, now, round), &rogue_key)
+                .ok()
+                .map(|s| splice_key(&s, victim_public.as_bytes())),
             // The victim's own old value, replayed.
             _ => captured.clone(),
         };

@@ -23,9 +23,7 @@ fn value(k: &SigningKey, generation: u64, seq: u64, at: u64) -> String {
         timestamp_ms: at,
         ..sample(id(k))
     };
-    SignedRecord::sign_report(&report, k)
-        .expect("sign")
-        .encode()
+    SignedRecord::sign(&report, k).expect("sign").encode()
 }
 
 fn leave(k: &SigningKey, generation: u64, seq: u64, at: u64) -> String {
@@ -35,7 +33,7 @@ fn leave(k: &SigningKey, generation: u64, seq: u64, at: u64) -> String {
         seq,
         timestamp_ms: at,
     };
-    SignedRecord::sign_leave(&l, k).expect("sign").encode()
+    SignedRecord::sign(&l, k).expect("sign").encode()
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -110,9 +108,7 @@ fn a_forged_value_is_rejected_once_not_every_round() {
             timestamp_ms: T0,
             ..sample(id(&a))
         };
-        let text = SignedRecord::sign_report(&report, &a)
-            .expect("sign")
-            .encode();
+        let text = SignedRecord::sign(&report, &a).expect("sign").encode();
         // Flip one character of the signature region: a forgery.
         flip(&text, 60)
     };

@@ -26,9 +26,7 @@ fn report(key: &SigningKey, generation: u64, seq: u64, timestamp_ms: u64) -> Hea
 }
 
 fn encode(report: &HeatReport, key: &SigningKey) -> String {
-    SignedRecord::sign_report(report, key)
-        .expect("signable")
-        .encode()
+    SignedRecord::sign(report, key).expect("signable").encode()
 }
 
 fn leave(key: &SigningKey, generation: u64, seq: u64, timestamp_ms: u64) -> String {
@@ -38,9 +36,7 @@ fn leave(key: &SigningKey, generation: u64, seq: u64, timestamp_ms: u64) -> Stri
         seq,
         timestamp_ms,
     };
-    SignedRecord::sign_leave(&leave, key)
-        .expect("signable")
-        .encode()
+    SignedRecord::sign(&leave, key).expect("signable").encode()
 }
 
 fn verifier() -> Verifier {
@@ -68,7 +64,7 @@ fn accepts_a_report_and_shows_it_fresh() {
         }]
     );
     assert_eq!(v.member(&id(&k), NOW + 1_000), view.into_iter().next());
-    assert_eq!(v.counters().accepted_reports, 1);
+    assert_eq!(v.counters().accepted(RecordKind::Report), 1);
     assert_eq!(v.counters().total_rejected(), 0);
     assert_eq!(v.tracked(), 1);
 }
@@ -128,7 +124,7 @@ fn unsupported_version() {
 fn forged_and_tampered_reports() {
     let (k, forger) = (key(4), key(5));
     let mut v = verifier();
-    let genuine = SignedRecord::sign_report(&report(&k, 1, 1, NOW), &k).expect("signable");
+    let genuine = SignedRecord::sign(&report(&k, 1, 1, NOW), &k).expect("signable");
     // Tampered: flip a bit of the body (the hottest reading lives there).
     let mut bytes = genuine.to_bytes();
     let last = bytes.len() - 10;
@@ -239,7 +235,7 @@ fn replays_are_refused() {
     assert_eq!(view.len(), 1);
     assert_eq!(view[0].report.seq, 11);
     assert_eq!(v.counters().rejected(&replay(0)), 2);
-    assert_eq!(v.counters().accepted_reports, 2);
+    assert_eq!(v.counters().accepted(RecordKind::Report), 2);
     assert_eq!(v.counters().unchanged, 1);
 }
 
@@ -266,7 +262,7 @@ fn clock_skew_in_both_directions() {
     let c = v.counters();
     assert_eq!(c.rejected(&RejectReason::FromFuture { ahead_ms: 0 }), 1);
     assert_eq!(c.rejected(&RejectReason::TooOld { age_ms: 0 }), 1);
-    assert_eq!(c.accepted_reports, 2);
+    assert_eq!(c.accepted(RecordKind::Report), 2);
 }
 
 #[test]
@@ -333,6 +329,49 @@ fn a_restart_with_a_new_generation_resets_the_sequence() {
 }
 
 #[test]
+fn replay_order_is_per_node_and_kind_and_a_generation_is_one_incarnation() {
+    let k = key(17);
+    let mut v = verifier();
+    assert!(v
+        .verify(&id(&k), &encode(&report(&k, 5, 9, NOW - 2_000), &k), NOW)
+        .is_ok());
+    // A leave is ordered among leaves: its sequence may be below the last report's.
+    assert!(matches!(
+        v.verify(&id(&k), &leave(&k, 5, 4, NOW - 1_000), NOW),
+        Ok(Verified::Leave(Leave { seq: 4, .. }))
+    ));
+    assert_eq!(
+        v.verify(&id(&k), &leave(&k, 5, 3, NOW - 900), NOW),
+        Err(RejectReason::Replay {
+            generation: 5,
+            seq: 3,
+            last_generation: 5,
+            last_seq: 4,
+        })
+    );
+    // After a restart, nothing of an older generation, of any kind.
+    assert!(v
+        .verify(&id(&k), &encode(&report(&k, 6, 1, NOW - 800), &k), NOW)
+        .is_ok());
+    assert!(matches!(
+        v.verify(&id(&k), &leave(&k, 5, 10, NOW - 700), NOW),
+        Err(RejectReason::Replay { generation: 5, .. })
+    ));
+    assert!(!v.has_left(&id(&k)));
+    assert_eq!(v.counters().accepted(RecordKind::Report), 2);
+    assert_eq!(v.counters().accepted(RecordKind::Leave), 1);
+    assert_eq!(
+        v.counters().rejected(&RejectReason::Replay {
+            generation: 0,
+            seq: 0,
+            last_generation: 0,
+            last_seq: 0,
+        }),
+        2
+    );
+}
+
+#[test]
 fn a_signed_leave_ends_membership_for_its_generation() {
     let k = key(15);
     let mut v = verifier();
@@ -352,7 +391,7 @@ fn a_signed_leave_ends_membership_for_its_generation() {
     assert!(v.has_left(&id(&k)));
     assert!(v.view(NOW).is_empty());
     assert_eq!(v.member(&id(&k), NOW), None);
-    assert_eq!(v.counters().accepted_leaves, 1);
+    assert_eq!(v.counters().accepted(RecordKind::Leave), 1);
 
     // Nothing more from the generation it left, even with a newer sequence.
     assert_eq!(

@@ -17,7 +17,7 @@ fn id(key: &SigningKey) -> NodeId {
 fn report_round_trips_through_text() {
     let k = key(1);
     let report = sample(id(&k));
-    let signed = SignedRecord::sign_report(&report, &k).expect("signable");
+    let signed = SignedRecord::sign(&report, &k).expect("signable");
     let text = signed.encode();
     assert!(text
         .bytes()
@@ -31,6 +31,23 @@ fn report_round_trips_through_text() {
 }
 
 #[test]
+fn one_kind_opens_as_itself_and_as_no_other() {
+    let k = key(3);
+    let report = sample(id(&k));
+    let signed = SignedRecord::sign(&report, &k).expect("signable");
+    assert_eq!(signed.open_as::<HeatReport>(), Ok(report));
+    assert_eq!(
+        signed.open_as::<Leave>(),
+        Err(DecodeError::WrongKind {
+            wanted: "leave",
+            found: "report"
+        })
+    );
+    let bytes: Vec<u8> = RecordKind::ALL.iter().map(|k| k.byte()).collect();
+    assert_eq!(bytes, [0x01, 0x02], "the kind bytes are the wire format");
+}
+
+#[test]
 fn leave_round_trips_through_text() {
     let k = key(2);
     let leave = Leave {
@@ -39,7 +56,7 @@ fn leave_round_trips_through_text() {
         seq: 43,
         timestamp_ms: 1_764_201_650_000,
     };
-    let signed = SignedRecord::sign_leave(&leave, &k).expect("signable");
+    let signed = SignedRecord::sign(&leave, &k).expect("signable");
     let decoded = SignedRecord::decode(&signed.encode()).expect("decodes");
     assert_eq!(decoded.kind(), RecordKind::Leave);
     assert_eq!(decoded.open(), Ok(Record::Leave(leave)));
@@ -48,7 +65,7 @@ fn leave_round_trips_through_text() {
 #[test]
 fn typical_and_largest_sizes() {
     let k = key(3);
-    let typical = SignedRecord::sign_report(&sample(id(&k)), &k).expect("signable");
+    let typical = SignedRecord::sign(&sample(id(&k)), &k).expect("signable");
     // Measured: 59-byte body + 97-byte header = 156 bytes = 208 characters.
     assert_eq!(typical.body().len(), 59);
     assert_eq!(typical.to_bytes().len(), 156);
@@ -70,7 +87,7 @@ fn typical_and_largest_sizes() {
         price_milli: u64::MAX,
         source: SensorSource::Emulated,
     };
-    let signed = SignedRecord::sign_report(&largest, &k).expect("signable");
+    let signed = SignedRecord::sign(&largest, &k).expect("signable");
     assert_eq!(signed.body().len(), 235);
     assert_eq!(signed.encode().len(), 443);
     assert!(signed.encode().len() <= MAX_ENCODED_LEN);
@@ -86,14 +103,14 @@ fn signing_refuses_bad_records() {
     let mut report = sample(id(&k));
     report.rack = "r".repeat(MAX_RACK_LEN + 1);
     assert_eq!(
-        SignedRecord::sign_report(&report, &k),
+        SignedRecord::sign(&report, &k),
         Err(RecordError::RackTooLong {
             len: MAX_RACK_LEN + 1
         })
     );
     let other = sample(id(&key(5)));
     assert_eq!(
-        SignedRecord::sign_report(&other, &k),
+        SignedRecord::sign(&other, &k),
         Err(RecordError::NodeIdMismatch {
             record: id(&key(5)),
             key: id(&k),
@@ -137,10 +154,10 @@ fn decode_refuses_bad_layouts() {
 fn forged_signature_is_refused() {
     let (k, forger) = (key(6), key(7));
     let report = sample(id(&k));
-    let genuine = SignedRecord::sign_report(&report, &k).expect("signable");
+    let genuine = SignedRecord::sign(&report, &k).expect("signable");
     // The forger signs the victim's report with its own key but sends the
     // victim's public key.
-    let mut forged = SignedRecord::sign_report(&sample(id(&forger)), &forger).expect("signable");
+    let mut forged = SignedRecord::sign(&sample(id(&forger)), &forger).expect("signable");
     forged.body = genuine.body.clone();
     forged.public_key = genuine.public_key;
     forged.signature = sign_raw(RecordKind::Report, genuine.body.clone(), &forger).signature;
@@ -155,7 +172,7 @@ fn forged_signature_is_refused() {
 fn tampered_body_is_refused() {
     let k = key(8);
     let mut report = sample(id(&k));
-    let signed = SignedRecord::sign_report(&report, &k).expect("signable");
+    let signed = SignedRecord::sign(&report, &k).expect("signable");
     // Rewrite the body as a cooler report, keeping key and signature.
     report.hottest = MilliCelsius(30_000);
     let mut tampered = signed.clone();
@@ -172,7 +189,7 @@ fn kind_is_covered_by_the_signature() {
         seq: 2,
         timestamp_ms: 3,
     };
-    let mut signed = SignedRecord::sign_leave(&leave, &k).expect("signable");
+    let mut signed = SignedRecord::sign(&leave, &k).expect("signable");
     signed.kind = RecordKind::Report;
     assert_eq!(signed.open(), Err(DecodeError::BadSignature));
 }
@@ -227,7 +244,7 @@ fn body_checks_after_a_valid_signature() {
 #[test]
 fn invalid_key_point_is_refused() {
     let k = key(12);
-    let mut signed = SignedRecord::sign_report(&sample(id(&k)), &k).expect("signable");
+    let mut signed = SignedRecord::sign(&sample(id(&k)), &k).expect("signable");
     signed.public_key = [0; 32];
     signed.public_key[0] = 2; // y = 2 is on no edwards25519 point
     assert_eq!(signed.open(), Err(DecodeError::BadKey));
@@ -240,7 +257,7 @@ fn invalid_key_point_is_refused() {
 #[test]
 fn every_mutation_of_an_envelope_is_refused() {
     let k = key(13);
-    let signed = SignedRecord::sign_report(&sample(id(&k)), &k).expect("signable");
+    let signed = SignedRecord::sign(&sample(id(&k)), &k).expect("signable");
     let bytes = signed.to_bytes();
     for i in 0..bytes.len() {
         for bit in 0..8 {
@@ -274,9 +291,7 @@ fn every_mutation_of_an_envelope_is_refused() {
 fn text_mutations_are_refused() {
     let k = key(14);
     let report = sample(id(&k));
-    let text = SignedRecord::sign_report(&report, &k)
-        .expect("signable")
-        .encode();
+    let text = SignedRecord::sign(&report, &k).expect("signable").encode();
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ ";
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {

@@ -154,7 +154,7 @@ impl Mesh {
             price_milli: heat.price_milli,
             source: heat.source,
         };
-        let value = SignedRecord::sign_report(&report, &self.key)?.encode();
+        let value = SignedRecord::sign(&report, &self.key)?.encode();
         self.set_value(value).await;
         *lock(&self.last_report) = Some(report.clone());
         Ok(report)
@@ -241,7 +241,7 @@ impl Mesh {
             seq: self.next_seq(),
             timestamp_ms: (self.clock)(),
         };
-        let value = SignedRecord::sign_leave(&leave, &self.key)?.encode();
+        let value = SignedRecord::sign(&leave, &self.key)?.encode();
         self.set_value(value).await;
         tokio::time::sleep(linger).await;
         self.shutdown().await;
