@@ -92,9 +92,12 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on http_addr {}", config.http_addr))?;
+    let http_addr = listener
+        .local_addr()
+        .context("reading the API's bound address")?;
     guests.start_specs(specs).await?;
     let clock: Clock = Arc::new(unix_ms);
-    let mesh = start_agent_mesh(
+    let (mesh, gossip_addr) = start_agent_mesh(
         &config,
         &identity,
         Arc::clone(&state.gossip_stats),
@@ -132,11 +135,23 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         name = %config.name,
         rack = %config.rack,
         slot = config.slot,
-        http = %config.http_addr,
+        http = %http_addr,
+        gossip = %gossip_addr,
         sensors = first.source.as_str(),
         guests = guests.backend_name().unwrap_or("disabled"),
         "maxwell agent started"
     );
+    let addresses = maxwell_types::addresses::Addresses {
+        pid: std::process::id(),
+        http: http_addr,
+        gossip: gossip_addr,
+    };
+    let json = serde_json::to_vec(&addresses).context("encoding agent.json")?;
+    data_dir.write(
+        maxwell_types::addresses::FILE_NAME,
+        &json,
+        crate::fsutil::Replace::Yes,
+    )?;
     let linger = loop {
         let wake = core.poll_timeout().map_or(Duration::MAX, |at| {
             Duration::from_millis(at.saturating_sub(edge.clock.now()))
@@ -164,6 +179,9 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     };
     if let Err(e) = mesh.leave(linger).await {
         tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
+    }
+    if let Err(e) = data_dir.remove(maxwell_types::addresses::FILE_NAME) {
+        tracing::warn!(error = %e, "could not remove agent.json");
     }
     let _ = stop_tx.send(true);
     if let Err(e) = server.await {

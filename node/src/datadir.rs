@@ -163,6 +163,17 @@ impl DataDir {
         })
     }
 
+    /// Removes `name`; a file that is not there is no error.
+    pub fn remove(&self, name: &str) -> Result<(), DataDirError> {
+        match std::fs::remove_file(self.file(name)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(DataDirError::File {
+                path: self.file(name),
+                err,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A generation larger than any this data dir handed out before, even if
     /// the clock stepped back: peers refuse a lower one as a replay. It is
     /// recorded before it is used; if it cannot be, the agent must not start.

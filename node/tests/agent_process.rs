@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{copy_tree, free_port, testdata, Agent};
+use common::{copy_tree, testdata, Agent};
 use maxwell_gossip::MilliCelsius;
 use maxwell_node::client;
 use maxwell_node::http::Status;
@@ -195,15 +195,8 @@ fn key_file_with_loose_permissions_stops_the_agent() {
     )
     .expect("write");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let port = free_port();
     let out = Command::new(BIN)
-        .args([
-            "agent",
-            "--sensors",
-            "emulated",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-        ])
+        .args(["agent", "--sensors", "emulated", "--http", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .output()
@@ -215,7 +208,11 @@ fn key_file_with_loose_permissions_stops_the_agent() {
 
 #[test]
 fn status_against_no_agent_is_a_clear_error() {
-    let port = free_port();
+    // A port the kernel just handed out and took back: nothing serves on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe")
+        .port();
     let out = Command::new(BIN)
         .args(["status", "--http", &format!("127.0.0.1:{port}")])
         .output()
@@ -268,13 +265,7 @@ fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
 fn libsensors_source_without_the_feature_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
-        .args([
-            "agent",
-            "--sensors",
-            "libsensors",
-            "--http",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
+        .args(["agent", "--sensors", "libsensors", "--http", "127.0.0.1:0"])
         .args(["--gossip-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{copy_tree, free_port, free_udp_port, testdata, Agent};
+use common::{copy_tree, testdata, Agent};
 use maxwell_node::client::{self, Api, ClientError};
 use maxwell_node::guests::{GuestList, GuestRow};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -400,7 +399,6 @@ fn guests_on_the_process_backend_from_spec_to_shutdown() {
 #[test]
 fn process_guest_outlives_idle_request_threads() {
     let data = tempfile::tempdir().expect("tempdir");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let child = Command::new(BIN)
         .args([
             "agent",
@@ -410,15 +408,15 @@ fn process_guest_outlives_idle_request_threads() {
             "process",
         ])
         // A long sensor period: nothing else keeps the blocking pool busy.
-        .args(["--sensor-interval-ms", "60000", "--http", &addr.to_string()])
-        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+        .args(["--sensor-interval-ms", "60000", "--http", "127.0.0.1:0"])
+        .args(["--gossip-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn agent");
-    let agent = Agent::adopt(child, addr, data);
+    let agent = Agent::adopt(child, data);
     let api = agent.api();
     let addr = &api;
     let g = ok_row(
@@ -455,8 +453,7 @@ fn bad_spec_file_stops_the_agent_with_one_line() {
             "--guest-backend",
             "process",
         ])
-        .args(["--http", &format!("127.0.0.1:{}", free_port())])
-        .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+        .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
         .arg("--guest-specs-dir")
         .arg(specs.path())
         .arg("--data-dir")

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{copy_tree, free_port, free_udp_port, testdata, Agent};
+use common::{copy_tree, testdata, Agent};
 use maxwell_gossip::MilliCelsius;
 use maxwell_node::client;
 use std::io::{Read, Write};
@@ -20,9 +20,8 @@ const SPEC: &str =
     r#"{"name":"t","kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","cap":0.1}"#;
 
 /// `maxwell agent` on emulated sensors with the process backend, loopback
-/// ports and data dir `data`; and its HTTP address.
-fn agent_cmd(data: &Path) -> (Command, SocketAddr) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+/// ports of its choosing and data dir `data`.
+fn agent_cmd(data: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "agent",
@@ -31,25 +30,23 @@ fn agent_cmd(data: &Path) -> (Command, SocketAddr) {
         "--guest-backend",
         "process",
     ])
-    .args(["--sensor-interval-ms", "200", "--http", &addr.to_string()])
-    .args(["--gossip-preset", "test"])
-    .args(["--gossip-listen", &format!("127.0.0.1:{}", free_udp_port())])
+    .args(["--sensor-interval-ms", "200", "--http", "127.0.0.1:0"])
+    .args(["--gossip-preset", "test", "--gossip-listen", "127.0.0.1:0"])
     .arg("--data-dir")
     .arg(data);
-    (cmd, addr)
+    cmd
 }
 
 /// A running [`agent_cmd`] agent with `extra` flags.
 fn emulated_agent(extra: &[&str]) -> Agent {
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut cmd, addr) = agent_cmd(data.path());
-    let child = cmd
+    let child = agent_cmd(data.path())
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn agent");
-    Agent::adopt(child, addr, data)
+    Agent::adopt(child, data)
 }
 
 /// One raw HTTP/1.1 request; the status code and the body.
@@ -630,7 +627,7 @@ fn a_fifo_can_hang_neither_the_sensor_loop_nor_start_up() {
     let data = tempfile::tempdir().expect("tempdir");
     let allow = data.path().join("allow");
     mkfifo(&allow);
-    let (mut cmd, _) = agent_cmd(&data.path().join("d"));
+    let mut cmd = agent_cmd(&data.path().join("d"));
     let out = run_with_deadline(cmd.arg("--allowlist").arg(&allow), Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("FIFO"), "{err}");
@@ -638,7 +635,7 @@ fn a_fifo_can_hang_neither_the_sensor_loop_nor_start_up() {
 
 /// Starts an agent on `data` and returns its stderr once it exits (it must).
 fn start_fails(data: &Path) -> String {
-    let out = run_with_deadline(&mut agent_cmd(data).0, Duration::from_secs(20));
+    let out = run_with_deadline(&mut agent_cmd(data), Duration::from_secs(20));
     assert!(!out.status.success(), "the agent started");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("maxwell: ")).collect();
@@ -766,21 +763,16 @@ fn a_full_disk_is_refused_clearly_and_leaves_nothing_half_written() {
     assert_eq!(left, ["lock"], "no empty or partial key, no temporary file");
     // Room again: the agent starts, with a whole key.
     std::fs::remove_file(&filler).expect("rm");
-    let (mut cmd, addr) = agent_cmd(&data);
-    let mut child = cmd
+    let mut child = agent_cmd(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client::get(addr, "/healthz", Duration::from_millis(200)).is_err() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "exited with room on the disk"
-        );
-        assert!(Instant::now() < deadline, "never healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let served = maxwell_supervise::wait_for_addresses(&mut child, &data, Duration::from_secs(20));
+    assert!(
+        served.is_ok(),
+        "with room on the disk it serves: {served:?}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let key = std::fs::read_to_string(data.join("node.key")).expect("key");
@@ -809,19 +801,17 @@ fn wait_log(log: &Path, needle: &str) -> String {
 fn sighup_reloads_sigquit_stops_cleanly_and_sigusr_is_ignored() {
     let data = tempfile::tempdir().expect("tempdir");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let cfg = scratch.path().join("maxwell.toml");
     let data_path = data.path().to_path_buf();
     let config = |gain: f64, gossip_port: u16| {
         format!(
-            "data_dir = \"{}\"\nhttp_addr = \"{addr}\"\n[sensors]\nsource = \"emulated\"\ninterval_ms = 200\n\
+            "data_dir = \"{}\"\nhttp_addr = \"127.0.0.1:0\"\n[sensors]\nsource = \"emulated\"\ninterval_ms = 200\n\
              [gossip]\npreset = \"test\"\nlisten_addr = \"127.0.0.1:{gossip_port}\"\n\
              [guests]\nbackend = \"process\"\n[pricing]\nrelief_gain = {gain}\n",
             data_path.display()
         )
     };
-    let gossip = free_udp_port();
-    std::fs::write(&cfg, config(0.5, gossip)).expect("write");
+    std::fs::write(&cfg, config(0.5, 0)).expect("write");
     let log = scratch.path().join("agent.log");
     let child = Command::new(BIN)
         .arg("agent")
@@ -831,7 +821,8 @@ fn sighup_reloads_sigquit_stops_cleanly_and_sigusr_is_ignored() {
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn");
-    let agent = Agent::adopt(child, addr, data);
+    let agent = Agent::adopt(child, data);
+    let addr = agent.addr;
     agent.api().post("/v1/guests", SPEC, T).expect("guest");
     let pid = agent.child.id();
     let kids =
@@ -855,7 +846,8 @@ fn sighup_reloads_sigquit_stops_cleanly_and_sigusr_is_ignored() {
     wait_log(&log, "SIGUSR2 ignored");
     client::get(addr, "/healthz", T).expect("still serving");
 
-    std::fs::write(&cfg, config(0.7, free_udp_port())).expect("write");
+    // A port is named now: a change that needs a restart, so nothing binds it.
+    std::fs::write(&cfg, config(0.7, 1)).expect("write");
     agent.kill(libc::SIGHUP);
     let line = wait_log(&log, "SIGHUP: configuration reloaded");
     assert!(line.contains("applied=pricing"), "{line}");

@@ -5,7 +5,6 @@
 
 mod common;
 
-use common::{free_port, free_udp_port};
 use maxwell_gossip::MemberStatus;
 use maxwell_node::client;
 use maxwell_node::http::{MemberRow, Members};
@@ -27,8 +26,10 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(&mut self, seed: SocketAddr) {
-        let child = Command::new(BIN)
+    /// Starts the agent on ports of the kernel's choosing (seeded by `seed`,
+    /// if any) and waits until it reports them.
+    fn spawn(&mut self, seed: Option<SocketAddr>) {
+        let mut child = Command::new(BIN)
             .args([
                 "agent",
                 "--name",
@@ -39,13 +40,11 @@ impl Node {
                 "sysfs",
             ])
             .args(["--sensor-interval-ms", "100", "--gossip-preset", "test"])
-            .args([
-                "--http",
-                &self.http.to_string(),
-                "--gossip-listen",
-                &self.gossip.to_string(),
-            ])
-            .args(["--seed", &seed.to_string()])
+            .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+            .args(
+                seed.iter()
+                    .flat_map(|s| ["--seed".to_string(), s.to_string()]),
+            )
             .arg("--hwmon-root")
             .arg(self.tree.join("hwmon"))
             .arg("--powercap-root")
@@ -56,6 +55,10 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn agent");
+        let bound =
+            maxwell_supervise::wait_for_addresses(&mut child, &self.data, Duration::from_secs(20))
+                .unwrap_or_else(|w| panic!("{} did not serve: {w:?}", self.name));
+        (self.http, self.gossip) = (bound.http, bound.gossip);
         self.child = Some(child);
     }
 
@@ -154,16 +157,17 @@ fn real_agents_form_one_mesh_and_survive_faults() {
             write_tree(&tree, 45_000 + i as i64 * 1_000);
             Node {
                 child: None,
-                http: SocketAddr::from(([127, 0, 0, 1], free_port())),
-                gossip: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
+                http: SocketAddr::from(([127, 0, 0, 1], 0)),
+                gossip: SocketAddr::from(([127, 0, 0, 1], 0)),
                 tree,
                 data: scratch.path().join(format!("data{i}")),
                 name: format!("node{i}"),
             }
         })
         .collect();
-    let seed = nodes[0].gossip;
-    for n in &mut nodes {
+    nodes[0].spawn(None);
+    let seed = Some(nodes[0].gossip);
+    for n in &mut nodes[1..] {
         n.spawn(seed);
     }
     let all: Vec<usize> = (0..N).collect();

@@ -2,9 +2,6 @@
 //! sensor files; when the middle one heats up, its price rises and both its
 //! neighbours' prices fall, with no coordinator.
 
-mod common;
-
-use common::{free_port, free_udp_port};
 use maxwell_node::client;
 use maxwell_node::http::Status;
 use std::net::SocketAddr;
@@ -75,64 +72,55 @@ fn settled(agents: &[Agent], peers_expected: usize) -> Vec<u64> {
 #[test]
 fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let seed = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
-    let agents: Vec<Agent> = (0..3)
-        .map(|i| {
-            let tree = scratch.path().join(format!("t{i}"));
-            write_temp(&tree, 60_000);
-            std::fs::create_dir_all(tree.join("powercap")).expect("mkdir");
-            let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let gossip = if i == 0 {
-                seed
-            } else {
-                SocketAddr::from(([127, 0, 0, 1], free_udp_port()))
-            };
-            let child = Command::new(BIN)
-                .args([
-                    "agent",
-                    "--name",
-                    &format!("u{}", i + 1),
-                    "--rack",
-                    "r1",
-                    "--slot",
-                    &(i + 1).to_string(),
-                ])
-                .args([
-                    "--sensors",
-                    "sysfs",
-                    "--sensor-interval-ms",
-                    "100",
-                    "--gossip-preset",
-                    "test",
-                ])
-                .args([
-                    "--http",
-                    &http.to_string(),
-                    "--gossip-listen",
-                    &gossip.to_string(),
-                    "--seed",
-                    &seed.to_string(),
-                ])
-                .arg("--hwmon-root")
-                .arg(tree.join("hwmon"))
-                .arg("--powercap-root")
-                .arg(tree.join("powercap"))
-                .arg("--data-dir")
-                .arg(scratch.path().join(format!("d{i}")))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            Agent { child, http }
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agents
-        .iter()
-        .any(|a| client::get(a.http, "/healthz", Duration::from_millis(300)).is_err())
-    {
-        assert!(Instant::now() < deadline, "agents did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    let mut seed: Option<SocketAddr> = None;
+    let mut agents: Vec<Agent> = Vec::new();
+    for i in 0..3 {
+        let tree = scratch.path().join(format!("t{i}"));
+        write_temp(&tree, 60_000);
+        std::fs::create_dir_all(tree.join("powercap")).expect("mkdir");
+        let data = scratch.path().join(format!("d{i}"));
+        // Ports of the kernel's choosing; the first agent's is the others' seed.
+        let mut child = Command::new(BIN)
+            .args([
+                "agent",
+                "--name",
+                &format!("u{}", i + 1),
+                "--rack",
+                "r1",
+                "--slot",
+                &(i + 1).to_string(),
+            ])
+            .args([
+                "--sensors",
+                "sysfs",
+                "--sensor-interval-ms",
+                "100",
+                "--gossip-preset",
+                "test",
+            ])
+            .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+            .args(
+                seed.iter()
+                    .flat_map(|s| ["--seed".to_string(), s.to_string()]),
+            )
+            .arg("--hwmon-root")
+            .arg(tree.join("hwmon"))
+            .arg("--powercap-root")
+            .arg(tree.join("powercap"))
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let bound =
+            maxwell_supervise::wait_for_addresses(&mut child, &data, Duration::from_secs(20))
+                .unwrap_or_else(|w| panic!("agent {i} did not serve: {w:?}"));
+        seed = seed.or(Some(bound.gossip));
+        agents.push(Agent {
+            child,
+            http: bound.http,
+        });
     }
     let before = settled(&agents, 2);
     assert_eq!(

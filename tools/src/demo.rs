@@ -1,17 +1,19 @@
 //! `maxwell demo`: a local mesh of real agents on loopback with emulated
 //! sensors, and a live table of what they report. Each agent is a child
-//! process of this binary (`maxwell agent --config ...`), so the demo runs the
-//! same code as a rack host.
+//! process of this binary (`maxwell agent --config ...`) on ports of the
+//! kernel's choosing, which it reports back, so the demo runs the same code
+//! as a rack host and cannot collide with anything on the machine.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use maxwell_node::client;
 use maxwell_node::http::{Members, Status};
 use maxwell_node::render::{opt, Table};
+use maxwell_supervise::Procs;
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `maxwell demo`.
@@ -20,9 +22,6 @@ pub struct DemoArgs {
     /// Number of agents (1 to 50).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub nodes: u16,
-    /// First HTTP port; agent k listens on base+k.
-    #[arg(long, default_value_t = 7100)]
-    pub base_port: u16,
     /// Stop after this many seconds [default: run until Ctrl-C].
     #[arg(long)]
     pub duration_s: Option<u64>,
@@ -40,35 +39,13 @@ pub struct DemoArgs {
 /// Hosts per rack in the demo layout.
 const PER_RACK: u16 = 4;
 
-/// Child agents, stopped (SIGTERM, then SIGKILL) when dropped, and their scratch dir removed.
-struct Children {
-    dir: PathBuf,
-    procs: Vec<(String, Child)>,
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.procs {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) on a child we spawned and have not reaped yet.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, child) in &mut self.procs {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// How long an agent may take to serve.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The config of demo node `k`: racks of four, the last node runs hot; all
-/// gossip on loopback with node 0 as the seed.
-fn node_config(k: u16, n: u16, port: u16, gossip: (u16, u16), dir: &Path) -> String {
+/// gossip on loopback with node 0 as the seed (`seed`; none for node 0).
+/// Ports are the kernel's (the supervisor asks for port 0).
+fn node_config(k: u16, n: u16, seed: Option<SocketAddr>) -> String {
     let rack = k / PER_RACK + 1;
     let slot = k % PER_RACK + 1;
     let hot = k + 1 == n && n > 1;
@@ -76,56 +53,32 @@ fn node_config(k: u16, n: u16, port: u16, gossip: (u16, u16), dir: &Path) -> Str
     let extra = if hot { 0.7 } else { 0.05 * f64::from(k % 3) };
     format!(
         "name = \"r{rack}-u{slot:02}\"\nrack = \"r{rack}\"\nslot = {slot}\n\
-         data_dir = \"{data}\"\nhttp_addr = \"127.0.0.1:{port}\"\n\
          [sensors]\nsource = \"emulated\"\ninterval_ms = 500\n\
          [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n\
-         [gossip]\npreset = \"test\"\ninterval_ms = 200\nlisten_addr = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
+         [gossip]\npreset = \"test\"\ninterval_ms = 200\nseeds = [{seeds}]\n\
          [pricing]\nrelief_gain = 0.9\n",
-        data = dir.join(format!("node{k}")).display(),
-        own = gossip.0,
-        seed = gossip.1,
+        seeds = seed.map_or(String::new(), |s| format!("\"{s}\"")),
     )
 }
 
 /// Runs the demo until Ctrl-C or `--duration-s`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the maxwell binary")?;
-    let dir = std::env::temp_dir().join(format!("maxwell-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut children = Children {
-        dir: dir.clone(),
-        procs: Vec::new(),
-    };
+    let mut procs = Procs::new("maxwell-demo")?;
+    let dir = procs.dir().to_path_buf();
     let mut addrs = Vec::new();
+    let mut seed = None;
     for k in 0..args.nodes {
-        let port = args
-            .base_port
-            .checked_add(k)
-            .context("--base-port too high for --nodes")?;
         let cfg = dir.join(format!("node{k}.toml"));
-        let gossip_base = args
-            .base_port
-            .checked_add(args.nodes)
-            .context("--base-port too high")?;
-        let gossip = (
-            gossip_base.checked_add(k).context("--base-port too high")?,
-            gossip_base,
-        );
-        std::fs::write(&cfg, node_config(k, args.nodes, port, gossip, &dir))?;
-        let log = std::fs::File::create(dir.join(format!("node{k}.log")))?;
-        let child = Command::new(&exe)
-            .arg("agent")
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting an agent")?;
-        children.procs.push((format!("node{k}"), child));
-        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+        std::fs::write(&cfg, node_config(k, args.nodes, seed))
+            .with_context(|| format!("writing {}", cfg.display()))?;
+        let data = dir.join(format!("node{k}"));
+        let args = [OsStr::new("--config"), cfg.as_os_str()];
+        let (_, bound) =
+            procs.start_agent(&format!("node{k}"), &exe, &args, &data, START_TIMEOUT)?;
+        seed = seed.or(Some(bound.gossip));
+        addrs.push(bound.http);
     }
-    wait_healthy(&mut children, &addrs).await?;
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut event: Option<String> = None;
@@ -160,35 +113,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    println!("stopping {} agents", children.procs.len());
-    drop(children);
-    Ok(())
-}
-
-async fn wait_healthy(children: &mut Children, addrs: &[SocketAddr]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (i, addr) in addrs.iter().enumerate() {
-        loop {
-            let (name, child) = &mut children.procs[i];
-            if let Ok(Some(code)) = child.try_wait() {
-                let log = std::fs::read_to_string(children.dir.join(format!("{name}.log")))
-                    .unwrap_or_default();
-                bail!("agent {name} exited with {code} before it was healthy:\n{log}");
-            }
-            let a = *addr;
-            let ok = tokio::task::spawn_blocking(move || {
-                client::get(a, "/healthz", Duration::from_millis(500)).is_ok()
-            })
-            .await?;
-            if ok {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("agent {name} did not answer on {addr} within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    println!("stopping {} agents", procs.len());
+    procs.stop_all(libc::SIGTERM, Duration::from_secs(5));
     Ok(())
 }
 

@@ -1,25 +1,14 @@
 //! The README's main job, `maxwell-tools demo` (what `cargo run --release --
-//! demo` runs), end to end: real agents, a live table, everything stopped.
+//! demo` runs), end to end: real agents on ports of their choosing, a live
+//! table, everything stopped and removed.
 
 use maxwell_node::client;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-/// A TCP port the OS just handed out, with the next one (the demo's second
-/// agent) free too. The demo is the only test in this binary.
-fn free_port() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
-
 #[test]
 fn demo_runs_agents_and_cleans_up() {
-    let base = free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_maxwell-tools"))
         .args([
             "demo",
@@ -30,7 +19,6 @@ fn demo_runs_agents_and_cleans_up() {
             "--refresh-ms",
             "500",
         ])
-        .args(["--base-port", &base.to_string()])
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -44,12 +32,29 @@ fn demo_runs_agents_and_cleans_up() {
         "{text}"
     );
     assert!(text.contains("stopping 2 agents"), "{text}");
+    // The table names each agent's API address (the kernel chose the port).
+    let mut addrs: Vec<SocketAddr> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 2, "two agents' addresses in {text}");
     // Both agents are gone: their ports refuse connections.
-    for port in [base, base + 1] {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for addr in addrs {
         assert!(
             client::get(addr, "/healthz", Duration::from_millis(300)).is_err(),
-            "port {port} still served"
+            "{addr} still served"
         );
     }
+    // And the demo's scratch dir (data dirs, tokens, logs) is removed.
+    let tokens = text
+        .lines()
+        .find_map(|l| l.strip_prefix("API tokens (needed to change an agent): "))
+        .and_then(|l| l.strip_suffix("/node*/api.token"))
+        .expect("the demo names its dir");
+    assert!(
+        !std::path::Path::new(tokens).exists(),
+        "{tokens} left behind"
+    );
 }

@@ -6,10 +6,12 @@
 //! - [`node_id`]: [`NodeId`], 10 bytes shown as 20 hex digits (hex in
 //!   human-readable formats, bytes in binary ones). Deriving one from a key
 //!   is `maxwell-gossip`'s job;
-//! - [`hex`]: the one hex codec; [`sync`]: the one lock helper.
+//! - [`hex`]: the one hex codec; [`sync`]: the one lock helper;
+//! - [`addresses`]: where a running agent reports the ports it bound.
 //!
 //! Contract: no I/O, no dependencies beyond serde and thiserror.
 
+pub mod addresses;
 pub mod hex;
 pub mod node_id;
 pub mod sync;

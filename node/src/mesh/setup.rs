@@ -10,34 +10,61 @@ use maxwell_gossip::{Allowlist, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
-/// Starts gossip on real UDP for the agent.
+/// Starts gossip on real UDP for the agent; returns the mesh and the
+/// address it listens on. Port 0 asks for any free port: one is taken from
+/// the kernel and handed to chitchat (which binds it itself), again if
+/// another process took it in between.
 pub async fn start_agent_mesh(
     config: &Config,
     identity: &Identity,
     stats: Arc<GossipStats>,
     generation: u64,
     clock: Clock,
-) -> anyhow::Result<Mesh> {
+) -> anyhow::Result<(Mesh, SocketAddr)> {
     let g = &config.gossip;
-    let settings = settings(g)?;
-    tracing::info!(
-        listen = %settings.listen_addr,
-        advertise = %settings.advertise_addr,
-        seeds = ?settings.seeds,
-        generation,
-        "gossip starting"
-    );
-    let transport = CountingTransport::new(chitchat::transport::UdpTransport, stats);
-    let key = identity.signing_key().clone();
-    Ok(Mesh::start(
-        settings,
-        key,
-        config.name.clone(),
-        generation,
-        &transport,
-        clock,
-    )
-    .await?)
+    let mut settings = settings(g)?;
+    let any_port = g.listen_addr.port() == 0;
+    let mut tries = 0;
+    loop {
+        if any_port {
+            let port = UdpSocket::bind(g.listen_addr)
+                .and_then(|s| s.local_addr())
+                .with_context(|| format!("cannot bind gossip.listen_addr {}", g.listen_addr))?
+                .port();
+            settings.listen_addr.set_port(port);
+            if g.advertise_addr.is_none() {
+                settings.advertise_addr.set_port(port);
+            }
+        }
+        tracing::info!(
+            listen = %settings.listen_addr,
+            advertise = %settings.advertise_addr,
+            seeds = ?settings.seeds,
+            generation,
+            "gossip starting"
+        );
+        let transport =
+            CountingTransport::new(chitchat::transport::UdpTransport, Arc::clone(&stats));
+        let key = identity.signing_key().clone();
+        let listen = settings.listen_addr;
+        match Mesh::start(
+            settings.clone(),
+            key,
+            config.name.clone(),
+            generation,
+            &transport,
+            Arc::clone(&clock),
+        )
+        .await
+        {
+            Ok(mesh) => return Ok((mesh, listen)),
+            Err(e) if any_port && tries < 5 => {
+                tries += 1;
+                tracing::info!(error = %e, "the free gossip port was taken meanwhile; taking another");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Validated gossip config to mesh settings, reading the allowlist file.

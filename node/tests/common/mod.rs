@@ -27,46 +27,6 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A UDP port the OS just handed out (and took back), never one this test
-/// process handed out before.
-pub fn free_udp_port() -> u16 {
-    unique(|| {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port()
-    })
-}
-
-/// A TCP port the OS just handed out (and took back), never one this test
-/// process handed out before.
-pub fn free_port() -> u16 {
-    unique(|| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port()
-    })
-}
-
-/// Tests run in parallel threads: a port released by its probe can be handed
-/// to a second test before the first agent binds it, and that test's agent
-/// then fails while `/healthz` answers from the first. Remembering every
-/// port handed out closes that window inside one test binary.
-fn unique(probe: impl Fn() -> u16) -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = maxwell_types::sync::lock(&GIVEN);
-    loop {
-        let port = probe();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
-
 /// A running agent on a fixture tree; killed on drop.
 pub struct Agent {
     pub child: Child,
@@ -77,8 +37,6 @@ pub struct Agent {
 impl Agent {
     pub fn start(bin: &str, tree: &Path, extra: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(bin)
             .args([
                 "agent",
@@ -91,13 +49,8 @@ impl Agent {
                 "--sensors",
                 "sysfs",
             ])
-            .args(["--sensor-interval-ms", "100", "--http", &addr.to_string()])
-            .args([
-                "--gossip-preset",
-                "test",
-                "--gossip-listen",
-                &format!("127.0.0.1:{}", free_udp_port()),
-            ])
+            .args(["--sensor-interval-ms", "100", "--http", "127.0.0.1:0"])
+            .args(["--gossip-preset", "test", "--gossip-listen", "127.0.0.1:0"])
             .arg("--hwmon-root")
             .arg(tree.join("hwmon"))
             .arg("--powercap-root")
@@ -109,22 +62,23 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn agent");
-        Self::adopt(child, addr, data)
+        Self::adopt(child, data)
     }
 
-    /// An agent spawned by the caller (with its data dir), once healthy.
-    pub fn adopt(child: Child, addr: SocketAddr, data: tempfile::TempDir) -> Self {
-        let mut agent = Self { child, addr, data };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client::get(addr, "/healthz", Duration::from_millis(200)).is_err() {
-            assert!(
-                agent.child.try_wait().expect("wait").is_none(),
-                "agent exited early"
-            );
-            assert!(Instant::now() < deadline, "agent never became healthy");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        agent
+    /// An agent spawned by the caller (with its data dir `data`, on ports
+    /// of its choosing), once it reports where it serves.
+    pub fn adopt(mut child: Child, data: tempfile::TempDir) -> Self {
+        let bound =
+            maxwell_supervise::wait_for_addresses(&mut child, data.path(), Duration::from_secs(20));
+        let addr = match bound {
+            Ok(a) => a.http,
+            Err(w) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the agent did not serve: {w:?}");
+            }
+        };
+        Self { child, addr, data }
     }
 
     /// The agent's data dir (its host key and API token).

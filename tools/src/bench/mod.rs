@@ -3,11 +3,11 @@
 //! The project's rule: performance is measured here, side by side with the
 //! peer to beat in the same run, and never asserted as a wall-clock limit in
 //! a test. Every wait has a timeout and shows up as "timeout" in the table;
-//! every child process is killed and reaped on every path ([`procs::Procs`]);
+//! every child process is killed and reaped on every path
+//! ([`maxwell_supervise::Procs`]);
 //! everything listens on 127.0.0.1 only.
 
 pub mod gossip;
-pub mod procs;
 pub mod thermal;
 pub mod timing;
 pub mod vmm;

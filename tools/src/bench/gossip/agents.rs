@@ -4,15 +4,15 @@
 //! exactly as an operator would see them.
 
 use super::{LiveResult, POLL, TRIALS};
-use crate::bench::procs::{free_ports, Procs};
 use crate::bench::timing::{quantile, Waited};
 use anyhow::Context;
 use maxwell_gossip::{MemberStatus, MilliCelsius, NodeId};
 use maxwell_node::client;
 use maxwell_node::http::{MemberRow, Members, Status};
+use maxwell_supervise::Procs;
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The temperature the changed agent reads in the first trial (+1 m°C a trial).
@@ -129,23 +129,26 @@ fn heat_change(
 fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
     let exe = std::env::current_exe().context("locating the maxwell binary")?;
     let mut procs = Procs::new("maxwell-bench-agents")?;
-    let ports = free_ports(2 * n)?;
-    let (http, udp) = ports.split_at(n);
-    let seeds: Vec<u16> = udp.iter().take(3).copied().collect();
+    let mut seeds: Vec<SocketAddr> = Vec::new();
     let mut dirs = Vec::new();
     for k in 0..n {
         let dir = procs.dir().join(format!("agent{k}"));
         write_fixture(&dir, MilliCelsius(40_000 + 100 * i64::try_from(k)?))?;
-        let mut cmd = Command::new(&exe);
-        agent_args(&mut cmd, k, &dir, (http[k], udp[k]), &seeds, interval);
-        procs.spawn(&format!("agent{k}"), &mut cmd)?;
+        let args = agent_args(k, &dir, &seeds, interval);
+        let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        let data = dir.join("data");
+        let i = procs.spawn_agent(&format!("agent{k}"), &exe, &args, &data)?;
+        // The first three are the seeds: the others need their gossip ports.
+        if k < 3 {
+            seeds.push(procs.wait_agent(i, &data, START_TIMEOUT)?.gossip);
+        }
         dirs.push(dir);
     }
-    let addrs: Vec<SocketAddr> = http
-        .iter()
-        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-        .collect();
-    let ids = wait_healthy(&mut procs, &addrs)?;
+    let mut addrs = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        addrs.push(procs.wait_agent(i, &dir.join("data"), START_TIMEOUT)?.http);
+    }
+    let ids = node_ids(&addrs)?;
     Ok(Mesh {
         procs,
         addrs,
@@ -154,73 +157,51 @@ fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
     })
 }
 
-/// `maxwell agent` flags of agent `k`: sysfs fixture in `dir`, HTTP and
-/// gossip on the loopback `ports`, LAN preset at `interval`.
-fn agent_args(
-    cmd: &mut Command,
-    k: usize,
-    dir: &Path,
-    ports: (u16, u16),
-    seeds: &[u16],
-    interval: Duration,
-) {
-    let (http, udp) = ports;
-    cmd.args([
-        "--log-level",
-        "warn",
-        "agent",
-        "--name",
-        &format!("bench-{k}"),
-    ]);
-    cmd.args(["--rack", "bench", "--slot", &k.to_string()]);
-    cmd.args(["--http", &format!("127.0.0.1:{http}")]);
-    cmd.arg("--data-dir").arg(dir.join("data"));
-    cmd.args([
-        "--sensors",
-        "sysfs",
-        "--sensor-interval-ms",
-        &SENSOR_INTERVAL_MS.to_string(),
-    ]);
-    cmd.arg("--hwmon-root").arg(dir.join("hwmon"));
-    cmd.arg("--powercap-root").arg(dir.join("powercap"));
-    cmd.args([
-        "--gossip-preset",
-        "lan",
-        "--gossip-listen",
-        &format!("127.0.0.1:{udp}"),
-    ]);
-    cmd.args(["--gossip-interval-ms", &interval.as_millis().to_string()]);
+/// How long an agent may take to serve.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `maxwell agent` flags of agent `k`: sysfs fixture in `dir`, LAN preset
+/// at `interval`, `seeds`; its ports are the kernel's choice.
+fn agent_args(k: usize, dir: &Path, seeds: &[SocketAddr], interval: Duration) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--log-level".into(),
+        "warn".into(),
+        "--name".into(),
+        format!("bench-{k}").into(),
+        "--rack".into(),
+        "bench".into(),
+        "--slot".into(),
+        k.to_string().into(),
+        "--sensors".into(),
+        "sysfs".into(),
+        "--sensor-interval-ms".into(),
+        SENSOR_INTERVAL_MS.to_string().into(),
+        "--hwmon-root".into(),
+        dir.join("hwmon").into(),
+        "--powercap-root".into(),
+        dir.join("powercap").into(),
+        "--gossip-preset".into(),
+        "lan".into(),
+        "--gossip-interval-ms".into(),
+        interval.as_millis().to_string().into(),
+    ];
     for seed in seeds {
-        cmd.args(["--seed", &format!("127.0.0.1:{seed}")]);
+        args.push("--seed".into());
+        args.push(seed.to_string().into());
     }
+    args
 }
 
-/// Waits for every agent's API; returns their node ids.
-fn wait_healthy(procs: &mut Procs, addrs: &[SocketAddr]) -> anyhow::Result<Vec<NodeId>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut ids = Vec::new();
-    for (k, addr) in addrs.iter().enumerate() {
-        loop {
-            if let Some(code) = procs.exited(k) {
-                anyhow::bail!(
-                    "agent {k} exited ({code}) before it answered:\n{}",
-                    procs.log_tail(k, 2000)
-                );
-            }
-            if let Ok(status) =
-                client::get_json::<Status>(*addr, "/v1/status", Duration::from_millis(500))
-            {
-                ids.push(status.node.id);
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "agent {k} did not answer on {addr} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    Ok(ids)
+/// Every agent's node id, from its API.
+fn node_ids(addrs: &[SocketAddr]) -> anyhow::Result<Vec<NodeId>> {
+    addrs
+        .iter()
+        .map(|addr| {
+            client::get_json::<Status>(*addr, "/v1/status", Duration::from_secs(2))
+                .map(|s| s.node.id)
+                .with_context(|| format!("asking the agent on {addr} for its id"))
+        })
+        .collect()
 }
 
 /// Polls every agent's members (one thread each, every [`POLL`]) and

@@ -10,9 +10,9 @@
 //! of ours on 127.0.0.1.
 
 use super::{LiveResult, TRIALS};
-use crate::bench::procs::{free_ports, Procs};
 use crate::bench::timing::{quantile, Waited};
 use anyhow::Context;
+use maxwell_supervise::Procs;
 use std::fs::File;
 use std::io::Read;
 use std::net::UdpSocket;
@@ -355,6 +355,27 @@ fn sent_bytes(datagram: &str) -> u64 {
             b
         })
         .sum()
+}
+
+/// `count` distinct loopback ports free for both TCP and UDP right now (held
+/// together while chosen, then released): Serf must be told its ports, and
+/// reports none back. Our own agents never need this (port 0, reported).
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let mut held = Vec::new();
+    let mut tries = 0;
+    while held.len() < count {
+        tries += 1;
+        anyhow::ensure!(
+            tries < count * 20 + 100,
+            "cannot find {count} free loopback ports"
+        );
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((port, tcp, udp));
+        }
+    }
+    Ok(held.into_iter().map(|(port, _, _)| port).collect())
 }
 
 #[cfg(test)]
