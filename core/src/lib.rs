@@ -32,7 +32,7 @@ pub use view::{MemberRow, Members};
 
 use maxwell_gossip::{HeatReport, Member, MemberStatus, MembershipEvent};
 use maxwell_pricing::{OwnSummary, PeerView, PriceController, PriceInput, PriceParams, Quote};
-use maxwell_types::MilliCelsius;
+use maxwell_types::{MilliCelsius, Position};
 use std::collections::{BTreeMap, VecDeque};
 
 /// At most one refusal event per reason in this many ms.
@@ -42,10 +42,8 @@ pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
 /// agent's config, a harness, a simulation).
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
-    /// This node's rack.
-    pub rack: String,
-    /// Its slot in the rack.
-    pub slot: u16,
+    /// Where this node sits.
+    pub position: Position,
     /// The limit assumed when no temperature can be read.
     pub default_critical: MilliCelsius,
     /// The price law.
@@ -195,7 +193,7 @@ impl NodeCore {
         let input = self.price_input(now, reading);
         let quote = self.controller.update(&input, now);
         let c = &self.config;
-        let heat = reading.heat(&c.rack, c.slot, c.default_critical, quote.price_milli);
+        let heat = reading.heat(&c.position, c.default_critical, quote.price_milli);
         self.quote = Some(quote);
         self.published_at_ms = now;
         self.outputs.push_back(Output::Publish(heat));
@@ -289,8 +287,7 @@ impl NodeCore {
                 let r = m.report.as_ref()?;
                 Some(PeerView {
                     node: m.node_id,
-                    rack: r.rack.clone(),
-                    slot: r.slot,
+                    position: r.position.clone(),
                     temp: r.hottest,
                     critical: r.critical,
                     draw: Some(r.power_draw),
@@ -307,8 +304,7 @@ impl NodeCore {
                 draw: reading.power_draw,
                 cap: reading.power_cap,
             },
-            rack: self.config.rack.clone(),
-            slot: self.config.slot,
+            position: self.config.position.clone(),
             peers,
         }
     }

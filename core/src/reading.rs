@@ -2,7 +2,7 @@
 //! driver to sign and gossip ([`Heat`]).
 
 use maxwell_gossip::SensorSource;
-use maxwell_types::{MicroWatts, MilliCelsius};
+use maxwell_types::{MicroWatts, MilliCelsius, Position};
 
 /// One sensor period, as the OS edge measured it. `None` means "not
 /// measured"; the core turns every unknown into the pessimistic value.
@@ -25,8 +25,7 @@ pub struct Reading {
 /// the sequence number and the time, signs it and gossips it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heat {
-    pub rack: String,
-    pub slot: u16,
+    pub position: Position,
     pub hottest: MilliCelsius,
     pub critical: MilliCelsius,
     pub power_draw: MicroWatts,
@@ -50,15 +49,13 @@ impl Reading {
     /// zero draw, zero cap and zero headroom: no headroom, never spare power.
     pub fn heat(
         &self,
-        rack: &str,
-        slot: u16,
+        position: &Position,
         default_critical: MilliCelsius,
         price_milli: u64,
     ) -> Heat {
         let (hottest, critical) = self.temperature_or_limit(default_critical);
         Heat {
-            rack: rack.to_string(),
-            slot,
+            position: position.clone(),
             hottest,
             critical,
             power_draw: self.power_draw.unwrap_or(MicroWatts(0)),

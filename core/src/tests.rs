@@ -1,13 +1,12 @@
 use super::*;
 use maxwell_gossip::{Freshness, RejectReason, SensorSource};
-use maxwell_types::{MicroWatts, NodeId};
+use maxwell_types::{MicroWatts, NodeId, Position};
 
 const T0: u64 = 1_800_000_000_000;
 
 fn config() -> CoreConfig {
     CoreConfig {
-        rack: "r1".into(),
-        slot: 2,
+        position: Position::new("r1", 2),
         default_critical: MilliCelsius::from_celsius(95.0),
         pricing: maxwell_pricing::PriceConfig::default()
             .validate()
@@ -45,8 +44,7 @@ fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
             generation: 1,
             seq: 1,
             timestamp_ms: T0,
-            rack: "r1".into(),
-            slot,
+            position: Position::new("r1", slot),
             hottest: MilliCelsius::from_celsius(celsius),
             critical: MilliCelsius::from_celsius(95.0),
             power_draw: MicroWatts::from_watts(200.0),
@@ -115,7 +113,7 @@ fn an_unknown_temperature_is_reported_at_the_limit_and_no_power_as_no_headroom()
     let heat = heat.expect("published");
     assert_eq!(heat.hottest, MilliCelsius::from_celsius(95.0));
     assert_eq!(heat.headroom, MicroWatts(0));
-    assert_eq!((heat.rack.as_str(), heat.slot), ("r1", 2));
+    assert_eq!(heat.position, Position::new("r1", 2));
     let cool = price_with(Vec::new());
     assert!(
         heat.price_milli > cool,

@@ -33,6 +33,7 @@ pub mod wire;
 
 pub use allowlist::{Allowlist, AllowlistError};
 pub use maxwell_types::units::{self, MicroJoules, MicroWatts, MilliCelsius};
+pub use maxwell_types::Position;
 pub use membership::{
     Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation,
 };

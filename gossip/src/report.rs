@@ -9,6 +9,7 @@
 use crate::node_id::NodeId;
 use crate::units::{MicroWatts, MilliCelsius};
 use crate::wire::RecordKind;
+use maxwell_types::Position;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -69,10 +70,9 @@ pub struct HeatReport {
     pub seq: u64,
     /// When the readings were taken, unix time in milliseconds.
     pub timestamp_ms: u64,
-    /// Rack name, at most [`MAX_RACK_LEN`] bytes.
-    pub rack: String,
-    /// Slot (unit position) within the rack.
-    pub slot: u16,
+    /// Where the node sits: its rack (a name of at most [`MAX_RACK_LEN`]
+    /// bytes) and slot. On the wire, the two fields in order.
+    pub position: Position,
     /// Hottest sensor reading on the host.
     pub hottest: MilliCelsius,
     /// Critical limit of that sensor.
@@ -142,9 +142,9 @@ impl HeatReport {
                 len: self.name.len(),
             });
         }
-        if self.rack.len() > MAX_RACK_LEN {
+        if self.position.rack.len() > MAX_RACK_LEN {
             return Err(RecordError::RackTooLong {
-                len: self.rack.len(),
+                len: self.position.rack.len(),
             });
         }
         Ok(())
@@ -275,8 +275,7 @@ pub(crate) mod tests {
             generation: 1_764_201_600_000,
             seq: 42,
             timestamp_ms: 1_764_201_642_000,
-            rack: "r12".to_string(),
-            slot: 17,
+            position: Position::new("r12", 17),
             hottest: MilliCelsius(71_500),
             critical: MilliCelsius(95_000),
             power_draw: MicroWatts::from_watts(350.0),
@@ -291,9 +290,9 @@ pub(crate) mod tests {
     fn rack_length_is_bounded() {
         let mut r = sample(NodeId([1; 10]));
         assert_eq!(r.validate(), Ok(()));
-        r.rack = "x".repeat(MAX_RACK_LEN);
+        r.position.rack = "x".repeat(MAX_RACK_LEN);
         assert_eq!(r.validate(), Ok(()));
-        r.rack.push('x');
+        r.position.rack.push('x');
         assert_eq!(
             r.validate(),
             Err(RecordError::RackTooLong {

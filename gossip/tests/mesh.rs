@@ -4,6 +4,7 @@
 
 use ed25519_dalek::SigningKey;
 use maxwell_gossip::KeyedNodeId;
+use maxwell_gossip::Position;
 use maxwell_gossip::{
     Allowlist, Freshness, HeatReport, Leave, MicroWatts, MilliCelsius, NodeId, RejectReason,
     SensorSource, SignedRecord, Verified, Verifier, VerifierConfig,
@@ -25,8 +26,7 @@ fn report(node: &Node, now_ms: u64, celsius: f64) -> HeatReport {
         generation: T0,
         seq: node.seq,
         timestamp_ms: now_ms,
-        rack: "r1".into(),
-        slot: node.id.0[0].into(),
+        position: Position::new("r1", node.id.0[0].into()),
         hottest: MilliCelsius::from_celsius(celsius),
         critical: MilliCelsius::from_celsius(95.0),
         power_draw: MicroWatts::from_watts(300.0),

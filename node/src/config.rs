@@ -229,8 +229,7 @@ impl Config {
     pub fn core(&self) -> maxwell_core::CoreConfig {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         maxwell_core::CoreConfig {
-            rack: self.rack.clone(),
-            slot: self.slot,
+            position: maxwell_types::Position::new(self.rack.clone(), self.slot),
             default_critical: self.sensors.default_critical,
             pricing: self.pricing.clone(),
             read_every_ms: ms(self.sensors.interval),

@@ -92,7 +92,7 @@ impl PriceController {
                 stale: *stale,
             })
             .collect();
-        let t = law::target(&self.params, &input.own, &input.rack, input.slot, &counted);
+        let t = law::target(&self.params, &input.own, &input.position, &counted);
 
         let price = self.step(t.target_milli as f64, now_ms);
         Quote {

@@ -1,6 +1,6 @@
 //! What the law reads ([`PriceInput`]) and what it answers ([`Quote`]).
 
-use maxwell_types::{MicroWatts, MilliCelsius, NodeId};
+use maxwell_types::{MicroWatts, MilliCelsius, NodeId, Position};
 use serde::{Deserialize, Serialize};
 
 /// This node's own readings.
@@ -21,10 +21,8 @@ pub struct OwnSummary {
 pub struct PeerView {
     /// Who (the key the controller remembers peers by).
     pub node: NodeId,
-    /// Its rack.
-    pub rack: String,
-    /// Its slot in that rack.
-    pub slot: u16,
+    /// Where it sits.
+    pub position: Position,
     /// Its hottest reading.
     pub temp: MilliCelsius,
     /// The critical limit of that reading.
@@ -44,10 +42,8 @@ pub struct PeerView {
 pub struct PriceInput {
     /// This node's readings.
     pub own: OwnSummary,
-    /// This node's rack.
-    pub rack: String,
-    /// This node's slot.
-    pub slot: u16,
+    /// Where this node sits.
+    pub position: Position,
     /// The other nodes (this node excluded), fresh or stale.
     pub peers: Vec<PeerView>,
 }

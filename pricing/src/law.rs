@@ -4,7 +4,7 @@
 
 use crate::config::PriceParams;
 use crate::input::{OwnSummary, PeerView, Terms};
-use maxwell_types::{MicroWatts, MilliCelsius};
+use maxwell_types::{MicroWatts, MilliCelsius, Position};
 
 /// How close a reading is to its limit: 0 at `span` degrees below it or
 /// cooler, 1 at the limit, growing on to at most 1.5 above it.
@@ -13,13 +13,12 @@ pub fn closeness(temp: MilliCelsius, critical: MilliCelsius, span_c: f64) -> f64
     (1.0 - margin_c / span_c).clamp(0.0, 1.5)
 }
 
-/// Proximity weight of a node at (`rack`, `slot`) seen from (`own_rack`, `own_slot`).
-pub fn proximity(p: &PriceParams, own_rack: &str, own_slot: u16, rack: &str, slot: u16) -> f64 {
+/// Proximity weight of a node at `other` seen from `own`.
+pub fn proximity(p: &PriceParams, own: &Position, other: &Position) -> f64 {
     let c = p.config();
-    if rack != own_rack {
+    let Some(d) = own.slots_apart(other) else {
         return c.other_rack_weight;
-    }
-    let d = own_slot.abs_diff(slot);
+    };
     if d > c.neighbour_slots {
         return 0.0;
     }
@@ -68,8 +67,7 @@ fn counted_draw_w(draw: Option<MicroWatts>, cap: Option<MicroWatts>, stale: bool
 pub fn target(
     p: &PriceParams,
     own: &OwnSummary,
-    rack: &str,
-    slot: u16,
+    position: &Position,
     peers: &[Counted<'_>],
 ) -> Target {
     let c = p.config();
@@ -90,10 +88,10 @@ pub fn target(
     for peer in peers {
         let v = peer.view;
         let is_stale = peer.stale || v.age_ms > c.ttl_ms;
-        if v.rack == rack {
+        if v.position.rack == position.rack {
             rack_draw_w += counted_draw_w(v.draw, v.cap, is_stale);
         }
-        let w = proximity(p, rack, slot, &v.rack, v.slot);
+        let w = proximity(p, position, &v.position);
         if is_stale {
             stale += 1;
             stale_w += w;

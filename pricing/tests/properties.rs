@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use maxwell_pricing::{PriceConfig, PriceController, PriceParams};
+use maxwell_types::Position;
 
 #[test]
 fn prices_stay_between_floor_and_ceiling() {
@@ -100,9 +101,13 @@ fn a_hot_neighbour_makes_a_cooler_node_cheaper() {
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut input = random_input(&mut rng);
-        input
-            .peers
-            .push(peer(99, "r0", input.slot.saturating_add(1), 30_000, 200));
+        input.peers.push(peer(
+            99,
+            "r0",
+            input.position.slot.saturating_add(1),
+            30_000,
+            200,
+        ));
         let i = input.peers.len() - 1;
         let mut last = u64::MAX;
         for temp in (30_000..=100_000).step_by(2_000) {
@@ -125,8 +130,7 @@ fn a_hot_neighbour_makes_a_cooler_node_cheaper() {
     };
     let input = |t| maxwell_pricing::PriceInput {
         own: own.clone(),
-        rack: "r0".into(),
-        slot: 10,
+        position: Position::new("r0", 10),
         peers: vec![peer(1, "r0", 11, t, 200)],
     };
     let cool = target(&params, &input(50_000)).target_milli;
@@ -152,8 +156,7 @@ fn relief_is_weighted_by_proximity() {
     let at = |rack: &str, slot| {
         let input = maxwell_pricing::PriceInput {
             own: own.clone(),
-            rack: "r0".into(),
-            slot: 10,
+            position: Position::new("r0", 10),
             peers: vec![peer(1, rack, slot, 93_000, 200)],
         };
         target(&params, &input).terms.neighbour_relief
@@ -182,7 +185,7 @@ fn a_rack_near_its_budget_makes_every_member_dearer() {
         let mut input = random_input(&mut rng);
         let mut last = 0;
         for draw in (100..=600).step_by(50) {
-            for p in input.peers.iter_mut().filter(|p| p.rack == "r0") {
+            for p in input.peers.iter_mut().filter(|p| p.position.rack == "r0") {
                 p.draw = w(draw);
             }
             let q = target(&params, &input).target_milli;
@@ -216,8 +219,7 @@ fn a_rack_near_its_budget_makes_every_member_dearer() {
                 &params,
                 &maxwell_pricing::PriceInput {
                     own,
-                    rack: "r0".into(),
-                    slot: me * 5,
+                    position: Position::new("r0", me * 5),
                     peers,
                 },
             )
@@ -246,7 +248,7 @@ fn a_stale_or_missing_neighbour_never_makes_a_node_cheaper() {
         input.peers.push(peer(
             200,
             "r0",
-            input.slot.saturating_add(1),
+            input.position.slot.saturating_add(1),
             rng.range(20_000, 100_000),
             rng.range(80, 450),
         ));
@@ -290,8 +292,7 @@ fn a_forgotten_neighbour_stops_counting() {
     };
     let with = maxwell_pricing::PriceInput {
         own,
-        rack: "r0".into(),
-        slot: 3,
+        position: Position::new("r0", 3),
         peers: vec![peer(1, "r0", 4, 50_000, 200)],
     };
     let without = maxwell_pricing::PriceInput {
@@ -337,8 +338,7 @@ fn small_target_changes_inside_the_band_do_not_move_a_held_price() {
     };
     let mut input = maxwell_pricing::PriceInput {
         own,
-        rack: "r0".into(),
-        slot: 3,
+        position: Position::new("r0", 3),
         peers: vec![],
     };
     let mut ctl = PriceController::new(params);

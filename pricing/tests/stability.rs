@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use maxwell_pricing::{OwnSummary, PriceConfig, PriceController, PriceInput, PriceParams};
+use maxwell_types::Position;
 
 const NODES: usize = 8;
 const ROUNDS: usize = 400;
@@ -62,8 +63,7 @@ fn run(plant: Plant, params: &PriceParams) -> Vec<[u64; NODES]> {
             };
             let input = PriceInput {
                 own,
-                rack: "r0".into(),
-                slot: i as u16,
+                position: Position::new("r0", i as u16),
                 peers,
             };
             p[i] = ctl[i].update(&input, now_ms).price_milli;

@@ -11,6 +11,7 @@ use crate::policies::Policy;
 use crate::rng::Rng;
 use crate::sim::World;
 use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
+use maxwell_gossip::Position;
 use maxwell_gossip::{
     node_id::NODE_ID_LEN, Freshness, HeatReport, Member, MemberStatus, MicroWatts, MilliCelsius,
     NodeId, SensorSource, VerifierConfig,
@@ -83,8 +84,10 @@ fn core_config(
     pricing: PriceParams,
 ) -> CoreConfig {
     CoreConfig {
-        rack: layout.rack_name(layout.rack_of(h)),
-        slot: layout.slot_of(h) as u16,
+        position: Position::new(
+            layout.rack_name(layout.rack_of(h)),
+            layout.slot_of(h) as u16,
+        ),
         default_critical: MilliCelsius::from_celsius(95.0),
         pricing,
         read_every_ms: 1_000,
@@ -197,8 +200,7 @@ impl Maxwell {
                 generation: 1,
                 seq: r.at_ms,
                 timestamp_ms: r.at_ms,
-                rack: self.racks[l.rack_of(j)].clone(),
-                slot: l.slot_of(j) as u16,
+                position: Position::new(self.racks[l.rack_of(j)].clone(), l.slot_of(j) as u16),
                 hottest: r.temp,
                 critical: r.critical,
                 power_draw: draw,

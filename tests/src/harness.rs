@@ -14,6 +14,7 @@ use crate::transport::{Mailbox, TurmoilTransport};
 use ed25519_dalek::SigningKey;
 use maxwell_core::{Command, CoreConfig, NodeCore, Output, Reading};
 use maxwell_gossip::KeyedNodeId;
+use maxwell_gossip::Position;
 use maxwell_gossip::{
     Member, MemberStatus, MicroWatts, MilliCelsius, NodeId, RejectCounters, SensorSource,
 };
@@ -202,8 +203,7 @@ pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
 pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
     let ms = |d: Duration| d.as_millis() as u64;
     CoreConfig {
-        rack: "r1".into(),
-        slot: u16::try_from(i + 1).unwrap_or(u16::MAX),
+        position: Position::new("r1", u16::try_from(i + 1).unwrap_or(u16::MAX)),
         default_critical: MilliCelsius::from_celsius(95.0),
         pricing: maxwell_pricing::PriceParams::default(),
         read_every_ms: ms(PUBLISH_EVERY),

@@ -10,6 +10,7 @@ use crate::transport::{Mailbox, TurmoilTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
 use maxwell_gossip::KeyedNodeId;
+use maxwell_gossip::Position;
 use maxwell_gossip::{
     HeatReport, MicroWatts, MilliCelsius, SensorSource, SignedRecord, CHITCHAT_KEY,
 };
@@ -33,8 +34,7 @@ fn cool_report(rogue: &SigningKey, victim: usize, now_ms: u64, seq: u64) -> Heat
         generation: now_ms,
         seq,
         timestamp_ms: now_ms,
-        rack: "r1".into(),
-        slot: 1,
+        position: Position::new("r1", 1),
         hottest: MilliCelsius::from_celsius(FORGED_CELSIUS),
         critical: MilliCelsius::from_celsius(95.0),
         power_draw: MicroWatts::from_watts(100.0),

@@ -7,6 +7,7 @@
 //!   human-readable formats, bytes in binary ones). Deriving one from a key
 //!   is `maxwell-gossip`'s job;
 //! - [`hex`]: the one hex codec; [`sync`]: the one lock helper;
+//! - [`position`]: [`Position`], a host's rack and slot;
 //! - [`addresses`]: where a running agent reports the ports it bound.
 //!
 //! Contract: no I/O, no dependencies beyond serde and thiserror.
@@ -14,8 +15,10 @@
 pub mod addresses;
 pub mod hex;
 pub mod node_id;
+pub mod position;
 pub mod sync;
 pub mod units;
 
 pub use node_id::{NodeId, ParseNodeIdError, NODE_ID_LEN};
+pub use position::Position;
 pub use units::{MicroJoules, MicroWatts, MilliCelsius};

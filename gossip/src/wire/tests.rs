@@ -4,6 +4,7 @@ use crate::report::tests::sample;
 use crate::report::SensorSource;
 use crate::report::{MAX_NAME_LEN, MAX_RACK_LEN};
 use crate::units::{MicroWatts, MilliCelsius};
+use maxwell_types::Position;
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -77,8 +78,7 @@ fn typical_and_largest_sizes() {
         generation: u64::MAX,
         seq: u64::MAX,
         timestamp_ms: u64::MAX,
-        rack: "r".repeat(MAX_RACK_LEN),
-        slot: u16::MAX,
+        position: Position::new("r".repeat(MAX_RACK_LEN), u16::MAX),
         hottest: MilliCelsius(i64::MIN),
         critical: MilliCelsius(i64::MIN),
         power_draw: MicroWatts(i64::MIN),
@@ -101,7 +101,7 @@ fn typical_and_largest_sizes() {
 fn signing_refuses_bad_records() {
     let k = key(4);
     let mut report = sample(id(&k));
-    report.rack = "r".repeat(MAX_RACK_LEN + 1);
+    report.position.rack = "r".repeat(MAX_RACK_LEN + 1);
     assert_eq!(
         SignedRecord::sign(&report, &k),
         Err(RecordError::RackTooLong {
@@ -232,7 +232,7 @@ fn body_checks_after_a_valid_signature() {
     );
     // A rack over the bound, signed.
     let mut long = report.clone();
-    long.rack = "r".repeat(MAX_RACK_LEN + 1);
+    long.position.rack = "r".repeat(MAX_RACK_LEN + 1);
     assert_eq!(
         sign_raw(RecordKind::Report, to_body(&long).expect("encodable"), &k).open(),
         Err(DecodeError::Record(RecordError::RackTooLong {

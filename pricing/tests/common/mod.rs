@@ -4,7 +4,7 @@
 use maxwell_pricing::{
     OwnSummary, PeerView, PriceConfig, PriceController, PriceInput, PriceParams, Quote,
 };
-use maxwell_types::{MicroWatts, MilliCelsius, NodeId};
+use maxwell_types::{MicroWatts, MilliCelsius, NodeId, Position};
 
 /// splitmix64: tiny, seeded, good enough to generate test cases.
 pub struct Rng(pub u64);
@@ -48,8 +48,7 @@ pub fn w(watts: i64) -> Option<MicroWatts> {
 pub fn peer(i: u16, rack: &str, slot: u16, temp_mc: i64, draw_w: i64) -> PeerView {
     PeerView {
         node: node(i),
-        rack: rack.to_string(),
-        slot,
+        position: Position::new(rack, slot),
         temp: mc(temp_mc),
         critical: mc(95_000),
         draw: w(draw_w),
@@ -98,8 +97,7 @@ pub fn random_input(rng: &mut Rng) -> PriceInput {
         .collect();
     PriceInput {
         own,
-        rack: "r0".into(),
-        slot,
+        position: Position::new("r0", slot),
         peers,
     }
 }

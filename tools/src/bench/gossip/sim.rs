@@ -16,6 +16,7 @@ use crate::bench::timing::{median, quantile, secs, Waited};
 use chitchat::transport::ChannelTransport;
 use ed25519_dalek::SigningKey;
 use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
+use maxwell_gossip::Position;
 use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId, SensorSource, VerifierConfig};
 use maxwell_node::mesh::transport::{CountingTransport, GossipStats};
 use maxwell_node::mesh::{Clock, Mesh, MeshSettings};
@@ -303,8 +304,7 @@ fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
 fn core_config(k: usize, interval: Duration) -> CoreConfig {
     let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
     CoreConfig {
-        rack: "sim".into(),
-        slot: u16::try_from(k % 1000).unwrap_or(0),
+        position: Position::new("sim", u16::try_from(k % 1000).unwrap_or(0)),
         default_critical: MilliCelsius(95_000),
         pricing: maxwell_pricing::PriceParams::default(),
         read_every_ms: ms,
