@@ -2,8 +2,8 @@
 //! and `POST /v1/guests`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use maxwell_node::config::EmulatedParams;
-use maxwell_node::guests::parse_cap_body;
+use maxwell_node::sensors::config::EmulatedParams;
+use maxwell_node::http::guests::parse_cap_body;
 use maxwell_node::http::parse_emulated_body;
 
 fuzz_target!(|data: &[u8]| {

@@ -38,11 +38,13 @@ pub use membership::{
     Liveness, Member, MemberStatus, Membership, MembershipEvent, PeerObservation,
 };
 pub use node_id::{KeyedNodeId, NodeId};
-pub use report::{HeatReport, Leave, Record, RecordError, SensorSource, Signable, RECORD_VERSION};
+pub use report::{
+    HeatReport, Leave, Record, RecordError, RecordKind, SensorSource, Signable, RECORD_VERSION,
+};
 pub use verify::{
     Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
 };
-pub use wire::{DecodeError, RecordKind, SignedRecord, MAX_ENCODED_LEN};
+pub use wire::{DecodeError, SignedRecord, MAX_ENCODED_LEN};
 
 /// The chitchat key under which an agent publishes its latest signed record
 /// (a heat report, or its leave when shutting down cleanly).

@@ -8,7 +8,6 @@
 
 use crate::node_id::NodeId;
 use crate::units::{MicroWatts, MilliCelsius};
-use crate::wire::RecordKind;
 use maxwell_types::Position;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -148,6 +147,53 @@ impl HeatReport {
             });
         }
         Ok(())
+    }
+}
+
+/// Which record an envelope carries, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A [`HeatReport`], byte `0x01`.
+    Report,
+    /// A [`Leave`], byte `0x02`.
+    Leave,
+}
+
+impl RecordKind {
+    /// Every kind, in byte order.
+    pub const ALL: [RecordKind; 2] = [RecordKind::Report, RecordKind::Leave];
+
+    /// Lower-case name, for metric labels and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordKind::Report => "report",
+            RecordKind::Leave => "leave",
+        }
+    }
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            RecordKind::Report => 0,
+            RecordKind::Leave => 1,
+        }
+    }
+
+    /// The envelope's first byte for this kind.
+    pub fn byte(self) -> u8 {
+        match self {
+            RecordKind::Report => 0x01,
+            RecordKind::Leave => 0x02,
+        }
+    }
+
+    /// The kind whose envelope byte is `b`.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0x01 => Some(RecordKind::Report),
+            0x02 => Some(RecordKind::Leave),
+            _ => None,
+        }
     }
 }
 

@@ -22,8 +22,8 @@
 
 use crate::allowlist::Allowlist;
 use crate::node_id::NodeId;
-use crate::report::{HeatReport, Leave, Record};
-use crate::wire::{DecodeError, RecordKind, SignedRecord, MAX_ENCODED_LEN};
+use crate::report::{HeatReport, Leave, Record, RecordKind};
+use crate::wire::{DecodeError, SignedRecord, MAX_ENCODED_LEN};
 use std::collections::BTreeMap;
 
 /// Settings of a [`Verifier`]. All durations are milliseconds.

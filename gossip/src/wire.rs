@@ -19,7 +19,7 @@
 use crate::b64;
 use crate::node_id::KeyedNodeId;
 use crate::node_id::NodeId;
-use crate::report::{HeatReport, Leave, Record, RecordError, Signable, RECORD_VERSION};
+use crate::report::{HeatReport, Leave, Record, RecordError, RecordKind, Signable, RECORD_VERSION};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -34,52 +34,6 @@ pub const MAX_ENCODED_LEN: usize = 512;
 
 /// Bytes in front of the body: kind, public key, signature.
 pub const HEADER_LEN: usize = 1 + 32 + 64;
-
-/// Which record an envelope carries, from its first byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordKind {
-    /// A [`HeatReport`], byte `0x01`.
-    Report,
-    /// A [`Leave`], byte `0x02`.
-    Leave,
-}
-
-impl RecordKind {
-    /// Every kind, in byte order.
-    pub const ALL: [RecordKind; 2] = [RecordKind::Report, RecordKind::Leave];
-
-    /// Lower-case name, for metric labels and logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            RecordKind::Report => "report",
-            RecordKind::Leave => "leave",
-        }
-    }
-
-    /// Position in [`Self::ALL`].
-    pub fn index(self) -> usize {
-        match self {
-            RecordKind::Report => 0,
-            RecordKind::Leave => 1,
-        }
-    }
-
-    /// The envelope's first byte for this kind.
-    pub fn byte(self) -> u8 {
-        match self {
-            RecordKind::Report => 0x01,
-            RecordKind::Leave => 0x02,
-        }
-    }
-
-    fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0x01 => Some(RecordKind::Report),
-            0x02 => Some(RecordKind::Leave),
-            _ => None,
-        }
-    }
-}
 
 /// A text or envelope that does not hold a record signed by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

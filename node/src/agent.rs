@@ -3,30 +3,24 @@
 //! carries out what the core asks (read, observe, sign and gossip, leave,
 //! log); it serves the HTTP API beside it until a stop signal.
 
+use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::guests::{self, Guests};
 use crate::http::auth::Gate;
+use crate::http::state::{AppState, NodeInfo};
 use crate::http::{AuthMode, Token};
 use crate::identity::Identity;
 use crate::mesh::setup::start_agent_mesh;
 use crate::mesh::{Clock, Mesh};
 use crate::sensors::hub::SensorHub;
 use crate::sensors::reader::Reader;
-use crate::state::AppState;
 use anyhow::Context;
 use maxwell_core::{Command, Event, NodeCore, Output};
 use maxwell_gossip::MembershipEvent;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
-
-/// Wall-clock time in Unix milliseconds (0 if the clock is before 1970).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Rereads the configuration (file and flags) on SIGHUP.
 pub struct Reload {
@@ -67,7 +61,10 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let generation = data_dir.next_generation(unix_ms())?;
     let hub_config = config.clone();
     let (mut reader, first) = Reader::start(
-        move || SensorHub::new(&hub_config).map_err(|e| e.to_string()),
+        move || {
+            SensorHub::new(&hub_config.sensors, &hub_config.power, hub_config.emulated)
+                .map_err(|e| e.to_string())
+        },
         crate::sensors::reader::stuck_after(config.sensors.interval),
     )
     .map_err(anyhow::Error::msg)?;
@@ -79,9 +76,10 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         token,
         hostname: crate::config::default_node_name().to_ascii_lowercase(),
     };
+    let node = NodeInfo::new(&identity, &config.name, &config.rack, config.slot);
     let state = Arc::new(AppState::new(
-        &config,
-        &identity,
+        node,
+        config.sensors.interval,
         first.clone(),
         Arc::clone(&guests),
         gate,
@@ -98,7 +96,8 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     guests.start_specs(specs).await?;
     let clock: Clock = Arc::new(unix_ms);
     let (mesh, gossip_addr) = start_agent_mesh(
-        &config,
+        &config.gossip,
+        &config.name,
         &identity,
         Arc::clone(&state.gossip_stats),
         generation,

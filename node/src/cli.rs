@@ -1,10 +1,7 @@
 //! Command-line interface: `agent`, `status`, `members`, `guests`; `demo`
 //! and `bench` are passed on to the `maxwell-tools` binary.
 
-use crate::config::{
-    CapSource, Config, ConfigError, GossipPreset, GuestBackendKind, RawConfig, SensorMode,
-    DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR,
-};
+use crate::config::{Config, ConfigError, Flag, RawConfig, DEFAULT_DATA_DIR, DEFAULT_HTTP_ADDR};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,7 +42,11 @@ pub struct Forward {
     pub args: Vec<std::ffi::OsString>,
 }
 
-/// `maxwell agent`: every config field has a flag; flags override the file.
+/// `maxwell agent`. Every config field is settable by its dotted name
+/// (`--set`); the few an operator uses daily also have a flag, which is only
+/// a shorter spelling of that field (its default and its check are the
+/// field's, declared once, in its section). Precedence: file, then `--set`,
+/// then the flags.
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// TOML config file (see docs/operations.md).
@@ -54,195 +55,90 @@ pub struct AgentArgs {
     /// Any config field by its dotted name, e.g. `--set pricing.relief_gain=0.9` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Node name [default: host name].
+    /// Node name (`name`).
     #[arg(long)]
     pub name: Option<String>,
-    /// Rack this host sits in [default: default].
+    /// Rack this host sits in (`rack`).
     #[arg(long)]
     pub rack: Option<String>,
-    /// Slot in the rack, from the bottom [default: 0].
+    /// Slot in the rack, from the bottom (`slot`).
     #[arg(long)]
-    pub slot: Option<u32>,
-    /// Data dir, for the host key [default: /var/lib/maxwell].
+    pub slot: Option<String>,
+    /// Data dir: host key, API token, lock (`data_dir`).
     #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// HTTP API address [default: 127.0.0.1:7070].
+    pub data_dir: Option<String>,
+    /// HTTP API address; port 0 picks one (`http_addr`).
     #[arg(long)]
     pub http: Option<String>,
-    /// Sensor source.
-    #[arg(long, value_enum)]
-    pub sensors: Option<SensorMode>,
-    /// Sensor period in milliseconds [default: 1000].
-    #[arg(long)]
-    pub sensor_interval_ms: Option<u64>,
-    /// hwmon class directory [default: /sys/class/hwmon].
-    #[arg(long)]
-    pub hwmon_root: Option<PathBuf>,
-    /// powercap class directory [default: /sys/class/powercap].
-    #[arg(long)]
-    pub powercap_root: Option<PathBuf>,
-    /// Limit for temperature channels without `_crit`, in °C [default: 95].
-    #[arg(long)]
-    pub default_critical_celsius: Option<f64>,
-    /// hwmon chip name to leave out of the summary (repeatable).
-    #[arg(long = "exclude-chip")]
-    pub exclude_chips: Vec<String>,
-    /// Power budget in watts, a cap source of last resort.
-    #[arg(long)]
-    pub power_budget_w: Option<f64>,
-    /// Cap sources in order of preference [default: hwmon,rapl,config].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub cap_sources: Vec<CapSource>,
-    #[command(flatten)]
-    pub emulated: EmulatedArgs,
-    #[command(flatten)]
-    pub gossip: GossipArgs,
-    #[command(flatten)]
-    pub guests: GuestArgs,
-}
-
-/// Guest options (config section `[guests]`).
-#[derive(Debug, Clone, Args)]
-pub struct GuestArgs {
-    /// Guest backend [default: auto].
-    #[arg(long, value_enum)]
-    pub guest_backend: Option<GuestBackendKind>,
-    /// Directory of `*.toml`/`*.json` guest specs started with the agent.
-    #[arg(long)]
-    pub guest_specs_dir: Option<PathBuf>,
-}
-
-/// Gossip options (config section `[gossip]`).
-#[derive(Debug, Clone, Args)]
-pub struct GossipArgs {
-    /// Timing preset [default: lan].
-    #[arg(long, value_enum)]
-    pub gossip_preset: Option<GossipPreset>,
-    /// UDP address to gossip on [default: 0.0.0.0:7946].
-    #[arg(long)]
-    pub gossip_listen: Option<String>,
-    /// Address peers should use [default: the listen address, or the local address towards the first seed].
-    #[arg(long)]
-    pub gossip_advertise: Option<String>,
-    /// A seed peer, host:port (repeatable).
+    /// A seed peer, host:port, repeatable (`gossip.seeds`).
     #[arg(long = "seed")]
     pub seeds: Vec<String>,
-    /// Cluster name; peers of another cluster are refused [default: maxwell].
+    /// UDP address to gossip on; port 0 picks one (`gossip.listen_addr`).
     #[arg(long)]
-    pub cluster_id: Option<String>,
-    /// Gossip round period, ms [preset].
+    pub gossip_listen: Option<String>,
+    /// Sensor source: auto, sysfs, libsensors or emulated (`sensors.source`).
     #[arg(long)]
-    pub gossip_interval_ms: Option<u64>,
-    /// Phi-accrual threshold for declaring a peer dead [preset].
+    pub sensors: Option<String>,
+    /// hwmon class directory (`sensors.hwmon_root`).
     #[arg(long)]
-    pub phi_threshold: Option<f64>,
-    /// How long a dead peer is remembered, ms [preset].
+    pub hwmon_root: Option<String>,
+    /// powercap class directory (`sensors.powercap_root`).
     #[arg(long)]
-    pub dead_grace_ms: Option<u64>,
-    /// Age after which a peer's report is stale, ms [preset].
-    #[arg(long)]
-    pub report_ttl_ms: Option<u64>,
-    /// How far ahead of our clock a report may be, ms [default: 5000].
-    #[arg(long)]
-    pub max_clock_skew_ms: Option<u64>,
-    /// Oldest report accepted, ms [default: 60000].
-    #[arg(long)]
-    pub max_report_age_ms: Option<u64>,
-    /// File of admitted public keys, one hex key per line.
-    #[arg(long)]
-    pub allowlist: Option<PathBuf>,
-}
-
-/// The emulated model's parameters (config section `[emulated]`).
-#[derive(Debug, Clone, Args)]
-pub struct EmulatedArgs {
-    /// Emulated idle power, W [default: 100].
-    #[arg(long)]
-    pub emulated_idle_w: Option<f64>,
-    /// Emulated peak power, W [default: 350].
-    #[arg(long)]
-    pub emulated_peak_w: Option<f64>,
-    /// Emulated hardware power cap, W [default: 320].
-    #[arg(long)]
-    pub emulated_cap_w: Option<f64>,
-    /// Emulated inlet air temperature, °C [default: 25].
-    #[arg(long)]
-    pub emulated_inlet_celsius: Option<f64>,
-    /// Emulated die-to-air thermal resistance, K/W [default: 0.17].
-    #[arg(long)]
-    pub emulated_thermal_resistance_c_per_w: Option<f64>,
-    /// Emulated thermal time constant R·C, s [default: 30].
-    #[arg(long)]
-    pub emulated_time_constant_s: Option<f64>,
-    /// Emulated critical temperature, °C [default: 95].
-    #[arg(long)]
-    pub emulated_critical_celsius: Option<f64>,
-    /// Synthetic load added to the real CPU utilisation, 0 to 1 [default: 0].
-    #[arg(long)]
-    pub emulated_extra_load: Option<f64>,
+    pub powercap_root: Option<String>,
 }
 
 impl AgentArgs {
-    /// Reads the file (if any), applies the flags, validates once.
+    /// The flags, each as the field it spells: `(flag, dotted key, value)`.
+    fn flags(&self) -> Vec<Flag> {
+        let text = |flag, key, v: &Option<String>| {
+            v.as_ref().map(|v| Flag {
+                flag,
+                key,
+                value: toml::Value::String(v.clone()),
+            })
+        };
+        let mut flags: Vec<Flag> = [
+            text("--name", "name", &self.name),
+            text("--rack", "rack", &self.rack),
+            text("--data-dir", "data_dir", &self.data_dir),
+            text("--http", "http_addr", &self.http),
+            text("--gossip-listen", "gossip.listen_addr", &self.gossip_listen),
+            text("--sensors", "sensors.source", &self.sensors),
+            text("--hwmon-root", "sensors.hwmon_root", &self.hwmon_root),
+            text(
+                "--powercap-root",
+                "sensors.powercap_root",
+                &self.powercap_root,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(slot) = &self.slot {
+            // A number, if it is one: the field's own check says what a slot may be.
+            let value = slot
+                .parse::<i64>()
+                .map_or_else(|_| toml::Value::String(slot.clone()), toml::Value::Integer);
+            flags.push(Flag {
+                flag: "--slot",
+                key: "slot",
+                value,
+            });
+        }
+        if !self.seeds.is_empty() {
+            let seeds = self.seeds.iter().cloned().map(toml::Value::String);
+            flags.push(Flag {
+                flag: "--seed",
+                key: "gossip.seeds",
+                value: toml::Value::Array(seeds.collect()),
+            });
+        }
+        flags
+    }
+
+    /// Reads the file (if any), applies `--set` and the flags, validates once.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut raw = RawConfig::load(self.config.as_deref(), &self.set)?;
-        macro_rules! flag {
-            ($field:expr, $value:expr) => {
-                if let Some(v) = $value {
-                    $field = Some(v);
-                }
-            };
-        }
-        flag!(raw.name, self.name);
-        flag!(raw.rack, self.rack);
-        flag!(raw.slot, self.slot);
-        flag!(raw.data_dir, self.data_dir);
-        flag!(raw.http_addr, self.http);
-        flag!(raw.sensors.source, self.sensors);
-        flag!(raw.sensors.interval_ms, self.sensor_interval_ms);
-        flag!(raw.sensors.hwmon_root, self.hwmon_root);
-        flag!(raw.sensors.powercap_root, self.powercap_root);
-        flag!(
-            raw.sensors.default_critical_celsius,
-            self.default_critical_celsius
-        );
-        if !self.exclude_chips.is_empty() {
-            raw.sensors.exclude_chips = Some(self.exclude_chips);
-        }
-        flag!(raw.power.budget_w, self.power_budget_w);
-        if !self.cap_sources.is_empty() {
-            raw.power.cap_sources = Some(self.cap_sources);
-        }
-        let (e, r) = (self.emulated, &mut raw.emulated);
-        flag!(r.idle_w, e.emulated_idle_w);
-        flag!(r.peak_w, e.emulated_peak_w);
-        flag!(r.cap_w, e.emulated_cap_w);
-        flag!(r.inlet_celsius, e.emulated_inlet_celsius);
-        flag!(
-            r.thermal_resistance_c_per_w,
-            e.emulated_thermal_resistance_c_per_w
-        );
-        flag!(r.time_constant_s, e.emulated_time_constant_s);
-        flag!(r.critical_celsius, e.emulated_critical_celsius);
-        flag!(r.extra_load, e.emulated_extra_load);
-        let (g, r) = (self.gossip, &mut raw.gossip);
-        flag!(r.preset, g.gossip_preset);
-        flag!(r.listen_addr, g.gossip_listen);
-        flag!(r.advertise_addr, g.gossip_advertise);
-        if !g.seeds.is_empty() {
-            r.seeds = Some(g.seeds);
-        }
-        flag!(r.cluster_id, g.cluster_id);
-        flag!(r.interval_ms, g.gossip_interval_ms);
-        flag!(r.phi_threshold, g.phi_threshold);
-        flag!(r.dead_grace_ms, g.dead_grace_ms);
-        flag!(r.report_ttl_ms, g.report_ttl_ms);
-        flag!(r.max_clock_skew_ms, g.max_clock_skew_ms);
-        flag!(r.max_report_age_ms, g.max_report_age_ms);
-        flag!(r.allowlist, g.allowlist);
-        flag!(raw.guests.backend, self.guests.guest_backend);
-        flag!(raw.guests.specs_dir, self.guests.guest_specs_dir);
-        raw.validate()
+        RawConfig::load(self.config.as_deref(), &self.set, &self.flags())?.validate()
     }
 }
 

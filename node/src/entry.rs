@@ -3,7 +3,7 @@
 //! a non-zero exit.
 
 use crate::cli::{Cli, Command, Forward};
-use crate::{agent, guests, http, logging, render};
+use crate::{agent, guests_cli, http, logging, render};
 use clap::Parser;
 use std::ffi::OsString;
 use std::time::Duration;
@@ -107,7 +107,7 @@ fn run(
             Ok(())
         }
         Command::Demo(f) => forward("demo", f),
-        Command::Guests(args) => guests::cli(args),
+        Command::Guests(args) => guests_cli::cli(args),
         Command::Bench(f) => forward("bench", f),
     }
 }

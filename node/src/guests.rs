@@ -1,8 +1,10 @@
 //! Guests on this host: the agent's thin driver over [`maxwell_vmm`].
 //!
 //! [`Guests`] owns the backend (`guests.backend`: KVM, processes, or none),
-//! starts the specs of `guests.specs_dir` with the agent, serves
-//! `/v1/guests` and kills every guest on a clean shutdown. Backend calls
+//! starts the specs of `guests.specs_dir` with the agent (its API is
+//! [`crate::http::guests`], its CLI [`crate::guests_cli`]) and kills every
+//! guest on a clean shutdown. A failed call is an [`ApiError`]: the API's
+//! one error shape, with the HTTP status it maps to. Backend calls
 //! block briefly (a pause waits for every vCPU to park), so they run off the
 //! async runtime.
 //!
@@ -10,33 +12,19 @@
 //! backend's children die with the *thread* that forked them
 //! (`PR_SET_PDEATHSIG`), and tokio retires idle blocking threads after 10 s.
 //!
-//! HTTP errors are JSON `{"error": "...", "state_changed": bool}`: 400 bad
-//! input, 404 unknown guest, 409 wrong state, 503 guests disabled, 504 a
-//! pause or resume not acknowledged in time (still pending), 500 host
-//! failures.
+pub mod config;
 
-use crate::cli::{GuestAction, GuestsArgs};
-use crate::client::ClientError;
-use crate::config::{GuestBackendKind, GuestsConfig};
-use crate::render::Table;
-use crate::state::AppState;
+use crate::guests::config::{GuestBackendKind, GuestsConfig};
 use anyhow::{anyhow, Context};
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use maxwell_vmm::{
-    open_backend, CapConfig, CapMode, CpuCap, GuestBackend, GuestId, GuestInfo, GuestSpec,
-    GuestState, KvmBackend, ProcessBackend, RawGuestSpec, VmmError,
+    open_backend, CapConfig, GuestBackend, GuestId, GuestInfo, GuestSpec, GuestState, KvmBackend,
+    ProcessBackend, RawGuestSpec, VmmError,
 };
-use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 /// A job for the `guest-start` thread.
 type Job = Box<dyn FnOnce() + Send>;
@@ -204,7 +192,7 @@ impl Guests {
         self.backend.as_ref().map(|b| b.name())
     }
 
-    fn backend(&self) -> Result<Arc<dyn GuestBackend>, ApiError> {
+    pub(crate) fn backend(&self) -> Result<Arc<dyn GuestBackend>, ApiError> {
         self.backend.clone().ok_or_else(|| ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("guests are disabled on this node: {}", self.disabled),
@@ -325,7 +313,7 @@ impl Guests {
     }
 
     /// Runs `f` on the blocking pool with the backend and a parsed id.
-    async fn act<T: Send + 'static>(
+    pub(crate) async fn act<T: Send + 'static>(
         &self,
         id: &str,
         f: impl FnOnce(&dyn GuestBackend, GuestId) -> maxwell_vmm::Result<T> + Send + 'static,
@@ -423,70 +411,7 @@ pub fn load_specs(
         .collect()
 }
 
-// ---------------------------------------------------------------- API
-
-/// One guest in `GET /v1/guests` and the answers of the actions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GuestRow {
-    /// The guest's number; shown as `g<id>`.
-    pub id: u64,
-    pub name: String,
-    /// `workload` or `linux`.
-    pub kind: String,
-    /// `kvm` or `process`.
-    pub backend: String,
-    pub state: GuestState,
-    pub vcpus: u8,
-    pub memory_mib: u32,
-    /// Fraction of one core per vCPU, (0, 1].
-    pub cap: f64,
-    /// `cgroup-v1`, `cgroup-v2` or `duty-cycle`.
-    pub cap_mode: String,
-    /// CPU time used by all vCPUs since start.
-    pub cpu_time_ns: u64,
-    /// Finished work blocks (workload) or console bytes (linux).
-    pub progress: u64,
-    /// Start to the guest's first exit to the host, if seen.
-    pub first_exit_us: Option<u64>,
-    /// Why the guest exited, if it did.
-    pub exit_reason: Option<String>,
-}
-
-/// `GET /v1/guests`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GuestList {
-    /// `kvm` or `process`.
-    pub backend: String,
-    pub guests: Vec<GuestRow>,
-}
-
-fn cap_mode_name(m: CapMode) -> &'static str {
-    match m {
-        CapMode::CgroupV1 => "cgroup-v1",
-        CapMode::CgroupV2 => "cgroup-v2",
-        CapMode::DutyCycle => "duty-cycle",
-    }
-}
-
-impl From<&GuestInfo> for GuestRow {
-    fn from(g: &GuestInfo) -> Self {
-        GuestRow {
-            id: g.id.0,
-            name: g.name.clone(),
-            kind: g.kind.into(),
-            backend: g.backend.into(),
-            state: g.state,
-            vcpus: g.vcpus,
-            memory_mib: g.memory_mib,
-            cap: g.cap.fraction(),
-            cap_mode: cap_mode_name(g.cap_mode).into(),
-            cpu_time_ns: g.cpu_time_ns,
-            progress: g.progress,
-            first_exit_us: g.first_exit_us,
-            exit_reason: g.exit_reason.clone(),
-        }
-    }
-}
+// ---------------------------------------------------------------- errors
 
 /// An API error: a status and one line.
 #[derive(Debug)]
@@ -498,7 +423,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -506,7 +431,7 @@ impl ApiError {
         }
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
@@ -546,208 +471,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The `/v1/guests` routes, merged into [`crate::http::router`].
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/guests", get(list).post(create))
-        .route("/v1/guests/{id}", get(one))
-        .route("/v1/guests/{id}/pause", post(pause))
-        .route("/v1/guests/{id}/resume", post(resume))
-        .route("/v1/guests/{id}/kill", post(kill))
-        .route("/v1/guests/{id}/cap", put(cap))
-}
-
-type Answer = Result<Json<GuestRow>, ApiError>;
-
-async fn list(State(state): State<Arc<AppState>>) -> Result<Json<GuestList>, ApiError> {
-    let backend = state.guests.backend()?;
-    let name = backend.name();
-    let infos = tokio::task::spawn_blocking(move || backend.list())
-        .await
-        .map_err(|e| ApiError::internal(format!("guest list failed: {e}")))?;
-    Ok(Json(GuestList {
-        backend: name.into(),
-        guests: infos.iter().map(GuestRow::from).collect(),
-    }))
-}
-
-async fn one(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
-    let g = state.guests.act(&id, |b, id| b.info(id)).await?;
-    Ok(Json(GuestRow::from(&g)))
-}
-
-async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Answer {
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("the guest spec is not UTF-8 JSON"))?;
-    state.guests.backend()?;
-    let spec = GuestSpec::from_json_in(text, state.guests.kernel_dir())?;
-    let g = state.guests.start(spec).await?;
-    tracing::info!(guest = %g.id, name = %g.name, backend = g.backend, "guest started");
-    Ok(Json(GuestRow::from(&g)))
-}
-
-async fn pause(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
-    let g = state
-        .guests
-        .act(&id, |b, id| b.pause(id).and_then(|()| b.info(id)))
-        .await?;
-    Ok(Json(GuestRow::from(&g)))
-}
-
-async fn resume(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
-    let g = state
-        .guests
-        .act(&id, |b, id| b.resume(id).and_then(|()| b.info(id)))
-        .await?;
-    Ok(Json(GuestRow::from(&g)))
-}
-
-async fn kill(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
-    let g = state.guests.act(&id, |b, id| b.kill(id)).await?;
-    tracing::info!(guest = %g.id, name = %g.name, "guest killed");
-    Ok(Json(GuestRow::from(&g)))
-}
-
-/// `PUT /v1/guests/{id}/cap` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CapBody {
-    cap: f64,
-}
-
-/// The `PUT /v1/guests/{id}/cap` body: `{"cap": <fraction in (0, 1]>}`.
-pub fn parse_cap_body(body: &[u8]) -> Result<CpuCap, ApiError> {
-    let body: CapBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("expected {{\"cap\": <fraction in (0, 1]>}}: {e}"))
-    })?;
-    CpuCap::new(body.cap).map_err(|e| match e {
-        VmmError::InvalidSpec { field, reason } => {
-            ApiError::bad_request(format!("{field}: {reason}"))
-        }
-        e => e.into(),
-    })
-}
-
-async fn cap(
-    State(state): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> Answer {
-    state.guests.backend()?;
-    let cap = parse_cap_body(&body)?;
-    let g = state
-        .guests
-        .act(&id, move |b, id| {
-            b.set_cap(id, cap).and_then(|()| b.info(id))
-        })
-        .await?;
-    Ok(Json(GuestRow::from(&g)))
-}
-
-// ---------------------------------------------------------------- CLI
-
-/// `maxwell guests ...` against a running agent.
-pub fn cli(args: GuestsArgs) -> anyhow::Result<()> {
-    let addr = args.http;
-    let api = args.token.api(addr)?;
-    let short = Duration::from_secs(5);
-    // A start maps memory and a kill joins threads: give them time.
-    let long = Duration::from_secs(30);
-    let row = match args.action {
-        None => {
-            let body = api.get("/v1/guests", short).map_err(|e| refused(addr, e))?;
-            let list: GuestList = decode(addr, &body)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", render(&list.guests));
-            }
-            return Ok(());
-        }
-        Some(GuestAction::Start { file }) => {
-            let raw = read_spec_file(&file)?;
-            let json = serde_json::to_string(&raw)?;
-            api.post("/v1/guests", &json, long)
-        }
-        Some(GuestAction::Pause { id }) => api.post(&action_path(&id, "pause")?, "", long),
-        Some(GuestAction::Resume { id }) => api.post(&action_path(&id, "resume")?, "", long),
-        Some(GuestAction::Kill { id }) => api.post(&action_path(&id, "kill")?, "", long),
-        Some(GuestAction::Cap { id, fraction }) => {
-            let body = serde_json::json!({ "cap": fraction }).to_string();
-            api.put(&action_path(&id, "cap")?, &body, long)
-        }
-    }
-    .map_err(|e| refused(addr, e))?;
-    let row: GuestRow = decode(addr, &row)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&row)?);
-    } else {
-        print!("{}", render(std::slice::from_ref(&row)));
-    }
-    Ok(())
-}
-
-fn action_path(id: &str, action: &str) -> anyhow::Result<String> {
-    let id = parse_id(id).map_err(|e| anyhow!(e))?;
-    Ok(format!("/v1/guests/{}/{action}", id.0))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(addr: SocketAddr, body: &str) -> anyhow::Result<T> {
-    serde_json::from_str(body).map_err(|source| ClientError::Decode { addr, source }.into())
-}
-
-/// The agent's `{"error": ...}` as one line, with the status code.
-fn refused(addr: SocketAddr, e: ClientError) -> anyhow::Error {
-    if let ClientError::Status { status, body, .. } = &e {
-        let code = status.split_whitespace().nth(1).unwrap_or("?");
-        if let Some(msg) = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-        {
-            return anyhow!("{msg} (the agent at {addr} answered {code})");
-        }
-    }
-    e.into()
-}
-
-/// `30%`, `2.5%`.
-fn percent(fraction: f64) -> String {
-    let p = fraction * 100.0;
-    if (p - p.round()).abs() < 1e-9 {
-        format!("{p:.0}%")
-    } else {
-        format!("{p:.1}%")
-    }
-}
-
-/// The guests as a table, then why any of them exited.
-pub fn render(rows: &[GuestRow]) -> String {
-    let mut t = Table::new(&[
-        "ID", "NAME", "KIND", "BACKEND", "STATE", "VCPUS", "MEM", "CAP", "CPU", "PROGRESS",
-    ]);
-    for g in rows {
-        t.row(vec![
-            format!("g{}", g.id),
-            g.name.clone(),
-            g.kind.clone(),
-            g.backend.clone(),
-            g.state.as_str().to_string(),
-            g.vcpus.to_string(),
-            format!("{} MiB", g.memory_mib),
-            percent(g.cap),
-            format!("{:.2} s", g.cpu_time_ns as f64 / 1e9),
-            g.progress.to_string(),
-        ]);
-    }
-    let mut out = t.render();
-    for g in rows {
-        if let Some(reason) = &g.exit_reason {
-            let _ = writeln!(out, "g{} exited: {reason}", g.id);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,13 +482,6 @@ mod tests {
         assert!(parse_id("x").is_err());
         assert!(parse_id("g").is_err());
         assert!(parse_id("-1").is_err());
-    }
-
-    #[test]
-    fn percents_are_short() {
-        assert_eq!(percent(0.3), "30%");
-        assert_eq!(percent(1.0), "100%");
-        assert_eq!(percent(0.025), "2.5%");
     }
 
     #[test]

@@ -14,18 +14,19 @@
 //! - The host key is never replaced silently.
 
 pub mod agent;
+pub mod check;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod entry;
 pub mod fsutil;
 pub mod guests;
+pub mod guests_cli;
 pub mod http;
 pub mod identity;
 pub mod logging;
 pub mod mesh;
-pub mod metrics;
 pub mod render;
 pub mod sensors;
-pub mod state;

@@ -51,7 +51,7 @@ fn not_a_flood(meta: &tracing::Metadata<'_>) -> bool {
     if !meta.target().starts_with("chitchat::transport") || !meta.is_event() {
         return true;
     }
-    let now = crate::agent::unix_ms().max(1);
+    let now = crate::clock::unix_ms().max(1);
     admit_once_per_gap(&LAST_MS, now, TRANSPORT_WARNING_GAP_MS)
 }
 

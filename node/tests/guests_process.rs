@@ -7,7 +7,7 @@ mod common;
 
 use common::{copy_tree, testdata, Agent};
 use maxwell_node::client::{self, Api, ClientError};
-use maxwell_node::guests::{GuestList, GuestRow};
+use maxwell_node::http::guests::{GuestList, GuestRow};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -178,12 +178,9 @@ fn lifecycle(backend: &str) {
         "name = \"first\"\nkind = \"workload\"\nvcpus = 1\nmemory_mib = 16\ncap = 0.5\npayload = \"hash\"\n",
     );
     std::fs::write(specs.path().join("README"), "not a spec: ignored").expect("write");
-    let dir = specs.path().to_str().expect("utf-8 path");
-    let agent = Agent::start(
-        BIN,
-        tree.path(),
-        &["--guest-backend", backend, "--guest-specs-dir", dir],
-    );
+    let backend_set = format!("guests.backend={backend}");
+    let dir = format!("guests.specs_dir={}", specs.path().display());
+    let agent = Agent::start(BIN, tree.path(), &["--set", &backend_set, "--set", &dir]);
     let api = agent.api();
     let addr = &api;
     let pid = agent.child.id();
@@ -404,11 +401,16 @@ fn process_guest_outlives_idle_request_threads() {
             "agent",
             "--sensors",
             "emulated",
-            "--guest-backend",
-            "process",
+            "--set",
+            "guests.backend=process",
         ])
         // A long sensor period: nothing else keeps the blocking pool busy.
-        .args(["--sensor-interval-ms", "60000", "--http", "127.0.0.1:0"])
+        .args([
+            "--set",
+            "sensors.interval_ms=60000",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .args(["--gossip-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data.path())
@@ -450,12 +452,12 @@ fn bad_spec_file_stops_the_agent_with_one_line() {
             "agent",
             "--sensors",
             "emulated",
-            "--guest-backend",
-            "process",
+            "--set",
+            "guests.backend=process",
         ])
         .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
-        .arg("--guest-specs-dir")
-        .arg(specs.path())
+        .arg("--set")
+        .arg(format!("guests.specs_dir={}", specs.path().display()))
         .arg("--data-dir")
         .arg(data.path())
         .output()
@@ -470,9 +472,9 @@ fn bad_spec_file_stops_the_agent_with_one_line() {
 
     // A specs dir with no backend to run it is a config error.
     let out = Command::new(BIN)
-        .args(["agent", "--guest-backend", "none"])
-        .arg("--guest-specs-dir")
-        .arg(specs.path())
+        .args(["agent", "--set", "guests.backend=none"])
+        .arg("--set")
+        .arg(format!("guests.specs_dir={}", specs.path().display()))
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -484,7 +486,7 @@ fn bad_spec_file_stops_the_agent_with_one_line() {
 fn disabled_guests_answer_503() {
     let tree = tempfile::tempdir().expect("tempdir");
     copy_tree(&testdata("intel-xeon"), tree.path());
-    let agent = Agent::start(BIN, tree.path(), &["--guest-backend", "none"]);
+    let agent = Agent::start(BIN, tree.path(), &["--set", "guests.backend=none"]);
     for (method, path, body) in [
         ("GET", "/v1/guests", ""),
         (

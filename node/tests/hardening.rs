@@ -27,11 +27,16 @@ fn agent_cmd(data: &Path) -> Command {
         "agent",
         "--sensors",
         "emulated",
-        "--guest-backend",
-        "process",
+        "--set",
+        "guests.backend=process",
     ])
-    .args(["--sensor-interval-ms", "200", "--http", "127.0.0.1:0"])
-    .args(["--gossip-preset", "test", "--gossip-listen", "127.0.0.1:0"])
+    .args(["--set", "sensors.interval_ms=200", "--http", "127.0.0.1:0"])
+    .args([
+        "--set",
+        "gossip.preset=test",
+        "--gossip-listen",
+        "127.0.0.1:0",
+    ])
     .arg("--data-dir")
     .arg(data);
     cmd
@@ -628,7 +633,11 @@ fn a_fifo_can_hang_neither_the_sensor_loop_nor_start_up() {
     let allow = data.path().join("allow");
     mkfifo(&allow);
     let mut cmd = agent_cmd(&data.path().join("d"));
-    let out = run_with_deadline(cmd.arg("--allowlist").arg(&allow), Duration::from_secs(20));
+    let out = run_with_deadline(
+        cmd.arg("--set")
+            .arg(format!("gossip.allowlist={}", allow.display())),
+        Duration::from_secs(20),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("FIFO"), "{err}");
 }

@@ -17,7 +17,8 @@ fn libsensors_agrees_with_the_sysfs_reader() {
     .expect("toml")
     .validate()
     .expect("valid");
-    let mut hub = SensorHub::new(&config).expect("libsensors initialises");
+    let mut hub = SensorHub::new(&config.sensors, &config.power, config.emulated)
+        .expect("libsensors initialises");
     assert_eq!(hub.source(), SensorSource::Libsensors);
     let via_lib = hub.read(Duration::ZERO, 1);
     let mut problems = Vec::new();

@@ -39,7 +39,12 @@ impl Node {
                 "--sensors",
                 "sysfs",
             ])
-            .args(["--sensor-interval-ms", "100", "--gossip-preset", "test"])
+            .args([
+                "--set",
+                "sensors.interval_ms=100",
+                "--set",
+                "gossip.preset=test",
+            ])
             .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
             .args(
                 seed.iter()

@@ -93,10 +93,10 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
             .args([
                 "--sensors",
                 "sysfs",
-                "--sensor-interval-ms",
-                "100",
-                "--gossip-preset",
-                "test",
+                "--set",
+                "sensors.interval_ms=100",
+                "--set",
+                "gossip.preset=test",
             ])
             .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
             .args(

@@ -4,7 +4,8 @@ mod common;
 
 use common::{copy_tree, testdata};
 use maxwell_gossip::{MicroJoules, MicroWatts, MilliCelsius};
-use maxwell_node::config::{CapSource, RawConfig};
+use maxwell_node::config::RawConfig;
+use maxwell_node::sensors::config::CapSource;
 use maxwell_node::sensors::hub::SensorHub;
 use maxwell_node::sensors::summary::LimitSource;
 use maxwell_node::sensors::{hwmon, ProblemKind, SensorSource, Snapshot, TempRole};
@@ -21,7 +22,7 @@ fn hub_for(tree: &Path, extra: &str) -> SensorHub {
         .expect("toml")
         .validate()
         .expect("valid");
-    SensorHub::new(&config).expect("hub")
+    SensorHub::new(&config.sensors, &config.power, config.emulated).expect("hub")
 }
 
 fn temp<'a>(s: &'a Snapshot, device: &str, sensor: &str) -> &'a maxwell_node::sensors::TempReading {
@@ -302,7 +303,7 @@ fn auto_falls_back_to_emulated_without_sensors() {
         .expect("toml")
         .validate()
         .expect("valid");
-    let mut hub = SensorHub::new(&config).expect("hub");
+    let mut hub = SensorHub::new(&config.sensors, &config.power, config.emulated).expect("hub");
     assert_eq!(hub.source(), SensorSource::Emulated);
     let s = hub.read(Duration::ZERO, 1);
     assert!(s.emulated);

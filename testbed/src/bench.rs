@@ -150,7 +150,7 @@ fn fan_failure_plots(
             values: r.die_c.iter().map(|v| v[h] as f64).collect(),
         })
         .collect();
-    let crit = crate::sim::World::new(cfg.layout, sc.clone(), cfg.seed).models[h].critical_c;
+    let crit = crate::world::World::new(cfg.layout, sc.clone(), cfg.seed).models[h].critical_c;
     let marks = [
         (crit - 3.0, "throttle".to_string()),
         (crit - 10.0, "alert".to_string()),

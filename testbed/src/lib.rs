@@ -29,6 +29,7 @@ pub mod recirculation;
 pub mod rng;
 pub mod scenarios;
 pub mod sim;
+pub mod world;
 
 pub use bench::{run_thermal_bench_with, BenchConfig, Row, ThermalBenchReport};
 pub use recirculation::Layout;

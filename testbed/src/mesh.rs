@@ -9,7 +9,7 @@
 
 use crate::policies::Policy;
 use crate::rng::Rng;
-use crate::sim::World;
+use crate::world::World;
 use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
 use maxwell_gossip::Position;
 use maxwell_gossip::{

@@ -1,7 +1,7 @@
 //! What a run measured: [`Recorder`] accumulates during a run, [`RunMetrics`]
 //! is the summary row of the benchmark table.
 
-use crate::sim::World;
+use crate::world::World;
 
 /// A price step larger than this (thousandths) counts as "still moving".
 pub const SETTLE_STEP_MILLI: u64 = 100;

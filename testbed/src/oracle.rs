@@ -19,7 +19,8 @@ use crate::metrics::{Recorder, RunResult};
 use crate::physics::THROTTLED_CAPACITY;
 use crate::recirculation::Layout;
 use crate::scenarios::Scenario;
-use crate::sim::{advance, World, VALUES};
+use crate::sim::advance;
+use crate::world::{World, VALUES};
 use microlp::{ComparisonOp, OptimizationDirection, Problem, SolveOutcome};
 
 /// Length of one planning window, s.

@@ -4,7 +4,7 @@
 //! every [`INTERVAL_S`] s) from a controller next to host 0, so a partition
 //! hides the far side from them. Maxwell is in [`crate::mesh`].
 
-use crate::sim::World;
+use crate::world::World;
 
 /// How often the centralised baselines act, s.
 pub const INTERVAL_S: u64 = 5;

@@ -6,7 +6,8 @@ use maxwell_testbed::physics::{HostModel, HostThermal};
 use maxwell_testbed::recirculation::{Layout, Recirculation};
 use maxwell_testbed::rng::Rng;
 use maxwell_testbed::scenarios::{Kind, Scenario};
-use maxwell_testbed::sim::{serve, World};
+use maxwell_testbed::sim::serve;
+use maxwell_testbed::world::World;
 
 #[test]
 fn a_host_settles_at_its_steady_state_and_power_is_linear() {

@@ -11,23 +11,18 @@
 
 use crate::rogue;
 use crate::transport::{Mailbox, TurmoilTransport};
-use ed25519_dalek::SigningKey;
+use crate::world::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use maxwell_core::{Command, CoreConfig, NodeCore, Output, Reading};
-use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::Position;
 use maxwell_gossip::{
-    Member, MemberStatus, MicroWatts, MilliCelsius, NodeId, RejectCounters, SensorSource,
+    Member, MemberStatus, MicroWatts, MilliCelsius, RejectCounters, SensorSource,
 };
-use maxwell_node::mesh::{Clock, Mesh, MeshSettings};
+use maxwell_node::mesh::{Mesh, MeshSettings};
 use maxwell_types::sync::lock;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The gossip port every simulated host uses.
-pub const GOSSIP_PORT: u16 = 7946;
-/// Unix ms at simulated time zero.
-pub const EPOCH_MS: u64 = 1_800_000_000_000;
 /// Sensor period of every node (it publishes a report each period).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// How often a node observes its members.
@@ -151,30 +146,9 @@ pub struct Ctl {
     pub price_held: bool,
 }
 
-/// The deterministic key of node `i`.
-pub fn key_of(i: usize) -> SigningKey {
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-    seed[31] = 0x4d;
-    SigningKey::from_bytes(&seed)
-}
-
-/// The node id of node `i`.
-pub fn id_of(i: usize) -> NodeId {
-    NodeId::from_verifying_key(&key_of(i).verifying_key())
-}
-
 fn host_name(i: usize) -> String {
     format!("n{i}")
 }
-
-/// Simulated unix time, ms.
-pub fn sim_clock() -> Clock {
-    Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64))
-}
-
-/// Seed addresses: the first three nodes, filled in as they are added.
-pub type Seeds = Arc<Mutex<Vec<IpAddr>>>;
 
 /// Gossip settings of a simulated node: the seeds other than itself.
 pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {

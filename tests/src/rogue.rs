@@ -5,8 +5,8 @@
 //! earlier report captured off the wire (replay). Every honest node must
 //! refuse and count each, and keep believing the victim's real reports.
 
-use crate::harness::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use crate::transport::{Mailbox, TurmoilTransport};
+use crate::world::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
 use maxwell_gossip::KeyedNodeId;

@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::{GuestId, GuestState};
+use crate::guest::{GuestId, GuestState};
 
 /// Everything that can go wrong between the agent and its guests.
 #[derive(Debug, thiserror::Error)]

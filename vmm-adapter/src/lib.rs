@@ -39,6 +39,7 @@ pub mod bench;
 pub mod cgroup;
 mod duty;
 pub mod error;
+pub mod guest;
 pub mod kernel_dir;
 pub mod kvm;
 mod managed;

@@ -1,8 +1,9 @@
 use super::*;
 use crate::node_id::KeyedNodeId;
 use crate::report::tests::sample;
+use crate::report::RecordKind;
 use crate::units::MilliCelsius;
-use crate::wire::{sign_raw, RecordKind, MAX_ENCODED_LEN};
+use crate::wire::{sign_raw, MAX_ENCODED_LEN};
 use ed25519_dalek::SigningKey;
 
 /// Our clock in every test: the sample report's timestamp.

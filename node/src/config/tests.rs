@@ -1,4 +1,7 @@
 use super::*;
+use crate::guests::config::GuestBackendKind;
+use crate::sensors::config::{CapSource, SensorMode};
+use maxwell_types::{MicroWatts, MilliCelsius};
 
 fn parse(text: &str) -> Result<Config, String> {
     let raw = RawConfig::from_toml(text).map_err(|(line, msg)| format!("line {line}: {msg}"))?;
@@ -169,7 +172,7 @@ fn set_overrides_any_field_over_the_file() {
         "gossip.seeds=[\"10.0.0.1:7946\"]".into(),
         "name=n7".into(),
     ];
-    let c = RawConfig::load(Some(&file), &sets)
+    let c = RawConfig::load(Some(&file), &sets, &[])
         .expect("load")
         .validate()
         .expect("valid");
@@ -182,11 +185,13 @@ fn set_overrides_any_field_over_the_file() {
         2000,
         "the file's value stays"
     );
-    let err = RawConfig::load(Some(&file), &["pricing.nope=1".to_string()]).expect_err("unknown");
+    let err =
+        RawConfig::load(Some(&file), &["pricing.nope=1".to_string()], &[]).expect_err("unknown");
     assert!(err.to_string().contains("nope"), "{err}");
-    let err = RawConfig::load(None, &["novalue".to_string()]).expect_err("no =");
+    let err = RawConfig::load(None, &["novalue".to_string()], &[]).expect_err("no =");
     assert!(err.to_string().contains("KEY=VALUE"), "{err}");
-    let err = RawConfig::load(None, &["rack.x=1".to_string(), "rack=2".to_string()]).map(|_| ());
+    let err =
+        RawConfig::load(None, &["rack.x=1".to_string(), "rack=2".to_string()], &[]).map(|_| ());
     assert!(err.is_err());
 }
 

@@ -13,10 +13,11 @@
 //! The token is 32 random bytes in hex, written at first start to
 //! `DATA_DIR/api.token` (mode 0600), beside the host key.
 
-use crate::config::{invalid, ConfigError};
+use crate::check::invalid;
+use crate::check::ConfigError;
 use crate::datadir::{DataDir, DataDirError};
 use crate::fsutil::{excerpt, Replace};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;

@@ -6,12 +6,15 @@
 //! `{"error": "..."}` (guest actions add `"state_changed"`).
 
 pub mod auth;
+pub mod guests;
+pub mod metrics;
 pub mod serve;
+pub mod state;
 
 pub use auth::{ApiConfig, AuthMode, RawApi, Token};
 
+use crate::http::state::{AppState, NodeInfo};
 use crate::sensors::Snapshot;
-use crate::state::{AppState, NodeInfo};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +49,7 @@ pub fn router(state: Arc<AppState>, emulated: bool) -> Router {
     if emulated {
         r = r.route("/v1/emulated", get(get_emulated).put(put_emulated));
     }
-    r.merge(crate::guests::routes())
+    r.merge(crate::http::guests::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -75,7 +78,7 @@ async fn members(State(state): State<Arc<AppState>>) -> Json<Members> {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // Guest figures come from the backend, which may block briefly: off the runtime.
-    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&state))
+    let text = tokio::task::spawn_blocking(move || crate::http::metrics::render(&state))
         .await
         .unwrap_or_else(|_| "# rendering failed\n".into());
     (
@@ -151,14 +154,14 @@ async fn put_emulated(State(state): State<Arc<AppState>>, body: axum::body::Byte
 /// one line saying why.
 pub fn parse_emulated_body(
     body: &[u8],
-    current: crate::config::EmulatedParams,
-) -> Result<crate::config::EmulatedParams, String> {
-    let raw: crate::config::RawEmulated =
+    current: crate::sensors::config::EmulatedParams,
+) -> Result<crate::sensors::config::EmulatedParams, String> {
+    let raw: crate::sensors::config::RawEmulated =
         serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))?;
     raw.validate_over(current).map_err(|e| e.to_string())
 }
 
-fn emulated_doc(p: &crate::config::EmulatedParams) -> serde_json::Value {
+fn emulated_doc(p: &crate::sensors::config::EmulatedParams) -> serde_json::Value {
     serde_json::json!({
         "idle_w": p.idle.as_watts(),
         "peak_w": p.peak.as_watts(),

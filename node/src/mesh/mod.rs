@@ -6,6 +6,7 @@
 //! `maxwell_gossip`'s business. Time comes from a [`Clock`] (unix ms) so the
 //! same code runs on the wall clock and under turmoil's simulated one.
 
+pub mod config;
 pub mod setup;
 pub mod transport;
 

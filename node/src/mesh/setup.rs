@@ -3,8 +3,8 @@
 
 use super::transport::{CountingTransport, GossipStats};
 use super::{Clock, Mesh, MeshSettings};
-use crate::config::{Config, GossipConfig};
 use crate::identity::Identity;
+use crate::mesh::config::GossipConfig;
 use anyhow::Context;
 use maxwell_gossip::{Allowlist, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -15,13 +15,13 @@ use std::sync::Arc;
 /// the kernel and handed to chitchat (which binds it itself), again if
 /// another process took it in between.
 pub async fn start_agent_mesh(
-    config: &Config,
+    g: &GossipConfig,
+    name: &str,
     identity: &Identity,
     stats: Arc<GossipStats>,
     generation: u64,
     clock: Clock,
 ) -> anyhow::Result<(Mesh, SocketAddr)> {
-    let g = &config.gossip;
     let mut settings = settings(g)?;
     let any_port = g.listen_addr.port() == 0;
     let mut tries = 0;
@@ -50,7 +50,7 @@ pub async fn start_agent_mesh(
         match Mesh::start(
             settings.clone(),
             key,
-            config.name.clone(),
+            name.to_string(),
             generation,
             &transport,
             Arc::clone(&clock),
@@ -134,10 +134,9 @@ mod tests {
 
     #[test]
     fn advertise_falls_back_sensibly() {
-        let mut g = crate::config::RawConfig::default()
+        let mut g = crate::mesh::config::RawGossip::default()
             .validate()
-            .expect("defaults")
-            .gossip;
+            .expect("defaults");
         assert_eq!(advertise_addr(&g), SocketAddr::from(([127, 0, 0, 1], 7946)));
         g.listen_addr = "127.0.0.9:7000".parse().expect("addr");
         assert_eq!(advertise_addr(&g), g.listen_addr);

@@ -7,7 +7,7 @@
 //! Every reading it produces is marked emulated.
 
 use super::{HwmonReadings, PowerReading, TempReading, TempRole};
-use crate::config::EmulatedParams;
+use crate::sensors::config::EmulatedParams;
 use maxwell_gossip::{MicroWatts, MilliCelsius};
 use std::time::Duration;
 

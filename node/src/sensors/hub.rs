@@ -4,7 +4,7 @@
 use super::emulated::EmulatedHost;
 use super::summary::summarize;
 use super::{hwmon, rapl::RaplMeter, CpuLoad, HwmonReadings, Problem, SensorSource, Snapshot};
-use crate::config::{Config, EmulatedParams, PowerConfig, SensorConfig, SensorMode};
+use crate::sensors::config::{EmulatedParams, PowerConfig, SensorConfig, SensorMode};
 use std::time::Duration;
 
 /// Errors choosing a sensor source.
@@ -39,8 +39,12 @@ pub struct SensorHub {
 impl SensorHub {
     /// Chooses the source: `auto` uses sysfs when it finds any hwmon channel
     /// or RAPL zone, else the emulated model (and says so).
-    pub fn new(config: &Config) -> Result<Self, SensorError> {
-        let sensors = config.sensors.clone();
+    pub fn new(
+        sensors: &SensorConfig,
+        power: &PowerConfig,
+        emulated: EmulatedParams,
+    ) -> Result<Self, SensorError> {
+        let sensors = sensors.clone();
         let mut rapl = RaplMeter::new(&sensors.powercap_root);
         let source = match sensors.mode {
             SensorMode::Sysfs => SensorSource::Sysfs,
@@ -74,12 +78,11 @@ impl SensorHub {
         if source == SensorSource::Libsensors {
             return Err(SensorError::LibsensorsNotBuilt);
         }
-        let emulated =
-            (source == SensorSource::Emulated).then(|| EmulatedHost::new(config.emulated));
+        let emulated = (source == SensorSource::Emulated).then(|| EmulatedHost::new(emulated));
         Ok(Self {
             source,
             sensors,
-            power: config.power.clone(),
+            power: power.clone(),
             rapl,
             emulated,
             #[cfg(feature = "libsensors")]

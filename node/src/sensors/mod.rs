@@ -6,6 +6,7 @@
 //! Contract: reading never fails as a whole. A channel that is missing,
 //! faulty, unreadable or holds garbage is skipped and listed as a [`Problem`].
 
+pub mod config;
 pub mod emulated;
 pub mod held;
 pub mod hub;

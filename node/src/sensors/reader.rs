@@ -5,7 +5,7 @@
 
 use super::hub::SensorHub;
 use super::Snapshot;
-use crate::config::EmulatedParams;
+use crate::sensors::config::EmulatedParams;
 use std::time::{Duration, Instant};
 
 /// Past this a read counts as stuck: three sensor periods, and at least 5 s
@@ -72,7 +72,7 @@ impl Reader {
                         return;
                     }
                 };
-                let _ = first_tx.send(Ok(hub.read(Duration::ZERO, crate::agent::unix_ms())));
+                let _ = first_tx.send(Ok(hub.read(Duration::ZERO, crate::clock::unix_ms())));
                 for job in job_rx {
                     match job {
                         Job::Read { now, wall_ms } => {
@@ -162,17 +162,11 @@ mod tests {
     }
 
     fn emulated_hub() -> SensorHub {
-        let config = crate::config::RawConfig::default()
-            .validate()
-            .expect("defaults");
-        SensorHub::new(&crate::config::Config {
-            sensors: crate::config::SensorConfig {
-                mode: crate::config::SensorMode::Emulated,
-                ..config.sensors.clone()
-            },
-            ..config
-        })
-        .expect("hub")
+        use crate::sensors::config::{RawPower, RawSensors, SensorMode};
+        let mut sensors = RawSensors::default().validate().expect("defaults");
+        sensors.mode = SensorMode::Emulated;
+        let power = RawPower::default().validate().expect("defaults");
+        SensorHub::new(&sensors, &power, EmulatedParams::default()).expect("hub")
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@
 //! - *Cap* follows `power.cap_sources`: hwmon cap, RAPL limit, config budget.
 
 use super::{emulated, HwmonReadings, RaplReading, TempReading, TempRole};
-use crate::config::{CapSource, PowerConfig};
+use crate::sensors::config::{CapSource, PowerConfig};
 use maxwell_gossip::{MicroWatts, MilliCelsius};
 use serde::{Deserialize, Serialize};
 

@@ -49,8 +49,13 @@ impl Agent {
                 "--sensors",
                 "sysfs",
             ])
-            .args(["--sensor-interval-ms", "100", "--http", "127.0.0.1:0"])
-            .args(["--gossip-preset", "test", "--gossip-listen", "127.0.0.1:0"])
+            .args(["--set", "sensors.interval_ms=100", "--http", "127.0.0.1:0"])
+            .args([
+                "--set",
+                "gossip.preset=test",
+                "--gossip-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--hwmon-root")
             .arg(tree.join("hwmon"))
             .arg("--powercap-root")

@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use maxwell_node::config::GuestBackendKind;
+use maxwell_node::guests::config::GuestBackendKind;
 use maxwell_vmm::{
     open_backend, run_bench, BenchOptions, CapConfig, GuestBackend, KvmBackend, ProcessBackend,
 };

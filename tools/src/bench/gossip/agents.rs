@@ -174,16 +174,16 @@ fn agent_args(k: usize, dir: &Path, seeds: &[SocketAddr], interval: Duration) ->
         k.to_string().into(),
         "--sensors".into(),
         "sysfs".into(),
-        "--sensor-interval-ms".into(),
-        SENSOR_INTERVAL_MS.to_string().into(),
+        "--set".into(),
+        format!("sensors.interval_ms={SENSOR_INTERVAL_MS}").into(),
         "--hwmon-root".into(),
         dir.join("hwmon").into(),
         "--powercap-root".into(),
         dir.join("powercap").into(),
-        "--gossip-preset".into(),
-        "lan".into(),
-        "--gossip-interval-ms".into(),
-        interval.as_millis().to_string().into(),
+        "--set".into(),
+        "gossip.preset=lan".into(),
+        "--set".into(),
+        format!("gossip.interval_ms={}", interval.as_millis()).into(),
     ];
     for seed in seeds {
         args.push("--seed".into());

@@ -134,7 +134,7 @@ async fn start_nodes(
 ) -> anyhow::Result<Vec<SimNode>> {
     let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(stats));
     let start = tokio::time::Instant::now();
-    let base = maxwell_node::agent::unix_ms();
+    let base = maxwell_node::clock::unix_ms();
     let clock: Clock =
         Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
     let seeds: Vec<String> = (0..n.min(3)).map(|k| addr(k).to_string()).collect();

@@ -6,8 +6,8 @@
 //! registry is built per scrape from the latest snapshot, so a sensor that
 //! disappears also disappears from the output.
 
+use crate::http::state::AppState;
 use crate::sensors::Snapshot;
-use crate::state::AppState;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -1,6 +1,5 @@
 //! What the agent knows, shared between the sensor loop and the HTTP API.
 
-use crate::config::Config;
 use crate::guests::Guests;
 use crate::http::Members;
 use crate::identity::Identity;
@@ -26,6 +25,20 @@ pub struct NodeInfo {
     /// Hex of the ed25519 public key.
     pub public_key: String,
     pub version: String,
+}
+
+impl NodeInfo {
+    /// This node: its key's id and public key, its name and place.
+    pub fn new(identity: &Identity, name: &str, rack: &str, slot: u16) -> Self {
+        Self {
+            id: identity.id(),
+            name: name.to_string(),
+            rack: rack.to_string(),
+            slot,
+            public_key: maxwell_types::hex::encode(identity.public_key().as_bytes()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
 }
 
 /// Counters that live as long as the process.
@@ -67,33 +80,26 @@ pub struct AppState {
     quote: RwLock<Option<maxwell_pricing::Quote>>,
     /// Parameters of the emulated host (None when sensors are real), and a
     /// change asked for through the API, applied at the next sensor period.
-    emulated: RwLock<Option<crate::config::EmulatedParams>>,
-    emulated_change: Mutex<Option<crate::config::EmulatedParams>>,
+    emulated: RwLock<Option<crate::sensors::config::EmulatedParams>>,
+    emulated_change: Mutex<Option<crate::sensors::config::EmulatedParams>>,
 }
 
 impl AppState {
     pub fn new(
-        config: &Config,
-        identity: &Identity,
+        node: NodeInfo,
+        sensor_interval: std::time::Duration,
         first: Snapshot,
         guests: Arc<Guests>,
         gate: crate::http::auth::Gate,
     ) -> Self {
         let state = Self {
-            node: NodeInfo {
-                id: identity.id(),
-                name: config.name.clone(),
-                rack: config.rack.clone(),
-                slot: config.slot,
-                public_key: maxwell_types::hex::encode(identity.public_key().as_bytes()),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
+            node,
             started: Instant::now(),
             counters: Counters::default(),
             gate,
             snapshot: RwLock::new(Arc::new(first.clone())),
             last_read: Mutex::new(Instant::now()),
-            sensor_interval: config.sensors.interval,
+            sensor_interval,
             known_problems: Mutex::new(BTreeSet::new()),
             gossip_stats: Arc::new(GossipStats::default()),
             members: RwLock::new(Members {
@@ -155,22 +161,22 @@ impl AppState {
     }
 
     /// The emulated host's parameters, when sensors are emulated.
-    pub fn emulated(&self) -> Option<crate::config::EmulatedParams> {
+    pub fn emulated(&self) -> Option<crate::sensors::config::EmulatedParams> {
         *read(&self.emulated)
     }
 
     /// Sets the parameters in force (the agent calls this when it applies them).
-    pub fn set_emulated(&self, params: Option<crate::config::EmulatedParams>) {
+    pub fn set_emulated(&self, params: Option<crate::sensors::config::EmulatedParams>) {
         *write(&self.emulated) = params;
     }
 
     /// Asks for new emulated parameters from the next sensor period on.
-    pub fn request_emulated(&self, params: crate::config::EmulatedParams) {
+    pub fn request_emulated(&self, params: crate::sensors::config::EmulatedParams) {
         *lock(&self.emulated_change) = Some(params);
     }
 
     /// Takes the pending change, if any.
-    pub fn take_emulated_change(&self) -> Option<crate::config::EmulatedParams> {
+    pub fn take_emulated_change(&self) -> Option<crate::sensors::config::EmulatedParams> {
         lock(&self.emulated_change).take()
     }
 
