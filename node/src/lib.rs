@@ -1,9 +1,17 @@
 //! The maxwell agent: the one binary every rack host runs.
 //!
-//! Role: the async driver and the operator surface. It reads the host's
-//! sensors ([`sensors`]), holds the host identity ([`identity`]), serves the
-//! HTTP API ([`http`], [`metrics`]) and, as the other crates land, drives the
-//! gossip and pricing state machines and the vmm adapter.
+//! Role: the thin driver around `maxwell_core::NodeCore` and the operator
+//! surface. The core decides; this crate carries out: it reads the host's
+//! sensors ([`sensors`]), holds the host identity ([`identity`], [`datadir`]),
+//! gossips through chitchat ([`mesh`]), runs guests over `maxwell_vmm`
+//! ([`guests`]), serves the HTTP API and metrics ([`http`]) and the CLI
+//! ([`cli`], [`entry`]). [`agent`] is the loop that joins them.
+//!
+//! Layers, each using only those before it (no import cycle): [`clock`],
+//! [`fsutil`], [`check`]; [`datadir`], [`identity`]; [`sensors`], [`mesh`],
+//! [`guests`] (each owning its config section); [`http`]; [`config`] (the
+//! composition); [`logging`], [`render`], [`client`], [`cli`],
+//! [`guests_cli`]; [`agent`]; [`entry`].
 //!
 //! Contracts:
 //! - Configuration is validated once at start ([`config`]); a bad value is one
