@@ -290,6 +290,22 @@ fn the_emulated_route_exists_only_on_emulated_nodes() {
     assert_eq!(code, 405);
     let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
     assert_eq!(v["error"], "method not allowed", "{body}");
+    assert_eq!(
+        v["state_changed"], false,
+        "the one shape, field for field: {body}"
+    );
+    // So does the gate's, and an unknown route's.
+    for (path, want) in [("/v1/nowhere", 404), ("/v1/guests", 401)] {
+        let method = if want == 401 { "POST" } else { "GET" };
+        let headers: &[(&str, &str)] = &[("Content-Type", "application/json")];
+        let (code, body) = raw(agent.addr, method, path, headers, "{}");
+        assert_eq!(code, want, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        assert!(
+            v["error"].is_string() && v["state_changed"] == false,
+            "{path}: {body}"
+        );
+    }
     assert_eq!(agent.terminate(), Some(0));
 }
 

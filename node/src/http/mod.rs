@@ -1,9 +1,11 @@
-//! The operator HTTP API: `/v1/status`, `/v1/members`, `/v1/guests` ([`crate::guests`]),
+//! The operator HTTP API: `/v1/status`, `/v1/members`, `/v1/guests` ([`guests`]),
 //! `/metrics`, `/healthz`, and `/v1/emulated` on emulated nodes only.
 //!
 //! Every request passes [`auth::gate`] first; [`serve::serve`] bounds
-//! connections and times out slow or idle ones. Errors are one JSON shape,
-//! `{"error": "..."}` (guest actions add `"state_changed"`).
+//! connections and times out slow or idle ones. Every error, of every
+//! route, the gate and the router, is one JSON shape ([`ApiError`]):
+//! `{"error": "...", "state_changed": bool}`, `state_changed` true only when
+//! a guest action changed the guest before it failed.
 
 pub mod auth;
 pub mod guests;
@@ -13,6 +15,7 @@ pub mod state;
 
 pub use auth::{ApiConfig, AuthMode, RawApi, Token};
 
+pub use crate::guests::ApiError;
 use crate::http::state::{AppState, NodeInfo};
 use crate::sensors::Snapshot;
 use axum::extract::State;
@@ -121,9 +124,14 @@ async fn not_found() -> Response {
     )
 }
 
-/// The API's one error shape.
+/// The API's one error shape ([`ApiError`]), for an error that changed nothing.
 pub fn error(code: StatusCode, message: String) -> Response {
-    (code, Json(serde_json::json!({ "error": message }))).into_response()
+    ApiError {
+        status: code,
+        message,
+        state_changed: false,
+    }
+    .into_response()
 }
 
 /// `GET /v1/emulated`: the emulated host's parameters.

@@ -49,7 +49,7 @@ pub fn task_count() -> usize {
 /// One test at a time in a file whose tests measure CPU shares.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    maxwell_types::sync::lock(&LOCK)
 }
 
 /// Names (comm) of this process's threads.
