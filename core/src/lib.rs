@@ -54,6 +54,8 @@ pub struct CoreConfig {
     pub observe_every_ms: u64,
     /// A sensor read outstanding this long is reported stuck, ms.
     pub stuck_after_ms: u64,
+    /// A peer's report older than this is stale (the gossip TTL), ms.
+    pub report_ttl_ms: u64,
     /// How long a leaving node keeps gossiping its leave, ms.
     pub leave_linger_ms: u64,
 }
@@ -270,12 +272,20 @@ impl NodeCore {
     ) -> Members {
         let own = own.map(|r| (r, now_ms.saturating_sub(self.published_at_ms)));
         let extra = now_ms.saturating_sub(self.members_at_ms);
-        view::rows(own, &self.members, extra, gossip_peers)
+        view::rows(
+            own,
+            &self.members,
+            extra,
+            self.config.report_ttl_ms,
+            gossip_peers,
+        )
     }
 
     /// The law's input: our reading and every peer with a verified report.
     /// Dead peers and peers with stale reports go in marked stale (the law
     /// never lets them make us cheaper); peers that left are not neighbours.
+    /// A report's age runs on from its observation, so one that went stale
+    /// since is stale now.
     fn price_input(&self, now_ms: u64, reading: &Reading) -> PriceInput {
         let (temp, critical) = reading.temperature_or_limit(self.config.default_critical);
         let extra = now_ms.saturating_sub(self.members_at_ms);
@@ -293,7 +303,7 @@ impl NodeCore {
                     draw: Some(r.power_draw),
                     cap: Some(r.power_cap).filter(|c| c.0 > 0),
                     age_ms: m.age_ms.saturating_add(extra),
-                    stale: !m.counts(),
+                    stale: !view::counts(m, extra, self.config.report_ttl_ms),
                 })
             })
             .collect();

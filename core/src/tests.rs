@@ -14,6 +14,7 @@ fn config() -> CoreConfig {
         read_every_ms: 1_000,
         observe_every_ms: 500,
         stuck_after_ms: 5_000,
+        report_ttl_ms: 10_000,
         leave_linger_ms: 1_500,
     }
 }
@@ -161,6 +162,25 @@ fn a_neighbour_that_left_is_forgotten_not_held_stale() {
     core.handle_reading(T0 + 63_000, &reading(40.0));
     let q = core.quote().expect("quoted");
     assert_eq!((q.stale_peers, q.fresh_peers), (0, 0));
+}
+
+#[test]
+fn a_report_that_ages_past_the_ttl_since_its_observation_is_stale() {
+    let mut core = NodeCore::new(config(), T0);
+    core.handle_peers(T0, vec![peer(1, 3, 40.0, MemberStatus::Alive)], Vec::new());
+    core.handle_reading(T0 + 5_000, &reading(40.0));
+    assert_eq!(
+        core.quote().map(|q| (q.fresh_peers, q.stale_peers)),
+        Some((1, 0))
+    );
+    // No observation since: 100 ms old then, 10.1 s now, past the 10 s TTL.
+    core.handle_reading(T0 + 10_000, &reading(40.0));
+    assert_eq!(
+        core.quote().map(|q| (q.fresh_peers, q.stale_peers)),
+        Some((0, 1))
+    );
+    let rows = core.member_rows(T0 + 10_000, None, 1);
+    assert!(!rows.members[0].counts && !rows.members[0].fresh);
 }
 
 #[test]

@@ -41,12 +41,20 @@ pub struct Members {
     pub unverified_peers: usize,
 }
 
+/// Whether `m` may be acted on now, `extra_age_ms` after it was observed:
+/// alive, verified, and its report still within `ttl_ms`.
+pub(crate) fn counts(m: &Member, extra_age_ms: u64, ttl_ms: u64) -> bool {
+    let age = m.age_ms.saturating_add(extra_age_ms);
+    m.counts() && Freshness::of(age, ttl_ms) == Freshness::Fresh
+}
+
 /// This node (its own latest report and that report's age) and every
 /// member, each aged by `extra_age_ms` (the time since they were observed).
 pub(crate) fn rows(
     own: Option<(&HeatReport, u64)>,
     members: &[Member],
     extra_age_ms: u64,
+    ttl_ms: u64,
     gossip_peers: usize,
 ) -> Members {
     let mut rows = Vec::with_capacity(members.len() + 1);
@@ -62,8 +70,9 @@ pub(crate) fn rows(
         ));
     }
     for m in members {
-        let fresh = m.freshness == Freshness::Fresh;
         let age = m.age_ms.saturating_add(extra_age_ms);
+        let fresh =
+            Freshness::of(age, ttl_ms) == Freshness::Fresh && m.freshness == Freshness::Fresh;
         let addr = m.addr.to_string();
         rows.push(match &m.report {
             Some(r) => row(
@@ -72,7 +81,7 @@ pub(crate) fn rows(
                 m.generation,
                 addr,
                 age,
-                (fresh, m.counts()),
+                (fresh, counts(m, extra_age_ms, ttl_ms)),
                 false,
             ),
             None => MemberRow {

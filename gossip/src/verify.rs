@@ -260,19 +260,15 @@ struct Entry {
     generation: u64,
     /// It signed a leave in `generation`.
     left: bool,
-    /// Per kind (by [`RecordKind::index`]), the last accepted record.
-    last: [Option<Last>; RecordKind::ALL.len()],
+    /// Per kind (by [`RecordKind::index`]), the order of the last accepted record.
+    last: [Option<(u64, u64)>; RecordKind::ALL.len()],
+    /// The latest accepted value of any kind, text as received, to
+    /// recognise re-deliveries (chitchat re-sends a node's state each round).
+    value: String,
     /// Newest timestamp of any accepted record (for pruning).
     timestamp_ms: u64,
     /// The latest report and when we accepted it; `None` once it left.
     report: Option<(HeatReport, u64)>,
-}
-
-#[derive(Debug, Clone)]
-struct Last {
-    order: (u64, u64),
-    /// The accepted value, text as received, to recognise re-deliveries.
-    value: String,
 }
 
 /// Verifies chitchat values and remembers, per node, the latest accepted
@@ -332,8 +328,7 @@ impl Verifier {
         if value.len() > MAX_ENCODED_LEN {
             return Err(RejectReason::Oversized { len: value.len() });
         }
-        let delivered_again = |e: &Entry| e.last.iter().flatten().any(|l| l.value == value);
-        if self.nodes.get(&claimed).is_some_and(delivered_again) {
+        if self.nodes.get(&claimed).is_some_and(|e| e.value == value) {
             return Ok(Verified::Unchanged);
         }
         let signed =
@@ -362,10 +357,8 @@ impl Verifier {
             entry.generation = generation;
             entry.left = false;
         }
-        entry.last[record.kind().index()] = Some(Last {
-            order: record.order(),
-            value: value.to_string(),
-        });
+        entry.last[record.kind().index()] = Some(record.order());
+        entry.value = value.to_string();
         entry.timestamp_ms = entry.timestamp_ms.max(record.timestamp_ms());
         match &record {
             Record::Report(r) => entry.report = Some((r.clone(), now_ms)),
@@ -398,15 +391,13 @@ impl Verifier {
             return Ok(());
         };
         let (generation, seq) = record.order();
-        let last = entry.last[record.kind().index()].as_ref().map(|l| l.order);
+        let last = entry.last[record.kind().index()];
         let refused = generation < entry.generation
             || (generation == entry.generation
                 && (entry.left || last.is_some_and(|o| (generation, seq) <= o)));
         if refused {
             // Refused because the generation was left: the leave is the record to cite.
-            let leave = entry.last[RecordKind::Leave.index()]
-                .as_ref()
-                .map(|l| l.order);
+            let leave = entry.last[RecordKind::Leave.index()];
             let cited = match leave {
                 Some(o) if entry.left && o.0 == generation => Some(o),
                 _ => last,

@@ -97,6 +97,7 @@ impl Config {
             read_every_ms: ms(self.sensors.interval),
             observe_every_ms: ms(self.gossip.interval),
             stuck_after_ms: ms(crate::sensors::reader::stuck_after(self.sensors.interval)),
+            report_ttl_ms: ms(self.gossip.report_ttl),
             // Three rounds reach every peer of a LAN-sized mesh with high probability.
             leave_linger_ms: ms(self.gossip.interval * 3),
         }

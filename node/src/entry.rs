@@ -28,7 +28,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode 
         eprintln!("maxwell: bad log level: {e}");
         return std::process::ExitCode::from(2);
     }
-    match run(cli.command, config, cli.log_level.is_some()) {
+    match run(cli.command, config, cli.log_level) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -68,8 +68,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(
     command: Command,
     config: Option<crate::config::Config>,
-    log_level_flag: bool,
+    log_level: Option<String>,
 ) -> anyhow::Result<()> {
+    let log_level_flag = log_level.is_some();
     let timeout = Duration::from_secs(5);
     match command {
         Command::Agent(args) => {
@@ -106,16 +107,16 @@ fn run(
             }
             Ok(())
         }
-        Command::Demo(f) => forward("demo", f),
+        Command::Demo(f) => forward("demo", f, log_level),
         Command::Guests(args) => guests_cli::cli(args),
-        Command::Bench(f) => forward("bench", f),
+        Command::Bench(f) => forward("bench", f, log_level),
     }
 }
 
 /// Runs `maxwell-tools COMMAND ARGS…` in place of this process: the tools
 /// (and the solver, the Serf driver and the simulated clock they need) are
 /// not linked into the agent. Looked for beside this binary, then on PATH.
-fn forward(command: &str, f: Forward) -> anyhow::Result<()> {
+fn forward(command: &str, f: Forward, log_level: Option<String>) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     const TOOLS: &str = "maxwell-tools";
     let beside = std::env::current_exe()
@@ -123,10 +124,11 @@ fn forward(command: &str, f: Forward) -> anyhow::Result<()> {
         .and_then(|exe| Some(exe.parent()?.join(TOOLS)))
         .filter(|p| p.is_file());
     let program = beside.unwrap_or_else(|| TOOLS.into());
-    let err = std::process::Command::new(&program)
-        .arg(command)
-        .args(f.args)
-        .exec();
+    let mut cmd = std::process::Command::new(&program);
+    if let Some(level) = log_level {
+        cmd.args(["--log-level", &level]);
+    }
+    let err = cmd.arg(command).args(f.args).exec();
     anyhow::bail!(
         "`maxwell {command}` runs {TOOLS}, which could not be started ({err}); \
          build it with `cargo build --release -p maxwell-tools` and install it beside maxwell"

@@ -361,7 +361,7 @@ fn lifecycle(backend: &str) {
             assert!(names.contains(&vcpu), "{vcpu} not in {names:?}");
         }
     }
-    if first.cap_mode == "cgroup-v1" {
+    if first.cap_mode == maxwell_vmm::CapMode::CgroupV1 {
         assert_eq!(cgroups.len(), 2, "{cgroups:?}");
     }
 

@@ -7,8 +7,8 @@
 //! `MAXWELL_BENCH_KEEP_LOGS`). Children also get `PR_SET_PDEATHSIG`, so they
 //! die with their parent even if it is killed outright.
 //!
-//! Ports cannot race: [`Procs::start_agent`] starts an agent on port 0 (HTTP
-//! and gossip) and reads back the ports it bound from its data dir
+//! Ports are the agent's to choose: [`Procs::start_agent`] starts an agent
+//! on port 0 (HTTP and gossip) and reads back the ports it bound from its data dir
 //! ([`maxwell_types::addresses`]); [`wait_for_addresses`] does the same for
 //! an agent started by other means. Nothing here probes a port and hopes.
 
@@ -126,9 +126,9 @@ impl Procs {
     }
 
     /// Starts `exe agent ARGS… --data-dir DATA --http 127.0.0.1:0
-    /// --gossip-listen 127.0.0.1:0` (later flags win, so `args` should not
-    /// name those three) and returns its index; [`Self::wait_agent`] waits
-    /// until it serves.
+    /// --gossip-listen 127.0.0.1:0` (so `args` must not name those three:
+    /// a flag given twice is refused) and returns its index;
+    /// [`Self::wait_agent`] waits until it serves.
     pub fn spawn_agent(
         &mut self,
         name: &str,

@@ -93,6 +93,7 @@ fn core_config(
         read_every_ms: 1_000,
         observe_every_ms: 1_000,
         stuck_after_ms: 10_000,
+        report_ttl_ms: VerifierConfig::default().ttl_ms,
         leave_linger_ms: 3_000,
     }
 }

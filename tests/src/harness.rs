@@ -25,6 +25,8 @@ use std::time::Duration;
 
 /// Sensor period of every node (it publishes a report each period).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// Age past which a peer's report is stale, ms.
+pub const REPORT_TTL_MS: u64 = 3_000;
 /// How often a node observes its members.
 pub const OBSERVE_EVERY: Duration = Duration::from_millis(100);
 /// Temperature every node starts at.
@@ -167,7 +169,7 @@ pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
         phi_threshold: 8.0,
         dead_grace: Duration::from_secs(120),
         verifier: maxwell_gossip::VerifierConfig {
-            ttl_ms: 3_000,
+            ttl_ms: REPORT_TTL_MS,
             ..Default::default()
         },
     }
@@ -183,6 +185,7 @@ pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
         read_every_ms: ms(PUBLISH_EVERY),
         observe_every_ms: ms(OBSERVE_EVERY),
         stuck_after_ms: 10_000,
+        report_ttl_ms: REPORT_TTL_MS,
         leave_linger_ms: ms(interval * 3),
     }
 }

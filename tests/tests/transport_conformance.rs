@@ -9,14 +9,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Two distinct loopback UDP addresses: chitchat's transport binds the
+/// address it is given and reports none back, so these are taken from the
+/// kernel (both held at once, so never the same one) and released.
 fn free_udp_pair() -> Pair {
-    let port = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-    };
-    let (a, b) = (port(), port());
+    let bind = || std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let (sa, sb) = (bind(), bind());
+    let (a, b) = (
+        sa.local_addr().expect("addr"),
+        sb.local_addr().expect("addr"),
+    );
+    drop((sa, sb));
     Pair {
         bind_a: a,
         bind_b: b,

@@ -66,18 +66,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the maxwell binary")?;
     let mut procs = Procs::new("maxwell-demo")?;
     let dir = procs.dir().to_path_buf();
-    let mut addrs = Vec::new();
+    // Node 0 first: its gossip port is everyone else's seed. The rest start
+    // together, then each is waited for.
     let mut seed = None;
+    let mut data_dirs = Vec::new();
     for k in 0..args.nodes {
         let cfg = dir.join(format!("node{k}.toml"));
         std::fs::write(&cfg, node_config(k, args.nodes, seed))
             .with_context(|| format!("writing {}", cfg.display()))?;
         let data = dir.join(format!("node{k}"));
         let args = [OsStr::new("--config"), cfg.as_os_str()];
-        let (_, bound) =
-            procs.start_agent(&format!("node{k}"), &exe, &args, &data, START_TIMEOUT)?;
-        seed = seed.or(Some(bound.gossip));
-        addrs.push(bound.http);
+        let i = procs.spawn_agent(&format!("node{k}"), &exe, &args, &data)?;
+        if k == 0 {
+            seed = Some(procs.wait_agent(i, &data, START_TIMEOUT)?.gossip);
+        }
+        data_dirs.push(data);
+    }
+    let mut addrs = Vec::new();
+    for (i, data) in data_dirs.iter().enumerate() {
+        addrs.push(procs.wait_agent(i, data, START_TIMEOUT)?.http);
     }
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();

@@ -10,8 +10,8 @@ use crate::error::Result;
 pub use crate::guest::{GuestId, GuestState};
 use crate::spec::{CpuCap, GuestSpec};
 
-/// How caps are enforced for a guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How caps are enforced for a guest (kebab-case in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CapMode {
     /// cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` per vCPU thread.

@@ -52,10 +52,8 @@ impl DutyCycle {
     /// Change the cap; takes effect next period.
     pub(crate) fn set_cap(&self, cap: CpuCap) {
         let (m, cv) = &*self.ctl;
-        if let Ok(mut g) = m.lock() {
-            g.cap = cap;
-            cv.notify_all();
-        }
+        maxwell_types::sync::lock(m).cap = cap;
+        cv.notify_all();
     }
 }
 
@@ -96,10 +94,8 @@ fn cycle(ctl: &(Mutex<Ctl>, Condvar), hold: &HoldFn) {
 impl Drop for DutyCycle {
     fn drop(&mut self) {
         let (m, cv) = &*self.ctl;
-        if let Ok(mut g) = m.lock() {
-            g.stop = true;
-            cv.notify_all();
-        }
+        maxwell_types::sync::lock(m).stop = true;
+        cv.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

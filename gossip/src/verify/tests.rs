@@ -394,6 +394,12 @@ fn a_signed_leave_ends_membership_for_its_generation() {
     assert_eq!(v.member(&id(&k), NOW), None);
     assert_eq!(v.counters().accepted(RecordKind::Leave), 1);
 
+    // Its last report, delivered again after the leave, is a replay, not a
+    // re-delivery: the leave is what it says now.
+    assert!(matches!(
+        v.verify(&id(&k), &encode(&report(&k, 1, 1, NOW - 2_000), &k), NOW),
+        Err(RejectReason::Replay { .. })
+    ));
     // Nothing more from the generation it left, even with a newer sequence.
     assert_eq!(
         v.verify(&id(&k), &encode(&report(&k, 1, 3, NOW), &k), NOW),

@@ -31,8 +31,8 @@ pub struct GuestRow {
     pub memory_mib: u32,
     /// Fraction of one core per vCPU, (0, 1].
     pub cap: f64,
-    /// `cgroup-v1`, `cgroup-v2` or `duty-cycle`.
-    pub cap_mode: String,
+    /// How the cap is enforced.
+    pub cap_mode: CapMode,
     /// CPU time used by all vCPUs since start.
     pub cpu_time_ns: u64,
     /// Finished work blocks (workload) or console bytes (linux).
@@ -51,14 +51,6 @@ pub struct GuestList {
     pub guests: Vec<GuestRow>,
 }
 
-fn cap_mode_name(m: CapMode) -> &'static str {
-    match m {
-        CapMode::CgroupV1 => "cgroup-v1",
-        CapMode::CgroupV2 => "cgroup-v2",
-        CapMode::DutyCycle => "duty-cycle",
-    }
-}
-
 impl From<&GuestInfo> for GuestRow {
     fn from(g: &GuestInfo) -> Self {
         GuestRow {
@@ -70,7 +62,7 @@ impl From<&GuestInfo> for GuestRow {
             vcpus: g.vcpus,
             memory_mib: g.memory_mib,
             cap: g.cap.fraction(),
-            cap_mode: cap_mode_name(g.cap_mode).into(),
+            cap_mode: g.cap_mode,
             cpu_time_ns: g.cpu_time_ns,
             progress: g.progress,
             first_exit_us: g.first_exit_us,

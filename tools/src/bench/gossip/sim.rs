@@ -8,7 +8,8 @@
 //! interval (so their rounds are not in lock-step), and once every node
 //! counts every other as a member, the last node publishes a report with a
 //! distinctive temperature. We then check every `interval / 4` which of the
-//! others' [`Mesh::members`] show it; then the next-to-last node does, and so
+//! others' cores count it (each observing its members through the agent's
+//! [`NodeCore`], as the agent does); then the next-to-last node does, and so
 //! on for [`TRIALS`] changes (one when n > 200).
 
 use super::TRIALS;
@@ -28,6 +29,8 @@ use std::time::{Duration, Instant};
 /// The temperature the changed node reports in the first trial (+1 °mC a
 /// trial; no other node reports any of them).
 const MARK: MilliCelsius = MilliCelsius(87_654);
+/// Reports are published once: no TTL may expire during a run.
+const HOUR_MS: u64 = 3_600_000;
 /// Phi threshold of the LAN preset.
 const PHI: f64 = 8.0;
 /// Rounds over which steady-state bytes are counted (fewer for big meshes:
@@ -81,8 +84,7 @@ async fn simulate(n: usize, interval: Duration, timeout: Duration) -> anyhow::Re
     let wall = Instant::now();
     let stats = Arc::new(GossipStats::default());
     let mut nodes = start_nodes(n, interval, &stats).await?;
-    let meshes: Vec<&Mesh> = nodes.iter().map(|n| &n.mesh).collect();
-    let join = wait_joined(&meshes, interval, timeout).await;
+    let join = wait_joined(&mut nodes, interval, timeout).await;
     let progress = format!("{join} simulated, {} wall", secs(wall.elapsed()));
     eprintln!("bench gossip: sim n={n}: all joined after {progress}");
     let trials = trials(n);
@@ -114,6 +116,15 @@ struct SimNode {
 }
 
 impl SimNode {
+    /// The core observes its members, as the agent's does each round.
+    async fn observe(&mut self) {
+        let events = self.mesh.refresh().await;
+        self.core
+            .handle_peers((self.clock)(), self.mesh.members(), events);
+        // Events are for operators; the bench has none.
+        while self.core.poll_output().is_some() {}
+    }
+
     /// The core reads `hottest`; its report (with its price) is gossiped.
     async fn read(&mut self, hottest: MilliCelsius) -> anyhow::Result<()> {
         self.core.handle_reading((self.clock)(), &reading(hottest));
@@ -158,16 +169,16 @@ async fn start_nodes(
 /// Until every node counts every other as a member. Joining is not what is
 /// measured: checked once a round, and only on nodes whose chitchat already
 /// knows every peer (a cheap test).
-async fn wait_joined(meshes: &[&Mesh], interval: Duration, timeout: Duration) -> Waited {
-    let n = meshes.len();
+async fn wait_joined(nodes: &mut [SimNode], interval: Duration, timeout: Duration) -> Waited {
+    let n = nodes.len();
     let mut joined = vec![None; n];
     let start = tokio::time::Instant::now();
     while joined.iter().any(Option::is_none) && start.elapsed() < timeout {
         tokio::time::sleep(interval).await;
-        for (mesh, time) in meshes.iter().zip(&mut joined) {
-            if time.is_none() && mesh.gossip_peers().await + 1 == n {
-                mesh.refresh().await;
-                if mesh.members().iter().filter(|m| m.counts()).count() + 1 == n {
+        for (node, time) in nodes.iter_mut().zip(&mut joined) {
+            if time.is_none() && node.mesh.gossip_peers().await + 1 == n {
+                node.observe().await;
+                if node.core.members().iter().filter(|m| m.counts()).count() + 1 == n {
                     *time = Some(start.elapsed());
                 }
             }
@@ -206,13 +217,13 @@ async fn change(
 ) -> anyhow::Result<Vec<Option<Duration>>> {
     nodes[origin].read(mark).await?;
     let id = nodes[origin].mesh.node_id();
-    let others: Vec<&Mesh> = nodes
-        .iter()
+    let mut others: Vec<&mut SimNode> = nodes
+        .iter_mut()
         .enumerate()
         .filter(|(k, _)| *k != origin)
-        .map(|(_, n)| &n.mesh)
+        .map(|(_, n)| n)
         .collect();
-    Ok(wait_each(&others, step, timeout, |m| shows(m, id, mark)).await)
+    Ok(wait_each(&mut others, step, timeout, |n| shows(n, id, mark)).await)
 }
 
 /// Changes timed per mesh size, each from another node (one for big meshes:
@@ -240,22 +251,23 @@ async fn steady_bytes(stats: &GossipStats, n: usize, window: Duration) -> f64 {
     per_node / window.as_secs_f64()
 }
 
-/// Every `step`, refreshes the meshes that do not satisfy `done` yet and
-/// records when each first does; stops when all do or after `timeout`.
+/// Every `step`, has the nodes that do not satisfy `done` yet observe
+/// their members and records when each first does; stops when all do or
+/// after `timeout`.
 async fn wait_each(
-    meshes: &[&Mesh],
+    nodes: &mut [&mut SimNode],
     step: Duration,
     timeout: Duration,
-    done: impl Fn(&Mesh) -> bool,
+    done: impl Fn(&SimNode) -> bool,
 ) -> Vec<Option<Duration>> {
     let start = tokio::time::Instant::now();
-    let mut times: Vec<Option<Duration>> = vec![None; meshes.len()];
+    let mut times: Vec<Option<Duration>> = vec![None; nodes.len()];
     while times.iter().any(Option::is_none) && start.elapsed() < timeout {
         tokio::time::sleep(step).await;
-        for (mesh, time) in meshes.iter().zip(&mut times) {
+        for (node, time) in nodes.iter_mut().zip(&mut times) {
             if time.is_none() {
-                mesh.refresh().await;
-                if done(mesh) {
+                node.observe().await;
+                if done(node) {
                     *time = Some(start.elapsed());
                 }
             }
@@ -264,9 +276,10 @@ async fn wait_each(
     times
 }
 
-/// Whether `mesh` shows node `id` alive at temperature `mark`.
-fn shows(mesh: &Mesh, id: NodeId, mark: MilliCelsius) -> bool {
-    mesh.members().iter().any(|m| {
+/// Whether `node`'s core, as it just observed them, has node `id` as a
+/// member that counts, at temperature `mark`.
+fn shows(node: &SimNode, id: NodeId, mark: MilliCelsius) -> bool {
+    node.core.members().iter().any(|m| {
         m.node_id == id && m.counts() && m.report.as_ref().is_some_and(|r| r.hottest == mark)
     })
 }
@@ -283,7 +296,6 @@ fn key(k: usize) -> SigningKey {
 }
 
 fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
-    let hour = 3_600_000;
     MeshSettings {
         listen_addr: addr(k),
         advertise_addr: addr(k),
@@ -294,8 +306,8 @@ fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
         dead_grace: Duration::from_secs(3600),
         // Reports are published once: nothing may go stale during the run.
         verifier: VerifierConfig {
-            max_age_ms: hour,
-            ttl_ms: hour,
+            max_age_ms: HOUR_MS,
+            ttl_ms: HOUR_MS,
             ..VerifierConfig::default()
         },
     }
@@ -310,6 +322,7 @@ fn core_config(k: usize, interval: Duration) -> CoreConfig {
         read_every_ms: ms,
         observe_every_ms: ms,
         stuck_after_ms: 10 * ms,
+        report_ttl_ms: HOUR_MS,
         leave_linger_ms: 3 * ms,
     }
 }
