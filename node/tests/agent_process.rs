@@ -249,6 +249,11 @@ fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
             "tools: bench thermal --short",
         ),
         (vec!["demo", "--nodes", "2"], "tools: demo --nodes 2"),
+        // The log level is passed on too.
+        (
+            vec!["--log-level", "debug", "demo"],
+            "tools: --log-level debug demo",
+        ),
     ] {
         let out = Command::new(&bin).args(&args).output().expect("run");
         assert!(
