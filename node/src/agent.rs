@@ -400,7 +400,7 @@ impl Edge<'_> {
                     }
                     // Refused only while a read is outstanding; the core
                     // already knows, and says so when it is stuck.
-                    let _ = reader.request(self.clock.start.elapsed(), unix_ms());
+                    reader.request(self.clock.start.elapsed(), unix_ms());
                 }
                 Output::ObservePeers => {
                     let events = self.mesh.refresh().await;

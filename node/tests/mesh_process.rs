@@ -10,7 +10,7 @@ use maxwell_node::client;
 use maxwell_node::http::{MemberRow, Members};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxwell");
@@ -29,40 +29,13 @@ impl Node {
     /// Starts the agent on ports of the kernel's choosing (seeded by `seed`,
     /// if any) and waits until it reports them.
     fn spawn(&mut self, seed: Option<SocketAddr>) {
-        let mut child = Command::new(BIN)
-            .args([
-                "agent",
-                "--name",
-                &self.name,
-                "--rack",
-                "r1",
-                "--sensors",
-                "sysfs",
-            ])
-            .args([
-                "--set",
-                "sensors.interval_ms=100",
-                "--set",
-                "gossip.preset=test",
-            ])
-            .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
-            .args(
-                seed.iter()
-                    .flat_map(|s| ["--seed".to_string(), s.to_string()]),
-            )
-            .arg("--hwmon-root")
-            .arg(self.tree.join("hwmon"))
-            .arg("--powercap-root")
-            .arg(self.tree.join("powercap"))
-            .arg("--data-dir")
-            .arg(&self.data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn agent");
-        let bound =
-            maxwell_supervise::wait_for_addresses(&mut child, &self.data, Duration::from_secs(20))
-                .unwrap_or_else(|w| panic!("{} did not serve: {w:?}", self.name));
+        let mut flags: Vec<String> = ["--name", &self.name, "--rack", "r1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        flags.extend(common::seed_flags(seed));
+        let mut child = common::spawn_on_tree(BIN, &self.tree, &self.data, &flags);
+        let bound = common::served(&mut child, &self.data);
         (self.http, self.gossip) = (bound.http, bound.gossip);
         self.child = Some(child);
     }

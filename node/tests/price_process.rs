@@ -2,11 +2,13 @@
 //! sensor files; when the middle one heats up, its price rises and both its
 //! neighbours' prices fall, with no coordinator.
 
+mod common;
+
 use maxwell_node::client;
 use maxwell_node::http::Status;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxwell");
@@ -80,42 +82,14 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
         std::fs::create_dir_all(tree.join("powercap")).expect("mkdir");
         let data = scratch.path().join(format!("d{i}"));
         // Ports of the kernel's choosing; the first agent's is the others' seed.
-        let mut child = Command::new(BIN)
-            .args([
-                "agent",
-                "--name",
-                &format!("u{}", i + 1),
-                "--rack",
-                "r1",
-                "--slot",
-                &(i + 1).to_string(),
-            ])
-            .args([
-                "--sensors",
-                "sysfs",
-                "--set",
-                "sensors.interval_ms=100",
-                "--set",
-                "gossip.preset=test",
-            ])
-            .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
-            .args(
-                seed.iter()
-                    .flat_map(|s| ["--seed".to_string(), s.to_string()]),
-            )
-            .arg("--hwmon-root")
-            .arg(tree.join("hwmon"))
-            .arg("--powercap-root")
-            .arg(tree.join("powercap"))
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let bound =
-            maxwell_supervise::wait_for_addresses(&mut child, &data, Duration::from_secs(20))
-                .unwrap_or_else(|w| panic!("agent {i} did not serve: {w:?}"));
+        let (name, slot) = (format!("u{}", i + 1), (i + 1).to_string());
+        let mut flags: Vec<String> = ["--name", &name, "--rack", "r1", "--slot", &slot]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        flags.extend(common::seed_flags(seed));
+        let mut child = common::spawn_on_tree(BIN, &tree, &data, &flags);
+        let bound = common::served(&mut child, &data);
         seed = seed.or(Some(bound.gossip));
         agents.push(Agent {
             child,

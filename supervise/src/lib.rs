@@ -7,8 +7,9 @@
 //! `MAXWELL_BENCH_KEEP_LOGS`). Children also get `PR_SET_PDEATHSIG`, so they
 //! die with their parent even if it is killed outright.
 //!
-//! Ports are the agent's to choose: [`Procs::start_agent`] starts an agent
-//! on port 0 (HTTP and gossip) and reads back the ports it bound from its data dir
+//! Ports are the agent's to choose: [`Procs::spawn_agent`] starts an agent
+//! on port 0 (HTTP and gossip), and [`Procs::wait_agent`] reads back the
+//! ports it bound from its data dir
 //! ([`maxwell_types::addresses`]); [`wait_for_addresses`] does the same for
 //! an agent started by other means. Nothing here probes a port and hopes.
 
@@ -162,19 +163,6 @@ impl Procs {
                 Waited::Timeout => SuperviseError::Timeout { name, timeout, log },
             }
         })
-    }
-
-    /// [`Self::spawn_agent`], then [`Self::wait_agent`].
-    pub fn start_agent(
-        &mut self,
-        name: &str,
-        exe: &Path,
-        args: &[&OsStr],
-        data_dir: &Path,
-        timeout: Duration,
-    ) -> Result<(usize, Addresses), SuperviseError> {
-        let i = self.spawn_agent(name, exe, args, data_dir)?;
-        Ok((i, self.wait_agent(i, data_dir, timeout)?))
     }
 
     /// Sends `signal` to every child still running, waits up to `grace` for

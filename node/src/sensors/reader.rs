@@ -6,7 +6,7 @@
 use super::hub::SensorHub;
 use super::Snapshot;
 use crate::sensors::config::EmulatedParams;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Past this a read counts as stuck: three sensor periods, and at least 5 s
 /// (a slow SMBus chip is not a stuck one). Bounds the first read at start
@@ -47,7 +47,7 @@ impl Source for SensorHub {
 pub struct Reader {
     jobs: std::sync::mpsc::Sender<Job>,
     snapshots: tokio::sync::mpsc::Receiver<Snapshot>,
-    pending_since: Option<Instant>,
+    pending: bool,
 }
 
 impl Reader {
@@ -99,28 +99,28 @@ impl Reader {
         let reader = Self {
             jobs,
             snapshots,
-            pending_since: None,
+            pending: false,
         };
         Ok((reader, first))
     }
 
-    /// Asks for a read. While one is still running no other is queued: the
-    /// error is how long the running one has taken.
-    pub fn request(&mut self, now: Duration, wall_ms: u64) -> Result<(), Duration> {
-        if let Some(since) = self.pending_since {
-            return Err(since.elapsed());
+    /// Asks for a read; true when it was queued. While one is still running
+    /// no other is queued (the node core, which asks, reports a stuck one).
+    pub fn request(&mut self, now: Duration, wall_ms: u64) -> bool {
+        if self.pending {
+            return false;
         }
         // A send fails only if the thread died; the snapshot then never
         // comes and the health check reports it.
         let _ = self.jobs.send(Job::Read { now, wall_ms });
-        self.pending_since = Some(Instant::now());
-        Ok(())
+        self.pending = true;
+        true
     }
 
     /// The next finished read (cancel-safe, for `select!`).
     pub async fn next(&mut self) -> Option<Snapshot> {
         let snap = self.snapshots.recv().await;
-        self.pending_since = None;
+        self.pending = false;
         snap
     }
 
@@ -184,11 +184,11 @@ mod tests {
         )
         .expect("start");
         // The first read was taken at start; the next one hangs.
-        reader.request(Duration::ZERO, 2).expect("request");
+        assert!(reader.request(Duration::ZERO, 2), "request");
         let waited = tokio::time::timeout(Duration::from_millis(300), reader.next()).await;
         assert!(waited.is_err(), "no snapshot from a hung read");
         assert!(
-            reader.request(Duration::ZERO, 3).is_err(),
+            !reader.request(Duration::ZERO, 3),
             "no read queued behind it"
         );
         // Dropping the handle does not wait for the thread.

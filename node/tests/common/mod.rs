@@ -3,6 +3,7 @@
 
 use maxwell_node::client;
 use maxwell_node::http::Status;
+use maxwell_types::addresses::Addresses;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,51 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Spawns `maxwell agent` on the sysfs fixture `tree` (read every 100 ms,
+/// the test gossip preset), data dir `data`, on ports of its choosing, with
+/// `extra` flags (which must not name the tree, data dir or ports).
+pub fn spawn_on_tree(bin: &str, tree: &Path, data: &Path, extra: &[String]) -> Child {
+    Command::new(bin)
+        .args(["agent", "--sensors", "sysfs"])
+        .args([
+            "--set",
+            "sensors.interval_ms=100",
+            "--set",
+            "gossip.preset=test",
+        ])
+        .args(["--http", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+        .arg("--hwmon-root")
+        .arg(tree.join("hwmon"))
+        .arg("--powercap-root")
+        .arg(tree.join("powercap"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent")
+}
+
+/// Waits until `child` (data dir `data`) serves; the addresses it bound.
+pub fn served(child: &mut Child, data: &Path) -> Addresses {
+    match maxwell_supervise::wait_for_addresses(child, data, Duration::from_secs(20)) {
+        Ok(a) => a,
+        Err(w) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent did not serve: {w:?}");
+        }
+    }
+}
+
+/// `--seed ADDR` for `seed`, if any.
+pub fn seed_flags(seed: Option<SocketAddr>) -> Vec<String> {
+    seed.iter()
+        .flat_map(|s| ["--seed".to_string(), s.to_string()])
+        .collect()
+}
+
 /// A running agent on a fixture tree; killed on drop.
 pub struct Agent {
     pub child: Child,
@@ -37,52 +83,19 @@ pub struct Agent {
 impl Agent {
     pub fn start(bin: &str, tree: &Path, extra: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(bin)
-            .args([
-                "agent",
-                "--name",
-                "fixture",
-                "--rack",
-                "r9",
-                "--slot",
-                "12",
-                "--sensors",
-                "sysfs",
-            ])
-            .args(["--set", "sensors.interval_ms=100", "--http", "127.0.0.1:0"])
-            .args([
-                "--set",
-                "gossip.preset=test",
-                "--gossip-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--hwmon-root")
-            .arg(tree.join("hwmon"))
-            .arg("--powercap-root")
-            .arg(tree.join("powercap"))
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn agent");
+        let flags: Vec<String> = ["--name", "fixture", "--rack", "r9", "--slot", "12"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        let child = spawn_on_tree(bin, tree, data.path(), &flags);
         Self::adopt(child, data)
     }
 
     /// An agent spawned by the caller (with its data dir `data`, on ports
     /// of its choosing), once it reports where it serves.
     pub fn adopt(mut child: Child, data: tempfile::TempDir) -> Self {
-        let bound =
-            maxwell_supervise::wait_for_addresses(&mut child, data.path(), Duration::from_secs(20));
-        let addr = match bound {
-            Ok(a) => a.http,
-            Err(w) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the agent did not serve: {w:?}");
-            }
-        };
+        let addr = served(&mut child, data.path()).http;
         Self { child, addr, data }
     }
 
