@@ -15,8 +15,15 @@
 //! when the core next wants [`NodeCore::handle_timeout`].
 //!
 //! Contracts:
-//! - no I/O, no clock, no threads and no OS randomness: the same inputs at
-//!   the same times give the same outputs;
+//! - no I/O, no clock, no threads and no OS randomness: the same seed and
+//!   the same inputs at the same times give the same outputs;
+//! - a guest is admitted only while it fits the host's share beside every
+//!   guest admitted before it and not seen killed (see [`guests`]); a
+//!   leaving node admits none and asks for every guest to be killed;
+//! - the sensors are read at least once per `read_every_ms`: each period is
+//!   shortened by a random part of up to a tenth, so that hosts started
+//!   together do not read (a BMC-backed sensor, say) and re-price in
+//!   lockstep;
 //! - a stale, dead or vanished peer never makes this node cheaper, and an
 //!   unknown reading is never reported as cool (see [`Reading::heat`]);
 //! - a refusal of a gossiped record reaches operators at most once per
@@ -24,10 +31,14 @@
 //!   verifier, not dropped silently;
 //! - a time earlier than one already seen is taken as no time passing.
 
+pub mod guests;
 mod reading;
+mod rng;
 mod view;
 
+pub use guests::{Admission, GuestAction, GuestLoad, Refusal, Ticket};
 pub use reading::{Heat, Reading};
+pub use rng::Rng;
 pub use view::{MemberRow, Members};
 
 use maxwell_gossip::{HeatReport, Member, MemberStatus, MembershipEvent};
@@ -37,6 +48,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// At most one refusal event per reason in this many ms.
 pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
+
+/// A sensor period is shortened by a random part of up to `1/READ_JITTER`.
+pub const READ_JITTER: u64 = 10;
 
 /// What a node is and how often it acts; validated by its owner (the
 /// agent's config, a harness, a simulation).
@@ -58,6 +72,8 @@ pub struct CoreConfig {
     pub report_ttl_ms: u64,
     /// How long a leaving node keeps gossiping its leave, ms.
     pub leave_linger_ms: u64,
+    /// The host's share for guests.
+    pub admission: Admission,
 }
 
 /// What the core asks of its driver.
@@ -71,6 +87,8 @@ pub enum Output {
     Publish(Heat),
     /// Sign and gossip our leave, keep gossiping for `linger_ms`, then stop.
     Leave { linger_ms: u64 },
+    /// Act on this host's guests.
+    Guest(GuestAction),
     /// Something an operator should hear of.
     Event(Event),
 }
@@ -115,12 +133,15 @@ pub struct NodeCore {
     refusal_event_at: BTreeMap<&'static str, u64>,
     outputs: VecDeque<Output>,
     leaving: bool,
+    guests: guests::Book,
+    rng: Rng,
 }
 
 impl NodeCore {
-    /// A node that has read nothing and seen no one; its first read and
-    /// observation are due at `now_ms`.
-    pub fn new(config: CoreConfig, now_ms: u64) -> Self {
+    /// A node that has read nothing, seen no one and admitted no guest; its
+    /// first read and observation are due at `now_ms`. Its random choices
+    /// are the stream of `seed`.
+    pub fn new(config: CoreConfig, now_ms: u64, seed: u64) -> Self {
         Self {
             controller: PriceController::new(config.pricing.clone()),
             config,
@@ -136,7 +157,15 @@ impl NodeCore {
             refusal_event_at: BTreeMap::new(),
             outputs: VecDeque::new(),
             leaving: false,
+            guests: guests::Book::default(),
+            rng: Rng::new(seed),
         }
+    }
+
+    /// The next sensor period: `read_every_ms`, less up to a tenth.
+    fn read_period(&mut self) -> u64 {
+        let every = self.config.read_every_ms;
+        every - self.rng.below(every / READ_JITTER + 1)
     }
 
     fn advance(&mut self, now_ms: u64) -> u64 {
@@ -156,7 +185,7 @@ impl NodeCore {
             return;
         }
         if now >= self.next_read_ms {
-            self.next_read_ms = now + self.config.read_every_ms;
+            self.next_read_ms = now + self.read_period();
             match self.asked_at_ms {
                 None => {
                     self.asked_at_ms = Some(now);
@@ -174,6 +203,9 @@ impl NodeCore {
         if now >= self.next_observe_ms {
             self.next_observe_ms = now + self.config.observe_every_ms;
             self.outputs.push_back(Output::ObservePeers);
+            if self.config.admission != Admission::NONE {
+                self.outputs.push_back(Output::Guest(GuestAction::Survey));
+            }
         }
     }
 
@@ -184,7 +216,7 @@ impl NodeCore {
         if self.asked_at_ms.take().is_none() {
             // Read outside the timer (the driver's first read): the next is
             // one period from now.
-            self.next_read_ms = now + self.config.read_every_ms;
+            self.next_read_ms = now + self.read_period();
         }
         if std::mem::take(&mut self.stuck_reported) {
             self.event(Event::SensorRecovered);
@@ -238,11 +270,57 @@ impl NodeCore {
             Command::SetPricing(params) => self.controller.set_params(params),
             Command::Leave => {
                 if !std::mem::replace(&mut self.leaving, true) {
+                    self.guests.clear();
+                    self.outputs.push_back(Output::Guest(GuestAction::StopAll));
                     let linger_ms = self.config.leave_linger_ms;
                     self.outputs.push_back(Output::Leave { linger_ms });
                 }
             }
         }
+    }
+
+    /// A request to start a guest that takes `load`: the core answers with
+    /// [`GuestAction::Start`] (its share is reserved from now) or
+    /// [`GuestAction::Refuse`], for the ticket returned.
+    pub fn request_guest(&mut self, now_ms: u64, load: GuestLoad) -> Ticket {
+        self.advance(now_ms);
+        let ticket = self.guests.ticket();
+        let action = match self.leaving {
+            true => GuestAction::Refuse(ticket, Refusal::Leaving),
+            false => match self.guests.reserve(ticket, &self.config.admission, load) {
+                Ok(()) => GuestAction::Start(ticket),
+                Err(why) => GuestAction::Refuse(ticket, why),
+            },
+        };
+        self.outputs.push_back(Output::Guest(action));
+        ticket
+    }
+
+    /// The start of `ticket` finished: guest `started` runs, or (`None`)
+    /// the start failed and nothing runs.
+    pub fn handle_guest_started(&mut self, now_ms: u64, ticket: Ticket, started: Option<u64>) {
+        self.advance(now_ms);
+        self.guests.started(ticket, started);
+    }
+
+    /// Guest `guest` was killed; its share is free again.
+    pub fn handle_guest_gone(&mut self, now_ms: u64, guest: u64) {
+        self.advance(now_ms);
+        self.guests.gone(guest);
+    }
+
+    /// The backend's live guests (id and load), as a
+    /// [`GuestAction::Survey`] found them.
+    pub fn handle_guests(&mut self, now_ms: u64, live: &[(u64, GuestLoad)]) {
+        self.advance(now_ms);
+        if !self.leaving {
+            self.guests.surveyed(live);
+        }
+    }
+
+    /// What the guests admitted and not seen killed take of the host.
+    pub fn guest_load(&self) -> GuestLoad {
+        self.guests.load()
     }
 
     /// The next thing to do, oldest first.

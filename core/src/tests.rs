@@ -16,6 +16,12 @@ fn config() -> CoreConfig {
         stuck_after_ms: 5_000,
         report_ttl_ms: 10_000,
         leave_linger_ms: 1_500,
+        admission: Admission {
+            cores: 4,
+            memory_mib: 1_000,
+            cpu_fraction: 0.5,
+            memory_fraction: 0.5,
+        },
     }
 }
 
@@ -73,7 +79,7 @@ fn published_price(core: &mut NodeCore) -> u64 {
 
 /// The price of a fresh core after one reading, with these peers.
 fn price_with(peers: Vec<Member>) -> u64 {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_peers(T0, peers, Vec::new());
     core.handle_reading(T0, &reading(40.0));
     published_price(&mut core)
@@ -81,24 +87,34 @@ fn price_with(peers: Vec<Member>) -> u64 {
 
 #[test]
 fn timers_ask_for_reads_and_observations_and_say_when_next() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     assert_eq!(core.poll_timeout(), Some(T0));
+    core.handle_timeout(T0);
+    let survey = Output::Guest(GuestAction::Survey);
+    assert_eq!(
+        drain(&mut core),
+        vec![Output::ReadSensors, Output::ObservePeers, survey.clone()]
+    );
+    assert_eq!(core.poll_timeout(), Some(T0 + 500));
+    core.handle_timeout(T0 + 500);
+    assert_eq!(drain(&mut core), vec![Output::ObservePeers, survey.clone()]);
+    // The read is still outstanding: no second read is asked for.
+    core.handle_timeout(T0 + 1_000);
+    assert_eq!(drain(&mut core), vec![Output::ObservePeers, survey]);
+    // A host that admits no guest is never asked to survey them.
+    let mut none = config();
+    none.admission = Admission::NONE;
+    let mut core = NodeCore::new(none, T0, 1);
     core.handle_timeout(T0);
     assert_eq!(
         drain(&mut core),
         vec![Output::ReadSensors, Output::ObservePeers]
     );
-    assert_eq!(core.poll_timeout(), Some(T0 + 500));
-    core.handle_timeout(T0 + 500);
-    assert_eq!(drain(&mut core), vec![Output::ObservePeers]);
-    // The read is still outstanding: no second read is asked for.
-    core.handle_timeout(T0 + 1_000);
-    assert_eq!(drain(&mut core), vec![Output::ObservePeers]);
 }
 
 #[test]
 fn an_unknown_temperature_is_reported_at_the_limit_and_no_power_as_no_headroom() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     let blind = Reading {
         hottest: None,
         power_draw: None,
@@ -142,7 +158,7 @@ fn a_hot_neighbour_makes_us_cheaper_and_a_dead_or_stale_one_never_does() {
 
 #[test]
 fn a_neighbour_that_left_is_forgotten_not_held_stale() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_peers(T0, vec![peer(1, 3, 40.0, MemberStatus::Alive)], Vec::new());
     core.handle_reading(T0, &reading(40.0));
     let before = published_price(&mut core);
@@ -166,7 +182,7 @@ fn a_neighbour_that_left_is_forgotten_not_held_stale() {
 
 #[test]
 fn a_report_that_ages_past_the_ttl_since_its_observation_is_stale() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_peers(T0, vec![peer(1, 3, 40.0, MemberStatus::Alive)], Vec::new());
     core.handle_reading(T0 + 5_000, &reading(40.0));
     assert_eq!(
@@ -185,7 +201,7 @@ fn a_report_that_ages_past_the_ttl_since_its_observation_is_stale() {
 
 #[test]
 fn refusals_reach_operators_once_per_reason_per_period() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     let refused = |reason: RejectReason| MembershipEvent::Rejected {
         gossip_id: "x".into(),
         reason,
@@ -216,7 +232,7 @@ fn refusals_reach_operators_once_per_reason_per_period() {
 
 #[test]
 fn a_stuck_read_is_reported_once_and_its_return_too() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_timeout(T0);
     drain(&mut core);
     for k in 1..=10 {
@@ -239,10 +255,16 @@ fn a_stuck_read_is_reported_once_and_its_return_too() {
 
 #[test]
 fn leaving_asks_once_and_then_nothing_is_due() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_command(T0, Command::Leave);
     core.handle_command(T0, Command::Leave);
-    assert_eq!(drain(&mut core), vec![Output::Leave { linger_ms: 1_500 }]);
+    assert_eq!(
+        drain(&mut core),
+        vec![
+            Output::Guest(GuestAction::StopAll),
+            Output::Leave { linger_ms: 1_500 }
+        ]
+    );
     assert_eq!(core.poll_timeout(), None);
     core.handle_timeout(T0 + 5_000);
     core.handle_reading(T0 + 5_000, &reading(40.0));
@@ -251,7 +273,7 @@ fn leaving_asks_once_and_then_nothing_is_due() {
 
 #[test]
 fn time_going_backwards_is_no_time_passing() {
-    let mut core = NodeCore::new(config(), T0 + 10_000);
+    let mut core = NodeCore::new(config(), T0 + 10_000, 1);
     core.handle_timeout(T0);
     assert!(drain(&mut core).contains(&Output::ReadSensors));
     assert_eq!(core.poll_timeout(), Some(T0 + 10_500));
@@ -259,7 +281,7 @@ fn time_going_backwards_is_no_time_passing() {
 
 #[test]
 fn member_rows_put_this_node_first_and_age_the_rest() {
-    let mut core = NodeCore::new(config(), T0);
+    let mut core = NodeCore::new(config(), T0, 1);
     core.handle_reading(T0, &reading(41.0));
     let mut dead = peer(2, 4, 40.0, MemberStatus::Dead);
     dead.report = None;
@@ -283,4 +305,147 @@ fn member_rows_put_this_node_first_and_age_the_rest() {
         "ids are hex in JSON: {}",
         json["id"]
     );
+}
+
+fn guest_actions(core: &mut NodeCore) -> Vec<GuestAction> {
+    drain(core)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Guest(a) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+const ONE: GuestLoad = GuestLoad {
+    vcpus: 1,
+    memory_mib: 100,
+};
+
+#[test]
+fn guests_are_admitted_against_everything_admitted_before_even_while_starting() {
+    // The share: 2 vCPUs (4 cores x 0.5), 500 MiB (1000 x 0.5).
+    let mut core = NodeCore::new(config(), T0, 1);
+    let a = core.request_guest(T0, ONE);
+    let b = core.request_guest(T0, ONE);
+    let c = core.request_guest(T0, ONE);
+    let acts = guest_actions(&mut core);
+    assert_eq!(acts[..2], [GuestAction::Start(a), GuestAction::Start(b)]);
+    let GuestAction::Refuse(t, why) = &acts[2] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(*t, c);
+    assert!(
+        why.to_string()
+            .contains("3 vCPUs in all would exceed the 2"),
+        "{why}"
+    );
+    // A failed start frees its share; a started one holds it until killed.
+    core.handle_guest_started(T0, a, None);
+    core.handle_guest_started(T0, b, Some(7));
+    assert_eq!(core.guest_load(), ONE);
+    let d = core.request_guest(T0, ONE);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(d)]);
+    core.handle_guest_started(T0, d, Some(8));
+    let big = GuestLoad {
+        vcpus: 0,
+        memory_mib: 400,
+    };
+    let e = core.request_guest(T0, big);
+    assert!(
+        matches!(&guest_actions(&mut core)[..], [GuestAction::Refuse(t, Refusal::Vcpus { .. } | Refusal::Memory { .. })] if *t == e)
+    );
+    core.handle_guest_gone(T0, 7);
+    core.handle_guest_gone(T0, 7);
+    assert_eq!(core.guest_load(), ONE);
+    let f = core.request_guest(T0, ONE);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(f)]);
+}
+
+#[test]
+fn a_leaving_node_kills_its_guests_first_and_admits_none() {
+    let mut core = NodeCore::new(config(), T0, 1);
+    let a = core.request_guest(T0, ONE);
+    core.handle_guest_started(T0, a, Some(1));
+    let starting = core.request_guest(T0, ONE);
+    drain(&mut core);
+    core.handle_command(T0, Command::Leave);
+    assert_eq!(
+        drain(&mut core),
+        [
+            Output::Guest(GuestAction::StopAll),
+            Output::Leave { linger_ms: 1_500 }
+        ]
+    );
+    // A start in flight is killed behind its start: it holds nothing.
+    core.handle_guest_started(T0, starting, Some(2));
+    assert_eq!(core.guest_load(), GuestLoad::default());
+    let late = core.request_guest(T0, ONE);
+    assert_eq!(
+        guest_actions(&mut core),
+        [GuestAction::Refuse(late, Refusal::Leaving)]
+    );
+}
+
+#[test]
+fn sensor_periods_are_jittered_by_the_seed_and_never_longer_than_configured() {
+    let periods = |seed: u64| {
+        let mut core = NodeCore::new(config(), T0, seed);
+        let mut now = T0;
+        let mut periods = Vec::new();
+        for _ in 0..50 {
+            core.handle_reading(now, &reading(40.0));
+            drain(&mut core);
+            let next = core.poll_timeout().expect("a timer");
+            // The observation timer may come first; run to the read.
+            let mut at = next;
+            loop {
+                core.handle_timeout(at);
+                if drain(&mut core).contains(&Output::ReadSensors) {
+                    break;
+                }
+                at = core.poll_timeout().expect("a timer");
+            }
+            periods.push(at - now);
+            now = at;
+        }
+        periods
+    };
+    let one = periods(1);
+    assert_eq!(one, periods(1), "a seed is one schedule");
+    assert_ne!(one, periods(2), "another seed, another schedule");
+    assert!(one.iter().all(|p| (900..=1_000).contains(p)), "{one:?}");
+    let distinct: std::collections::BTreeSet<_> = one.iter().collect();
+    assert!(distinct.len() > 10, "{one:?}");
+}
+
+#[test]
+fn a_survey_of_the_backend_frees_what_no_message_reported_and_a_kill_wins_a_race() {
+    let mut core = NodeCore::new(config(), T0, 1);
+    let a = core.request_guest(T0, ONE);
+    let b = core.request_guest(T0, ONE);
+    drain(&mut core);
+    core.handle_guest_started(T0, a, Some(1));
+    // Guest 1 is killed without a message reaching the core; b has not
+    // reported yet. The survey is the truth for what runs, and b's
+    // reservation holds until its outcome comes.
+    core.handle_guests(T0, &[]);
+    assert_eq!(core.guest_load(), ONE, "b is still starting");
+    core.handle_guest_started(T0, b, Some(2));
+    core.handle_guests(T0, &[]);
+    assert_eq!(core.guest_load(), GuestLoad::default(), "nothing runs");
+
+    // A kill reported before its start's outcome, and a survey taken before
+    // the kill: the guest stays free.
+    let c = core.request_guest(T0, ONE);
+    drain(&mut core);
+    core.handle_guest_gone(T0, 3);
+    core.handle_guest_started(T0, c, Some(3));
+    assert_eq!(core.guest_load(), GuestLoad::default());
+    core.handle_guests(T0, &[(3, ONE)]);
+    assert_eq!(core.guest_load(), GuestLoad::default(), "a stale survey");
+    // Once a survey no longer holds it, the kill is forgotten; a guest the
+    // book never admitted but the backend runs is counted.
+    core.handle_guests(T0, &[(9, ONE)]);
+    assert_eq!(core.guest_load(), ONE);
 }

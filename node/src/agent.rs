@@ -1,11 +1,13 @@
 //! `maxwell agent`: the thin driver around [`NodeCore`]. It feeds the core
-//! sensor snapshots, verified members, signals and timer wake-ups, and
-//! carries out what the core asks (read, observe, sign and gossip, leave,
-//! log); it serves the HTTP API beside it until a stop signal.
+//! sensor snapshots, verified members, guest requests, signals and timer
+//! wake-ups, and carries out what the core asks (read, observe, sign and
+//! gossip, start or kill guests, leave, log); it serves the HTTP API beside
+//! it until a stop signal.
 
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::guests::desk::Desk;
 use crate::guests::{self, Guests};
 use crate::http::auth::Gate;
 use crate::http::state::{AppState, NodeInfo};
@@ -68,9 +70,12 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         crate::sensors::reader::stuck_after(config.sensors.interval),
     )
     .map_err(anyhow::Error::msg)?;
-    let start = Instant::now();
+    let clock = CoreClock::new(Instant::now());
     let emulated = first.emulated;
-    let guests = Arc::new(Guests::open(&config.guests)?);
+    let (guests, mut inbox) = Guests::open(&config.guests)?;
+    let guests = Arc::new(guests);
+    let seed = core_seed(&identity, generation);
+    let mut core = NodeCore::new(config.core(guests.share()), clock.now(), seed);
     let gate = Gate {
         config: config.api.clone(),
         token,
@@ -93,23 +98,27 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let http_addr = listener
         .local_addr()
         .context("reading the API's bound address")?;
-    guests.start_specs(specs).await?;
-    let clock: Clock = Arc::new(unix_ms);
+    let mut desk = Desk::default();
+    desk.start_specs(&mut core, || clock.now(), &guests, &mut inbox, specs)
+        .await?;
+    state.set_admitted(core.guest_load());
+    let mesh_clock: Clock = Arc::new(unix_ms);
     let (mesh, gossip_addr) = start_agent_mesh(
         &config.gossip,
         &config.name,
         &identity,
         Arc::clone(&state.gossip_stats),
         generation,
-        clock,
+        mesh_clock,
     )
     .await?;
-    let edge = Edge {
+    let mut edge = Edge {
         mesh: &mesh,
         state: &state,
-        clock: CoreClock::new(start),
+        guests: &guests,
+        desk,
+        clock,
     };
-    let mut core = NodeCore::new(config.core(), edge.clock.now());
     // The first snapshot, read at start, then a first look at the members.
     core.handle_reading(edge.clock.now(), &first.reading());
     core.handle_timeout(edge.clock.now());
@@ -137,7 +146,8 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         http = %http_addr,
         gossip = %gossip_addr,
         sensors = first.source.as_str(),
-        guests = guests.backend_name().unwrap_or("disabled"),
+        guests = guests.backend_name().map_or("disabled", |b| b.as_str()),
+        seed,
         "maxwell agent started"
     );
     let addresses = maxwell_types::addresses::Addresses {
@@ -157,6 +167,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         });
         tokio::select! {
             _ = tokio::time::sleep(wake) => core.handle_timeout(edge.clock.now()),
+            Some(msg) = inbox.recv() => edge.desk.handle(&mut core, edge.clock.now(), msg),
             Some(snap) = reader.next() => {
                 core.handle_reading(edge.clock.now(), &snap.reading());
                 state.publish(snap);
@@ -172,10 +183,17 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
                 }
             }
         }
-        if let Some(linger) = edge.carry_out(&mut core, &mut reader).await {
+        let leave = edge.carry_out(&mut core, &mut reader).await;
+        state.set_admitted(core.guest_load());
+        if let Some(linger) = leave {
             break linger;
         }
     };
+    // The core has had its guests killed. Every request still waiting (in
+    // the inbox, or a start whose outcome is there) is answered 503 as its
+    // reply is dropped; later ones are refused at the channel.
+    drop(inbox);
+    drop(edge);
     if let Err(e) = mesh.leave(linger).await {
         tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
     }
@@ -186,9 +204,6 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     if let Err(e) = server.await {
         tracing::warn!(error = %e, "HTTP server task failed");
     }
-    // Kill every guest; a request still in flight can start none after this.
-    let stopped = guests.shutdown().await;
-    tracing::info!(guests = stopped, "guests stopped");
     tracing::info!("stopped");
     Ok(())
 }
@@ -379,17 +394,28 @@ impl CoreClock {
     }
 }
 
+/// The core's random stream: this key's, this incarnation's (logged at
+/// start, so a node's choices can be replayed).
+fn core_seed(identity: &Identity, generation: u64) -> u64 {
+    let id = identity.id().0;
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&id[..8]);
+    u64::from_le_bytes(head) ^ generation
+}
+
 /// The OS side of the agent: where the core's outputs are carried out.
 struct Edge<'a> {
     mesh: &'a Mesh,
     state: &'a AppState,
+    guests: &'a Guests,
+    desk: Desk,
     clock: CoreClock,
 }
 
 impl Edge<'_> {
     /// Carries out everything the core asks, until it asks nothing more;
     /// returns how long to linger when it asks to leave.
-    async fn carry_out(&self, core: &mut NodeCore, reader: &mut Reader) -> Option<Duration> {
+    async fn carry_out(&mut self, core: &mut NodeCore, reader: &mut Reader) -> Option<Duration> {
         while let Some(output) = core.poll_output() {
             match output {
                 Output::ReadSensors => {
@@ -419,6 +445,7 @@ impl Edge<'_> {
                         tracing::error!(error = %e, "cannot publish our heat report");
                     }
                 }
+                Output::Guest(action) => self.desk.act(self.guests, action).await,
                 Output::Leave { linger_ms } => return Some(Duration::from_millis(linger_ms)),
                 Output::Event(event) => log(event),
             }

@@ -88,7 +88,7 @@ pub struct Config {
 
 impl Config {
     /// What the node core is told of this node.
-    pub fn core(&self) -> maxwell_core::CoreConfig {
+    pub fn core(&self, admission: maxwell_core::Admission) -> maxwell_core::CoreConfig {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         maxwell_core::CoreConfig {
             position: maxwell_types::Position::new(self.rack.clone(), self.slot),
@@ -100,6 +100,7 @@ impl Config {
             report_ttl_ms: ms(self.gossip.report_ttl),
             // Three rounds reach every peer of a LAN-sized mesh with high probability.
             leave_linger_ms: ms(self.gossip.interval * 3),
+            admission,
         }
     }
 }

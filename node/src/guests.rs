@@ -1,33 +1,65 @@
 //! Guests on this host: the agent's thin driver over [`maxwell_vmm`].
 //!
-//! [`Guests`] owns the backend (`guests.backend`: KVM, processes, or none),
-//! starts the specs of `guests.specs_dir` with the agent (its API is
-//! [`crate::http::guests`], its CLI [`crate::guests_cli`]) and kills every
-//! guest on a clean shutdown. A failed call is an [`ApiError`]: the API's
-//! one error shape, with the HTTP status it maps to. Backend calls
-//! block briefly (a pause waits for every vCPU to park), so they run off the
-//! async runtime.
+//! [`Guests`] owns the backend (`guests.backend`: KVM, processes, or none)
+//! and carries out what the node core decides about guests: every request
+//! to start one (from the API, [`crate::http::guests`], as a [`GuestMsg`] to
+//! the agent loop; or a spec of `guests.specs_dir`, before the loop runs)
+//! is admitted or refused by the core, and [`desk::Desk`] starts what was
+//! admitted and answers the requester. The core also asks for a survey of
+//! the live guests each gossip round, which runs here. A failed call is an [`ApiError`]: the API's one
+//! error shape, with the HTTP status it maps to. Backend calls block briefly
+//! (a pause waits for every vCPU to park), so they run off the async runtime.
 //!
 //! Every `start` runs on one long-lived thread (`guest-start`): the process
 //! backend's children die with the *thread* that forked them
 //! (`PR_SET_PDEATHSIG`), and tokio retires idle blocking threads after 10 s.
+//! Killing every guest runs there too, behind every start asked for before.
 //!
 pub mod config;
+pub mod desk;
 
 use crate::guests::config::{GuestBackendKind, GuestsConfig};
 use anyhow::{anyhow, Context};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use maxwell_core::{Admission, Ticket};
 use maxwell_vmm::{
-    open_backend, CapConfig, GuestBackend, GuestId, GuestInfo, GuestSpec, GuestState, KvmBackend,
+    open_backend, CapConfig, GuestBackend, GuestId, GuestInfo, GuestSpec, KvmBackend,
     ProcessBackend, RawGuestSpec, VmmError,
 };
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
+use tokio::sync::{mpsc as channel, oneshot};
 
 /// A job for the `guest-start` thread.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Where the answer to a start goes.
+pub type Reply = oneshot::Sender<Result<GuestInfo, ApiError>>;
+
+/// What reaches the agent loop about guests, in the order it happened.
+#[derive(Debug)]
+pub enum GuestMsg {
+    /// Start this (validated) guest if the node admits it; answer on `reply`.
+    Start { spec: GuestSpec, reply: Reply },
+    /// An admitted start finished on the `guest-start` thread: `guest` runs
+    /// (if it does), and `result` is the requester's answer.
+    Started {
+        ticket: Ticket,
+        guest: Option<GuestId>,
+        result: Result<GuestInfo, ApiError>,
+    },
+    /// A guest was killed through the API.
+    Killed(GuestId),
+    /// The backend's live guests, listed on the `guest-start` thread (so
+    /// after the outcome of every start begun before).
+    Surveyed(Vec<(u64, maxwell_core::GuestLoad)>),
+}
+
+/// The agent loop's end of the [`GuestMsg`] channel.
+pub type Inbox = channel::UnboundedReceiver<GuestMsg>;
 
 /// This host's guests: the backend, or why there is none.
 #[derive(Debug)]
@@ -38,97 +70,56 @@ pub struct Guests {
     /// The `guest-start` thread's queue.
     starter: Option<mpsc::Sender<Job>>,
     /// How much of the host guests may take.
-    admission: Admission,
+    share: Admission,
     /// Where Linux kernels load from.
     kernel_dir: Option<PathBuf>,
-    /// Set by [`Guests::shutdown`]: no start runs after it.
-    closed: Arc<std::sync::atomic::AtomicBool>,
+    /// To the agent loop.
+    loop_tx: channel::UnboundedSender<GuestMsg>,
+    /// A survey is queued and has not run: the next one is not queued.
+    surveying: Arc<AtomicBool>,
 }
 
-/// Admission limits: the totals of live guests' vCPUs and memory.
-#[derive(Debug, Clone, Copy)]
-pub struct Admission {
-    pub cores: u64,
-    pub memory_mib: u64,
-    pub cpu_fraction: f64,
-    pub memory_fraction: f64,
+/// This host's cores and memory, with the configured fractions.
+pub fn host_share(cfg: &GuestsConfig) -> Admission {
+    // SAFETY: sysconf has no preconditions.
+    let (cores, pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let n = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
+    Admission {
+        cores: n(cores).max(1),
+        memory_mib: n(pages).saturating_mul(n(page)) >> 20,
+        cpu_fraction: cfg.cpu_fraction,
+        memory_fraction: cfg.memory_fraction,
+    }
 }
 
-impl Admission {
-    /// This host's cores and memory, with the configured fractions.
-    pub fn of_host(cfg: &GuestsConfig) -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let (cores, pages, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        let n = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
-        Self {
-            cores: n(cores).max(1),
-            memory_mib: n(pages).saturating_mul(n(page)) >> 20,
-            cpu_fraction: cfg.cpu_fraction,
-            memory_fraction: cfg.memory_fraction,
-        }
-    }
-
-    fn max_vcpus(&self) -> u64 {
-        (self.cores as f64 * self.cpu_fraction).floor() as u64
-    }
-
-    fn max_memory_mib(&self) -> u64 {
-        (self.memory_mib as f64 * self.memory_fraction).floor() as u64
-    }
-
-    /// Whether `spec` fits beside the live guests `running`; else why not.
-    pub fn admit(&self, running: &[GuestInfo], spec: &GuestSpec) -> Result<(), String> {
-        // An exited guest keeps its memory until it is killed.
-        let live = running.iter().filter(|g| g.state != GuestState::Killed);
-        let (vcpus, mib) = live.fold((0u64, 0u64), |(v, m), g| {
-            (v + u64::from(g.vcpus), m + u64::from(g.memory_mib))
-        });
-        let want_vcpus = vcpus + u64::from(spec.vcpus.get());
-        if want_vcpus > self.max_vcpus() {
-            return Err(format!(
-                "admission refused: {want_vcpus} vCPUs in all would exceed the {} this host admits \
-                 ({} cores x guests.cpu_fraction {})",
-                self.max_vcpus(),
-                self.cores,
-                self.cpu_fraction
-            ));
-        }
-        let want_mib = mib + u64::from(spec.memory.mib());
-        if want_mib > self.max_memory_mib() {
-            return Err(format!(
-                "admission refused: {want_mib} MiB of guest memory in all would exceed the {} MiB \
-                 this host admits ({} MiB x guests.memory_fraction {})",
-                self.max_memory_mib(),
-                self.memory_mib,
-                self.memory_fraction
-            ));
-        }
-        Ok(())
+/// What `spec` takes of the host, as admission counts it.
+pub fn load_of(spec: &GuestSpec) -> maxwell_core::GuestLoad {
+    maxwell_core::GuestLoad {
+        vcpus: u64::from(spec.vcpus.get()),
+        memory_mib: u64::from(spec.memory.mib()),
     }
 }
 
 impl Guests {
     /// No guests on this node; `why` is what API callers are told.
-    pub fn disabled(why: impl Into<String>) -> Self {
-        Guests {
+    fn disabled(why: impl Into<String>) -> (Self, Inbox) {
+        let (loop_tx, inbox) = channel::unbounded_channel();
+        let guests = Guests {
             backend: None,
             disabled: why.into(),
             starter: None,
-            admission: Admission {
-                cores: 1,
-                memory_mib: 0,
-                cpu_fraction: 0.0,
-                memory_fraction: 0.0,
-            },
+            share: Admission::NONE,
             kernel_dir: None,
-            closed: Arc::default(),
-        }
+            loop_tx,
+            surveying: Arc::default(),
+        };
+        (guests, inbox)
     }
 
     /// Where Linux kernels load from, if anywhere.
@@ -136,10 +127,16 @@ impl Guests {
         self.kernel_dir.as_deref()
     }
 
-    /// Opens the configured backend. `auto` never fails: KVM where
-    /// `/dev/kvm` works, else processes. An explicitly requested backend
-    /// that cannot be opened is an error (the agent refuses to start).
-    pub fn open(cfg: &GuestsConfig) -> anyhow::Result<Self> {
+    /// The host's share for guests (none when guests are disabled).
+    pub fn share(&self) -> Admission {
+        self.share
+    }
+
+    /// Opens the configured backend, and the channel its requests reach the
+    /// agent loop by. `auto` never fails: KVM where `/dev/kvm` works, else
+    /// processes. An explicitly requested backend that cannot be opened is
+    /// an error (the agent refuses to start).
+    pub fn open(cfg: &GuestsConfig) -> anyhow::Result<(Self, Inbox)> {
         let caps = CapConfig::default();
         let backend: Box<dyn GuestBackend> = match cfg.backend {
             GuestBackendKind::None => return Ok(Self::disabled("guests.backend is \"none\"")),
@@ -170,25 +167,28 @@ impl Guests {
             }
             Err(e) => return Err(anyhow!("guests: cannot start the guest-start thread: {e}")),
         };
-        let admission = Admission::of_host(cfg);
+        let share = host_share(cfg);
         tracing::info!(
-            backend = backend.name(),
-            max_vcpus = admission.max_vcpus(),
-            max_memory_mib = admission.max_memory_mib(),
+            backend = %backend.name(),
+            max_vcpus = share.max_vcpus(),
+            max_memory_mib = share.max_memory_mib(),
             "guests enabled"
         );
-        Ok(Guests {
+        let (loop_tx, inbox) = channel::unbounded_channel();
+        let guests = Guests {
             backend: Some(Arc::from(backend)),
             disabled: String::new(),
             starter: Some(starter),
-            admission,
+            share,
             kernel_dir: cfg.kernel_dir.clone(),
-            closed: Arc::default(),
-        })
+            loop_tx,
+            surveying: Arc::default(),
+        };
+        Ok((guests, inbox))
     }
 
     /// The backend's name, or `None` when guests are disabled.
-    pub fn backend_name(&self) -> Option<&'static str> {
+    pub fn backend_name(&self) -> Option<maxwell_vmm::BackendName> {
         self.backend.as_ref().map(|b| b.name())
     }
 
@@ -205,111 +205,112 @@ impl Guests {
         self.backend.as_ref().map(|b| b.list()).unwrap_or_default()
     }
 
-    /// Runs `job` on the `guest-start` thread and waits for its answer.
-    async fn on_starter<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&dyn GuestBackend) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let backend = self.backend()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(job(backend.as_ref()));
-        });
-        let gone = || ApiError::internal("the guest-start thread has stopped");
-        self.starter
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(job)
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
-    }
-
-    /// Starts a guest (on the `guest-start` thread, so admission sees
-    /// every earlier start); its first snapshot.
+    /// Asks the node to start `spec` and waits for the answer: the guest's
+    /// first snapshot, or why not.
     pub async fn start(&self, spec: GuestSpec) -> Result<GuestInfo, ApiError> {
-        let admission = self.admission;
-        let closed = Arc::clone(&self.closed);
-        self.on_starter(move |b| {
-            if closed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "the agent is shutting down".into(),
-                    state_changed: false,
-                });
-            }
-            admission.admit(&b.list(), &spec).map_err(|why| ApiError {
-                status: StatusCode::CONFLICT,
-                message: why,
-                state_changed: false,
-            })?;
-            b.start(&spec)
-                .and_then(|id| b.info(id))
-                .map_err(ApiError::from)
-        })
-        .await?
+        self.backend()?;
+        let (reply, answer) = oneshot::channel();
+        self.loop_tx
+            .send(GuestMsg::Start { spec, reply })
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
     }
 
-    /// Starts the specs read from `guests.specs_dir`. A spec that cannot be
-    /// started stops the agent: the guests started so far are killed.
-    pub async fn start_specs(&self, specs: Vec<(PathBuf, GuestSpec)>) -> anyhow::Result<()> {
-        if specs.is_empty() {
-            return Ok(());
-        }
-        if self.backend.is_none() {
-            tracing::warn!(
-                specs = specs.len(),
-                reason = %self.disabled,
-                "guests are disabled: the specs in guests.specs_dir are not started"
-            );
-            return Ok(());
-        }
-        for (path, spec) in specs {
-            match self.start(spec).await {
-                Ok(g) => tracing::info!(
-                    guest = %g.id,
-                    name = %g.name,
-                    file = %path.display(),
-                    backend = g.backend,
-                    "guest started"
-                ),
-                Err(e) => {
-                    let stopped = self.shutdown().await;
-                    tracing::info!(guests = stopped, "guests stopped");
-                    return Err(anyhow!(
-                        "guest spec {}: cannot start: {}",
-                        path.display(),
-                        e.message
-                    ));
-                }
-            }
-        }
-        Ok(())
+    /// Runs `job` on the `guest-start` thread; false if it has stopped.
+    fn on_starter(&self, job: Job) -> bool {
+        self.starter.as_ref().is_some_and(|s| s.send(job).is_ok())
     }
 
-    /// Kills every guest (clean agent shutdown); returns how many were
-    /// stopped. Runs on the `guest-start` thread, after any start queued
-    /// before it.
-    pub async fn shutdown(&self) -> usize {
-        if self.backend.is_none() {
-            return 0;
-        }
-        // Queued behind every start already asked for; later ones are refused.
-        let closed = Arc::clone(&self.closed);
-        let stop = move |b: &dyn GuestBackend| {
-            closed.store(true, std::sync::atomic::Ordering::SeqCst);
-            b.shutdown().len()
+    /// Starts an admitted guest on the `guest-start` thread; its outcome
+    /// reaches the agent loop as [`GuestMsg::Started`].
+    pub(crate) fn dispatch_start(&self, ticket: Ticket, spec: GuestSpec) {
+        // Reported when dropped: after the start, if the backend panics, or
+        // if the job never runs.
+        let mut outcome = Outcome {
+            ticket,
+            tx: self.loop_tx.clone(),
+            guest: None,
+            result: None,
         };
-        match self.on_starter(stop).await {
-            Ok(n) => n,
+        let backend = match self.backend() {
+            Ok(b) => b,
             Err(e) => {
-                // Only if the thread is gone; kill from here instead.
-                tracing::warn!(error = %e.message, "stopping guests from the blocking pool");
-                let b = self.backend.clone();
-                tokio::task::spawn_blocking(move || b.map_or(0, |b| b.shutdown().len()))
-                    .await
-                    .unwrap_or(0)
+                outcome.result = Some(Err(e));
+                return;
+            }
+        };
+        let job: Job = Box::new(move || {
+            let mut outcome = outcome;
+            match backend.start(&spec) {
+                Ok(id) => {
+                    outcome.guest = Some(id);
+                    outcome.result = Some(backend.info(id).map_err(|e| ApiError {
+                        message: format!("guest {id} started, but reading it failed: {e}"),
+                        state_changed: true,
+                        ..ApiError::from(e)
+                    }));
+                }
+                Err(e) => outcome.result = Some(Err(e.into())),
+            }
+        });
+        self.on_starter(job);
+    }
+
+    /// Lists the live guests on the `guest-start` thread; the list reaches
+    /// the agent loop as [`GuestMsg::Surveyed`].
+    pub(crate) fn dispatch_survey(&self) {
+        let Some(backend) = self.backend.clone() else {
+            return;
+        };
+        // One survey waits at a time, so a slow start does not pile them up.
+        if self.surveying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (tx, surveying) = (self.loop_tx.clone(), Arc::clone(&self.surveying));
+        let job: Job = Box::new(move || {
+            surveying.store(false, Ordering::SeqCst);
+            // A guest killed while the list is taken shows as killed.
+            let live = backend
+                .list()
+                .iter()
+                .filter(|g| g.state != maxwell_vmm::GuestState::Killed)
+                .map(|g| (g.id.0, load_of_info(g)))
+                .collect();
+            let _ = tx.send(GuestMsg::Surveyed(live));
+        });
+        if !self.on_starter(job) {
+            self.surveying.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Kills every guest and logs how many were stopped. Runs on the
+    /// `guest-start` thread, after every start queued before it.
+    pub async fn stop_all(&self) {
+        let stopped = self.stop_all_counted().await;
+        tracing::info!(guests = stopped, "guests stopped");
+    }
+
+    async fn stop_all_counted(&self) -> usize {
+        let Some(backend) = self.backend.clone() else {
+            return 0;
+        };
+        let (tx, rx) = oneshot::channel();
+        let b = Arc::clone(&backend);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(b.shutdown().len());
+        });
+        if self.on_starter(job) {
+            if let Ok(n) = rx.await {
+                return n;
             }
         }
+        // Only if the job did not run or failed; kill from here instead.
+        tracing::warn!(
+            "the guest-start thread did not stop the guests: stopping them from the blocking pool"
+        );
+        tokio::task::spawn_blocking(move || backend.shutdown().len())
+            .await
+            .unwrap_or(0)
     }
 
     /// Runs `f` on the blocking pool with the backend and a parsed id.
@@ -325,6 +326,61 @@ impl Guests {
             .map_err(|e| ApiError::internal(format!("guest call failed: {e}")))?
             .map_err(ApiError::from)
     }
+
+    /// Kills guest `id` and tells the node its share is free (from the
+    /// blocking call itself, so a requester that goes away loses nothing).
+    pub(crate) async fn kill(&self, id: &str) -> Result<GuestInfo, ApiError> {
+        let tx = self.loop_tx.clone();
+        self.act(id, move |b, id| {
+            let g = b.kill(id)?;
+            // Only fails once the agent loop has stopped: nothing is admitted then.
+            let _ = tx.send(GuestMsg::Killed(id));
+            Ok(g)
+        })
+        .await
+    }
+}
+
+/// What a start came to; reported to the agent loop when dropped, so a
+/// start that panics still frees its reservation and gets an answer.
+struct Outcome {
+    ticket: Ticket,
+    tx: channel::UnboundedSender<GuestMsg>,
+    guest: Option<GuestId>,
+    result: Option<Result<GuestInfo, ApiError>>,
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(|| {
+            Err(ApiError::internal(
+                "the guest start did not finish (the backend failed unexpectedly)",
+            ))
+        });
+        let (ticket, guest) = (self.ticket, self.guest);
+        let _ = self.tx.send(GuestMsg::Started {
+            ticket,
+            guest,
+            result,
+        });
+    }
+}
+
+/// What a running guest takes, as admission counts it.
+fn load_of_info(g: &GuestInfo) -> maxwell_core::GuestLoad {
+    maxwell_core::GuestLoad {
+        vcpus: u64::from(g.vcpus),
+        memory_mib: u64::from(g.memory_mib),
+    }
+}
+
+/// The answer once the agent has stopped taking requests.
+pub(crate) fn shutting_down() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: maxwell_core::Refusal::Leaving.to_string(),
+        state_changed: false,
+    }
 }
 
 fn spawn_starter() -> std::io::Result<mpsc::Sender<Job>> {
@@ -333,7 +389,11 @@ fn spawn_starter() -> std::io::Result<mpsc::Sender<Job>> {
         .name("guest-start".into())
         .spawn(move || {
             for job in rx {
-                job();
+                // A panicking job must not end the thread: the process
+                // backend's guests die with it.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("a guest job panicked; the guest-start thread goes on");
+                }
             }
         })?;
     Ok(tx)

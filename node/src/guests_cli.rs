@@ -94,8 +94,8 @@ pub fn render(rows: &[GuestRow]) -> String {
         t.row(vec![
             format!("g{}", g.id),
             g.name.clone(),
-            g.kind.clone(),
-            g.backend.clone(),
+            g.kind.to_string(),
+            g.backend.to_string(),
             g.state.as_str().to_string(),
             g.vcpus.to_string(),
             format!("{} MiB", g.memory_mib),

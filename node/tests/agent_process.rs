@@ -221,6 +221,20 @@ fn status_against_no_agent_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
 }
 
+/// Runs a file this test has just written. Another test's fork may still
+/// hold the file open for writing for a moment (`ETXTBSY`); that passes.
+fn run_fresh(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run"),
+        }
+    }
+    panic!("{cmd:?} stayed busy for 2 s")
+}
+
 #[test]
 fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
     use std::os::unix::fs::PermissionsExt;
@@ -228,11 +242,11 @@ fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
     let bin = dir.path().join("maxwell");
     std::fs::copy(BIN, &bin).expect("copy the binary");
     // Alone, with nothing on PATH: one clear line saying what to build.
-    let out = Command::new(&bin)
-        .args(["bench", "thermal", "--short"])
-        .env("PATH", "")
-        .output()
-        .expect("run");
+    let out = run_fresh(
+        Command::new(&bin)
+            .args(["bench", "thermal", "--short"])
+            .env("PATH", ""),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -255,7 +269,7 @@ fn demo_and_bench_are_passed_on_to_maxwell_tools_beside_the_binary() {
             "tools: --log-level debug demo",
         ),
     ] {
-        let out = Command::new(&bin).args(&args).output().expect("run");
+        let out = run_fresh(Command::new(&bin).args(&args));
         assert!(
             out.status.success(),
             "{}",

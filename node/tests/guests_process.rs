@@ -187,7 +187,7 @@ fn lifecycle(backend: &str) {
 
     // The spec from the specs dir runs, and works.
     let l = list(addr);
-    assert_eq!(l.backend, backend);
+    assert_eq!(l.backend.as_str(), backend);
     assert_eq!(l.guests.len(), 1, "{l:?}");
     let first = l.guests[0].clone();
     assert_eq!(
@@ -214,7 +214,7 @@ fn lifecycle(backend: &str) {
         ("second", "running")
     );
     assert_eq!(list(addr).guests.len(), 2);
-    assert_eq!(guest(addr, second.id).backend, backend);
+    assert_eq!(guest(addr, second.id).backend.as_str(), backend);
 
     // Pause: progress frozen across two reads; resume: it moves again.
     let g = ok_row(addr, "POST", &format!("/v1/guests/{}/pause", first.id), "");

@@ -354,6 +354,128 @@ fn guests_are_admitted_only_while_they_fit_the_host() {
 }
 
 #[test]
+fn requests_that_race_are_admitted_one_after_the_other_and_a_kill_frees_a_share() {
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as f64;
+    // floor(2.5) = 2 vCPUs for guests, whatever the host.
+    let fraction = format!("guests.cpu_fraction={}", 2.5 / cores);
+    let agent = emulated_agent(&["--set", &fraction]);
+    let api = agent.api();
+    let spec = r#"{"kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","cap":0.05}"#;
+    let answers: Vec<Result<String, client::ClientError>> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| api.post("/v1/guests", spec, T)))
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().expect("a request thread"))
+            .collect()
+    });
+    let started: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|body| {
+            let v: serde_json::Value = serde_json::from_str(body).expect("a guest");
+            v["id"].as_u64().expect("an id")
+        })
+        .collect();
+    assert_eq!(started.len(), 2, "exactly the share: {answers:?}");
+    // What admission counts is in the metrics.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let metrics = client::get(agent.addr, "/metrics", T).expect("metrics");
+        if metrics.contains("maxwell_guests_admitted_vcpus 2") {
+            assert!(
+                metrics.contains("maxwell_guests_admitted_memory_mib 8"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for a in answers.iter().filter_map(|a| a.as_ref().err()) {
+        let client::ClientError::Status { status, body, .. } = a else {
+            panic!("{a}")
+        };
+        assert!(
+            status.contains("409") && body.contains("admission refused"),
+            "{status}: {body}"
+        );
+    }
+    // A kill frees its share at once: the next request fits, the one after does not.
+    api.post(&format!("/v1/guests/g{}/kill", started[0]), "", T)
+        .expect("kill");
+    api.post("/v1/guests", spec, T)
+        .expect("fits after the kill");
+    let err = api.post("/v1/guests", spec, T).expect_err("full again");
+    assert!(err.to_string().contains("409"), "{err}");
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
+fn no_start_asked_for_during_a_shutdown_is_left_waiting() {
+    let agent = emulated_agent(&["--set", "guests.backend=process"]);
+    let api = agent.api();
+    let spec = r#"{"kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","cap":0.05}"#;
+    // Guests to kill, so the shutdown takes a while before it leaves.
+    for _ in 0..6 {
+        api.post("/v1/guests", spec, T).expect("fits");
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let calls: Vec<(String, Duration)> = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let at = std::time::Instant::now();
+                        let outcome = match api.post("/v1/guests", spec, T) {
+                            Ok(_) => "200".to_string(),
+                            // The server has stopped listening: the shutdown is over.
+                            Err(client::ClientError::Connect { .. }) => break,
+                            Err(client::ClientError::Status { status, body, .. }) => {
+                                format!("{status} {body}")
+                            }
+                            // A connection still in the listen backlog is reset
+                            // when the listener closes.
+                            Err(e) => e.to_string(),
+                        };
+                        seen.push((outcome, at.elapsed()));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        agent.kill(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while callers.iter().any(|c| !c.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        callers
+            .into_iter()
+            .flat_map(|c| c.join().expect("a caller"))
+            .collect()
+    });
+    assert!(
+        calls
+            .iter()
+            .any(|(o, _)| o.contains("503") && o.contains("shutting down")),
+        "some request met the shutdown: {calls:?}"
+    );
+    // A request the agent took is answered once its guests are stopped, not
+    // held until the server's 5 s drain gives up on it.
+    let held: Vec<_> = calls
+        .iter()
+        .filter(|(_, took)| *took > Duration::from_secs(4))
+        .collect();
+    assert!(held.is_empty(), "{held:?}");
+    assert_eq!(agent.terminate(), Some(0));
+}
+
+#[test]
 fn kernels_load_only_from_the_kernel_dir() {
     let root = tempfile::tempdir().expect("tempdir");
     let kernels = root.path().join("kernels");

@@ -95,6 +95,7 @@ fn core_config(
         stuck_after_ms: 10_000,
         report_ttl_ms: VerifierConfig::default().ttl_ms,
         leave_linger_ms: 3_000,
+        admission: maxwell_core::Admission::NONE,
     }
 }
 
@@ -111,7 +112,7 @@ impl Maxwell {
         let hosts = layout.hosts();
         Self {
             cores: (0..hosts)
-                .map(|h| NodeCore::new(core_config(layout, h, params.clone()), 0))
+                .map(|h| NodeCore::new(core_config(layout, h, params.clone()), 0, seed ^ h as u64))
                 .collect(),
             ttl_ms: VerifierConfig::default().ttl_ms,
             racks: (0..layout.racks).map(|r| layout.rack_name(r)).collect(),

@@ -1,31 +1,29 @@
-//! A tiny seeded generator (splitmix64): deterministic across platforms,
-//! no dependency.
+//! The simulation's seeded generator: the core's SplitMix64
+//! ([`maxwell_core::Rng`]), with the simulation's streams and draws.
 
-/// splitmix64 state.
+/// One stream of random numbers.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(maxwell_core::Rng);
+
+/// Mixed into every seed, so the simulation's streams are not the cores'.
+const SALT: u64 = 0x5DEE_CE66_D1CE_4E5B;
 
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        Self(maxwell_core::Rng::new(seed ^ SALT))
     }
 
     /// A generator for a sub-stream, e.g. one per (scenario, policy).
     pub fn derive(seed: u64, stream: u64) -> Self {
-        let mut r = Self::new(seed);
-        r.0 ^= stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut r = Self::new(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         r.next_u64();
         r
     }
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).

@@ -187,6 +187,7 @@ pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
         stuck_after_ms: 10_000,
         report_ttl_ms: REPORT_TTL_MS,
         leave_linger_ms: ms(interval * 3),
+        admission: maxwell_core::Admission::NONE,
     }
 }
 
@@ -213,6 +214,7 @@ async fn node_main(
     mailbox: Mailbox,
     interval: Duration,
     seeds: Seeds,
+    core_seed: u64,
 ) -> turmoil::Result {
     let clock = sim_clock();
     let generation = clock();
@@ -226,7 +228,8 @@ async fn node_main(
         Arc::clone(&clock),
     )
     .await?;
-    let mut core = NodeCore::new(core_config(i, interval), clock());
+    // Each start is a new incarnation with its own stream, as in the agent.
+    let mut core = NodeCore::new(core_config(i, interval), clock(), core_seed ^ generation);
     {
         let mut c = lock(&ctl);
         c.running = true;
@@ -267,7 +270,8 @@ async fn node_main(
                     lock(&ctl).running = false;
                     return Ok(());
                 }
-                Output::Event(_) => {}
+                // Harness hosts run no guests; nothing is ever admitted.
+                Output::Event(_) | Output::Guest(_) => {}
             }
         }
     }
@@ -285,6 +289,8 @@ struct Driver<'a> {
     interval: Duration,
     rogues: usize,
     seeds: Seeds,
+    /// The scenario's seed, from which each node's core draws.
+    seed: u64,
     /// Nodes the scenario means to be up: added, not crashed, not left.
     up: std::collections::BTreeSet<usize>,
     /// Prices remembered by [`Op::MarkPrices`].
@@ -306,6 +312,7 @@ impl<'a> Driver<'a> {
             interval: s.gossip_interval,
             rogues: 0,
             seeds: Seeds::default(),
+            seed: s.seed,
             up: std::collections::BTreeSet::new(),
             marks: std::collections::BTreeMap::new(),
         }
@@ -374,6 +381,7 @@ impl<'a> Driver<'a> {
         self.nodes.push(Arc::clone(&ctl));
         let (mailbox, interval, seeds) =
             (self.mailbox.clone(), self.interval, Arc::clone(&self.seeds));
+        let core_seed = self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.sim.host(host_name(i), move || {
             node_main(
                 i,
@@ -381,6 +389,7 @@ impl<'a> Driver<'a> {
                 mailbox.clone(),
                 interval,
                 Arc::clone(&seeds),
+                core_seed,
             )
         });
         if i < 3 {

@@ -22,6 +22,52 @@ pub enum CapMode {
     DutyCycle,
 }
 
+/// Which backend runs a guest (lowercase in JSON and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Kvm,
+    Process,
+}
+
+/// What a guest runs, as reported (lowercase in JSON and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindName {
+    Workload,
+    Linux,
+}
+
+impl BackendName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendName::Kvm => "kvm",
+            BackendName::Process => "process",
+        }
+    }
+}
+
+impl KindName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindName::Workload => "workload",
+            KindName::Linux => "linux",
+        }
+    }
+}
+
+impl fmt::Display for BackendName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for KindName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A snapshot of one guest, as `GET /v1/guests` and `maxwell guests` show it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GuestInfo {
@@ -29,10 +75,10 @@ pub struct GuestInfo {
     pub id: GuestId,
     /// Name from the spec.
     pub name: String,
-    /// `"workload"` or `"linux"`.
-    pub kind: &'static str,
-    /// Backend: `"kvm"` or `"process"`.
-    pub backend: &'static str,
+    /// What it runs.
+    pub kind: KindName,
+    /// Which backend runs it.
+    pub backend: BackendName,
     /// State.
     pub state: GuestState,
     /// vCPUs.
@@ -64,8 +110,8 @@ pub struct GuestInfo {
 /// * `kill` always frees everything (threads/processes, memory, cgroups)
 ///   and returns the final accounting.
 pub trait GuestBackend: Send + Sync + fmt::Debug {
-    /// `"kvm"` or `"process"`.
-    fn name(&self) -> &'static str;
+    /// Which backend this is.
+    fn name(&self) -> BackendName;
     /// Start a guest from a validated spec.
     fn start(&self, spec: &GuestSpec) -> Result<GuestId>;
     /// Park every vCPU. Idempotent.

@@ -75,7 +75,7 @@ pub struct CapSample {
 #[derive(Clone, Debug)]
 pub struct BenchReport {
     /// Backend measured.
-    pub backend: &'static str,
+    pub backend: crate::backend::BackendName,
     /// How caps were enforced.
     pub cap_mode: Option<CapMode>,
     /// `start` to the guest's first exit to the host.

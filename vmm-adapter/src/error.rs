@@ -104,7 +104,7 @@ pub enum VmmError {
     #[error("unsupported by the {backend} backend: {what}")]
     Unsupported {
         /// Backend name.
-        backend: &'static str,
+        backend: crate::backend::BackendName,
         /// What was asked.
         what: String,
     },

@@ -47,7 +47,7 @@ pub mod process;
 pub mod spec;
 mod sys;
 
-pub use backend::{CapMode, GuestBackend, GuestId, GuestInfo, GuestState};
+pub use backend::{BackendName, CapMode, GuestBackend, GuestId, GuestInfo, GuestState, KindName};
 
 pub use bench::{run_bench, BenchOptions, BenchReport};
 pub use cgroup::{CapConfig, CapPolicy};

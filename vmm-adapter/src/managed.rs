@@ -7,6 +7,7 @@
 //! its vCPUs); [`backend_methods!`] then writes the `GuestBackend` methods
 //! that only look a guest up and ask it.
 
+use crate::backend::BackendName;
 use maxwell_types::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,8 +66,8 @@ impl GuestCore {
 /// A guest as a backend runs it. The provided methods are the logic both
 /// backends share.
 pub(crate) trait Managed {
-    /// `"kvm"` or `"process"`, as [`GuestInfo::backend`].
-    const BACKEND: &'static str;
+    /// As [`GuestInfo::backend`].
+    const BACKEND: BackendName;
 
     fn core(&self) -> &GuestCore;
     /// The state unless killed.

@@ -8,6 +8,7 @@
 //! after `fork` a child runs only async-signal-safe code (raw syscalls and
 //! atomics, no allocation) and dies with its parent (`PR_SET_PDEATHSIG`).
 
+use crate::backend::BackendName;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,7 +233,7 @@ impl ProcGuest {
 }
 
 impl Managed for ProcGuest {
-    const BACKEND: &'static str = "process";
+    const BACKEND: BackendName = BackendName::Process;
 
     fn core(&self) -> &GuestCore {
         &self.core
@@ -374,15 +375,15 @@ impl Default for ProcessBackend {
 }
 
 impl GuestBackend for ProcessBackend {
-    fn name(&self) -> &'static str {
-        "process"
+    fn name(&self) -> BackendName {
+        BackendName::Process
     }
 
     fn start(&self, spec: &GuestSpec) -> Result<GuestId> {
         let created_ns = monotonic_ns();
         let GuestKind::Workload(w) = spec.kind else {
             return Err(VmmError::Unsupported {
-                backend: "process",
+                backend: BackendName::Process,
                 what: "linux guests need KVM".into(),
             });
         };

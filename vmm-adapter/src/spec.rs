@@ -160,11 +160,11 @@ pub enum GuestKind {
 }
 
 impl GuestKind {
-    /// `"workload"` or `"linux"`.
-    pub fn name(&self) -> &'static str {
+    /// What it runs, as reported.
+    pub fn name(&self) -> crate::backend::KindName {
         match self {
-            GuestKind::Workload(_) => "workload",
-            GuestKind::Linux(_) => "linux",
+            GuestKind::Workload(_) => crate::backend::KindName::Workload,
+            GuestKind::Linux(_) => crate::backend::KindName::Linux,
         }
     }
 }
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(s.vcpus.get(), 2);
         assert_eq!(s.memory.bytes(), 16 << 20);
         assert_eq!(s.cap.fraction(), 0.3);
-        assert_eq!(s.kind.name(), "workload");
+        assert_eq!(s.kind.name().as_str(), "workload");
     }
 
     #[test]

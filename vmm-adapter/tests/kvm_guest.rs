@@ -24,7 +24,7 @@ fn progress_advances() {
     assert!(progress_exceeds(&b, id, p1 + 10), "counter stopped at {p1}");
     let info = b.info(id).expect("info");
     assert_eq!(info.state, GuestState::Running);
-    assert_eq!(info.backend, "kvm");
+    assert_eq!(info.backend, maxwell_vmm::BackendName::Kvm);
     assert!(info.first_exit_us.is_some(), "no exit seen: {info:?}");
     assert!(info.cpu_time_ns > 0);
     let count = GuestSpec::workload("c", 1, 4, PayloadLoop::Count).expect("spec");

@@ -40,7 +40,10 @@ fn process_guest_runs_pauses_resumes_and_is_killed() {
     let id = b.start(&spec(2)).expect("start");
     assert!(progress_exceeds(&b, id, 0));
     let info = b.info(id).expect("info");
-    assert_eq!((info.backend, info.state), ("process", GuestState::Running));
+    assert_eq!(
+        (info.backend, info.state),
+        (maxwell_vmm::BackendName::Process, GuestState::Running)
+    );
     assert!(info.first_exit_us.is_some());
     let kids: Vec<i32> = children()
         .into_iter()

@@ -12,7 +12,9 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use maxwell_vmm::{CapMode, CpuCap, GuestInfo, GuestSpec, GuestState, VmmError};
+use maxwell_vmm::{
+    BackendName, CapMode, CpuCap, GuestInfo, GuestSpec, GuestState, KindName, VmmError,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -22,10 +24,8 @@ pub struct GuestRow {
     /// The guest's number; shown as `g<id>`.
     pub id: u64,
     pub name: String,
-    /// `workload` or `linux`.
-    pub kind: String,
-    /// `kvm` or `process`.
-    pub backend: String,
+    pub kind: KindName,
+    pub backend: BackendName,
     pub state: GuestState,
     pub vcpus: u8,
     pub memory_mib: u32,
@@ -46,8 +46,7 @@ pub struct GuestRow {
 /// `GET /v1/guests`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GuestList {
-    /// `kvm` or `process`.
-    pub backend: String,
+    pub backend: BackendName,
     pub guests: Vec<GuestRow>,
 }
 
@@ -56,8 +55,8 @@ impl From<&GuestInfo> for GuestRow {
         GuestRow {
             id: g.id.0,
             name: g.name.clone(),
-            kind: g.kind.into(),
-            backend: g.backend.into(),
+            kind: g.kind,
+            backend: g.backend,
             state: g.state,
             vcpus: g.vcpus,
             memory_mib: g.memory_mib,
@@ -91,7 +90,7 @@ async fn list(State(state): State<Arc<AppState>>) -> Result<Json<GuestList>, Api
         .await
         .map_err(|e| ApiError::internal(format!("guest list failed: {e}")))?;
     Ok(Json(GuestList {
-        backend: name.into(),
+        backend: name,
         guests: infos.iter().map(GuestRow::from).collect(),
     }))
 }
@@ -107,7 +106,7 @@ async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Answer {
     state.guests.backend()?;
     let spec = GuestSpec::from_json_in(text, state.guests.kernel_dir())?;
     let g = state.guests.start(spec).await?;
-    tracing::info!(guest = %g.id, name = %g.name, backend = g.backend, "guest started");
+    tracing::info!(guest = %g.id, name = %g.name, backend = %g.backend, "guest started");
     Ok(Json(GuestRow::from(&g)))
 }
 
@@ -128,7 +127,7 @@ async fn resume(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>
 }
 
 async fn kill(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
-    let g = state.guests.act(&id, |b, id| b.kill(id)).await?;
+    let g = state.guests.kill(&id).await?;
     tracing::info!(guest = %g.id, name = %g.name, "guest killed");
     Ok(Json(GuestRow::from(&g)))
 }

@@ -76,6 +76,15 @@ fn set(f: &FloatFamily, l: Labels, v: f64) {
     f.get_or_create(&l).set(v);
 }
 
+/// An unlabelled gauge; an unknown value is left out rather than faked.
+fn gauge(name: &str, help: &str, v: Option<f64>, reg: &mut Registry) {
+    if let Some(v) = v {
+        let gauge = Gauge::<f64, AtomicU64>::default();
+        gauge.set(v);
+        reg.register(name, help, gauge);
+    }
+}
+
 /// Sets the series only when the value is known: unknown is absent, not zero.
 fn set_opt(f: &FloatFamily, l: &Labels, v: Option<f64>) {
     if let Some(v) = v {
@@ -218,28 +227,20 @@ fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
         ]),
         1.0,
     );
-    // Unlabelled gauges; an unknown value is left out rather than faked.
-    let g = |name: &str, help: &str, v: Option<f64>, reg: &mut Registry| {
-        if let Some(v) = v {
-            let gauge = Gauge::<f64, AtomicU64>::default();
-            gauge.set(v);
-            reg.register(name, help, gauge);
-        }
-    };
     let s = &snap.summary;
-    g(
+    gauge(
         "maxwell_sensors_emulated",
         "1 when readings come from the emulated model, not hardware",
         Some(f64::from(u8::from(snap.emulated))),
         reg,
     );
-    g(
+    gauge(
         "maxwell_hottest_temp_celsius",
         "Hottest relevant temperature (closest to its limit)",
         s.hottest.as_ref().map(|h| h.millicelsius.as_celsius()),
         reg,
     );
-    g(
+    gauge(
         "maxwell_hottest_temp_crit_celsius",
         "Critical limit of the hottest temperature",
         s.hottest
@@ -247,43 +248,43 @@ fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
             .map(|h| h.critical_millicelsius.as_celsius()),
         reg,
     );
-    g(
+    gauge(
         "maxwell_power_draw_watts",
         "Host power draw",
         s.power_draw.as_ref().map(|p| p.microwatts.as_watts()),
         reg,
     );
-    g(
+    gauge(
         "maxwell_power_cap_watts",
         "Host power cap",
         s.power_cap.as_ref().map(|p| p.microwatts.as_watts()),
         reg,
     );
-    g(
+    gauge(
         "maxwell_power_headroom_watts",
         "Power cap minus draw",
         s.headroom_microwatts.map(|p| p.as_watts()),
         reg,
     );
-    g(
+    gauge(
         "maxwell_cpu_utilisation_ratio",
         "Busy fraction of all CPUs",
         Some(snap.cpu.utilisation),
         reg,
     );
-    g(
+    gauge(
         "maxwell_memory_used_bytes",
         "Memory in use",
         Some(snap.cpu.memory_used_bytes as f64),
         reg,
     );
-    g(
+    gauge(
         "maxwell_sensor_problems",
         "Sensor channels skipped in the latest read",
         Some(snap.problems.len() as f64),
         reg,
     );
-    g(
+    gauge(
         "maxwell_uptime_seconds",
         "Seconds since the agent started",
         Some(state.started.elapsed().as_secs_f64()),
@@ -295,6 +296,19 @@ fn summary_metrics(reg: &mut Registry, state: &AppState, snap: &Snapshot) {
 /// of live guests; a killed guest's series disappear with it.
 fn guest_metrics(reg: &mut Registry, state: &AppState) {
     let guests = state.guests.list_blocking();
+    let admitted = state.admitted();
+    gauge(
+        "maxwell_guests_admitted_vcpus",
+        "vCPUs of the guests admitted and not killed (starting ones too), as admission counts them",
+        Some(admitted.vcpus as f64),
+        reg,
+    );
+    gauge(
+        "maxwell_guests_admitted_memory_mib",
+        "Memory of the guests admitted and not killed (starting ones too), MiB, as admission counts it",
+        Some(admitted.memory_mib as f64),
+        reg,
+    );
     let by_state = family(reg, "maxwell_guests", "Live guests on this host, by state");
     for s in ["running", "paused", "exited"] {
         let n = guests.iter().filter(|g| g.state.as_str() == s).count();

@@ -78,6 +78,8 @@ pub struct AppState {
     pub guests: Arc<Guests>,
     /// The latest price quote.
     quote: RwLock<Option<maxwell_pricing::Quote>>,
+    /// What the guests admitted and not killed take, as the core counts.
+    admitted: RwLock<maxwell_core::GuestLoad>,
     /// Parameters of the emulated host (None when sensors are real), and a
     /// change asked for through the API, applied at the next sensor period.
     emulated: RwLock<Option<crate::sensors::config::EmulatedParams>>,
@@ -108,6 +110,7 @@ impl AppState {
             }),
             verify_counters: RwLock::new(RejectCounters::default()),
             quote: RwLock::new(None),
+            admitted: RwLock::default(),
             emulated: RwLock::new(None),
             emulated_change: Mutex::new(None),
             guests,
@@ -158,6 +161,15 @@ impl AppState {
     /// Records a new quote.
     pub fn set_quote(&self, quote: maxwell_pricing::Quote) {
         *write(&self.quote) = Some(quote);
+    }
+
+    /// What the admitted guests take, as the core counts it.
+    pub fn admitted(&self) -> maxwell_core::GuestLoad {
+        *read(&self.admitted)
+    }
+
+    pub fn set_admitted(&self, load: maxwell_core::GuestLoad) {
+        *write(&self.admitted) = load;
     }
 
     /// The emulated host's parameters, when sensors are emulated.

@@ -59,7 +59,7 @@ pub(super) fn prepare(
 ) -> Result<(Io, kvm_regs)> {
     if vcpus != 1 {
         return Err(VmmError::Unsupported {
-            backend: "kvm",
+            backend: crate::backend::BackendName::Kvm,
             what: "linux guests boot one vCPU (no SMP bring-up)".into(),
         });
     }

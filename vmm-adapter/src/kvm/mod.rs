@@ -7,6 +7,7 @@ mod linux;
 pub mod payload;
 mod vcpu;
 
+use crate::backend::BackendName;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -118,7 +119,7 @@ impl KvmGuest {
 }
 
 impl Managed for KvmGuest {
-    const BACKEND: &'static str = "kvm";
+    const BACKEND: BackendName = BackendName::Kvm;
 
     fn core(&self) -> &GuestCore {
         &self.core
@@ -458,8 +459,8 @@ fn write_long_mode_tables(mem: &GuestMemoryMmap) -> Result<()> {
 }
 
 impl GuestBackend for KvmBackend {
-    fn name(&self) -> &'static str {
-        "kvm"
+    fn name(&self) -> BackendName {
+        BackendName::Kvm
     }
 
     fn start(&self, spec: &GuestSpec) -> Result<GuestId> {

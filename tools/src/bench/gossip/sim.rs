@@ -157,7 +157,7 @@ async fn start_nodes(
         let clock = Arc::clone(&clock);
         let mesh =
             Mesh::start(settings, key(k), name, base, &transport, Arc::clone(&clock)).await?;
-        let core = NodeCore::new(core_config(k, interval), clock());
+        let core = NodeCore::new(core_config(k, interval), clock(), k as u64);
         let mut node = SimNode { core, mesh, clock };
         node.read(MilliCelsius(40_000)).await?;
         nodes.push(node);
@@ -324,6 +324,7 @@ fn core_config(k: usize, interval: Duration) -> CoreConfig {
         stuck_after_ms: 10 * ms,
         report_ttl_ms: HOUR_MS,
         leave_linger_ms: 3 * ms,
+        admission: maxwell_core::Admission::NONE,
     }
 }
 
