@@ -33,12 +33,11 @@
 
 pub mod guests;
 mod reading;
-mod rng;
 mod view;
 
 pub use guests::{Admission, GuestAction, GuestLoad, Refusal, Ticket};
+pub use maxwell_types::rng::Rng;
 pub use reading::{Heat, Reading};
-pub use rng::Rng;
 pub use view::{MemberRow, Members};
 
 use maxwell_gossip::{HeatReport, Member, MemberStatus, MembershipEvent};

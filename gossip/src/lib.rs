@@ -12,6 +12,8 @@
 //!   allowlisted (when an allowlist is set), recent, and newer than anything
 //!   accepted from that node; every refusal is counted by reason.
 //! - [`allowlist`]: parsing of the admission file.
+//! - [`seal`]: sealed datagrams: a MAC under the cluster key and a replay
+//!   window per sender, checked before a datagram is parsed.
 //!
 //! Contracts:
 //! - decoding never panics and never allocates more than
@@ -28,6 +30,7 @@ mod b64;
 pub mod membership;
 pub mod node_id;
 pub mod report;
+pub mod seal;
 pub mod verify;
 pub mod wire;
 

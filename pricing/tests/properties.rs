@@ -9,7 +9,7 @@ use maxwell_types::Position;
 
 #[test]
 fn prices_stay_between_floor_and_ceiling() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let (floor, ceiling) = (params.config().floor_milli, params.config().ceiling_milli);
@@ -26,7 +26,7 @@ fn prices_stay_between_floor_and_ceiling() {
 
 #[test]
 fn terms_add_up_and_are_non_negative() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let t = target(&params, &random_input(&mut rng)).terms;
@@ -47,7 +47,7 @@ fn terms_add_up_and_are_non_negative() {
 
 #[test]
 fn price_rises_as_the_node_nears_its_limit() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut input = random_input(&mut rng);
@@ -62,7 +62,7 @@ fn price_rises_as_the_node_nears_its_limit() {
     }
     // Strictly, with the defaults, between a cool and a near-critical node.
     let params = PriceParams::default();
-    let mut input = random_input(&mut Rng(30));
+    let mut input = random_input(&mut Rng::new(30));
     input.peers.clear();
     input.own.temp = mc(input.own.critical.0 - 20_000);
     let cool = target(&params, &input).target_milli;
@@ -72,7 +72,7 @@ fn price_rises_as_the_node_nears_its_limit() {
 
 #[test]
 fn price_rises_as_headroom_shrinks() {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut input = random_input(&mut rng);
@@ -97,7 +97,7 @@ fn price_rises_as_headroom_shrinks() {
 
 #[test]
 fn a_hot_neighbour_makes_a_cooler_node_cheaper() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut input = random_input(&mut rng);
@@ -179,7 +179,7 @@ fn relief_is_weighted_by_proximity() {
 
 #[test]
 fn a_rack_near_its_budget_makes_every_member_dearer() {
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut input = random_input(&mut rng);
@@ -233,7 +233,7 @@ fn a_rack_near_its_budget_makes_every_member_dearer() {
 
 #[test]
 fn a_stale_or_missing_neighbour_never_makes_a_node_cheaper() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let mut ctl = PriceController::new(params);
@@ -311,7 +311,7 @@ fn a_forgotten_neighbour_stops_counting() {
 
 #[test]
 fn one_round_moves_the_price_by_at_most_the_rate_limit() {
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     for _ in 0..CASES {
         let params = random_params(&mut rng);
         let max_step = params.config().max_step_milli;

@@ -167,7 +167,7 @@ fn a_heated_node_gets_dearer_and_its_neighbours_cheaper() {
 
 #[test]
 fn after_a_step_the_damped_law_settles_and_stays_settled() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for case in 0..40 {
         let plant = Plant {
             delay: rng.range(0, 4) as usize,

@@ -1,5 +1,5 @@
-//! The simulation's seeded generator: the core's SplitMix64
-//! ([`maxwell_core::Rng`]), with the simulation's streams and draws.
+//! The simulation's streams of the one seeded generator
+//! ([`maxwell_core::Rng`]), salted apart from the cores'.
 
 /// One stream of random numbers.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ impl Rng {
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     /// Uniform in [lo, hi).

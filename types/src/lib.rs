@@ -8,7 +8,8 @@
 //!   is `maxwell-gossip`'s job;
 //! - [`hex`]: the one hex codec; [`sync`]: the one lock helper;
 //! - [`position`]: [`Position`], a host's rack and slot;
-//! - [`addresses`]: where a running agent reports the ports it bound.
+//! - [`addresses`]: where a running agent reports the ports it bound;
+//! - [`rng`]: the one seeded generator (SplitMix64).
 //!
 //! Contract: no I/O, no dependencies beyond serde and thiserror.
 
@@ -16,6 +17,7 @@ pub mod addresses;
 pub mod hex;
 pub mod node_id;
 pub mod position;
+pub mod rng;
 pub mod sync;
 pub mod units;
 

@@ -6,25 +6,20 @@ use maxwell_pricing::{
 };
 use maxwell_types::{MicroWatts, MilliCelsius, NodeId, Position};
 
-/// splitmix64: tiny, seeded, good enough to generate test cases.
-pub struct Rng(pub u64);
+pub use maxwell_types::rng::Rng;
 
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+/// The draws the property tests make, on the one seeded generator.
+pub trait Draws {
     /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+    fn range(&mut self, lo: i64, hi: i64) -> i64;
+    fn chance(&mut self, p: f64) -> bool;
+}
+
+impl Draws for Rng {
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next_u64() % (hi - lo) as u64) as i64
     }
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
+    fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
 }

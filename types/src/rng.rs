@@ -1,6 +1,6 @@
-//! The core's randomness: a seeded generator, so that a node's choices are
-//! reproducible from its seed (a harness's scenario seed, the agent's seed
-//! logged at start) and nothing inside the core reads OS entropy.
+//! The one seeded generator: the node core's random choices (reproducible
+//! from its seed: a harness's scenario seed, the agent's seed logged at
+//! start), the rack simulation's streams and the property tests' cases.
 //!
 //! SplitMix64 (Steele, Lea and Flood, 2014): one add and three mixes per
 //! draw, every seed a full-period stream. Not for secrets.
@@ -28,6 +28,11 @@ impl Rng {
     /// bias is below 2^-32 for every `n` the core draws.
     pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in [0, 1), from the top 53 bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
