@@ -119,7 +119,7 @@ pub enum SealRefusal {
 }
 
 impl SealRefusal {
-    /// Every reason, for counters and metrics.
+    /// Every reason, one counter each.
     pub const ALL: [SealRefusal; 7] = [
         SealRefusal::Short,
         SealRefusal::Magic,
@@ -129,26 +129,13 @@ impl SealRefusal {
         SealRefusal::Replay,
         SealRefusal::Skew,
     ];
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            SealRefusal::Short => "short",
-            SealRefusal::Magic => "magic",
-            SealRefusal::Version => "version",
-            SealRefusal::UnknownKey => "unknown_key",
-            SealRefusal::BadTag => "bad_tag",
-            SealRefusal::Replay => "replay",
-            SealRefusal::Skew => "skew",
-        }
-    }
 }
 
 /// Datagrams opened and refused, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SealCounters {
     pub opened: u64,
-    refused: [u64; 7],
+    refused: [u64; SealRefusal::ALL.len()],
 }
 
 impl SealCounters {

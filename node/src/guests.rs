@@ -6,9 +6,10 @@
 //! the agent loop; or a spec of `guests.specs_dir`, before the loop runs)
 //! is admitted or refused by the core, and [`desk::Desk`] starts what was
 //! admitted and answers the requester. The core also asks for a survey of
-//! the live guests each gossip round, which runs here. A failed call is an [`ApiError`]: the API's one
-//! error shape, with the HTTP status it maps to. Backend calls block briefly
-//! (a pause waits for every vCPU to park), so they run off the async runtime.
+//! the live guests each gossip round, which runs here. A failed call is an
+//! [`ApiError`]: the API's one error shape, with the HTTP status it maps to.
+//! Backend calls block briefly (a pause waits for every vCPU to park), so
+//! they run off the async runtime.
 //!
 //! Every `start` runs on one long-lived thread (`guest-start`): the process
 //! backend's children die with the *thread* that forked them
