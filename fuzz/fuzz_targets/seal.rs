@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(opener.open(data, NOW).is_err(), "unsealed bytes opened");
     let mut sealer = Sealer::new(ring, NodeId([3; 10]), NOW);
     let mut sealed = Vec::new();
-    sealer.seal(data, &mut sealed);
+    sealer.seal(NOW, data, &mut sealed);
     let at = data.first().map_or(0, |b| usize::from(*b)) % sealed.len();
     let mut mutated = sealed.clone();
     mutated[at] ^= data.get(1).copied().unwrap_or(1).max(1);

@@ -1,7 +1,7 @@
 //! `maxwell-gossip`: what a maxwell agent says about its heat, and how every
 //! other agent decides whether to believe it. Pure code: no I/O, no clock, no
-//! randomness; time is always a parameter (`now_ms`, unix milliseconds) and
-//! keys are passed in.
+//! OS randomness; time is always a parameter (`now_ms`, unix milliseconds),
+//! and keys and seeds are passed in.
 //!
 //! - [`report`]: the records, [`HeatReport`] and the graceful [`Leave`].
 //! - [`wire`]: [`SignedRecord`], the ed25519-signed envelope and its compact
@@ -14,6 +14,9 @@
 //! - [`allowlist`]: parsing of the admission file.
 //! - [`seal`]: sealed datagrams: a MAC under the cluster key and a replay
 //!   window per sender, checked before a datagram is parsed.
+//! - [`swim`]: the mesh protocol, a sans-io state machine: SWIM membership
+//!   (foca) and the records' spreading (gossip, an urgent push, digests),
+//!   all in sealed datagrams.
 //!
 //! Contracts:
 //! - decoding never panics and never allocates more than
@@ -31,6 +34,7 @@ pub mod membership;
 pub mod node_id;
 pub mod report;
 pub mod seal;
+pub mod swim;
 pub mod verify;
 pub mod wire;
 

@@ -16,8 +16,8 @@
 //! ```
 //!
 //! The tag is HMAC-SHA256 over everything before it, truncated to 16 bytes.
-//! The counter is the sender's clock in microseconds when it started, plus
-//! one per datagram, so it grows across restarts without a disk; a receiver
+//! The counter is the sender's clock in microseconds, and at least one more
+//! than its last, so it grows across restarts without a disk; a receiver
 //! refuses a counter more than [`SealConfig::max_skew_ms`] away from its own
 //! clock (which bounds what a captured datagram is worth) and one it has
 //! seen, within a window of [`WINDOW`] below the highest.
@@ -186,9 +186,11 @@ impl Sealer {
         }
     }
 
-    /// `payload` sealed, into `out` (cleared first).
-    pub fn seal(&mut self, payload: &[u8], out: &mut Vec<u8>) {
-        self.counter += 1;
+    /// `payload` sealed at `now_ms`, into `out` (cleared first). The counter
+    /// follows the clock in microseconds (the receiver bounds its skew) and
+    /// grows by at least one per datagram, whatever the clock does.
+    pub fn seal(&mut self, now_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
+        self.counter = (self.counter + 1).max(now_ms.saturating_mul(1000));
         let key = self.keys.primary();
         out.clear();
         out.reserve(OVERHEAD + payload.len());

@@ -20,7 +20,7 @@ fn pair(fill: u8) -> (Sealer, Opener) {
 
 fn sealed(s: &mut Sealer, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    s.seal(payload, &mut out);
+    s.seal(T0, payload, &mut out);
     out
 }
 

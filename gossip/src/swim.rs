@@ -1,0 +1,797 @@
+//! The mesh protocol as a pure state machine: SWIM membership (foca) and the
+//! signed records, carried in sealed datagrams.
+//!
+//! The shape is quinn-proto's: [`Swim::handle_datagram`] and
+//! [`Swim::handle_timeout`] take the time; [`Swim::poll_transmit`],
+//! [`Swim::poll_event`] and [`Swim::poll_timeout`] say what to send, what
+//! changed and when to call again. The agent, the turmoil suite and the
+//! benches drive this same code over their own sockets.
+//!
+//! How a record travels:
+//! - a change is sent straight to every member, up to `push_max` of them
+//!   (rack neighbours first): one hop, and each member receives it once;
+//! - in a larger mesh, infection carries it past those: it is piggybacked
+//!   on foca's messages and gossiped at once to a few random members, each
+//!   of which relays it on when it is new to them;
+//! - a leave is sent straight to every member (up to [`MAX_LEAVE_PUSH`]);
+//! - a heartbeat (the same heat, re-signed) is not sent: digests exchanged
+//!   with one random member each `sync_every_ms` carry it, as they carry
+//!   everything to a member that missed a push or just joined.
+//!
+//! Contracts:
+//! - a datagram that does not open under the cluster keyring changes
+//!   nothing and is never answered: no liveness, no member, no record, no
+//!   address; it costs one MAC and a counter (see [`crate::seal`]);
+//! - a member's foca messages must name the node that sealed them;
+//! - a record is held and relayed only if signed by the key it names and
+//!   newer than the one held;
+//! - each refusal is counted by reason, and surfaces as an event at most
+//!   once per reason every [`REFUSAL_EVENT_EVERY_MS`].
+
+mod frame;
+mod peer;
+mod records;
+#[cfg(test)]
+mod tests;
+
+pub use peer::Peer;
+
+use crate::node_id::NodeId;
+use crate::seal::{Keyring, Opener, SealConfig, SealCounters, SealRefusal, Sealer, OVERHEAD};
+use foca::{AccumulatingRuntime, Codec, Foca, OwnedNotification, PostcardCodec, Timer};
+use frame::{Digest, Frame};
+use maxwell_types::rng::Rng;
+use maxwell_types::sync::lock;
+use peer::SeededRng;
+use records::{Handler, Store};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// At most one refusal event per reason in this many ms.
+pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
+/// A leave is pushed straight to at most this many members.
+pub const MAX_LEAVE_PUSH: usize = 256;
+
+/// Timing and bounds of the protocol; validated by the agent's config.
+#[derive(Debug, Clone)]
+pub struct SwimConfig {
+    /// One member is probed each period, ms.
+    pub probe_period_ms: u64,
+    /// A probe not answered within this asks others to try, ms.
+    pub probe_rtt_ms: u64,
+    /// A suspect not heard from in this long is declared down, ms.
+    pub suspect_to_down_ms: u64,
+    /// Pending updates are gossiped this often, ms.
+    pub gossip_every_ms: u64,
+    /// Members gossiped to (and asked to probe indirectly) each time.
+    pub fanout: usize,
+    /// How many times this node relays each update it learns.
+    pub max_transmissions: u8,
+    /// Digests are exchanged with one random member this often, ms.
+    pub sync_every_ms: u64,
+    /// A down member is forgotten after this long, ms.
+    pub forget_down_after_ms: u64,
+    /// Largest datagram sent, bytes (seal included).
+    pub max_datagram: usize,
+    /// Members a record is pushed to directly (rack neighbours first); in
+    /// a larger mesh infection carries it past them.
+    pub push_max: usize,
+    /// Most nodes whose records are held.
+    pub max_records: usize,
+    pub seal: SealConfig,
+}
+
+impl Default for SwimConfig {
+    /// 800 ms probes (250 ms round trip, 2 s suspicion), gossip every 200 ms
+    /// to 3, 6 relays, pushes to 64, digests every 10 s, 1400-byte datagrams.
+    fn default() -> Self {
+        Self {
+            probe_period_ms: 800,
+            probe_rtt_ms: 250,
+            suspect_to_down_ms: 2_000,
+            gossip_every_ms: 200,
+            fanout: 3,
+            max_transmissions: 6,
+            sync_every_ms: 10_000,
+            forget_down_after_ms: 120_000,
+            max_datagram: 1_400,
+            push_max: 64,
+            max_records: 4_096,
+            seal: SealConfig::default(),
+        }
+    }
+}
+
+/// How a published record is spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Digests carry it (a heartbeat: the same heat, re-signed).
+    Digest,
+    /// Sent now, straight to every member up to `push_max` (rack
+    /// neighbours first), and by infection past them.
+    Push,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// What was refused, beside the seal's own reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The datagram did not open (see [`SealRefusal`]).
+    Seal(SealRefusal),
+    /// It opened, but its frame does not parse.
+    Frame,
+    /// Its foca message names another node than the one that sealed it.
+    Impostor,
+    /// foca refused the message (undecodable, from ourselves).
+    Protocol,
+    /// A record that is unsigned, mis-signed, malformed or oversized.
+    Record,
+}
+
+impl Refusal {
+    /// Lower-case name for logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Seal(SealRefusal::Short) => "short",
+            Refusal::Seal(SealRefusal::Magic) => "not-sealed",
+            Refusal::Seal(SealRefusal::Version) => "version",
+            Refusal::Seal(SealRefusal::UnknownKey) => "unknown-key",
+            Refusal::Seal(SealRefusal::BadTag) => "bad-tag",
+            Refusal::Seal(SealRefusal::Replay) => "replay",
+            Refusal::Seal(SealRefusal::Skew) => "skew",
+            Refusal::Frame => "bad-frame",
+            Refusal::Impostor => "impostor",
+            Refusal::Protocol => "protocol",
+            Refusal::Record => "bad-record",
+        }
+    }
+}
+
+/// What changed, for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwimEvent {
+    /// A member is up (new, back, or a new generation).
+    Up(Peer),
+    /// A member was declared down.
+    Down(Peer),
+    /// New records arrived: re-read the members (and re-price) now.
+    Records,
+    /// The cluster declared this node down; it rejoined as `Peer`.
+    Rejoined(Peer),
+    /// Refusals for `reason` since its last event (at most one per
+    /// [`REFUSAL_EVENT_EVERY_MS`]).
+    Refused { reason: Refusal, count: u64 },
+}
+
+/// One member as the driver sees it.
+#[derive(Debug, Clone)]
+pub struct MemberState<'a> {
+    pub peer: &'a Peer,
+    /// Not declared down (a suspect still counts as alive, as in SWIM).
+    pub alive: bool,
+    /// Its latest signed record, if one is held.
+    pub record: Option<&'a [u8]>,
+}
+
+/// Counters of the protocol.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwimCounters {
+    pub seal: SealCounters,
+    pub refused: BTreeMap<Refusal, u64>,
+    pub records_held: usize,
+}
+
+type Inner = Foca<Peer, PostcardCodec, SeededRng, Handler>;
+
+/// The protocol state of one node.
+pub struct Swim {
+    foca: Inner,
+    runtime: AccumulatingRuntime<Peer>,
+    store: Arc<Mutex<Store>>,
+    sealer: Sealer,
+    opener: Opener,
+    config: SwimConfig,
+    rng: Rng,
+    me: Peer,
+    rack: Option<String>,
+    seeds: Vec<SocketAddr>,
+    timers: BTreeMap<(u64, u64), Timer<Peer>>,
+    timer_seq: u64,
+    next_sync_ms: u64,
+    next_hello_ms: u64,
+    out: VecDeque<Transmit>,
+    events: VecDeque<SwimEvent>,
+    refused: BTreeMap<Refusal, u64>,
+    refusal_log: BTreeMap<Refusal, (u64, u64)>,
+    absent: BTreeSet<NodeId>,
+    /// Suspicion notices to repeat: when, to whom, for which incarnation.
+    notices: Vec<(u64, Peer, foca::Incarnation)>,
+    now_ms: u64,
+    left: bool,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Swim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swim")
+            .field("me", &self.me)
+            .field("members", &self.foca.num_members())
+            .finish()
+    }
+}
+
+impl Swim {
+    /// A node that will join through `seeds` (none: it founds a mesh).
+    pub fn new(
+        me: Peer,
+        keys: Keyring,
+        config: SwimConfig,
+        seeds: Vec<SocketAddr>,
+        seed: u64,
+        now_ms: u64,
+    ) -> Self {
+        let store = Arc::new(Mutex::new(Store::new(config.max_records)));
+        let foca = Foca::with_custom_broadcast(
+            me.clone(),
+            foca_config(&config),
+            SeededRng(Rng::new(seed)),
+            PostcardCodec,
+            Handler(Arc::clone(&store)),
+        );
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me.addr).collect();
+        Self {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            store,
+            sealer: Sealer::new(keys.clone(), me.id, now_ms),
+            opener: Opener::new(keys, config.seal),
+            rng: Rng::new(seed ^ 0x5157_494d),
+            rack: None,
+            seeds,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            next_sync_ms: now_ms + config.sync_every_ms,
+            next_hello_ms: now_ms,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            refused: BTreeMap::new(),
+            refusal_log: BTreeMap::new(),
+            absent: BTreeSet::new(),
+            notices: Vec::new(),
+            now_ms,
+            left: false,
+            buf: Vec::new(),
+            config,
+            me,
+        }
+    }
+
+    /// This node as members know it.
+    pub fn identity(&self) -> &Peer {
+        self.foca.identity()
+    }
+
+    /// Publishes this node's latest signed record.
+    pub fn publish(&mut self, now_ms: u64, record: &[u8], spread: Spread) {
+        self.advance(now_ms);
+        if self.left {
+            return;
+        }
+        match spread {
+            Spread::Digest => {
+                lock(&self.store).offer(record);
+            }
+            Spread::Push => {
+                let to = self.push_set(self.config.push_max);
+                // Past the push set, infection carries it: foca's handler
+                // offers it to the store and keys it for relaying.
+                let infect = self.foca.num_members() > to.len();
+                if infect {
+                    let _ = self.foca.add_broadcast(record);
+                    let _ = self.foca.gossip(&mut self.runtime);
+                } else {
+                    lock(&self.store).offer(record);
+                }
+                self.push_records(&to, &[record], infect);
+            }
+        }
+        self.rack = self.own_rack();
+        lock(&self.store).take_changed();
+        self.drain_runtime();
+    }
+
+    /// Rack neighbours first, then random members, `max` in all.
+    fn push_set(&mut self, max: usize) -> Vec<Peer> {
+        let mut to = self.rack_neighbours();
+        to.truncate(max);
+        let more = self.random_members(max.saturating_sub(to.len()), &to);
+        to.extend(more);
+        to
+    }
+
+    /// Leaves: `record` (a signed leave) goes straight to every member, and
+    /// foca declares this node down. Nothing is sent after.
+    pub fn leave(&mut self, now_ms: u64, record: &[u8]) {
+        self.advance(now_ms);
+        if self.left {
+            return;
+        }
+        {
+            let mut store = lock(&self.store);
+            store.offer(record);
+            store.take_changed();
+        }
+        let to = self.push_set(MAX_LEAVE_PUSH);
+        self.push_records(&to, &[record], true);
+        let _ = self.foca.leave_cluster(&mut self.runtime);
+        self.drain_runtime();
+        self.left = true;
+        self.timers.clear();
+    }
+
+    fn own_rack(&self) -> Option<String> {
+        lock(&self.store)
+            .get(&self.me.id)
+            .and_then(|h| h.rack.clone())
+    }
+
+    /// One datagram from `from`.
+    pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, datagram: &[u8]) {
+        self.advance(now_ms);
+        if self.left {
+            return;
+        }
+        let sender = match self.opener.open(datagram, now_ms) {
+            Ok(opened) => opened.sender,
+            Err(why) => return self.refuse(Refusal::Seal(why)),
+        };
+        let payload = &datagram[frame_range(datagram)];
+        match frame::parse(payload) {
+            Err(_) => self.refuse(Refusal::Frame),
+            Ok(Frame::Foca(message)) => self.take_foca(sender, message),
+            Ok(Frame::Records(records, relay)) => {
+                let records: Vec<Vec<u8>> = records.into_iter().map(<[u8]>::to_vec).collect();
+                self.take_records(&records, relay);
+            }
+            Ok(Frame::Digest(digest)) => self.take_digest(sender, from, digest),
+        }
+        self.drain_runtime();
+    }
+
+    fn take_foca(&mut self, sender: NodeId, message: &[u8]) {
+        let mut cursor = message;
+        match Codec::<Peer>::decode_header(&mut PostcardCodec, &mut cursor) {
+            Ok(header) if header.src.id == sender => {}
+            Ok(_) => return self.refuse(Refusal::Impostor),
+            Err(_) => return self.refuse(Refusal::Protocol),
+        }
+        let before = lock(&self.store).refused();
+        if self.foca.handle_data(message, &mut self.runtime).is_err() {
+            self.refuse(Refusal::Protocol);
+        }
+        self.count_record_refusals(before);
+        self.note_new_records();
+    }
+
+    fn take_records(&mut self, records: &[Vec<u8>], relay: bool) {
+        let before = lock(&self.store).refused();
+        for record in records {
+            if relay {
+                // foca's handler offers it to the store, and keys it for
+                // relaying when it is new.
+                if self.foca.add_broadcast(record).is_err() {
+                    self.refuse(Refusal::Record);
+                }
+            } else {
+                lock(&self.store).offer(record);
+            }
+        }
+        self.count_record_refusals(before);
+        self.note_new_records();
+    }
+
+    fn take_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Digest) {
+        let newer = lock(&self.store).newer_than(digest.lo, digest.hi, &digest.entries);
+        self.send_records_to(from, &newer, false);
+        if digest.answer {
+            self.send_digest(from, digest.lo, digest.hi, false);
+        }
+        // A node that syncs with us but is no member yet (a joiner, or one
+        // that reached us through its seed list) is announced to.
+        if sender != self.me.id && !self.foca.iter_members().any(|m| m.id().id == sender) {
+            let dst = Peer {
+                id: sender,
+                generation: 0,
+                addr: from,
+            };
+            let _ = self.foca.announce(dst, &mut self.runtime);
+        }
+    }
+
+    fn count_record_refusals(&mut self, before: u64) {
+        let after = lock(&self.store).refused();
+        for _ in before..after {
+            self.refuse(Refusal::Record);
+        }
+    }
+
+    fn note_new_records(&mut self) {
+        let changed = lock(&self.store).take_changed();
+        if !changed.is_empty() {
+            self.events.push_back(SwimEvent::Records);
+            // Relay a change onward at once rather than at the next gossip
+            // tick: infection then moves at network speed.
+            if self.foca.custom_broadcast_backlog() > 0 {
+                let _ = self.foca.gossip(&mut self.runtime);
+            }
+        }
+    }
+
+    /// Fires due timers; call at [`Self::poll_timeout`].
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.advance(now_ms);
+        if self.left {
+            return;
+        }
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let timer = entry.remove();
+            if self.is_refuted(&timer) {
+                continue;
+            }
+            let _ = self.foca.handle_timer(timer, &mut self.runtime);
+            self.drain_runtime();
+        }
+        self.send_due_notices(now_ms);
+        if now_ms >= self.next_hello_ms {
+            self.next_hello_ms = now_ms + self.config.probe_period_ms;
+            if self.foca.num_members() == 0 {
+                for seed in self.seeds.clone() {
+                    self.send_digest(seed, NodeId([0; 10]), NodeId([0xff; 10]), true);
+                }
+            }
+        }
+        if now_ms >= self.next_sync_ms {
+            self.next_sync_ms = now_ms + self.config.sync_every_ms;
+            if let Some(peer) = self.random_members(1, &[]).pop() {
+                self.send_digest(peer.addr, NodeId([0; 10]), NodeId([0xff; 10]), true);
+            }
+            self.forget_absent();
+        }
+        self.drain_runtime();
+    }
+
+    /// Tells a member we suspect so, in a ping: it refutes at once and its
+    /// ack (carrying its new incarnation) clears the suspicion here. This is
+    /// Lifeguard's buddy system; without it a suspect learns of its
+    /// suspicion only if random gossip happens to reach it in time, and at
+    /// 10 % loss some do not.
+    fn notify_suspect(&mut self, member: &Peer, incarnation: foca::Incarnation) {
+        let header = foca::Header {
+            src: self.foca.identity().clone(),
+            // Not ours to know: a lower incarnation than a member holds for
+            // us changes nothing there.
+            src_incarnation: 0,
+            dst: member.clone(),
+            message: foca::Message::Ping(0),
+        };
+        let mut message = Vec::new();
+        let suspicion = foca::Member::new(member.clone(), incarnation, foca::State::Suspect);
+        let encoded = Codec::<Peer>::encode_header(&mut PostcardCodec, &header, &mut message)
+            .and_then(|()| {
+                message.extend_from_slice(&1u16.to_be_bytes());
+                Codec::<Peer>::encode_member(&mut PostcardCodec, &suspicion, &mut message)
+            });
+        if encoded.is_ok() {
+            let mut f = Vec::new();
+            frame::foca(&message, &mut f);
+            self.seal_to(member.addr, &f);
+        }
+    }
+
+    /// Repeats the notice halfway through a suspicion still standing.
+    fn send_due_notices(&mut self, now_ms: u64) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.notices)
+            .into_iter()
+            .partition(|n| n.0 <= now_ms);
+        self.notices = later;
+        for (_, member, incarnation) in due {
+            let standing = self.foca.iter_membership_state().any(|m| {
+                m.id() == &member
+                    && m.state() == foca::State::Suspect
+                    && m.incarnation() == incarnation
+            });
+            if standing {
+                self.notify_suspect(&member, incarnation);
+            }
+        }
+    }
+
+    /// Whether `timer` would declare down a member that refuted its
+    /// suspicion. foca 0.19 then leaves the member up but still tells it it
+    /// was declared down, so that it rejoins under a new identity for
+    /// nothing (a false death in every refuted suspicion); such a timer is
+    /// dropped here instead.
+    fn is_refuted(&self, timer: &Timer<Peer>) -> bool {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return false;
+        };
+        self.foca
+            .iter_membership_state()
+            .find(|m| m.id() == member_id)
+            .is_none_or(|m| m.state() != foca::State::Suspect || m.incarnation() != *incarnation)
+    }
+
+    /// When [`Self::handle_timeout`] is next due (`None` once left).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.left {
+            return None;
+        }
+        let own = self.next_sync_ms.min(self.next_hello_ms);
+        let own = self.notices.iter().map(|n| n.0).fold(own, u64::min);
+        Some(self.timers.keys().next().map_or(own, |k| k.0.min(own)))
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SwimEvent> {
+        self.events.pop_front()
+    }
+
+    /// Every member foca knows (down ones until forgotten), with its record.
+    pub fn members(&self) -> Vec<(Peer, bool, Option<Vec<u8>>)> {
+        let store = lock(&self.store);
+        self.foca
+            .iter_membership_state()
+            .filter(|m| m.id().id != self.me.id)
+            .map(|m| {
+                let peer = m.id().clone();
+                let record = store.get(&peer.id).map(|h| h.bytes.clone());
+                (peer, m.state() != foca::State::Down, record)
+            })
+            .collect()
+    }
+
+    /// Members not declared down.
+    pub fn num_members(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> SwimCounters {
+        SwimCounters {
+            seal: self.opener.counters().clone(),
+            refused: self.refused.clone(),
+            records_held: lock(&self.store).held(),
+        }
+    }
+
+    fn advance(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    fn refuse(&mut self, reason: Refusal) {
+        *self.refused.entry(reason).or_default() += 1;
+        let now = self.now_ms;
+        let (last, pending) = self.refusal_log.entry(reason).or_insert((0, 0));
+        *pending += 1;
+        if *last == 0 || now.saturating_sub(*last) >= REFUSAL_EVENT_EVERY_MS {
+            self.events.push_back(SwimEvent::Refused {
+                reason,
+                count: *pending,
+            });
+            *last = now.max(1);
+            *pending = 0;
+        }
+    }
+
+    /// Records of nodes that foca has forgotten for two syncs running.
+    fn forget_absent(&mut self) {
+        let known: BTreeSet<NodeId> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| m.id().id)
+            .chain([self.me.id])
+            .collect();
+        let mut store = lock(&self.store);
+        let absent: BTreeSet<NodeId> = store
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !known.contains(n))
+            .collect();
+        for node in absent.intersection(&self.absent) {
+            store.forget(node);
+        }
+        self.absent = absent;
+    }
+
+    fn rack_neighbours(&self) -> Vec<Peer> {
+        let Some(rack) = &self.rack else {
+            return Vec::new();
+        };
+        let store = lock(&self.store);
+        self.foca
+            .iter_members()
+            .map(|m| m.id())
+            .filter(|p| store.get(&p.id).and_then(|h| h.rack.as_ref()) == Some(rack))
+            .cloned()
+            .collect()
+    }
+
+    fn random_members(&mut self, n: usize, except: &[Peer]) -> Vec<Peer> {
+        let mut pool: Vec<Peer> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().clone())
+            .filter(|p| !except.iter().any(|e| e.id == p.id))
+            .collect();
+        let mut chosen = Vec::new();
+        while chosen.len() < n && !pool.is_empty() {
+            let i = self.rng.below(pool.len() as u64) as usize;
+            chosen.push(pool.swap_remove(i));
+        }
+        chosen
+    }
+
+    fn push_records(&mut self, to: &[Peer], records: &[&[u8]], relay: bool) {
+        let frames = frame::records(records.iter().copied(), self.frame_max(), relay);
+        for peer in to {
+            for f in &frames {
+                self.seal_to(peer.addr, f);
+            }
+        }
+    }
+
+    fn send_records_to(&mut self, to: SocketAddr, records: &[Vec<u8>], relay: bool) {
+        let frames = frame::records(records.iter().map(Vec::as_slice), self.frame_max(), relay);
+        for f in &frames {
+            self.seal_to(to, f);
+        }
+    }
+
+    /// Our digest of `lo..=hi`, in as many datagrams as it takes; each covers
+    /// a contiguous part of the range, so a receiver can tell what we lack.
+    fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, answer: bool) {
+        let entries = lock(&self.store).entries(lo, hi);
+        let per = frame::entries_per_frame(self.frame_max()).max(1);
+        let chunks: Vec<&[frame::Entry]> = if entries.is_empty() {
+            vec![&[]]
+        } else {
+            entries.chunks(per).collect()
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            let part_lo = if i == 0 { lo } else { chunk[0].node };
+            let part_hi = match chunks.get(i + 1) {
+                Some(next) => predecessor(next[0].node),
+                None => hi,
+            };
+            let f = frame::digest(&Digest {
+                answer,
+                lo: part_lo,
+                hi: part_hi,
+                entries: chunk.to_vec(),
+            });
+            self.seal_to(to, &f);
+        }
+    }
+
+    fn frame_max(&self) -> usize {
+        self.config.max_datagram.saturating_sub(OVERHEAD)
+    }
+
+    fn seal_to(&mut self, to: SocketAddr, frame: &[u8]) {
+        let mut bytes = Vec::new();
+        self.sealer.seal(self.now_ms, frame, &mut bytes);
+        self.out.push_back(Transmit { to, bytes });
+    }
+
+    fn drain_runtime(&mut self) {
+        while let Some((peer, data)) = self.runtime.to_send() {
+            let mut f = std::mem::take(&mut self.buf);
+            frame::foca(&data, &mut f);
+            self.seal_to(peer.addr, &f);
+            self.buf = f;
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            let at = self.now_ms + u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            if let Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
+            {
+                self.notify_suspect(member_id, *incarnation);
+                let halfway = self.now_ms + (at - self.now_ms) / 2;
+                self.notices
+                    .push((halfway, member_id.clone(), *incarnation));
+            }
+            self.timer_seq += 1;
+            self.timers.insert((at, self.timer_seq), timer);
+        }
+        while let Some(note) = self.runtime.to_notify() {
+            match note {
+                OwnedNotification::MemberUp(peer) => {
+                    // Introduce ourselves: a new member learns our record now,
+                    // not at its next digest.
+                    let own = lock(&self.store).get(&self.me.id).map(|h| h.bytes.clone());
+                    if let Some(own) = own {
+                        self.send_records_to(peer.addr, &[own], false);
+                    }
+                    self.events.push_back(SwimEvent::Up(peer));
+                }
+                OwnedNotification::MemberDown(peer) => self.events.push_back(SwimEvent::Down(peer)),
+                OwnedNotification::Rejoin(me) => self.events.push_back(SwimEvent::Rejoined(me)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The frame inside a sealed datagram (after the header, before the tag).
+fn frame_range(datagram: &[u8]) -> std::ops::Range<usize> {
+    crate::seal::HEADER_LEN..datagram.len() - crate::seal::TAG_LEN
+}
+
+/// The id just below `id` (the ids are big-endian numbers).
+fn predecessor(id: NodeId) -> NodeId {
+    let mut bytes = id.0;
+    for b in bytes.iter_mut().rev() {
+        if *b > 0 {
+            *b -= 1;
+            return NodeId(bytes);
+        }
+        *b = 0xff;
+    }
+    NodeId([0; 10])
+}
+
+fn ms(x: u64) -> Duration {
+    Duration::from_millis(x)
+}
+
+fn foca_config(c: &SwimConfig) -> foca::Config {
+    let fanout = NonZeroUsize::new(c.fanout.max(1)).unwrap_or(NonZeroUsize::MIN);
+    let mut f = foca::Config::simple();
+    f.probe_period = ms(c.probe_period_ms);
+    f.probe_rtt = ms(c.probe_rtt_ms);
+    f.num_indirect_probes = fanout;
+    f.max_transmissions = NonZeroU8::new(c.max_transmissions.max(1)).unwrap_or(NonZeroU8::MIN);
+    f.suspect_to_down_after = ms(c.suspect_to_down_ms);
+    f.remove_down_after = ms(c.forget_down_after_ms);
+    f.max_packet_size = NonZeroUsize::new(c.max_datagram.saturating_sub(OVERHEAD + 1).max(64))
+        .unwrap_or(NonZeroUsize::MIN);
+    f.notify_down_members = true;
+    f.periodic_announce = Some(foca::PeriodicParams {
+        frequency: ms(30_000),
+        num_members: NonZeroUsize::MIN,
+    });
+    f.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: ms(65_000),
+        num_members: NonZeroUsize::MIN.saturating_add(1),
+    });
+    f.periodic_gossip = Some(foca::PeriodicParams {
+        frequency: ms(c.gossip_every_ms),
+        num_members: fanout,
+    });
+    f
+}

@@ -1,0 +1,186 @@
+//! What a sealed datagram carries: one frame, tagged by its first byte.
+//!
+//! - `0`: a foca message (probes, membership updates, piggybacked records);
+//! - `1`: signed records sent directly, to be relayed on (an urgent change,
+//!   a leave): `u16` big-endian length, bytes, repeated;
+//! - `3`: the same, to be held only (an answer to a digest, a newly met
+//!   member's introduction);
+//! - `2`: a digest for anti-entropy: flags (`1` = answer with yours),
+//!   the node-id range it covers, a `u16` count, then per record its node
+//!   id, generation and seq (`u64` big-endian each).
+//!
+//! Parsing is bounded by the datagram: nothing allocates more than it read.
+
+use crate::node_id::{NodeId, NODE_ID_LEN};
+
+const FOCA: u8 = 0;
+const RECORDS: u8 = 1;
+const DIGEST: u8 = 2;
+const HELD: u8 = 3;
+const ENTRY_LEN: usize = NODE_ID_LEN + 16;
+/// Bytes of a digest frame before its entries.
+pub const DIGEST_HEAD: usize = 1 + 1 + 2 * NODE_ID_LEN + 2;
+/// Bytes of one record's length prefix.
+pub const RECORD_PREFIX: usize = 2;
+
+/// Why a frame (inside a datagram that opened) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown frame tag {0}")]
+    Tag(u8),
+    #[error("frame cut short")]
+    Short,
+}
+
+/// One record's order, as a digest lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub node: NodeId,
+    pub generation: u64,
+    pub seq: u64,
+}
+
+/// A digest of the records held for node ids in `lo..=hi`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub answer: bool,
+    pub lo: NodeId,
+    pub hi: NodeId,
+    pub entries: Vec<Entry>,
+}
+
+/// A frame, borrowed from the datagram.
+#[derive(Debug)]
+pub enum Frame<'a> {
+    Foca(&'a [u8]),
+    /// Records, and whether to relay them on.
+    Records(Vec<&'a [u8]>, bool),
+    Digest(Digest),
+}
+
+/// Reads one frame.
+pub fn parse(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
+    let (&tag, rest) = payload.split_first().ok_or(FrameError::Empty)?;
+    match tag {
+        FOCA => Ok(Frame::Foca(rest)),
+        RECORDS | HELD => {
+            let mut records = Vec::new();
+            let mut rest = rest;
+            while !rest.is_empty() {
+                let (len, tail) = take_u16(rest)?;
+                if tail.len() < len || len == 0 {
+                    return Err(FrameError::Short);
+                }
+                let (record, tail) = tail.split_at(len);
+                records.push(record);
+                rest = tail;
+            }
+            Ok(Frame::Records(records, tag == RECORDS))
+        }
+        DIGEST => {
+            let (&flags, rest) = rest.split_first().ok_or(FrameError::Short)?;
+            let (lo, rest) = take_id(rest)?;
+            let (hi, rest) = take_id(rest)?;
+            let (count, mut rest) = take_u16(rest)?;
+            if rest.len() != count * ENTRY_LEN {
+                return Err(FrameError::Short);
+            }
+            let mut entries = Vec::with_capacity(count);
+            while !rest.is_empty() {
+                let (node, tail) = take_id(rest)?;
+                let (generation, tail) = take_u64(tail)?;
+                let (seq, tail) = take_u64(tail)?;
+                entries.push(Entry {
+                    node,
+                    generation,
+                    seq,
+                });
+                rest = tail;
+            }
+            Ok(Frame::Digest(Digest {
+                answer: flags & 1 == 1,
+                lo,
+                hi,
+                entries,
+            }))
+        }
+        other => Err(FrameError::Tag(other)),
+    }
+}
+
+/// A foca message as a frame.
+pub fn foca(message: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(FOCA);
+    out.extend_from_slice(message);
+}
+
+/// Records packed into frames of at most `max` bytes each (a record too big
+/// for one frame on its own is skipped: records are far smaller); `relay`
+/// asks the receiver to spread them on.
+pub fn records<'a>(
+    items: impl IntoIterator<Item = &'a [u8]>,
+    max: usize,
+    relay: bool,
+) -> Vec<Vec<u8>> {
+    let tag = if relay { RECORDS } else { HELD };
+    let mut frames = Vec::new();
+    let mut frame = vec![tag];
+    for item in items {
+        let need = RECORD_PREFIX + item.len();
+        if 1 + need > max || item.is_empty() || item.len() > usize::from(u16::MAX) {
+            continue;
+        }
+        if frame.len() + need > max {
+            frames.push(std::mem::replace(&mut frame, vec![tag]));
+        }
+        frame.extend_from_slice(&(item.len() as u16).to_be_bytes());
+        frame.extend_from_slice(item);
+    }
+    if frame.len() > 1 {
+        frames.push(frame);
+    }
+    frames
+}
+
+/// How many digest entries fit a frame of `max` bytes.
+pub fn entries_per_frame(max: usize) -> usize {
+    max.saturating_sub(DIGEST_HEAD) / ENTRY_LEN
+}
+
+/// A digest as a frame; `entries` must fit (see [`entries_per_frame`]).
+pub fn digest(d: &Digest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DIGEST_HEAD + d.entries.len() * ENTRY_LEN);
+    out.push(DIGEST);
+    out.push(u8::from(d.answer));
+    out.extend_from_slice(&d.lo.0);
+    out.extend_from_slice(&d.hi.0);
+    out.extend_from_slice(&(d.entries.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for e in d.entries.iter().take(usize::from(u16::MAX)) {
+        out.extend_from_slice(&e.node.0);
+        out.extend_from_slice(&e.generation.to_be_bytes());
+        out.extend_from_slice(&e.seq.to_be_bytes());
+    }
+    out
+}
+
+fn take_u16(b: &[u8]) -> Result<(usize, &[u8]), FrameError> {
+    let (head, rest) = b.split_at_checked(2).ok_or(FrameError::Short)?;
+    Ok((usize::from(u16::from_be_bytes([head[0], head[1]])), rest))
+}
+
+fn take_u64(b: &[u8]) -> Result<(u64, &[u8]), FrameError> {
+    let (head, rest) = b.split_at_checked(8).ok_or(FrameError::Short)?;
+    let mut x = [0u8; 8];
+    x.copy_from_slice(head);
+    Ok((u64::from_be_bytes(x), rest))
+}
+
+fn take_id(b: &[u8]) -> Result<(NodeId, &[u8]), FrameError> {
+    let (head, rest) = b.split_at_checked(NODE_ID_LEN).ok_or(FrameError::Short)?;
+    let mut id = [0u8; NODE_ID_LEN];
+    id.copy_from_slice(head);
+    Ok((NodeId(id), rest))
+}

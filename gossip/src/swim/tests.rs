@@ -1,0 +1,467 @@
+//! The protocol over an in-memory network: every datagram is real bytes,
+//! delivered one 10 ms step after it is sent, with seeded loss.
+
+use super::*;
+use crate::node_id::KeyedNodeId;
+use crate::report::tests::sample;
+use crate::report::{HeatReport, Leave};
+use crate::seal::ClusterKey;
+use crate::wire::SignedRecord;
+use ed25519_dalek::SigningKey;
+
+const T0: u64 = 1_764_201_642_000;
+const STEP: u64 = 10;
+
+fn keyring() -> Keyring {
+    Keyring::new(ClusterKey::new(1, [9; 32]), Vec::new())
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, (i + 1) as u8], 7946))
+}
+
+struct Node {
+    swim: Swim,
+    key: SigningKey,
+    seq: u64,
+    rack: String,
+    up: bool,
+}
+
+impl Node {
+    fn id(&self) -> NodeId {
+        NodeId::from_verifying_key(&self.key.verifying_key())
+    }
+}
+
+struct Net {
+    nodes: Vec<Node>,
+    now: u64,
+    wire: Vec<(usize, Transmit)>,
+    loss: f64,
+    rng: Rng,
+    cut: BTreeSet<(usize, usize)>,
+    /// Events seen, per node.
+    events: Vec<Vec<(u64, SwimEvent)>>,
+    /// Bytes sent, per node.
+    sent: Vec<u64>,
+}
+
+impl Net {
+    /// `n` nodes in racks of `per_rack`, each seeded with node 0.
+    fn new(n: usize, per_rack: usize) -> Self {
+        let mut net = Self {
+            nodes: Vec::new(),
+            now: T0,
+            wire: Vec::new(),
+            loss: 0.0,
+            rng: Rng::new(7),
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+        };
+        for i in 0..n {
+            let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+            let me = Peer {
+                id: NodeId::from_verifying_key(&key.verifying_key()),
+                generation: 1,
+                addr: addr(i),
+            };
+            let seeds = if i == 0 { vec![] } else { vec![addr(0)] };
+            let swim = Swim::new(me, keyring(), SwimConfig::default(), seeds, i as u64, T0);
+            net.nodes.push(Node {
+                swim,
+                key,
+                seq: 0,
+                rack: format!("r{}", i / per_rack),
+                up: true,
+            });
+            net.events.push(Vec::new());
+            net.sent.push(0);
+        }
+        for i in 0..n {
+            net.publish(i, 40.0, Spread::Push);
+        }
+        net
+    }
+
+    fn record(&mut self, i: usize, celsius: f64) -> Vec<u8> {
+        let node = &mut self.nodes[i];
+        node.seq += 1;
+        let report = HeatReport {
+            generation: 1,
+            seq: node.seq,
+            timestamp_ms: self.now,
+            position: crate::Position::new(node.rack.clone(), i as u16),
+            hottest: crate::MilliCelsius::from_celsius(celsius),
+            ..sample(node.id())
+        };
+        SignedRecord::sign(&report, &node.key)
+            .expect("sign")
+            .to_bytes()
+    }
+
+    fn publish(&mut self, i: usize, celsius: f64, spread: Spread) {
+        let record = self.record(i, celsius);
+        let now = self.now;
+        self.nodes[i].swim.publish(now, &record, spread);
+        self.flush(i);
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].swim.poll_transmit() {
+            self.sent[i] += t.bytes.len() as u64;
+            self.wire.push((i, t));
+        }
+        while let Some(e) = self.nodes[i].swim.poll_event() {
+            self.events[i].push((self.now, e));
+        }
+    }
+
+    fn index_of(&self, to: SocketAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|i| addr(*i) == to)
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        for (from, t) in std::mem::take(&mut self.wire) {
+            let Some(to) = self.index_of(t.to) else {
+                continue;
+            };
+            let lost = self.loss > 0.0 && self.rng.unit() < self.loss;
+            if lost || !self.nodes[to].up || self.cut.contains(&(from, to)) {
+                continue;
+            }
+            self.nodes[to]
+                .swim
+                .handle_datagram(now, addr(from), &t.bytes);
+            self.flush(to);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].up
+                && self.nodes[i]
+                    .swim
+                    .poll_timeout()
+                    .is_some_and(|at| at <= now)
+            {
+                self.nodes[i].swim.handle_timeout(now);
+                self.flush(i);
+            }
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        for _ in 0..ms / STEP {
+            self.step();
+        }
+    }
+
+    /// Runs until `done` holds or `ms` pass; returns the time it took, to
+    /// the 50 ms it is checked at.
+    fn until(&mut self, ms: u64, done: impl Fn(&Net) -> bool) -> Option<u64> {
+        let start = self.now;
+        while self.now - start < ms {
+            if (self.now - start).is_multiple_of(50) && done(self) {
+                return Some(self.now - start);
+            }
+            self.step();
+        }
+        done(self).then(|| self.now - start)
+    }
+
+    /// What `observer` holds of `subject`: alive, and the hottest reading.
+    fn view(&self, observer: usize, subject: usize) -> Option<(bool, Option<i64>)> {
+        let id = self.nodes[subject].id();
+        self.nodes[observer]
+            .swim
+            .members()
+            .into_iter()
+            .find(|(p, _, _)| p.id == id)
+            .map(|(_, alive, record)| {
+                let hottest =
+                    record.and_then(|r| match SignedRecord::from_bytes(&r).ok()?.open().ok()? {
+                        crate::Record::Report(r) => Some(r.hottest.0),
+                        crate::Record::Leave(_) => None,
+                    });
+                (alive, hottest)
+            })
+    }
+
+    fn all_see(&self, subject: usize, want: impl Fn(Option<(bool, Option<i64>)>) -> bool) -> bool {
+        (0..self.nodes.len())
+            .filter(|o| *o != subject && self.nodes[*o].up)
+            .all(|o| want(self.view(o, subject)))
+    }
+}
+
+fn hot(c: f64) -> Option<i64> {
+    Some(crate::MilliCelsius::from_celsius(c).0)
+}
+
+#[test]
+fn a_mesh_forms_from_one_seed_and_every_record_reaches_everyone() {
+    let mut net = Net::new(12, 4);
+    let took = net.until(10_000, |net| {
+        (0..12).all(|s| net.all_see(s, |v| v == Some((true, hot(40.0)))))
+    });
+    assert!(took.is_some(), "every node holds every record within 10 s");
+}
+
+#[test]
+fn a_change_is_one_hop_from_everyone_and_each_receives_it_once() {
+    let mut net = Net::new(12, 4);
+    net.run(8_000);
+    let before = net.sent.clone();
+    net.publish(5, 80.0, Spread::Push);
+    net.step();
+    assert!(net.all_see(5, |v| v == Some((true, hot(80.0)))));
+    for o in (0..12).filter(|o| *o != 5) {
+        assert!(net.events[o]
+            .iter()
+            .any(|(at, e)| *at == net.now && *e == SwimEvent::Records));
+    }
+    // The origin sent one datagram per member; no one relayed it.
+    let record = net.record(5, 80.0).len() as u64;
+    let pushed = net.sent[5] - before[5];
+    assert!(
+        pushed >= 11 * record && pushed < 11 * (record + 64),
+        "{pushed} bytes"
+    );
+}
+
+#[test]
+fn past_the_push_set_infection_carries_a_change_to_everyone() {
+    let mut net = Net::new(40, 10);
+    for n in &mut net.nodes {
+        n.swim.config.push_max = 8;
+    }
+    net.run(10_000);
+    net.publish(5, 80.0, Spread::Push);
+    let took = net.until(3_000, |net| {
+        net.all_see(5, |v| v == Some((true, hot(80.0))))
+    });
+    assert!(
+        took.is_some_and(|t| t <= 1_000),
+        "infection reaches all 40 within 1 s: {took:?}"
+    );
+}
+
+#[test]
+fn a_heartbeat_is_not_gossiped_but_digests_carry_it_everywhere() {
+    let mut net = Net::new(8, 4);
+    net.run(8_000);
+    let before: u64 = net.sent.iter().sum();
+    net.publish(3, 40.0, Spread::Digest);
+    net.step();
+    net.step();
+    assert!(net.all_see(3, |v| v == Some((true, hot(40.0)))));
+    let seq_of = |net: &Net, o: usize| {
+        let id = net.nodes[3].id();
+        net.nodes[o]
+            .swim
+            .members()
+            .into_iter()
+            .find(|(p, _, _)| p.id == id)
+            .and_then(|(_, _, r)| {
+                SignedRecord::from_bytes(&r?)
+                    .ok()?
+                    .open()
+                    .ok()
+                    .map(|r| r.order().1)
+            })
+    };
+    assert!(
+        (0..8)
+            .filter(|o| *o != 3)
+            .any(|o| seq_of(&net, o) != Some(2)),
+        "not pushed at once"
+    );
+    let took = net.until(60_000, |net| {
+        (0..8)
+            .filter(|o| *o != 3)
+            .all(|o| seq_of(net, o) == Some(2))
+    });
+    assert!(took.is_some(), "digests carry the heartbeat to all");
+    assert!(net.sent.iter().sum::<u64>() > before);
+}
+
+#[test]
+fn a_killed_node_is_declared_down_within_five_seconds_and_a_leave_at_once() {
+    let mut net = Net::new(10, 5);
+    net.run(8_000);
+    net.nodes[4].up = false;
+    let took = net.until(10_000, |net| {
+        net.all_see(4, |v| v.is_some_and(|(alive, _)| !alive))
+    });
+    assert!(took.is_some_and(|t| t <= 5_000), "kill detected: {took:?}");
+
+    let leave = Leave {
+        node_id: net.nodes[7].id(),
+        generation: 1,
+        seq: 99,
+        timestamp_ms: net.now,
+    };
+    let leave = SignedRecord::sign(&leave, &net.nodes[7].key)
+        .expect("sign")
+        .to_bytes();
+    let now = net.now;
+    net.nodes[7].swim.leave(now, &leave);
+    net.flush(7);
+    assert_eq!(net.nodes[7].swim.poll_timeout(), None);
+    net.step();
+    let left = |v: Option<(bool, Option<i64>)>| v.is_some_and(|(_, hottest)| hottest.is_none());
+    assert!(
+        net.all_see(7, left),
+        "every live node holds the leave one step later"
+    );
+}
+
+#[test]
+fn no_false_deaths_in_a_simulated_hour_at_ten_percent_loss() {
+    let mut net = Net::new(10, 5);
+    net.run(8_000);
+    net.loss = 0.10;
+    net.run(3_600_000);
+    for (i, events) in net.events.iter().enumerate() {
+        let false_deaths = events
+            .iter()
+            .filter(|(at, e)| {
+                *at > T0 + 8_000 && matches!(e, SwimEvent::Down(_) | SwimEvent::Rejoined(_))
+            })
+            .count();
+        assert_eq!(
+            false_deaths, 0,
+            "node {i} saw a live member (or itself) declared down"
+        );
+    }
+}
+
+#[test]
+fn datagrams_without_the_cluster_key_change_nothing_and_get_no_answer() {
+    let mut net = Net::new(4, 4);
+    net.run(5_000);
+    let target = 1;
+    let before = net.nodes[target].swim.members().len();
+    // A stranger with its own key, a mutated real datagram, a replay and
+    // plain garbage.
+    let mut stranger = Sealer::new(
+        Keyring::new(ClusterKey::new(1, [3; 32]), Vec::new()),
+        NodeId([1; 10]),
+        T0,
+    );
+    let mut forged = Vec::new();
+    stranger.seal(
+        T0,
+        &frame::digest(&Digest {
+            answer: true,
+            lo: NodeId([0; 10]),
+            hi: NodeId([0xff; 10]),
+            entries: vec![],
+        }),
+        &mut forged,
+    );
+    net.publish(0, 41.0, Spread::Push);
+    let real = net
+        .wire
+        .iter()
+        .find(|(_, t)| t.to == addr(target))
+        .expect("a datagram to the target")
+        .1
+        .bytes
+        .clone();
+    let mut mutated = real.clone();
+    mutated[20] ^= 1;
+    net.step();
+    let now = net.now;
+    let swim = &mut net.nodes[target].swim;
+    for datagram in [&forged, &mutated, &real, &b"\x00garbage".to_vec()] {
+        swim.handle_datagram(now, SocketAddr::from(([6, 6, 6, 6], 1)), datagram);
+        assert_eq!(swim.poll_transmit(), None, "never answered");
+    }
+    let c = swim.counters();
+    assert_eq!(c.seal.refused(SealRefusal::BadTag), 2);
+    assert_eq!(c.seal.refused(SealRefusal::Replay), 1);
+    assert_eq!(
+        c.seal.refused(SealRefusal::Short) + c.seal.refused(SealRefusal::Magic),
+        1
+    );
+    assert_eq!(swim.members().len(), before);
+    // One event per reason, however many arrive.
+    for _ in 0..100 {
+        swim.handle_datagram(now, SocketAddr::from(([6, 6, 6, 6], 1)), &forged);
+    }
+    let events: Vec<SwimEvent> = std::iter::from_fn(|| swim.poll_event()).collect();
+    let bad_tag = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SwimEvent::Refused {
+                    reason: Refusal::Seal(SealRefusal::BadTag),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(bad_tag, 1, "{events:?}");
+}
+
+#[test]
+fn a_member_cannot_speak_for_another_nor_spread_an_unsigned_record() {
+    let mut net = Net::new(3, 3);
+    net.run(5_000);
+    // Node 2 holds the cluster key: it seals a foca message naming node 0
+    // as its source, and a record it did not sign.
+    let header = foca::Header {
+        src: net.nodes[0].swim.identity().clone(),
+        src_incarnation: 0,
+        dst: net.nodes[1].swim.identity().clone(),
+        message: foca::Message::Ping(1),
+    };
+    let mut message = Vec::new();
+    Codec::<Peer>::encode_header(&mut PostcardCodec, &header, &mut message).expect("encode");
+    let mut frame_bytes = Vec::new();
+    frame::foca(&message, &mut frame_bytes);
+    let mut sealer = Sealer::new(keyring(), net.nodes[2].id(), T0 + 60_000);
+    let mut datagram = Vec::new();
+    sealer.seal(net.now, &frame_bytes, &mut datagram);
+    let mut record = net.record(0, 99.0);
+    let last = record.len() - 1;
+    record[last] ^= 1;
+    let mut unsigned = Vec::new();
+    sealer.seal(
+        net.now,
+        &frame::records([record.as_slice()], 1_000, true)[0],
+        &mut unsigned,
+    );
+    let now = net.now + 1;
+    let swim = &mut net.nodes[1].swim;
+    swim.handle_datagram(now, addr(2), &datagram);
+    swim.handle_datagram(now, addr(2), &unsigned);
+    let c = swim.counters();
+    assert_eq!(c.refused.get(&Refusal::Impostor), Some(&1));
+    assert_eq!(c.refused.get(&Refusal::Record), Some(&1));
+    assert_eq!(net.view(1, 0), Some((true, hot(40.0))));
+}
+
+#[test]
+fn idle_traffic_is_probes_and_digests_only() {
+    let mut net = Net::new(30, 10);
+    net.run(30_000);
+    let before = net.sent.clone();
+    net.run(60_000);
+    let per_node_per_s: Vec<u64> = net
+        .sent
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a - b) / 60)
+        .collect();
+    let max = per_node_per_s.iter().max().copied().unwrap_or(0);
+    // Probes (a ping and an ack of ~100 B each per second) and a digest
+    // exchange every 10 s: far under a kilobyte a second.
+    assert!(
+        max < 700,
+        "idle bytes per node per second: {per_node_per_s:?}"
+    );
+}
