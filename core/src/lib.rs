@@ -32,11 +32,13 @@
 //! - a time earlier than one already seen is taken as no time passing.
 
 pub mod guests;
+pub mod publish;
 mod reading;
 mod view;
 
 pub use guests::{Admission, GuestAction, GuestLoad, Refusal, Ticket};
 pub use maxwell_types::rng::Rng;
+pub use publish::PublishPolicy;
 pub use reading::{Heat, Reading};
 pub use view::{MemberRow, Members};
 
@@ -73,6 +75,8 @@ pub struct CoreConfig {
     pub leave_linger_ms: u64,
     /// The host's share for guests.
     pub admission: Admission,
+    /// When a reading is published (see [`publish`]).
+    pub publish: PublishPolicy,
 }
 
 /// What the core asks of its driver.
@@ -123,6 +127,10 @@ pub struct NodeCore {
     members_at_ms: u64,
     /// When our latest report was asked for (its age in [`Self::member_rows`]).
     published_at_ms: u64,
+    /// What it said.
+    published: Option<Heat>,
+    /// The latest reading, to re-price on when peers' records arrive.
+    last_reading: Option<Reading>,
     now_ms: u64,
     next_read_ms: u64,
     next_observe_ms: u64,
@@ -148,6 +156,8 @@ impl NodeCore {
             members: Vec::new(),
             members_at_ms: now_ms,
             published_at_ms: now_ms,
+            published: None,
+            last_reading: None,
             now_ms,
             next_read_ms: now_ms,
             next_observe_ms: now_ms,
@@ -209,7 +219,7 @@ impl NodeCore {
     }
 
     /// One sensor period's reading: moves the price one step and asks for
-    /// the report that carries it.
+    /// a report when the publish policy says so.
     pub fn handle_reading(&mut self, now_ms: u64, reading: &Reading) {
         let now = self.advance(now_ms);
         if self.asked_at_ms.take().is_none() {
@@ -220,16 +230,36 @@ impl NodeCore {
         if std::mem::take(&mut self.stuck_reported) {
             self.event(Event::SensorRecovered);
         }
-        if self.leaving {
+        self.last_reading = Some(reading.clone());
+        self.reprice(now);
+    }
+
+    /// Moves the price on the latest reading and publishes what the policy
+    /// says is news.
+    fn reprice(&mut self, now: u64) {
+        let Some(reading) = self.last_reading.as_ref().filter(|_| !self.leaving) else {
             return;
-        }
+        };
         let input = self.price_input(now, reading);
+        let was_held = self.quote.as_ref().is_none_or(|q| q.held);
         let quote = self.controller.update(&input, now);
         let c = &self.config;
         let heat = reading.heat(&c.position, c.default_critical, quote.price_milli);
+        let unheld = was_held && !quote.held;
         self.quote = Some(quote);
-        self.published_at_ms = now;
-        self.outputs.push_back(Output::Publish(heat));
+        let why = publish::decide(
+            &c.publish,
+            self.published.as_ref(),
+            self.published_at_ms,
+            now,
+            &heat,
+            unheld,
+        );
+        if why.is_some() {
+            self.published_at_ms = now;
+            self.published = Some(heat.clone());
+            self.outputs.push_back(Output::Publish(heat));
+        }
     }
 
     /// The verified members as the gossip layer sees them at `now_ms`, and
@@ -246,6 +276,9 @@ impl NodeCore {
         }
         self.members = members;
         self.members_at_ms = now;
+        if self.config.publish.reprice_on_arrival {
+            self.reprice(now);
+        }
         for e in events {
             if let MembershipEvent::Rejected { reason, .. } = &e {
                 let label = reason.label();

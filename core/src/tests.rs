@@ -22,6 +22,7 @@ fn config() -> CoreConfig {
             cpu_fraction: 0.5,
             memory_fraction: 0.5,
         },
+        publish: PublishPolicy::EVERY_READING,
     }
 }
 
@@ -448,4 +449,40 @@ fn a_survey_of_the_backend_frees_what_no_message_reported_and_a_kill_wins_a_race
     // book never admitted but the backend runs is counted.
     core.handle_guests(T0, &[(9, ONE)]);
     assert_eq!(core.guest_load(), ONE);
+}
+
+#[test]
+fn with_a_deadband_noise_is_not_published_and_a_neighbours_jump_reprices_at_once() {
+    let mut c = config();
+    c.publish = PublishPolicy {
+        min_gap_ms: 1_000,
+        heartbeat_ms: 60_000,
+        deadband: true,
+        reprice_on_arrival: true,
+    };
+    c.read_every_ms = 100;
+    let mut core = NodeCore::new(c, T0, 1);
+    let publishes = |core: &mut NodeCore| {
+        std::iter::from_fn(|| core.poll_output())
+            .filter(|o| matches!(o, Output::Publish(_)))
+            .count()
+    };
+    core.handle_reading(T0, &reading(40.0));
+    assert_eq!(publishes(&mut core), 1, "the first reading");
+    for i in 1..50 {
+        let noise = if i % 2 == 0 { 40.2 } else { 39.9 };
+        core.handle_reading(T0 + i * 100, &reading(noise));
+    }
+    assert_eq!(publishes(&mut core), 0, "noise within the deadband");
+    let price = core.quote().expect("quoted").price_milli;
+    // A rack neighbour near its limit arrives between two readings: the
+    // price moves now (down: work should come here, away from its heat), and
+    // the move is published at once (the price left its band).
+    let neighbour = peer(9, 3, 94.0, MemberStatus::Alive);
+    core.handle_peers(T0 + 4_950, vec![neighbour], Vec::new());
+    let q = core.quote().expect("quoted");
+    assert_ne!(q.price_milli, price, "re-priced on arrival: {q:?}");
+    assert_eq!(publishes(&mut core), 1, "the move is news");
+    core.handle_reading(T0 + 60_000, &reading(40.0));
+    assert!(publishes(&mut core) <= 1);
 }

@@ -34,7 +34,7 @@
 use crate::NodeId;
 use hmac::{Hmac, Mac};
 use maxwell_types::NODE_ID_LEN;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 /// The first two bytes of every sealed datagram.
@@ -66,6 +66,25 @@ impl std::fmt::Debug for ClusterKey {
 impl ClusterKey {
     pub fn new(id: u8, bytes: [u8; 32]) -> Self {
         Self { id, bytes }
+    }
+
+    /// The key a cluster named `cluster_id` seals with, from a shared
+    /// secret: two clusters that share a secret but not a name never open
+    /// each other's datagrams. Its id is derived from the key, so every
+    /// host names a key alike whatever order it lists its keys in.
+    pub fn derive(secret: &[u8; 32], cluster_id: &str) -> Self {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
+        mac.update(b"maxwell/cluster-key/v1\0");
+        mac.update(cluster_id.as_bytes());
+        let bytes: [u8; 32] = mac.finalize().into_bytes().into();
+        let id = Sha256::digest(bytes)[0];
+        Self { id, bytes }
+    }
+
+    /// The id a sealed datagram names this key by.
+    pub fn id(&self) -> u8 {
+        self.id
     }
 
     fn mac(&self) -> Hmac<Sha256> {

@@ -135,9 +135,28 @@ pub enum Refusal {
     Protocol,
     /// A record that is unsigned, mis-signed, malformed or oversized.
     Record,
+    /// A record older than the one held: late (normal in gossip, so never
+    /// logged) or replayed.
+    Stale,
 }
 
 impl Refusal {
+    /// Every reason, one counter each.
+    pub const ALL: [Refusal; 12] = [
+        Refusal::Seal(SealRefusal::Short),
+        Refusal::Seal(SealRefusal::Magic),
+        Refusal::Seal(SealRefusal::Version),
+        Refusal::Seal(SealRefusal::UnknownKey),
+        Refusal::Seal(SealRefusal::BadTag),
+        Refusal::Seal(SealRefusal::Replay),
+        Refusal::Seal(SealRefusal::Skew),
+        Refusal::Frame,
+        Refusal::Impostor,
+        Refusal::Protocol,
+        Refusal::Record,
+        Refusal::Stale,
+    ];
+
     /// Lower-case name for logs and metric labels.
     pub fn label(self) -> &'static str {
         match self {
@@ -152,6 +171,7 @@ impl Refusal {
             Refusal::Impostor => "impostor",
             Refusal::Protocol => "protocol",
             Refusal::Record => "bad-record",
+            Refusal::Stale => "stale-record",
         }
     }
 }
@@ -168,8 +188,12 @@ pub enum SwimEvent {
     /// The cluster declared this node down; it rejoined as `Peer`.
     Rejoined(Peer),
     /// Refusals for `reason` since its last event (at most one per
-    /// [`REFUSAL_EVENT_EVERY_MS`]).
-    Refused { reason: Refusal, count: u64 },
+    /// [`REFUSAL_EVENT_EVERY_MS`]); `from` sent the latest.
+    Refused {
+        reason: Refusal,
+        count: u64,
+        from: SocketAddr,
+    },
 }
 
 /// One member as the driver sees it.
@@ -215,6 +239,8 @@ pub struct Swim {
     absent: BTreeSet<NodeId>,
     /// Suspicion notices to repeat: when, to whom, for which incarnation.
     notices: Vec<(u64, Peer, foca::Incarnation)>,
+    /// The sender of the datagram being handled.
+    from: SocketAddr,
     now_ms: u64,
     left: bool,
     buf: Vec<u8>,
@@ -267,6 +293,7 @@ impl Swim {
             refusal_log: BTreeMap::new(),
             absent: BTreeSet::new(),
             notices: Vec::new(),
+            from: me.addr,
             now_ms,
             left: false,
             buf: Vec::new(),
@@ -350,6 +377,7 @@ impl Swim {
         if self.left {
             return;
         }
+        self.from = from;
         let sender = match self.opener.open(datagram, now_ms) {
             Ok(opened) => opened.sender,
             Err(why) => return self.refuse(Refusal::Seal(why)),
@@ -417,10 +445,13 @@ impl Swim {
         }
     }
 
-    fn count_record_refusals(&mut self, before: u64) {
+    fn count_record_refusals(&mut self, before: (u64, u64)) {
         let after = lock(&self.store).refused();
-        for _ in before..after {
+        for _ in before.0..after.0 {
             self.refuse(Refusal::Record);
+        }
+        for _ in before.1..after.1 {
+            *self.refused.entry(Refusal::Stale).or_default() += 1;
         }
     }
 
@@ -599,6 +630,7 @@ impl Swim {
             self.events.push_back(SwimEvent::Refused {
                 reason,
                 count: *pending,
+                from: self.from,
             });
             *last = now.max(1);
             *pending = 0;
@@ -785,8 +817,10 @@ fn foca_config(c: &SwimConfig) -> foca::Config {
         frequency: ms(30_000),
         num_members: NonZeroUsize::MIN,
     });
+    // A healed partition is found again by announcing to members declared
+    // down, as often as digests go out (only while there are any).
     f.periodic_announce_to_down_members = Some(foca::PeriodicParams {
-        frequency: ms(65_000),
+        frequency: ms(c.sync_every_ms),
         num_members: NonZeroUsize::MIN.saturating_add(1),
     });
     f.periodic_gossip = Some(foca::PeriodicParams {

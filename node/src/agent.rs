@@ -107,9 +107,11 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         &config.gossip,
         &config.name,
         &identity,
+        &data_dir,
         Arc::clone(&state.gossip_stats),
         generation,
         mesh_clock,
+        seed,
     )
     .await?;
     let mut edge = Edge {
@@ -168,6 +170,8 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::time::sleep(wake) => core.handle_timeout(edge.clock.now()),
             Some(msg) = inbox.recv() => edge.desk.handle(&mut core, edge.clock.now(), msg),
+            // New records or members: re-price on arrival, not at the next tick.
+            () = mesh.changed() => edge.observe(&mut core),
             Some(snap) = reader.next() => {
                 core.handle_reading(edge.clock.now(), &snap.reading());
                 state.publish(snap);
@@ -413,6 +417,17 @@ struct Edge<'a> {
 }
 
 impl Edge<'_> {
+    /// Hands the core what the mesh holds now, and shows it.
+    fn observe(&mut self, core: &mut NodeCore) {
+        let events = self.mesh.refresh();
+        let now = self.clock.now();
+        core.handle_peers(now, self.mesh.members(), events);
+        let own = self.mesh.last_report();
+        let rows = core.member_rows(now, own.as_ref(), self.mesh.gossip_peers());
+        self.state
+            .set_members(rows, self.mesh.counters(), self.mesh.protocol_counters());
+    }
+
     /// Carries out everything the core asks, until it asks nothing more;
     /// returns how long to linger when it asks to leave.
     async fn carry_out(&mut self, core: &mut NodeCore, reader: &mut Reader) -> Option<Duration> {
@@ -428,20 +443,12 @@ impl Edge<'_> {
                     // already knows, and says so when it is stuck.
                     reader.request(self.clock.start.elapsed(), unix_ms());
                 }
-                Output::ObservePeers => {
-                    let events = self.mesh.refresh().await;
-                    let peers = self.mesh.gossip_peers().await;
-                    let now = self.clock.now();
-                    core.handle_peers(now, self.mesh.members(), events);
-                    let own = self.mesh.last_report();
-                    let rows = core.member_rows(now, own.as_ref(), peers);
-                    self.state.set_members(rows, self.mesh.counters());
-                }
+                Output::ObservePeers => self.observe(core),
                 Output::Publish(heat) => {
                     if let Some(quote) = core.quote() {
                         self.state.set_quote(quote.clone());
                     }
-                    if let Err(e) = self.mesh.publish(&heat).await {
+                    if let Err(e) = self.mesh.publish(&heat) {
                         tracing::error!(error = %e, "cannot publish our heat report");
                     }
                 }

@@ -32,6 +32,8 @@ pub enum Command {
     Guests(GuestsArgs),
     /// Run a benchmark and print one table (runs `maxwell-tools bench`).
     Bench(Forward),
+    /// Print a new cluster key: save it as `cluster.key` (mode 600) in the data dir of every host of one cluster.
+    Keygen,
 }
 
 /// A command that lives in the `maxwell-tools` binary, not in the agent:

@@ -95,12 +95,20 @@ impl Config {
             default_critical: self.sensors.default_critical,
             pricing: self.pricing.clone(),
             read_every_ms: ms(self.sensors.interval),
-            observe_every_ms: ms(self.gossip.interval),
+            // Arrivals wake the agent at once; this tick ages reports and surveys guests.
+            observe_every_ms: ms(self.gossip.probe_interval),
             stuck_after_ms: ms(crate::sensors::reader::stuck_after(self.sensors.interval)),
             report_ttl_ms: ms(self.gossip.report_ttl),
-            // Three rounds reach every peer of a LAN-sized mesh with high probability.
-            leave_linger_ms: ms(self.gossip.interval * 3),
+            // The leave is pushed to every member at once; the linger lets
+            // the datagrams go out (and a relay round pass), no more.
+            leave_linger_ms: ms(self.gossip.interval * 3).min(1_000),
             admission,
+            publish: maxwell_core::PublishPolicy {
+                min_gap_ms: ms(self.gossip.publish_min_gap),
+                heartbeat_ms: ms(self.gossip.heartbeat),
+                deadband: true,
+                reprice_on_arrival: true,
+            },
         }
     }
 }

@@ -110,6 +110,10 @@ fn run(
         Command::Demo(f) => forward("demo", f, log_level),
         Command::Guests(args) => guests_cli::cli(args),
         Command::Bench(f) => forward("bench", f, log_level),
+        Command::Keygen => {
+            print!("{}", crate::mesh::keys::generate()?);
+            Ok(())
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Role: the thin driver around `maxwell_core::NodeCore` and the operator
 //! surface. The core decides; this crate carries out: it reads the host's
 //! sensors ([`sensors`]), holds the host identity ([`identity`], [`datadir`]),
-//! gossips through chitchat ([`mesh`]), runs guests over `maxwell_vmm`
+//! gossips through sealed SWIM datagrams ([`mesh`]), runs guests over `maxwell_vmm`
 //! ([`guests`]), serves the HTTP API and metrics ([`http`]) and the CLI
 //! ([`cli`], [`entry`]). [`agent`] is the loop that joins them.
 //!
@@ -20,6 +20,8 @@
 //!   garbage channel is skipped, logged once, counted in
 //!   `maxwell_sensor_read_errors_total` and listed in `/v1/status`.
 //! - The host key is never replaced silently.
+//! - Nothing from the gossip port is believed, answered or logged per
+//!   datagram unless it is sealed under the cluster key.
 
 pub mod agent;
 pub mod check;

@@ -88,6 +88,9 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
             .map(|s| s.to_string())
             .collect();
         flags.extend(common::seed_flags(seed));
+        if i > 0 {
+            common::share_key(&scratch.path().join("d0"), &data);
+        }
         let mut child = common::spawn_on_tree(BIN, &tree, &data, &flags);
         let bound = common::served(&mut child, &data);
         seed = seed.or(Some(bound.gossip));

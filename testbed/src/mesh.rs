@@ -96,6 +96,7 @@ fn core_config(
         report_ttl_ms: VerifierConfig::default().ttl_ms,
         leave_linger_ms: 3_000,
         admission: maxwell_core::Admission::NONE,
+        publish: maxwell_core::PublishPolicy::EVERY_READING,
     }
 }
 

@@ -3,113 +3,103 @@
 //! is an async function over `&dyn Transport`, run by the tests in
 //! `tests/transport_conformance.rs` once per implementation.
 
-use chitchat::transport::{Socket, Transport};
-use chitchat::{ChitchatEnvelope, ChitchatMessage, ProtocolVersion};
+use maxwell_node::mesh::transport::{Socket, Transport};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A distinguishable envelope: a SYN whose cluster id carries `tag`.
-pub fn envelope(tag: &str) -> ChitchatEnvelope {
-    ChitchatEnvelope {
-        version: ProtocolVersion::V1,
-        message: ChitchatMessage::Syn {
-            cluster_id: tag.to_string(),
-            digest: Default::default(),
-        },
-    }
-}
-
-/// Where the two parties of a check bind, and how each is reached.
+/// Where the two parties of a check bind (port 0: any), and the address
+/// others reach a bound socket at (its port filled in from `local_addr`).
 #[derive(Debug, Clone, Copy)]
 pub struct Pair {
     pub bind_a: SocketAddr,
     pub bind_b: SocketAddr,
-    pub reach_a: SocketAddr,
-    pub reach_b: SocketAddr,
 }
 
-async fn recv(socket: &mut Box<dyn Socket>) -> chitchat::transport::RecvOutcome {
-    tokio::time::timeout(Duration::from_secs(5), socket.recv())
+async fn open(t: &dyn Transport, addr: SocketAddr) -> (Arc<dyn Socket>, SocketAddr) {
+    let s = t.bind(addr).await.expect("bind");
+    let mut reach = s.local_addr().expect("local addr");
+    if reach.ip().is_unspecified() {
+        reach.set_ip(addr.ip());
+    }
+    assert_ne!(reach.port(), 0, "the bound port is reported");
+    (s, reach)
+}
+
+async fn recv(socket: &dyn Socket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 65_536];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
         .await
-        .expect("a message within 5 s")
-        .expect("recv works")
+        .expect("a datagram within 5 s")
+        .expect("recv works");
+    buf.truncate(n);
+    (buf, from)
 }
 
-/// A message goes each way, intact, with the sender's address.
+/// A datagram goes each way, byte for byte, with the sender's address.
 pub async fn delivers_both_ways(t: &dyn Transport, p: Pair) {
-    let mut a = t.open(p.bind_a).await.expect("open a");
-    let mut b = t.open(p.bind_b).await.expect("open b");
-    let sent = a.send(p.reach_b, envelope("a->b")).await.expect("send");
-    assert!(sent.num_bytes_sent > 0);
-    let got = recv(&mut b).await;
-    assert_eq!(got.envelope, envelope("a->b"));
-    assert_eq!(got.from_addr.port(), p.reach_a.port());
-    assert!(got.num_bytes_received > 0);
-    b.send(got.from_addr, envelope("b->a"))
-        .await
-        .expect("reply");
-    assert_eq!(recv(&mut a).await.envelope, envelope("b->a"));
+    let (a, reach_a) = open(t, p.bind_a).await;
+    let (b, reach_b) = open(t, p.bind_b).await;
+    let sent = a.send_to(b"a->b", reach_b).await.expect("send");
+    assert_eq!(sent, 4);
+    let (got, from) = recv(b.as_ref()).await;
+    assert_eq!(got, b"a->b");
+    assert_eq!(from.port(), reach_a.port());
+    b.send_to(b"b->a", from).await.expect("reply");
+    assert_eq!(recv(a.as_ref()).await.0, b"b->a");
 }
 
-/// Sending to an address where nobody listens neither fails nor blocks:
-/// an error from `send` would stop chitchat's server loop.
+/// Sending to an address where nobody listens neither fails nor blocks.
 pub async fn send_to_nobody_is_not_an_error(
     t: &dyn Transport,
     bind: SocketAddr,
     nowhere: SocketAddr,
 ) {
-    let mut a = t.open(bind).await.expect("open");
-    for i in 0..3 {
-        a.send(nowhere, envelope(&format!("lost-{i}")))
+    let (a, _) = open(t, bind).await;
+    for i in 0..3u8 {
+        let sent = tokio::time::timeout(Duration::from_secs(1), a.send_to(&[i], nowhere))
             .await
-            .expect("send to nobody is Ok");
+            .expect("does not block");
+        assert!(sent.is_ok(), "send to nobody: {sent:?}");
     }
 }
 
-/// A burst arrives complete and in order (loopback, no loss configured).
-pub async fn a_burst_arrives_complete(t: &dyn Transport, p: Pair, n: usize) {
-    let mut a = t.open(p.bind_a).await.expect("open a");
-    let mut b = t.open(p.bind_b).await.expect("open b");
+/// A burst of `n` datagrams arrives complete and in order, a datagram per
+/// send; a datagram of the largest size the mesh sends arrives whole.
+pub async fn a_burst_arrives_complete(t: &dyn Transport, p: Pair, n: u16) {
+    let (a, _) = open(t, p.bind_a).await;
+    let (b, reach_b) = open(t, p.bind_b).await;
     for i in 0..n {
-        a.send(p.reach_b, envelope(&format!("m{i}")))
-            .await
-            .expect("send");
+        a.send_to(&i.to_be_bytes(), reach_b).await.expect("send");
     }
-    let mut got = Vec::new();
-    for _ in 0..n {
-        got.push(recv(&mut b).await.envelope);
+    for i in 0..n {
+        assert_eq!(recv(b.as_ref()).await.0, i.to_be_bytes());
     }
-    let expected: Vec<_> = (0..n).map(|i| envelope(&format!("m{i}"))).collect();
-    assert_eq!(got, expected);
+    let big = vec![0xab; 1_400];
+    a.send_to(&big, reach_b).await.expect("send");
+    assert_eq!(recv(b.as_ref()).await.0, big);
 }
 
-/// Garbage on the port is skipped; the next real message still arrives.
-/// `send_raw` puts bytes on the wire from another socket.
-pub async fn garbage_is_skipped<F, Fut>(t: &dyn Transport, p: Pair, send_raw: F)
-where
-    F: Fn(Vec<u8>, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut a = t.open(p.bind_a).await.expect("open a");
-    let mut b = t.open(p.bind_b).await.expect("open b");
-    send_raw(
-        b"\xff\x00garbage that is no chitchat message".to_vec(),
-        p.reach_b,
-    )
-    .await;
-    send_raw(Vec::new(), p.reach_b).await;
-    send_raw(vec![7u8; 8], p.reach_b).await;
-    a.send(p.reach_b, envelope("after-garbage"))
+/// One socket receives while another task sends on it: the mesh driver's
+/// shape (one task, the socket shared).
+pub async fn sends_while_receiving(t: &dyn Transport, p: Pair) {
+    let (a, _) = open(t, p.bind_a).await;
+    let (b, reach_b) = open(t, p.bind_b).await;
+    let receiver = Arc::clone(&a);
+    let waiting = tokio::spawn(async move { recv(receiver.as_ref()).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    a.send_to(b"while", reach_b)
         .await
-        .expect("send");
-    assert_eq!(recv(&mut b).await.envelope, envelope("after-garbage"));
+        .expect("send while receiving");
+    let (got, from) = recv(b.as_ref()).await;
+    assert_eq!(got, b"while");
+    b.send_to(b"back", from).await.expect("reply");
+    assert_eq!(waiting.await.expect("task").0, b"back");
 }
 
-/// Binding an address already in use is an error, not a panic.
+/// Binding an address already bound is an error, not a second socket.
 pub async fn double_bind_is_an_error(t: &dyn Transport, bind: SocketAddr) {
-    let _first = t.open(bind).await.expect("first bind");
-    assert!(
-        t.open(bind).await.is_err(),
-        "second bind of {bind} must fail"
-    );
+    let (_a, reach) = open(t, bind).await;
+    let again = SocketAddr::new(bind.ip(), reach.port());
+    assert!(t.bind(again).await.is_err(), "second bind of {again}");
 }

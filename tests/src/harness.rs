@@ -5,18 +5,21 @@
 //! on the [`TurmoilTransport`]. Only the sensor is synthetic: it reads the
 //! temperature the scenario sets.
 //!
-//! chitchat seeds its own RNG from the OS, so runs are not replayable from
-//! the turmoil seed alone: expectations are bounds ("within 5 s"), and each
-//! scenario is meant to be run under several seeds.
+//! Every random choice (turmoil's, the wire's loss, each node's protocol
+//! and core) draws from the scenario's seed, so a run replays from it; the
+//! expectations are still bounds ("within 5 s"), and each scenario runs
+//! under several seeds.
 
 use crate::rogue;
-use crate::transport::{Mailbox, TurmoilTransport};
-use crate::world::{id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
+use crate::transport::{TurmoilTransport, Wire};
+use crate::world::{cluster_keys, id_of, key_of, sim_clock, Seeds, GOSSIP_PORT};
 use maxwell_core::{Command, CoreConfig, NodeCore, Output, Reading};
+use maxwell_gossip::swim::SwimConfig;
 use maxwell_gossip::Position;
 use maxwell_gossip::{
     Member, MemberStatus, MicroWatts, MilliCelsius, RejectCounters, SensorSource,
 };
+use maxwell_node::mesh::transport::GossipStats;
 use maxwell_node::mesh::{Mesh, MeshSettings};
 use maxwell_types::sync::lock;
 use std::net::SocketAddr;
@@ -77,8 +80,13 @@ pub enum Op {
     SetLoss(f64),
     /// Delivers datagrams with up to this latency.
     SetLatency(Duration),
-    /// Starts a rogue host that gossips forged and replayed records for `victim`.
+    /// Starts a rogue host that holds the cluster key (a compromised
+    /// member) and sends forged and replayed records for `victim`, and foca
+    /// messages in its name.
     AddRogue { victim: usize },
+    /// Starts a host without the cluster key that floods the gossip port:
+    /// "`victim` is dead", phantom members, garbage, replays.
+    AddOutsider { victim: usize },
     /// Lets simulated time pass.
     Wait(Duration),
     /// Every running honest node counts every other one.
@@ -97,7 +105,8 @@ pub enum Op {
         seen_by: Who,
         within: Duration,
     },
-    /// `by` have refused at least `at_least` records for `reason` (a reject label).
+    /// `by` have refused at least `at_least` records or datagrams for
+    /// `reason` (a verifier or a protocol refusal label).
     ExpectRejected {
         reason: &'static str,
         at_least: u64,
@@ -142,6 +151,10 @@ pub struct Ctl {
     pub generation: u64,
     pub view: Vec<Member>,
     pub counters: RejectCounters,
+    /// Members the protocol holds up, verified or not.
+    pub gossip_peers: usize,
+    /// Datagrams and records the protocol refused, by reason.
+    pub refused: std::collections::BTreeMap<maxwell_gossip::swim::Refusal, u64>,
     /// The core's latest price, thousandths.
     pub price_milli: Option<u64>,
     /// Whether that price is held (settled inside the law's hysteresis band).
@@ -152,26 +165,39 @@ fn host_name(i: usize) -> String {
     format!("n{i}")
 }
 
-/// Gossip settings of a simulated node: the seeds other than itself.
+/// Gossip settings of a simulated node: the seeds other than itself, the
+/// test preset's timing around the scenario's gossip round.
 pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
     let me = turmoil::lookup(host_name(i));
     let seeds = lock(seeds)
         .iter()
         .filter(|ip| **ip != me)
-        .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT).to_string())
+        .map(|ip| SocketAddr::new(*ip, GOSSIP_PORT))
         .collect();
     MeshSettings {
         listen_addr: SocketAddr::from(([0, 0, 0, 0], GOSSIP_PORT)),
         advertise_addr: SocketAddr::new(me, GOSSIP_PORT),
         seeds,
-        cluster_id: "sim".into(),
-        interval,
-        phi_threshold: 8.0,
-        dead_grace: Duration::from_secs(120),
+        keys: cluster_keys(),
+        swim: swim_config(interval),
         verifier: maxwell_gossip::VerifierConfig {
             ttl_ms: REPORT_TTL_MS,
+            max_age_ms: REPORT_TTL_MS * 2,
             ..Default::default()
         },
+    }
+}
+
+/// The protocol's timing for a gossip round of `interval`.
+pub fn swim_config(interval: Duration) -> SwimConfig {
+    SwimConfig {
+        probe_period_ms: 200,
+        probe_rtt_ms: 60,
+        suspect_to_down_ms: 600,
+        gossip_every_ms: interval.as_millis() as u64,
+        sync_every_ms: 2_000,
+        forget_down_after_ms: 120_000,
+        ..SwimConfig::default()
     }
 }
 
@@ -188,6 +214,12 @@ pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
         report_ttl_ms: REPORT_TTL_MS,
         leave_linger_ms: ms(interval * 3),
         admission: maxwell_core::Admission::NONE,
+        publish: maxwell_core::PublishPolicy {
+            min_gap_ms: ms(PUBLISH_EVERY),
+            heartbeat_ms: REPORT_TTL_MS / 3,
+            deadband: true,
+            reprice_on_arrival: true,
+        },
     }
 }
 
@@ -211,14 +243,14 @@ fn reading(celsius: f64) -> Reading {
 async fn node_main(
     i: usize,
     ctl: Arc<Mutex<Ctl>>,
-    mailbox: Mailbox,
+    wire: Wire,
     interval: Duration,
     seeds: Seeds,
     core_seed: u64,
 ) -> turmoil::Result {
     let clock = sim_clock();
     let generation = clock();
-    let transport = TurmoilTransport::new(mailbox);
+    let transport = TurmoilTransport::new(wire);
     let mesh = Mesh::start(
         settings(i, interval, &seeds),
         key_of(i),
@@ -226,6 +258,8 @@ async fn node_main(
         generation,
         &transport,
         Arc::clone(&clock),
+        core_seed ^ generation ^ 0x5357,
+        Arc::new(GossipStats::default()),
     )
     .await?;
     // Each start is a new incarnation with its own stream, as in the agent.
@@ -240,10 +274,17 @@ async fn node_main(
         let wake = core.poll_timeout().map_or(OBSERVE_EVERY, |at| {
             Duration::from_millis(at.saturating_sub(clock()))
         });
-        tokio::time::sleep(wake).await;
+        let arrived = tokio::select! {
+            () = tokio::time::sleep(wake) => false,
+            () = mesh.changed() => true,
+        };
         let now = clock();
         if lock(&ctl).leave {
             core.handle_command(now, Command::Leave);
+        }
+        if arrived {
+            // Records arrived: re-price now, as the agent does.
+            observe(&mesh, &mut core, &ctl, now);
         }
         core.handle_timeout(now);
         while let Some(output) = core.poll_output() {
@@ -252,15 +293,9 @@ async fn node_main(
                     let celsius = lock(&ctl).celsius;
                     core.handle_reading(now, &reading(celsius));
                 }
-                Output::ObservePeers => {
-                    let events = mesh.refresh().await;
-                    core.handle_peers(now, mesh.members(), events);
-                    let mut c = lock(&ctl);
-                    c.view = core.members().to_vec();
-                    c.counters = mesh.counters();
-                }
+                Output::ObservePeers => observe(&mesh, &mut core, &ctl, now),
                 Output::Publish(heat) => {
-                    mesh.publish(&heat).await?;
+                    mesh.publish(&heat)?;
                     let mut c = lock(&ctl);
                     c.price_milli = Some(heat.price_milli);
                     c.price_held = core.quote().is_some_and(|q| q.held);
@@ -277,6 +312,17 @@ async fn node_main(
     }
 }
 
+/// Hands the core what the mesh holds, and shows it to the driver.
+fn observe(mesh: &Mesh, core: &mut NodeCore, ctl: &Mutex<Ctl>, now: u64) {
+    let events = mesh.refresh();
+    core.handle_peers(now, mesh.members(), events);
+    let mut c = lock(ctl);
+    c.view = core.members().to_vec();
+    c.counters = mesh.counters();
+    c.refused = mesh.protocol_counters().refused;
+    c.gossip_peers = mesh.gossip_peers();
+}
+
 /// Runs a scenario; panics with the failing step and what was seen.
 pub fn run(s: &Scenario) -> Report {
     Driver::new(s).run(s)
@@ -284,7 +330,7 @@ pub fn run(s: &Scenario) -> Report {
 
 struct Driver<'a> {
     sim: turmoil::Sim<'a>,
-    mailbox: Mailbox,
+    wire: Wire,
     nodes: Vec<Arc<Mutex<Ctl>>>,
     interval: Duration,
     rogues: usize,
@@ -307,7 +353,7 @@ impl<'a> Driver<'a> {
             .build();
         Self {
             sim,
-            mailbox: Mailbox::new(s.seed),
+            wire: Wire::new(s.seed),
             nodes: Vec::new(),
             interval: s.gossip_interval,
             rogues: 0,
@@ -335,7 +381,7 @@ impl<'a> Driver<'a> {
                 report.waits.push((step, self.sim.elapsed() - started));
             }
         }
-        report.datagrams_lost = self.mailbox.stats().dropped_by_loss;
+        report.datagrams_lost = self.wire.stats().dropped_by_loss;
         report
     }
 
@@ -379,14 +425,13 @@ impl<'a> Driver<'a> {
             ..Ctl::default()
         }));
         self.nodes.push(Arc::clone(&ctl));
-        let (mailbox, interval, seeds) =
-            (self.mailbox.clone(), self.interval, Arc::clone(&self.seeds));
+        let (wire, interval, seeds) = (self.wire.clone(), self.interval, Arc::clone(&self.seeds));
         let core_seed = self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.sim.host(host_name(i), move || {
             node_main(
                 i,
                 Arc::clone(&ctl),
-                mailbox.clone(),
+                wire.clone(),
                 interval,
                 Arc::clone(&seeds),
                 core_seed,
@@ -497,20 +542,29 @@ impl<'a> Driver<'a> {
                 lock(&self.nodes[*i]).leave = true;
                 self.up.remove(i);
             }
-            Op::SetLoss(p) => self.mailbox.set_loss(*p),
+            Op::SetLoss(p) => self.wire.set_loss(*p),
             Op::SetLatency(d) => self.sim.set_max_message_latency(*d),
             Op::AddRogue { victim } => {
                 let k = self.rogues;
                 let name = rogue::host_name(k);
                 self.rogues += 1;
-                let (mailbox, interval, victim, seeds) = (
-                    self.mailbox.clone(),
+                let (wire, interval, victim, seeds) = (
+                    self.wire.clone(),
                     self.interval,
                     *victim,
                     Arc::clone(&self.seeds),
                 );
                 self.sim.host(name, move || {
-                    rogue::rogue_main(k, victim, mailbox.clone(), interval, Arc::clone(&seeds))
+                    rogue::rogue_main(k, victim, wire.clone(), interval, Arc::clone(&seeds))
+                });
+            }
+            Op::AddOutsider { victim } => {
+                let k = self.rogues;
+                let name = rogue::host_name(k);
+                self.rogues += 1;
+                let (victim, seeds) = (*victim, Arc::clone(&self.seeds));
+                self.sim.host(name, move || {
+                    rogue::outsider_main(victim, Arc::clone(&seeds))
                 });
             }
             Op::Wait(d) => self.wait(*d)?,
@@ -556,16 +610,25 @@ impl<'a> Driver<'a> {
                 }
                 self.until(*within, |d| {
                     for o in &observers {
-                        let c = lock(&d.nodes[*o]).counters;
-                        let n = c
-                            .rejections()
+                        let c = lock(&d.nodes[*o]);
+                        // A record refusal (the verifier's label) or a
+                        // datagram refusal (the protocol's).
+                        let records = c.counters.rejections();
+                        let n = records
                             .iter()
                             .find(|(l, _)| l == reason)
-                            .map_or(0, |(_, n)| *n);
+                            .map(|(_, n)| *n)
+                            .or_else(|| {
+                                c.refused
+                                    .iter()
+                                    .find(|(r, _)| r.label() == *reason)
+                                    .map(|(_, n)| *n)
+                            })
+                            .unwrap_or(0);
                         if n < *at_least {
                             return Err(format!(
-                                "n{o} refused {n} `{reason}` records; all refusals: {:?}",
-                                c.rejections()
+                                "n{o} refused {n} `{reason}`; records: {records:?}, datagrams: {:?}",
+                                c.refused
                             ));
                         }
                     }
@@ -650,6 +713,11 @@ impl<'a> Driver<'a> {
                 if o != t {
                     self.check_each(&[*o], *t, |m| m.is_some_and(Member::counts))?;
                 }
+            }
+            // No phantom: at most the honest nodes and the rogues are members.
+            let peers = lock(&self.nodes[*o]).gossip_peers;
+            if peers > self.nodes.len() - 1 + self.rogues {
+                return Err(format!("n{o} holds {peers} members"));
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! both build on it.
 
 use ed25519_dalek::SigningKey;
+use maxwell_gossip::seal::{ClusterKey, Keyring};
 use maxwell_gossip::{KeyedNodeId, NodeId};
 use maxwell_node::mesh::Clock;
 use std::net::IpAddr;
@@ -24,6 +25,15 @@ pub fn key_of(i: usize) -> SigningKey {
 /// The node id of node `i`.
 pub fn id_of(i: usize) -> NodeId {
     NodeId::from_verifying_key(&key_of(i).verifying_key())
+}
+
+/// The cluster's shared secret and name.
+pub const CLUSTER_SECRET: [u8; 32] = [0x5e; 32];
+pub const CLUSTER_ID: &str = "sim";
+
+/// The cluster's keyring: every honest host and the insider rogue hold it.
+pub fn cluster_keys() -> Keyring {
+    Keyring::new(ClusterKey::derive(&CLUSTER_SECRET, CLUSTER_ID), Vec::new())
 }
 
 /// Simulated unix time, ms.

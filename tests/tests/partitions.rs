@@ -282,21 +282,21 @@ fn a_rogue_host_is_refused_and_counted_everywhere() {
             within: s(3),
         },
         Op::AddRogue { victim: 1 },
-        // Every honest node but the victim (which ignores records under its own id).
+        // Every honest node but the victim (the rogue sends it nothing).
         Op::ExpectRejected {
-            reason: "key_mismatch",
+            reason: "bad-record",
             at_least: 1,
             by: Who::Nodes(vec![0, 2, 3, 4]),
             within: s(10),
         },
         Op::ExpectRejected {
-            reason: "bad_signature",
+            reason: "stale-record",
             at_least: 1,
             by: Who::Nodes(vec![0, 2, 3, 4]),
             within: s(10),
         },
         Op::ExpectRejected {
-            reason: "replay",
+            reason: "impostor",
             at_least: 1,
             by: Who::Nodes(vec![0, 2, 3, 4]),
             within: s(10),
@@ -321,6 +321,45 @@ fn a_rogue_host_is_refused_and_counted_everywhere() {
         },
     ]);
     each_seed("rogue", ops);
+}
+
+#[test]
+fn an_outsider_without_the_key_changes_no_view_and_draws_no_reply() {
+    let mut ops = cold_start(5);
+    ops.extend([
+        Op::AddOutsider { victim: 1 },
+        // The seeds (n0..n2) are flooded; each refuses every kind it sent.
+        Op::ExpectRejected {
+            reason: "bad-tag",
+            at_least: 20,
+            by: Who::Nodes(vec![0, 1, 2]),
+            within: s(5),
+        },
+        Op::ExpectRejected {
+            reason: "unknown-key",
+            at_least: 20,
+            by: Who::Nodes(vec![0, 1, 2]),
+            within: s(5),
+        },
+        Op::ExpectRejected {
+            reason: "not-sealed",
+            at_least: 40,
+            by: Who::Nodes(vec![0, 1, 2]),
+            within: s(5),
+        },
+        // "n1 is down" and the phantoms were believed nowhere: n1 still
+        // counts everywhere and no one gained a member (any reply would have
+        // failed the outsider, and so the run).
+        Op::Wait(s(10)),
+        Op::ExpectSeen {
+            node: 1,
+            seen: Seen::Counted,
+            seen_by: Who::All,
+            within: s(1),
+        },
+        Op::ExpectConverged { within: s(1) },
+    ]);
+    each_seed("outsider", ops);
 }
 
 #[test]

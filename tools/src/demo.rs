@@ -43,9 +43,10 @@ const PER_RACK: u16 = 4;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The config of demo node `k`: racks of four, the last node runs hot; all
-/// gossip on loopback with node 0 as the seed (`seed`; none for node 0).
-/// Ports are the kernel's (the supervisor asks for port 0).
-fn node_config(k: u16, n: u16, seed: Option<SocketAddr>) -> String {
+/// gossip on loopback with node 0 as the seed (`seed`; none for node 0),
+/// sealed with the demo's one cluster key (`key`). Ports are the kernel's
+/// (the supervisor asks for port 0).
+fn node_config(k: u16, n: u16, seed: Option<SocketAddr>, key: &Path) -> String {
     let rack = k / PER_RACK + 1;
     let slot = k % PER_RACK + 1;
     let hot = k + 1 == n && n > 1;
@@ -53,11 +54,12 @@ fn node_config(k: u16, n: u16, seed: Option<SocketAddr>) -> String {
     let extra = if hot { 0.7 } else { 0.05 * f64::from(k % 3) };
     format!(
         "name = \"r{rack}-u{slot:02}\"\nrack = \"r{rack}\"\nslot = {slot}\n\
-         [sensors]\nsource = \"emulated\"\ninterval_ms = 500\n\
+         [sensors]\nsource = \"emulated\"\n\
          [emulated]\ninlet_celsius = {inlet}\nextra_load = {extra}\ntime_constant_s = 20\n\
-         [gossip]\npreset = \"test\"\ninterval_ms = 200\nseeds = [{seeds}]\n\
+         [gossip]\npreset = \"test\"\ncluster_key_file = \"{key}\"\nseeds = [{seeds}]\n\
          [pricing]\nrelief_gain = 0.9\n",
         seeds = seed.map_or(String::new(), |s| format!("\"{s}\"")),
+        key = key.display(),
     )
 }
 
@@ -70,9 +72,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // together, then each is waited for.
     let mut seed = None;
     let mut data_dirs = Vec::new();
+    let key = dir.join("cluster.key");
+    write_secret(&key, &maxwell_node::mesh::keys::generate()?)?;
     for k in 0..args.nodes {
         let cfg = dir.join(format!("node{k}.toml"));
-        std::fs::write(&cfg, node_config(k, args.nodes, seed))
+        std::fs::write(&cfg, node_config(k, args.nodes, seed, &key))
             .with_context(|| format!("writing {}", cfg.display()))?;
         let data = dir.join(format!("node{k}"));
         let args = [OsStr::new("--config"), cfg.as_os_str()];
@@ -204,4 +208,18 @@ async fn heat(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
         Ok(Err(e)) => format!("\ncould not heat node {k}: {e}\n"),
         Err(e) => format!("\ncould not heat node {k}: {e}\n"),
     }
+}
+
+/// Writes a file only its owner may read.
+pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

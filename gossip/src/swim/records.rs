@@ -33,8 +33,10 @@ pub struct Held {
 pub enum Offer {
     /// Newer than anything held for its node: held now, and to be relayed.
     New(NodeId),
-    /// Already held, or older than what is.
+    /// Already held.
     Known,
+    /// Older than the one held: late, or replayed.
+    Stale,
     /// Unsigned, mis-signed, malformed, oversized, or the store is full.
     Refused,
 }
@@ -45,6 +47,7 @@ pub struct Store {
     held: BTreeMap<NodeId, Held>,
     max: usize,
     refused: u64,
+    stale: u64,
     /// Nodes whose record changed since the driver last asked.
     changed: Vec<NodeId>,
 }
@@ -55,6 +58,7 @@ impl Store {
             held: BTreeMap::new(),
             max,
             refused: 0,
+            stale: 0,
             changed: Vec::new(),
         }
     }
@@ -64,6 +68,7 @@ impl Store {
         let outcome = self.check(bytes);
         match outcome {
             Offer::Refused => self.refused += 1,
+            Offer::Stale => self.stale += 1,
             Offer::New(node) => self.changed.push(node),
             Offer::Known => {}
         }
@@ -90,7 +95,7 @@ impl Store {
         };
         let (generation, seq) = record.order();
         if held.is_some_and(|h| (h.generation, h.seq) >= (generation, seq)) {
-            return Offer::Known;
+            return Offer::Stale;
         }
         let rack = match &record {
             Record::Report(r) => Some(r.position.rack.clone()),
@@ -125,9 +130,9 @@ impl Store {
         self.held.remove(node);
     }
 
-    /// Records refused so far.
-    pub fn refused(&self) -> u64 {
-        self.refused
+    /// Records refused so far, and records older than the one held.
+    pub fn refused(&self) -> (u64, u64) {
+        (self.refused, self.stale)
     }
 
     /// Nodes whose record changed since the last call.
@@ -200,7 +205,7 @@ impl foca::BroadcastHandler<Peer> for Handler {
                 node,
                 order: (h.generation, h.seq),
             }),
-            Offer::Known | Offer::Refused => None,
+            Offer::Known | Offer::Stale | Offer::Refused => None,
         })
     }
 }

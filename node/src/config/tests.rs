@@ -16,7 +16,7 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.http_addr, DEFAULT_HTTP_ADDR.parse().expect("valid"));
     assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     assert_eq!(c.sensors.mode, SensorMode::Auto);
-    assert_eq!(c.sensors.interval, Duration::from_secs(1));
+    assert_eq!(c.sensors.interval, Duration::from_millis(100));
     assert_eq!(c.sensors.default_critical, MilliCelsius(95_000));
     assert_eq!(
         c.power.cap_sources,

@@ -8,6 +8,7 @@
 
 use crate::http::state::AppState;
 use crate::sensors::Snapshot;
+use maxwell_gossip::swim::Refusal;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -410,12 +411,16 @@ fn gossip_metrics(reg: &mut Registry, state: &AppState) {
             ("direction", "out", s.bytes_out.load(Relaxed)),
         ],
     );
-    let invalid = Counter::<u64>::default();
-    invalid.inc_by(s.invalid_datagrams());
-    reg.register(
-        "maxwell_gossip_invalid_datagrams",
-        "Datagrams on the gossip port that were not chitchat messages (dropped)",
-        invalid,
+    let p = state.protocol_counters();
+    let refused: Vec<(&str, &str, u64)> = Refusal::ALL
+        .iter()
+        .map(|r| ("reason", r.label(), p.refused.get(r).copied().unwrap_or(0)))
+        .collect();
+    counter_family(
+        reg,
+        "maxwell_gossip_refused",
+        "Gossip datagrams and records refused before anything was believed, by reason",
+        &refused,
     );
     let errors = Counter::<u64>::default();
     errors.inc_by(s.send_errors.load(Relaxed));

@@ -5,6 +5,7 @@ use crate::http::Members;
 use crate::identity::Identity;
 use crate::mesh::transport::GossipStats;
 use crate::sensors::{Problem, ProblemKind, Snapshot};
+use maxwell_gossip::swim::SwimCounters;
 use maxwell_gossip::NodeId;
 use maxwell_gossip::RejectCounters;
 use maxwell_types::sync::{lock, read, write};
@@ -74,6 +75,8 @@ pub struct AppState {
     members: RwLock<Members>,
     /// Verification counters at the latest refresh.
     verify_counters: RwLock<RejectCounters>,
+    /// Datagrams opened and refused, at the latest refresh.
+    protocol_counters: RwLock<SwimCounters>,
     /// This host's guests (the vmm backend, or why there is none).
     pub guests: Arc<Guests>,
     /// The latest price quote.
@@ -109,6 +112,7 @@ impl AppState {
                 unverified_peers: 0,
             }),
             verify_counters: RwLock::new(RejectCounters::default()),
+            protocol_counters: RwLock::default(),
             quote: RwLock::new(None),
             admitted: RwLock::default(),
             emulated: RwLock::new(None),
@@ -193,9 +197,15 @@ impl AppState {
     }
 
     /// Replaces the membership view.
-    pub fn set_members(&self, members: Members, counters: RejectCounters) {
+    pub fn set_members(&self, members: Members, counters: RejectCounters, protocol: SwimCounters) {
         *write(&self.members) = members;
         *write(&self.verify_counters) = counters;
+        *write(&self.protocol_counters) = protocol;
+    }
+
+    /// Datagrams opened and refused, at the latest refresh.
+    pub fn protocol_counters(&self) -> SwimCounters {
+        read(&self.protocol_counters).clone()
     }
 
     fn note_problems(&self, problems: &[Problem]) {

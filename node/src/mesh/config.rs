@@ -1,6 +1,6 @@
 //! The `[gossip]` config section, owned by the mesh driver: addresses,
-//! seeds, timing presets and what the verifier accepts. Each default is
-//! declared once, in `validate` (or its preset).
+//! seeds, the cluster key, timing presets and what the verifier accepts.
+//! Each default is declared once, in `validate` (or its preset).
 
 use crate::check::{check_name, invalid, ConfigError};
 use crate::fsutil::excerpt;
@@ -13,9 +13,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GossipPreset {
-    /// A rack LAN: 500 ms rounds, phi 8, dead nodes kept 1 h, reports stale after 10 s.
+    /// A rack LAN: 800 ms probes, 2 s suspicion, digests every 15 s, a
+    /// heartbeat a minute, dead nodes kept 1 h.
     Lan,
-    /// Tests and demos on one machine: 100 ms rounds, phi 6, dead nodes kept 60 s, stale after 3 s.
+    /// Tests and demos on one machine: everything about four times faster,
+    /// dead nodes kept 60 s.
     Test,
 }
 
@@ -27,8 +29,14 @@ pub struct RawGossip {
     pub advertise_addr: Option<String>,
     pub seeds: Option<Vec<String>>,
     pub cluster_id: Option<String>,
+    pub cluster_key_file: Option<PathBuf>,
     pub interval_ms: Option<u64>,
-    pub phi_threshold: Option<f64>,
+    pub probe_interval_ms: Option<u64>,
+    pub probe_timeout_ms: Option<u64>,
+    pub suspicion_ms: Option<u64>,
+    pub sync_interval_ms: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub publish_min_gap_ms: Option<u64>,
     pub dead_grace_ms: Option<u64>,
     pub report_ttl_ms: Option<u64>,
     pub max_clock_skew_ms: Option<u64>,
@@ -45,8 +53,18 @@ pub struct GossipConfig {
     pub advertise_addr: Option<SocketAddr>,
     pub seeds: Vec<String>,
     pub cluster_id: String,
+    /// The shared secret; `None` means `DATA_DIR/cluster.key`.
+    pub cluster_key_file: Option<PathBuf>,
+    /// Gossip round: pending updates go out, members are re-read.
     pub interval: Duration,
-    pub phi_threshold: f64,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub suspicion: Duration,
+    pub sync_interval: Duration,
+    /// Our report is re-signed and sent at least this often.
+    pub heartbeat: Duration,
+    /// A change that is not urgent is sent at most this often.
+    pub publish_min_gap: Duration,
     pub dead_grace: Duration,
     pub report_ttl: Duration,
     pub max_clock_skew: Duration,
@@ -58,9 +76,29 @@ impl RawGossip {
     /// Validates the section.
     pub fn validate(self) -> Result<GossipConfig, ConfigError> {
         let preset = self.preset.unwrap_or(GossipPreset::Lan);
-        let (interval, phi, grace, ttl) = match preset {
-            GossipPreset::Lan => (500, 8.0, 3_600_000, 10_000),
-            GossipPreset::Test => (100, 6.0, 60_000, 3_000),
+        let p = match preset {
+            GossipPreset::Lan => Preset {
+                interval: 200,
+                probe: 800,
+                probe_timeout: 250,
+                suspicion: 2_000,
+                sync: 15_000,
+                heartbeat: 60_000,
+                gap: 1_000,
+                grace: 3_600_000,
+                ttl: 180_000,
+            },
+            GossipPreset::Test => Preset {
+                interval: 50,
+                probe: 200,
+                probe_timeout: 60,
+                suspicion: 600,
+                sync: 2_000,
+                heartbeat: 5_000,
+                gap: 250,
+                grace: 60_000,
+                ttl: 15_000,
+            },
         };
         let ms = |field, v: Option<u64>, default: u64, lo: u64, hi: u64| {
             let v = v.unwrap_or(default);
@@ -70,25 +108,72 @@ impl RawGossip {
                 Err(invalid(field, format!("{v} is outside {lo} to {hi}")))
             }
         };
-        let interval = ms("gossip.interval_ms", self.interval_ms, interval, 10, 60_000)?;
-        let report_ttl = ms(
-            "gossip.report_ttl_ms",
-            self.report_ttl_ms,
-            ttl,
+        let interval = ms(
+            "gossip.interval_ms",
+            self.interval_ms,
+            p.interval,
+            10,
+            60_000,
+        )?;
+        let probe_interval = ms(
+            "gossip.probe_interval_ms",
+            self.probe_interval_ms,
+            p.probe,
+            50,
+            60_000,
+        )?;
+        let probe_timeout = ms(
+            "gossip.probe_timeout_ms",
+            self.probe_timeout_ms,
+            p.probe_timeout,
+            10,
+            60_000,
+        )?;
+        if probe_timeout >= probe_interval {
+            return Err(invalid(
+                "gossip.probe_timeout_ms",
+                "must be shorter than gossip.probe_interval_ms".into(),
+            ));
+        }
+        let suspicion = ms(
+            "gossip.suspicion_ms",
+            self.suspicion_ms,
+            p.suspicion,
+            100,
+            600_000,
+        )?;
+        let sync_interval = ms(
+            "gossip.sync_interval_ms",
+            self.sync_interval_ms,
+            p.sync,
             100,
             3_600_000,
         )?;
-        if report_ttl < interval * 2 {
+        let heartbeat = ms(
+            "gossip.heartbeat_ms",
+            self.heartbeat_ms,
+            p.heartbeat,
+            100,
+            3_600_000,
+        )?;
+        let publish_min_gap = ms(
+            "gossip.publish_min_gap_ms",
+            self.publish_min_gap_ms,
+            p.gap,
+            0,
+            60_000,
+        )?;
+        let report_ttl = ms(
+            "gossip.report_ttl_ms",
+            self.report_ttl_ms,
+            p.ttl,
+            100,
+            3_600_000,
+        )?;
+        if report_ttl < heartbeat * 2 {
             return Err(invalid(
                 "gossip.report_ttl_ms",
-                "must be at least two gossip intervals".into(),
-            ));
-        }
-        let phi_threshold = self.phi_threshold.unwrap_or(phi);
-        if !(phi_threshold.is_finite() && (1.0..=32.0).contains(&phi_threshold)) {
-            return Err(invalid(
-                "gossip.phi_threshold",
-                format!("{phi_threshold} is outside 1 to 32"),
+                "must be at least two heartbeats (gossip.heartbeat_ms)".into(),
             ));
         }
         let listen = self.listen_addr.as_deref().unwrap_or("0.0.0.0:7946");
@@ -130,18 +215,38 @@ impl RawGossip {
         }
         let cluster_id = self.cluster_id.unwrap_or_else(|| "maxwell".into());
         check_name("gossip.cluster_id", &cluster_id)?;
+        let max_report_age = ms(
+            "gossip.max_report_age_ms",
+            self.max_report_age_ms,
+            p.ttl * 2,
+            1_000,
+            86_400_000,
+        )?;
+        if max_report_age <= heartbeat {
+            return Err(invalid(
+                "gossip.max_report_age_ms",
+                "must be longer than gossip.heartbeat_ms (a quiet node's report would be refused)"
+                    .into(),
+            ));
+        }
         Ok(GossipConfig {
             preset,
             listen_addr,
             advertise_addr,
             seeds,
             cluster_id,
+            cluster_key_file: self.cluster_key_file,
             interval,
-            phi_threshold,
+            probe_interval,
+            probe_timeout,
+            suspicion,
+            sync_interval,
+            heartbeat,
+            publish_min_gap,
             dead_grace: ms(
                 "gossip.dead_grace_ms",
                 self.dead_grace_ms,
-                grace,
+                p.grace,
                 1_000,
                 30 * 86_400_000,
             )?,
@@ -153,14 +258,21 @@ impl RawGossip {
                 0,
                 3_600_000,
             )?,
-            max_report_age: ms(
-                "gossip.max_report_age_ms",
-                self.max_report_age_ms,
-                60_000,
-                1_000,
-                86_400_000,
-            )?,
+            max_report_age,
             allowlist: self.allowlist,
         })
     }
+}
+
+/// A preset's defaults, ms.
+struct Preset {
+    interval: u64,
+    probe: u64,
+    probe_timeout: u64,
+    suspicion: u64,
+    sync: u64,
+    heartbeat: u64,
+    gap: u64,
+    grace: u64,
+    ttl: u64,
 }

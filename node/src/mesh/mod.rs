@@ -1,31 +1,39 @@
-//! The gossip mesh driver: chitchat over a [`Transport`], the signed record
-//! published as chitchat state, and the pure [`Membership`] fed from
-//! chitchat's node states.
+//! The gossip mesh driver: [`maxwell_gossip::swim`] on a [`Transport`]
+//! socket, and the pure [`Membership`] fed from what it holds.
 //!
-//! The driver owns no policy: what a value means and whether to believe it is
-//! `maxwell_gossip`'s business. Time comes from a [`Clock`] (unix ms) so the
-//! same code runs on the wall clock and under turmoil's simulated one.
+//! The driver owns no policy: what is sent, believed or declared down is
+//! decided by `Swim` and `Membership`. One task owns the socket: it hands
+//! each datagram and each due timer to `Swim` and sends what it asks;
+//! [`Mesh::changed`] wakes the agent when records or members change, so it
+//! re-prices on arrival. Time comes from a [`Clock`] (unix ms), so the same
+//! code runs on the wall clock and under turmoil's simulated one.
 
 pub mod config;
+pub mod keys;
 pub mod setup;
 pub mod transport;
 
-use chitchat::transport::Transport;
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use ed25519_dalek::SigningKey;
 use maxwell_core::Heat;
-use maxwell_gossip::KeyedNodeId;
+use maxwell_gossip::seal::Keyring;
+use maxwell_gossip::swim::{Peer, Refusal, Spread, Swim, SwimConfig, SwimCounters, SwimEvent};
 use maxwell_gossip::{
-    HeatReport, Leave, Liveness, Member, Membership, MembershipEvent, NodeId, PeerObservation,
-    RejectCounters, SignedRecord, Verifier, VerifierConfig, CHITCHAT_KEY,
+    HeatReport, KeyedNodeId, Leave, Liveness, Member, Membership, MembershipEvent, NodeId,
+    PeerObservation, RejectCounters, SignedRecord, Verifier, VerifierConfig,
 };
 use maxwell_types::sync::lock;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use transport::{GossipStats, Socket, Transport};
 
 /// Unix time in milliseconds; simulated under turmoil.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Largest datagram read; anything longer is cut and then refused.
+const RECV_BUF: usize = 65_536;
 
 /// Errors of the mesh driver.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +43,7 @@ pub enum MeshError {
     Start {
         addr: SocketAddr,
         #[source]
-        source: anyhow::Error,
+        source: std::io::Error,
     },
     /// Our own record could not be signed (a name or rack over 64 bytes).
     #[error("cannot sign our record: {0}")]
@@ -46,26 +54,35 @@ pub enum MeshError {
 #[derive(Debug, Clone)]
 pub struct MeshSettings {
     pub listen_addr: SocketAddr,
+    /// What members are told; port 0 means the port bound.
     pub advertise_addr: SocketAddr,
-    /// `host:port` of seed nodes.
-    pub seeds: Vec<String>,
-    pub cluster_id: String,
-    pub interval: Duration,
-    pub phi_threshold: f64,
-    pub dead_grace: Duration,
+    /// Where to join.
+    pub seeds: Vec<SocketAddr>,
+    pub keys: Keyring,
+    pub swim: SwimConfig,
     pub verifier: VerifierConfig,
+}
+
+struct Shared {
+    swim: Swim,
+    membership: Membership,
+    last_report: Option<HeatReport>,
+    seq: u64,
 }
 
 /// A running mesh member.
 pub struct Mesh {
-    handle: ChitchatHandle,
+    shared: Arc<Mutex<Shared>>,
+    /// Wakes the driver to send what `Swim` queued.
+    wake: Arc<Notify>,
+    changed: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
     key: SigningKey,
     node_id: NodeId,
     name: String,
     generation: u64,
-    seq: Mutex<u64>,
-    membership: Mutex<Membership>,
-    last_report: Mutex<Option<HeatReport>>,
+    local_addr: SocketAddr,
     clock: Clock,
 }
 
@@ -74,12 +91,15 @@ impl std::fmt::Debug for Mesh {
         f.debug_struct("Mesh")
             .field("node_id", &self.node_id)
             .field("generation", &self.generation)
+            .field("local_addr", &self.local_addr)
             .finish()
     }
 }
 
 impl Mesh {
-    /// Joins (or founds) the mesh as incarnation `generation`.
+    /// Binds the gossip socket and joins (or founds) the mesh as
+    /// incarnation `generation`; `seed` drives every random choice.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         settings: MeshSettings,
         key: SigningKey,
@@ -87,41 +107,56 @@ impl Mesh {
         generation: u64,
         transport: &dyn Transport,
         clock: Clock,
+        seed: u64,
+        stats: Arc<GossipStats>,
     ) -> Result<Self, MeshError> {
-        let node_id = NodeId::from_verifying_key(&key.verifying_key());
-        let config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(node_id.to_string(), generation, settings.advertise_addr),
-            cluster_id: settings.cluster_id.clone(),
-            gossip_interval: settings.interval,
-            listen_addr: settings.listen_addr,
-            seed_nodes: settings.seeds.clone(),
-            failure_detector_config: FailureDetectorConfig {
-                phi_threshold: settings.phi_threshold,
-                initial_interval: settings.interval * 2,
-                dead_node_grace_period: settings.dead_grace,
-                ..FailureDetectorConfig::default()
-            },
-            marked_for_deletion_grace_period: settings.dead_grace,
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-            // V1 compresses digests (~6x less traffic); every maxwell speaks it.
-            protocol_version: chitchat::ProtocolVersion::V1,
+        let start = |source| MeshError::Start {
+            addr: settings.listen_addr,
+            source,
         };
-        let handle = spawn_chitchat(config, Vec::new(), transport)
-            .await
-            .map_err(|source| MeshError::Start {
-                addr: settings.listen_addr,
-                source,
-            })?;
+        let socket = transport.bind(settings.listen_addr).await.map_err(start)?;
+        let local_addr = socket.local_addr().map_err(start)?;
+        let mut advertise = settings.advertise_addr;
+        if advertise.port() == 0 {
+            advertise.set_port(local_addr.port());
+        }
+        let node_id = NodeId::from_verifying_key(&key.verifying_key());
+        let me = Peer {
+            id: node_id,
+            generation,
+            addr: advertise,
+        };
+        let now = clock();
+        let swim = Swim::new(me, settings.keys, settings.swim, settings.seeds, seed, now);
+        let shared = Arc::new(Mutex::new(Shared {
+            swim,
+            membership: Membership::new(node_id, Verifier::new(settings.verifier)),
+            last_report: None,
+            seq: 0,
+        }));
+        let wake = Arc::new(Notify::new());
+        let changed = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let driver = Driver {
+            socket,
+            shared: Arc::clone(&shared),
+            wake: Arc::clone(&wake),
+            changed: Arc::clone(&changed),
+            clock: Arc::clone(&clock),
+            stats,
+        };
+        let task = tokio::spawn(driver.run(stopped));
         Ok(Self {
-            handle,
-            membership: Mutex::new(Membership::new(node_id, Verifier::new(settings.verifier))),
+            shared,
+            wake,
+            changed,
+            stop,
+            task,
             key,
             node_id,
             name,
             generation,
-            seq: Mutex::new(0),
-            last_report: Mutex::new(None),
+            local_addr,
             clock,
         })
     }
@@ -131,20 +166,27 @@ impl Mesh {
         self.node_id
     }
 
-    fn next_seq(&self) -> u64 {
-        let mut seq = lock(&self.seq);
-        *seq += 1;
-        *seq
+    /// Where the gossip socket is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
-    /// Signs a new report from `heat` and makes it our chitchat state.
-    pub async fn publish(&self, heat: &Heat) -> Result<HeatReport, MeshError> {
+    /// Resolves when records or members changed since the last call.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Signs a new report from `heat` and pushes it to every member.
+    pub fn publish(&self, heat: &Heat) -> Result<HeatReport, MeshError> {
+        let now = (self.clock)();
+        let mut g = lock(&self.shared);
+        g.seq += 1;
         let report = HeatReport {
             node_id: self.node_id,
             name: self.name.clone(),
             generation: self.generation,
-            seq: self.next_seq(),
-            timestamp_ms: (self.clock)(),
+            seq: g.seq,
+            timestamp_ms: now,
             position: heat.position.clone(),
             hottest: heat.hottest,
             critical: heat.critical,
@@ -154,95 +196,96 @@ impl Mesh {
             price_milli: heat.price_milli,
             source: heat.source,
         };
-        let value = SignedRecord::sign(&report, &self.key)?.encode();
-        self.set_value(value).await;
-        *lock(&self.last_report) = Some(report.clone());
+        let bytes = SignedRecord::sign(&report, &self.key)?.to_bytes();
+        g.swim.publish(now, &bytes, Spread::Push);
+        g.last_report = Some(report.clone());
+        drop(g);
+        self.wake.notify_one();
         Ok(report)
-    }
-
-    async fn set_value(&self, value: String) {
-        let chitchat = self.handle.chitchat();
-        let mut guard = chitchat.lock().await;
-        guard.self_node_state().set(CHITCHAT_KEY, value);
     }
 
     /// Replaces the allowlist (SIGHUP); it applies to records verified from now on.
     pub fn set_allowlist(&self, allowlist: Option<maxwell_gossip::Allowlist>) {
-        lock(&self.membership)
+        lock(&self.shared)
+            .membership
             .verifier_mut()
             .set_allowlist(allowlist);
     }
 
     /// Our latest published report.
     pub fn last_report(&self) -> Option<HeatReport> {
-        lock(&self.last_report).clone()
+        lock(&self.shared).last_report.clone()
     }
 
-    /// Reads chitchat's view of every peer into the membership table.
-    pub async fn refresh(&self) -> Vec<MembershipEvent> {
-        let peers = self.snapshot_peers().await;
-        let observations = peers.iter().map(|p| PeerObservation {
-            gossip_id: &p.id,
-            generation: p.generation,
-            addr: p.addr,
-            liveness: p.liveness,
-            record: p.record.as_deref(),
-        });
-        lock(&self.membership).observe(observations, (self.clock)())
-    }
-
-    /// Copies what the membership needs out of chitchat, so the chitchat lock
-    /// is not held while signatures are checked.
-    async fn snapshot_peers(&self) -> Vec<OwnedPeer> {
-        let chitchat = self.handle.chitchat();
-        let guard = chitchat.lock().await;
-        let live: std::collections::HashSet<&ChitchatId> = guard.live_nodes().collect();
-        guard
-            .node_states()
-            .iter()
-            .filter(|(id, _)| *id != guard.self_chitchat_id())
-            .map(|(id, state)| OwnedPeer {
-                id: id.node_id.to_string(),
-                generation: id.generation_id,
-                addr: id.gossip_advertise_addr,
-                liveness: if live.contains(id) {
+    /// Reads what the protocol holds of every member into the membership.
+    pub fn refresh(&self) -> Vec<MembershipEvent> {
+        let now = (self.clock)();
+        let mut g = lock(&self.shared);
+        let peers: Vec<(String, Peer, Liveness, Option<String>)> = g
+            .swim
+            .members()
+            .into_iter()
+            .map(|(peer, alive, record)| {
+                let liveness = if alive {
                     Liveness::Alive
                 } else {
                     Liveness::Dead
-                },
-                record: state.get(CHITCHAT_KEY).map(str::to_string),
+                };
+                let text = record
+                    .and_then(|r| SignedRecord::from_bytes(&r).ok())
+                    .map(|r| r.encode());
+                (peer.id.to_string(), peer, liveness, text)
             })
-            .collect()
+            .collect();
+        let observations = peers
+            .iter()
+            .map(|(id, peer, liveness, record)| PeerObservation {
+                gossip_id: id,
+                generation: peer.generation,
+                addr: peer.addr,
+                liveness: *liveness,
+                record: record.as_deref(),
+            });
+        g.membership.observe(observations, now)
     }
 
-    /// Every peer with a verified record, now.
+    /// Every member with a verified record, now.
     pub fn members(&self) -> Vec<Member> {
-        lock(&self.membership).members((self.clock)())
+        lock(&self.shared).membership.members((self.clock)())
     }
 
     /// Verification counters.
     pub fn counters(&self) -> RejectCounters {
-        lock(&self.membership).verifier().counters()
+        lock(&self.shared).membership.verifier().counters()
     }
 
-    /// Number of chitchat peers, verified or not.
-    pub async fn gossip_peers(&self) -> usize {
-        let chitchat = self.handle.chitchat();
-        let guard = chitchat.lock().await;
-        guard.node_states().len().saturating_sub(1)
+    /// Datagrams opened and refused, by reason.
+    pub fn protocol_counters(&self) -> SwimCounters {
+        lock(&self.shared).swim.counters()
     }
 
-    /// Leaves gracefully: publishes a signed leave, keeps gossiping for
-    /// `linger` so peers hear it, then stops.
+    /// Members the protocol holds up, verified or not.
+    pub fn gossip_peers(&self) -> usize {
+        lock(&self.shared).swim.num_members()
+    }
+
+    /// Leaves gracefully: pushes a signed leave to every member, gives the
+    /// datagrams `linger` to go out, then stops.
     pub async fn leave(self, linger: Duration) -> Result<(), MeshError> {
-        let leave = Leave {
-            node_id: self.node_id,
-            generation: self.generation,
-            seq: self.next_seq(),
-            timestamp_ms: (self.clock)(),
-        };
-        let value = SignedRecord::sign(&leave, &self.key)?.encode();
-        self.set_value(value).await;
+        let now = (self.clock)();
+        {
+            let mut g = lock(&self.shared);
+            g.seq += 1;
+            let leave = Leave {
+                node_id: self.node_id,
+                generation: self.generation,
+                seq: g.seq,
+                timestamp_ms: now,
+            };
+            let bytes = SignedRecord::sign(&leave, &self.key)?.to_bytes();
+            g.swim.leave(now, &bytes);
+        }
+        self.wake.notify_one();
         tokio::time::sleep(linger).await;
         self.shutdown().await;
         Ok(())
@@ -250,16 +293,103 @@ impl Mesh {
 
     /// Stops gossiping without a word (as a crash would look to peers).
     pub async fn shutdown(self) {
-        if let Err(e) = self.handle.shutdown().await {
-            tracing::debug!(error = %e, "chitchat stopped with an error");
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "the gossip task failed");
         }
     }
 }
 
-struct OwnedPeer {
-    id: String,
-    generation: u64,
-    addr: SocketAddr,
-    liveness: Liveness,
-    record: Option<String>,
+/// The task that owns the socket.
+struct Driver {
+    socket: Arc<dyn Socket>,
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<Notify>,
+    changed: Arc<Notify>,
+    clock: Clock,
+    stats: Arc<GossipStats>,
+}
+
+impl Driver {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; RECV_BUF];
+        loop {
+            let wait = self.flush().await;
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        self.stats.datagrams_in.fetch_add(1, Relaxed);
+                        self.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                        let now = (self.clock)();
+                        lock(&self.shared).swim.handle_datagram(now, from, &buf[..n]);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "gossip receive failed"),
+                },
+                _ = tokio::time::sleep(wait) => {
+                    let now = (self.clock)();
+                    lock(&self.shared).swim.handle_timeout(now);
+                }
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => {
+                    self.flush().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends what the protocol queued and passes on its events; returns how
+    /// long until its next timer.
+    async fn flush(&self) -> Duration {
+        let (out, events, due) = {
+            let mut g = lock(&self.shared);
+            let out: Vec<_> = std::iter::from_fn(|| g.swim.poll_transmit()).collect();
+            let events: Vec<_> = std::iter::from_fn(|| g.swim.poll_event()).collect();
+            (out, events, g.swim.poll_timeout())
+        };
+        for t in out {
+            match self.socket.send_to(&t.bytes, t.to).await {
+                Ok(n) => {
+                    self.stats.datagrams_out.fetch_add(1, Relaxed);
+                    self.stats.bytes_out.fetch_add(n as u64, Relaxed);
+                }
+                Err(e) => {
+                    // A host being re-cabled is routine: count, drop, go on.
+                    self.stats.send_errors.fetch_add(1, Relaxed);
+                    tracing::debug!(to = %t.to, error = %e, "gossip send failed");
+                }
+            }
+        }
+        let mut changed = false;
+        for e in events {
+            match e {
+                SwimEvent::Records | SwimEvent::Up(_) | SwimEvent::Down(_) => changed = true,
+                SwimEvent::Rejoined(me) => tracing::warn!(
+                    generation = me.generation,
+                    "the mesh had declared this node down (a partition or a pause); rejoined"
+                ),
+                SwimEvent::Refused {
+                    reason,
+                    count,
+                    from,
+                } => log_refusal(reason, count, from),
+            }
+        }
+        if changed {
+            self.changed.notify_one();
+        }
+        let now = (self.clock)();
+        due.map_or(Duration::from_secs(1), |at| {
+            Duration::from_millis(at.saturating_sub(now))
+        })
+    }
+}
+
+fn log_refusal(reason: Refusal, count: u64, from: SocketAddr) {
+    tracing::warn!(
+        reason = reason.label(),
+        count,
+        %from,
+        "gossip datagrams refused (one line per reason every 10 s at most; all are counted in maxwell_gossip_refused_total)"
+    );
 }

@@ -1,83 +1,81 @@
-//! Turning the agent's config into a running [`Mesh`]: the advertise
-//! address and the allowlist file.
+//! Turning the agent's config into a running [`Mesh`]: the cluster key,
+//! the seeds, the advertise address and the allowlist file.
 
-use super::transport::{CountingTransport, GossipStats};
+use super::transport::{GossipStats, UdpTransport};
 use super::{Clock, Mesh, MeshSettings};
+use crate::datadir::DataDir;
 use crate::identity::Identity;
 use crate::mesh::config::GossipConfig;
 use anyhow::Context;
+use maxwell_gossip::seal::Keyring;
+use maxwell_gossip::swim::SwimConfig;
 use maxwell_gossip::{Allowlist, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 /// Starts gossip on real UDP for the agent; returns the mesh and the
-/// address it listens on. Port 0 asks for any free port: one is taken from
-/// the kernel and handed to chitchat (which binds it itself), again if
-/// another process took it in between.
+/// address it is bound to (port 0 asks the OS for one).
+#[allow(clippy::too_many_arguments)]
 pub async fn start_agent_mesh(
     g: &GossipConfig,
     name: &str,
     identity: &Identity,
+    dir: &DataDir,
     stats: Arc<GossipStats>,
     generation: u64,
     clock: Clock,
+    seed: u64,
 ) -> anyhow::Result<(Mesh, SocketAddr)> {
-    let mut settings = settings(g)?;
-    let any_port = g.listen_addr.port() == 0;
-    let mut tries = 0;
-    loop {
-        if any_port {
-            let port = UdpSocket::bind(g.listen_addr)
-                .and_then(|s| s.local_addr())
-                .with_context(|| format!("cannot bind gossip.listen_addr {}", g.listen_addr))?
-                .port();
-            settings.listen_addr.set_port(port);
-            if g.advertise_addr.is_none() {
-                settings.advertise_addr.set_port(port);
-            }
-        }
-        tracing::info!(
-            listen = %settings.listen_addr,
-            advertise = %settings.advertise_addr,
-            seeds = ?settings.seeds,
-            generation,
-            "gossip starting"
-        );
-        let transport =
-            CountingTransport::new(chitchat::transport::UdpTransport, Arc::clone(&stats));
-        let key = identity.signing_key().clone();
-        let listen = settings.listen_addr;
-        match Mesh::start(
-            settings.clone(),
-            key,
-            name.to_string(),
-            generation,
-            &transport,
-            Arc::clone(&clock),
-        )
-        .await
-        {
-            Ok(mesh) => return Ok((mesh, listen)),
-            Err(e) if any_port && tries < 5 => {
-                tries += 1;
-                tracing::info!(error = %e, "the free gossip port was taken meanwhile; taking another");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let (keys, key_path) = super::keys::for_agent(
+        g.cluster_key_file.as_deref(),
+        !g.seeds.is_empty(),
+        &g.cluster_id,
+        dir,
+    )?;
+    let settings = settings(g, keys)?;
+    tracing::info!(
+        listen = %settings.listen_addr,
+        advertise = %settings.advertise_addr,
+        seeds = ?settings.seeds,
+        cluster_key = %key_path.display(),
+        generation,
+        "gossip starting"
+    );
+    let listen = settings.listen_addr;
+    let mesh = Mesh::start(
+        settings,
+        identity.signing_key().clone(),
+        name.to_string(),
+        generation,
+        &UdpTransport,
+        clock,
+        seed,
+        stats,
+    )
+    .await
+    .with_context(|| format!("gossip.listen_addr {listen}"))?;
+    let addr = mesh.local_addr();
+    Ok((mesh, addr))
 }
 
-/// Validated gossip config to mesh settings, reading the allowlist file.
-pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
+/// Validated gossip config to mesh settings: the allowlist file is read and
+/// the seeds are resolved (a seed that does not resolve is skipped, loudly:
+/// the others may be enough, and it is retried at the next start).
+pub fn settings(g: &GossipConfig, keys: Keyring) -> anyhow::Result<MeshSettings> {
     let allowlist = g.allowlist.as_deref().map(load_allowlist).transpose()?;
+    let mut seeds = Vec::new();
+    for seed in &g.seeds {
+        match seed.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => seeds.push(addr),
+            Ok(None) | Err(_) => tracing::warn!(%seed, "gossip seed does not resolve; skipped"),
+        }
+    }
     Ok(MeshSettings {
         listen_addr: g.listen_addr,
         advertise_addr: advertise_addr(g),
-        seeds: g.seeds.clone(),
-        cluster_id: g.cluster_id.clone(),
-        interval: g.interval,
-        phi_threshold: g.phi_threshold,
-        dead_grace: g.dead_grace,
+        seeds,
+        keys,
+        swim: swim_config(g),
         verifier: VerifierConfig {
             max_clock_skew_ms: millis(g.max_clock_skew),
             max_age_ms: millis(g.max_report_age),
@@ -86,6 +84,19 @@ pub fn settings(g: &GossipConfig) -> anyhow::Result<MeshSettings> {
             ..VerifierConfig::default()
         },
     })
+}
+
+/// The protocol's timing from the config; its bounds are the protocol's own.
+pub fn swim_config(g: &GossipConfig) -> SwimConfig {
+    SwimConfig {
+        probe_period_ms: millis(g.probe_interval),
+        probe_rtt_ms: millis(g.probe_timeout),
+        suspect_to_down_ms: millis(g.suspicion),
+        gossip_every_ms: millis(g.interval),
+        sync_every_ms: millis(g.sync_interval),
+        forget_down_after_ms: millis(g.dead_grace),
+        ..SwimConfig::default()
+    }
 }
 
 /// Largest allowlist file read (about 7 000 keys).
@@ -107,7 +118,8 @@ fn millis(d: std::time::Duration) -> u64 {
 
 /// The configured advertise address; else the listen address when it is
 /// concrete; else the local address the kernel would use towards the first
-/// seed (a connected UDP socket sends nothing); else loopback.
+/// seed (a connected UDP socket sends nothing); else loopback. Port 0 stands
+/// for the port bound.
 fn advertise_addr(g: &GossipConfig) -> SocketAddr {
     if let Some(a) = g.advertise_addr {
         return a;

@@ -128,7 +128,7 @@ impl Default for EmulatedParams {
 impl RawSensors {
     /// Validates the section.
     pub fn validate(self) -> Result<SensorConfig, ConfigError> {
-        let interval_ms = self.interval_ms.unwrap_or(1000);
+        let interval_ms = self.interval_ms.unwrap_or(100);
         let interval_ms = NonZeroU64::new(interval_ms)
             .filter(|ms| (100..=3_600_000).contains(&ms.get()))
             .ok_or_else(|| {

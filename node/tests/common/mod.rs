@@ -66,6 +66,15 @@ pub fn served(child: &mut Child, data: &Path) -> Addresses {
     }
 }
 
+/// Gives the agent to come in data dir `to` the cluster key that the agent
+/// of data dir `from` made (as an operator copies it to a joining host).
+pub fn share_key(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).expect("mkdir");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::copy(from.join("cluster.key"), to.join("cluster.key")).expect("copy the cluster key");
+}
+
 /// `--seed ADDR` for `seed`, if any.
 pub fn seed_flags(seed: Option<SocketAddr>) -> Vec<String> {
     seed.iter()

@@ -2,14 +2,15 @@
 //! leaving node is noticed, and what gossip costs, beside HashiCorp Serf.
 //!
 //! Three parts, one table:
-//! - [`sim`]: `n` meshes in one process on chitchat's in-memory transport
-//!   with a paused clock, for n up to 1000;
-//! - [`agents`]: real `maxwell agent` processes on loopback UDP;
-//! - [`serf`]: as many `serf agent` processes, measured the same way.
-//!
-//! Every part runs at the same gossip interval (Serf's LAN profile: 200 ms).
+//! - [`sim`]: `n` meshes in one process on an in-memory transport with a
+//!   paused clock, for n up to 1000, at `--interval-ms`;
+//! - [`agents`]: real `maxwell agent` processes on loopback UDP at the
+//!   default config, timed from the sysfs write;
+//! - [`serf`]: as many `serf agent` processes (LAN profile), timed from the
+//!   command.
 
 pub mod agents;
+mod channel;
 pub mod serf;
 pub mod sim;
 
@@ -70,8 +71,8 @@ pub struct LiveResult {
     pub n: usize,
     /// From start until every agent lists all `n` as alive.
     pub join: Waited,
-    /// From the origin publishing a change until every other agent shows
-    /// it, one per trial.
+    /// From the change (ours: the sysfs write; Serf: the `serf tags`
+    /// command) until every other agent shows it, one per trial.
     pub change: Vec<Waited>,
     /// From SIGKILL of one agent until every other marks it dead (failed).
     pub dead: Waited,
@@ -79,6 +80,9 @@ pub struct LiveResult {
     pub left: Waited,
     /// Gossip payload bytes sent per agent per second, steady state.
     pub bytes_per_node_s: Option<f64>,
+    /// From the sysfs write until the origin's slot neighbour quotes
+    /// another price, one per trial (ours only).
+    pub price: Vec<Waited>,
 }
 
 /// A part that ran, failed, or was not run.
@@ -98,7 +102,7 @@ pub fn run(args: &GossipBenchArgs) -> anyhow::Result<()> {
     let n = usize::try_from(args.udp_nodes)?;
     let ours: Option<Outcome<LiveResult>> = (n > 0).then(|| {
         eprintln!("bench gossip: {n} maxwell agents on loopback ...");
-        agents::run(n, interval, timeout, steady).map_err(|e| format!("error: {e:#}"))
+        agents::run(n, timeout, steady).map_err(|e| format!("error: {e:#}"))
     });
     let theirs: Outcome<LiveResult> = if n == 0 {
         Err("not run (--udp-nodes 0)".into())
@@ -133,13 +137,12 @@ fn render(
     };
     let _ = writeln!(
         out,
-        "maxwell bench gossip: gossip every {} ms everywhere",
+        "maxwell bench gossip: udp rows at each side's defaults; sim rows gossip every {} ms",
         args.interval_ms
     );
     let _ = writeln!(
         out,
-        "  maxwell: chitchat 0.13 push-pull, 3 peers a round, phi 8 (lan preset), a report every {} ms",
-        agents::SENSOR_INTERVAL_MS
+        "  maxwell: lan preset (SWIM probes every 800 ms, a change pushed to every member, digests every 15 s), sensors read every 100 ms"
     );
     let _ = writeln!(
         out,
@@ -174,9 +177,10 @@ fn render(
 const NOTES: &[&str] = &[
     "sim: in-memory transport, paused clock: no latency, loss or CPU contention; the",
     "     changed node publishes once; times from that publish; rounds = ceil(time / interval)",
-    "udp: times from the origin holding the new value (ours: its /v1/status shows the new",
-    "     reading; serf: its own log shows the update) until every other agent shows it",
-    "     (ours: GET /v1/members every 20 ms; serf: its log, read every 10 ms);",
+    "udp: times from what the operator does (ours: the hwmon file is rewritten; serf: `serf",
+    "     tags -set` is run) until every other agent shows it (ours: GET /v1/members every",
+    "     20 ms; serf: its log, read every 10 ms); price: the origin's slot neighbour's",
+    "     /v1/status price differs (polled every 2 ms);",
     "     dead: SIGKILL; left: SIGTERM for maxwell, SIGINT (graceful leave) for serf",
     "bytes: gossip payload sent (ours: maxwell_gossip_bytes_total{direction=\"out\"};",
     "     serf: memberlist.udp.sent + memberlist.tcp.sent via statsd)",
@@ -284,6 +288,14 @@ fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveRes
             anchor,
         ]);
     }
+    let price = ours.as_ref().map(|r| median(&r.price));
+    t.row(vec![
+        format!("udp n={n}: a rack neighbour's price moves, median of {trials}"),
+        cell(&price),
+        "-".into(),
+        "-".into(),
+        "goal: one sensor period (100 ms) + 10 ms".into(),
+    ]);
     bytes_row(t, n, ours, theirs);
 }
 

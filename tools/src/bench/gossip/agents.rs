@@ -1,7 +1,9 @@
-//! Our side on loopback: `n` real `maxwell agent` processes (this binary),
-//! each reading a tiny hwmon fixture of its own, gossiping over UDP on
-//! 127.0.0.1 with the first three as seeds. Figures come from their HTTP API,
-//! exactly as an operator would see them.
+//! Our side on loopback: `n` real `maxwell agent` processes (this binary)
+//! at the default config (the LAN preset, the default sensor period), each
+//! reading a tiny hwmon fixture of its own, gossiping over UDP on 127.0.0.1
+//! with the first three as seeds, sealed with one cluster key. Figures come
+//! from their HTTP API, exactly as an operator would see them, timed from
+//! what the operator does: the sysfs write, the signal.
 
 use super::{LiveResult, POLL, TRIALS};
 use crate::bench::timing::{quantile, Waited};
@@ -17,8 +19,6 @@ use std::time::{Duration, Instant};
 
 /// The temperature the changed agent reads in the first trial (+1 m°C a trial).
 const MARK: MilliCelsius = MilliCelsius(87_654);
-/// Sensor period: each agent republishes its report this often (the default).
-pub const SENSOR_INTERVAL_MS: u64 = 1000;
 
 /// Our agents under test.
 struct Mesh {
@@ -29,21 +29,24 @@ struct Mesh {
 }
 
 /// Starts `n` agents, measures, stops them.
-pub fn run(
-    n: usize,
-    interval: Duration,
-    timeout: Duration,
-    steady: Duration,
-) -> anyhow::Result<LiveResult> {
+pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<LiveResult> {
     anyhow::ensure!(n >= 4, "the loopback run needs at least 4 agents (got {n})");
-    let mut mesh = start(n, interval)?;
+    let mut mesh = start(n)?;
     let all = |m: &Members| m.members.iter().filter(|r| r.counts).count() == n;
     let join = quantile(&watch(&mesh.addrs, Instant::now(), timeout, all), 1.0);
     let bytes_per_node_s = steady_bytes(&mesh.addrs, steady);
     let mut change = Vec::new();
+    let mut price = Vec::new();
     for t in 0..TRIALS.min(n - 1) {
-        let mark = MilliCelsius(MARK.0 + i64::try_from(t)?);
-        change.push(heat_change(&mesh, n - 1 - t, mark, timeout)?);
+        // Alternately hot and back to normal: every write is a change.
+        let mark = if t % 2 == 0 {
+            MilliCelsius(MARK.0 + i64::try_from(t)?)
+        } else {
+            MilliCelsius(40_000)
+        };
+        let (seen, moved) = heat_change(&mesh, n - 1 - t / 2, mark, timeout)?;
+        change.push(seen);
+        price.push(moved);
     }
     let (victim, leaver) = (n - 2, n - 3);
     let dead = stop_one(&mut mesh, victim, libc::SIGKILL, "dead", &[], timeout);
@@ -55,6 +58,7 @@ pub fn run(
         dead,
         left,
         bytes_per_node_s,
+        price,
     })
 }
 
@@ -83,33 +87,19 @@ fn stop_one(
     quantile(&seen, 1.0)
 }
 
-/// Rewrites the origin's sensor file, waits until the origin itself
-/// publishes the new reading, then times until every other agent shows it.
+/// Rewrites the origin's sensor file; times, from the write, until every
+/// other agent shows the new reading, and until the origin's slot
+/// neighbour quotes another price.
 fn heat_change(
     mesh: &Mesh,
     origin: usize,
     mark: MilliCelsius,
     timeout: Duration,
-) -> anyhow::Result<Waited> {
+) -> anyhow::Result<(Waited, Waited)> {
+    let neighbour = if origin == 0 { 1 } else { origin - 1 };
+    let before = price_of(mesh.addrs[neighbour]);
     set_temp(&mesh.dirs[origin], mark)?;
     let written = Instant::now();
-    let published = loop {
-        let status: Option<Status> =
-            client::get_json(mesh.addrs[origin], "/v1/status", Duration::from_secs(1)).ok();
-        if status
-            .and_then(|s| s.snapshot.summary.hottest)
-            .is_some_and(|h| h.millicelsius == mark)
-        {
-            break Instant::now();
-        }
-        if written.elapsed() > timeout {
-            return Ok(Waited::Timeout {
-                seen: 0,
-                of: mesh.addrs.len() - 1,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
     let id = mesh.ids[origin];
     let shows = |m: &Members| {
         row(m, id).is_some_and(|r| {
@@ -123,18 +113,46 @@ fn heat_change(
         .filter(|(k, _)| *k != origin)
         .map(|(_, a)| *a)
         .collect();
-    Ok(quantile(&watch(&others, published, timeout, shows), 1.0))
+    let (seen, moved) = std::thread::scope(|s| {
+        let moved = s.spawn(|| loop {
+            if price_of(mesh.addrs[neighbour]) != before {
+                return Some(written.elapsed());
+            }
+            if written.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        });
+        let seen = quantile(&watch(&others, written, timeout, shows), 1.0);
+        let moved = moved.join().ok().flatten();
+        (seen, moved)
+    });
+    let moved = match moved {
+        Some(t) => Waited::Done(t),
+        None => Waited::Timeout { seen: 0, of: 1 },
+    };
+    Ok((seen, moved))
 }
 
-fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
+/// An agent's price now, thousandths.
+fn price_of(addr: SocketAddr) -> Option<u64> {
+    client::get_json::<Status>(addr, "/v1/status", Duration::from_secs(1))
+        .ok()
+        .and_then(|s| s.price)
+        .map(|q| q.price_milli)
+}
+
+fn start(n: usize) -> anyhow::Result<Mesh> {
     let exe = std::env::current_exe().context("locating the maxwell binary")?;
     let mut procs = Procs::new("maxwell-bench-agents")?;
+    let key = procs.dir().join("cluster.key");
+    crate::demo::write_secret(&key, &maxwell_node::mesh::keys::generate()?)?;
     let mut seeds: Vec<SocketAddr> = Vec::new();
     let mut dirs = Vec::new();
     for k in 0..n {
         let dir = procs.dir().join(format!("agent{k}"));
         write_fixture(&dir, MilliCelsius(40_000 + 100 * i64::try_from(k)?))?;
-        let args = agent_args(k, &dir, &seeds, interval);
+        let args = agent_args(k, &dir, &seeds, &key);
         let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
         let data = dir.join("data");
         let i = procs.spawn_agent(&format!("agent{k}"), &exe, &args, &data)?;
@@ -160,9 +178,10 @@ fn start(n: usize, interval: Duration) -> anyhow::Result<Mesh> {
 /// How long an agent may take to serve.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `maxwell agent` flags of agent `k`: sysfs fixture in `dir`, LAN preset
-/// at `interval`, `seeds`; its ports are the kernel's choice.
-fn agent_args(k: usize, dir: &Path, seeds: &[SocketAddr], interval: Duration) -> Vec<OsString> {
+/// `maxwell agent` flags of agent `k`: sysfs fixture in `dir`, `seeds`, the
+/// cluster `key`, every other field at its default; its ports are the
+/// kernel's choice.
+fn agent_args(k: usize, dir: &Path, seeds: &[SocketAddr], key: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "--log-level".into(),
         "warn".into(),
@@ -174,16 +193,12 @@ fn agent_args(k: usize, dir: &Path, seeds: &[SocketAddr], interval: Duration) ->
         k.to_string().into(),
         "--sensors".into(),
         "sysfs".into(),
-        "--set".into(),
-        format!("sensors.interval_ms={SENSOR_INTERVAL_MS}").into(),
         "--hwmon-root".into(),
         dir.join("hwmon").into(),
         "--powercap-root".into(),
         dir.join("powercap").into(),
         "--set".into(),
-        "gossip.preset=lan".into(),
-        "--set".into(),
-        format!("gossip.interval_ms={}", interval.as_millis()).into(),
+        format!("gossip.cluster_key_file={}", key.display()).into(),
     ];
     for seed in seeds {
         args.push("--seed".into());

@@ -96,6 +96,7 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
         dead,
         left,
         bytes_per_node_s,
+        price: Vec::new(),
     })
 }
 
@@ -146,13 +147,12 @@ fn tag_change(
         has_event(t, "EventMemberUpdate", &name)
     });
     procs.reap(i, Duration::from_secs(5));
-    // Without the origin's own line, time from the command.
-    let from = times[origin].unwrap_or(Duration::ZERO);
+    // From the command, as the user who typed it sees it.
     let seen: Vec<Option<Duration>> = times
         .iter()
         .enumerate()
         .filter(|(k, _)| *k != origin)
-        .map(|(_, t)| t.map(|t| t.saturating_sub(from)))
+        .map(|(_, t)| *t)
         .collect();
     quantile(&seen, 1.0)
 }

@@ -1,8 +1,8 @@
 //! Convergence in simulation: `n` nodes (a [`NodeCore`] deciding, a
-//! [`Mesh`] gossiping) in one process on chitchat's
-//! in-memory [`ChannelTransport`] (MTU 65 507, as UDP), on a current-thread
-//! tokio runtime with a paused clock, so a round costs no wall time and CPU
-//! load cannot stretch the measured times.
+//! [`Mesh`] gossiping, at the LAN preset's timing) in one process on an
+//! in-memory [`ChannelTransport`], on a current-thread tokio runtime with a
+//! paused clock, so a round costs no wall time and CPU load cannot stretch
+//! the measured times.
 //!
 //! Each node publishes one report at start, nodes start spread over one
 //! interval (so their rounds are not in lock-step), and once every node
@@ -12,14 +12,16 @@
 //! [`NodeCore`], as the agent does); then the next-to-last node does, and so
 //! on for [`TRIALS`] changes (one when n > 200).
 
+use super::channel::ChannelTransport;
 use super::TRIALS;
 use crate::bench::timing::{median, quantile, secs, Waited};
-use chitchat::transport::ChannelTransport;
 use ed25519_dalek::SigningKey;
 use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
+use maxwell_gossip::seal::{ClusterKey, Keyring};
+use maxwell_gossip::swim::SwimConfig;
 use maxwell_gossip::Position;
 use maxwell_gossip::{MicroWatts, MilliCelsius, NodeId, SensorSource, VerifierConfig};
-use maxwell_node::mesh::transport::{CountingTransport, GossipStats};
+use maxwell_node::mesh::transport::GossipStats;
 use maxwell_node::mesh::{Clock, Mesh, MeshSettings};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +33,6 @@ use std::time::{Duration, Instant};
 const MARK: MilliCelsius = MilliCelsius(87_654);
 /// Reports are published once: no TTL may expire during a run.
 const HOUR_MS: u64 = 3_600_000;
-/// Phi threshold of the LAN preset.
-const PHI: f64 = 8.0;
 /// Rounds over which steady-state bytes are counted (fewer for big meshes:
 /// a round of 1000 nodes costs seconds of CPU in one process).
 fn steady_rounds(n: usize) -> u32 {
@@ -71,7 +71,7 @@ pub fn run(n: usize, interval: Duration, timeout: Duration) -> anyhow::Result<Si
         .start_paused(true)
         .build()?;
     let wall = Instant::now();
-    // chitchat logs every closed in-memory socket; keep the table readable.
+    // Keep the table readable.
     let quiet = tracing::subscriber::NoSubscriber::default();
     let mut result =
         tracing::subscriber::with_default(quiet, || rt.block_on(simulate(n, interval, timeout)))?;
@@ -118,7 +118,7 @@ struct SimNode {
 impl SimNode {
     /// The core observes its members, as the agent's does each round.
     async fn observe(&mut self) {
-        let events = self.mesh.refresh().await;
+        let events = self.mesh.refresh();
         self.core
             .handle_peers((self.clock)(), self.mesh.members(), events);
         // Events are for operators; the bench has none.
@@ -130,7 +130,7 @@ impl SimNode {
         self.core.handle_reading((self.clock)(), &reading(hottest));
         while let Some(output) = self.core.poll_output() {
             if let Output::Publish(heat) = output {
-                self.mesh.publish(&heat).await?;
+                self.mesh.publish(&heat)?;
             }
         }
         Ok(())
@@ -143,20 +143,29 @@ async fn start_nodes(
     interval: Duration,
     stats: &Arc<GossipStats>,
 ) -> anyhow::Result<Vec<SimNode>> {
-    let transport = CountingTransport::new(ChannelTransport::with_mtu(65_507), Arc::clone(stats));
+    let transport = ChannelTransport::default();
     let start = tokio::time::Instant::now();
     let base = maxwell_node::clock::unix_ms();
     let clock: Clock =
         Arc::new(move || base + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
-    let seeds: Vec<String> = (0..n.min(3)).map(|k| addr(k).to_string()).collect();
+    let seeds: Vec<SocketAddr> = (0..n.min(3)).map(addr).collect();
     let stagger = interval / u32::try_from(n).unwrap_or(u32::MAX);
     let mut nodes = Vec::with_capacity(n);
     for k in 0..n {
         let settings = settings(k, &seeds, interval);
         let name = format!("sim-{k}");
         let clock = Arc::clone(&clock);
-        let mesh =
-            Mesh::start(settings, key(k), name, base, &transport, Arc::clone(&clock)).await?;
+        let mesh = Mesh::start(
+            settings,
+            key(k),
+            name,
+            base,
+            &transport,
+            Arc::clone(&clock),
+            k as u64,
+            Arc::clone(stats),
+        )
+        .await?;
         let core = NodeCore::new(core_config(k, interval), clock(), k as u64);
         let mut node = SimNode { core, mesh, clock };
         node.read(MilliCelsius(40_000)).await?;
@@ -176,7 +185,7 @@ async fn wait_joined(nodes: &mut [SimNode], interval: Duration, timeout: Duratio
     while joined.iter().any(Option::is_none) && start.elapsed() < timeout {
         tokio::time::sleep(interval).await;
         for (node, time) in nodes.iter_mut().zip(&mut joined) {
-            if time.is_none() && node.mesh.gossip_peers().await + 1 == n {
+            if time.is_none() && node.mesh.gossip_peers() + 1 == n {
                 node.observe().await;
                 if node.core.members().iter().filter(|m| m.counts()).count() + 1 == n {
                     *time = Some(start.elapsed());
@@ -295,15 +304,16 @@ fn key(k: usize) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
-fn settings(k: usize, seeds: &[String], interval: Duration) -> MeshSettings {
+fn settings(k: usize, seeds: &[SocketAddr], interval: Duration) -> MeshSettings {
     MeshSettings {
         listen_addr: addr(k),
         advertise_addr: addr(k),
         seeds: seeds.to_vec(),
-        cluster_id: "maxwell-bench".into(),
-        interval,
-        phi_threshold: PHI,
-        dead_grace: Duration::from_secs(3600),
+        keys: Keyring::new(ClusterKey::derive(&[0x6d; 32], "maxwell-bench"), Vec::new()),
+        swim: SwimConfig {
+            gossip_every_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            ..SwimConfig::default()
+        },
         // Reports are published once: nothing may go stale during the run.
         verifier: VerifierConfig {
             max_age_ms: HOUR_MS,
@@ -325,6 +335,8 @@ fn core_config(k: usize, interval: Duration) -> CoreConfig {
         report_ttl_ms: HOUR_MS,
         leave_linger_ms: 3 * ms,
         admission: maxwell_core::Admission::NONE,
+        // Every reading is news: the changes timed here are the ones published.
+        publish: maxwell_core::PublishPolicy::EVERY_READING,
     }
 }
 
