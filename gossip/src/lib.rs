@@ -6,7 +6,7 @@
 //! - [`report`]: the records, [`HeatReport`] and the graceful [`Leave`].
 //! - [`wire`]: [`SignedRecord`], the ed25519-signed envelope and its compact
 //!   text form (unpadded base64url of `kind | key | signature | postcard body`),
-//!   which is what travels as a chitchat value.
+//!   as the mesh carries it (bytes) and `Membership` takes it (text).
 //! - [`verify`]: [`Verifier`], the state machine that admits a value only if
 //!   it is well-formed, signed by the key of the node it claims to come from,
 //!   allowlisted (when an allowlist is set), recent, and newer than anything
@@ -52,7 +52,3 @@ pub use verify::{
     Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
 };
 pub use wire::{DecodeError, SignedRecord, MAX_ENCODED_LEN};
-
-/// The chitchat key under which an agent publishes its latest signed record
-/// (a heat report, or its leave when shutting down cleanly).
-pub const CHITCHAT_KEY: &str = "maxwell.record";

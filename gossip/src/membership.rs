@@ -3,13 +3,13 @@
 //! member list everything downstream uses.
 //!
 //! Pure state machine: the driver calls [`Membership::observe`] with a
-//! snapshot of chitchat's node states and `now_ms`, and gets events back.
+//! snapshot of what the mesh holds of each peer and `now_ms`, and gets events back.
 //!
 //! Contracts:
 //! - a peer counts as a member ([`Member::counts`]) only when it is alive,
 //!   has not left, and its latest report verified and is fresh;
 //! - a value is verified once per change: gossip re-delivers state every
-//!   round, and a forged value that sits in chitchat's state is counted once,
+//!   observation, and a forged value the mesh holds is counted once,
 //!   not once per round; the memory for that is one hash per gossip peer;
 //! - a signed leave takes effect at the next observation, whatever the
 //!   failure detector says.
@@ -31,12 +31,12 @@ pub enum Liveness {
     Dead,
 }
 
-/// One gossip peer (a chitchat node state) at observation time.
+/// One gossip peer, as the mesh holds it at observation time.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerObservation<'a> {
-    /// The id the peer gossips under (chitchat `node_id`): a [`NodeId`] in hex.
+    /// The id the peer gossips under: a [`NodeId`] in hex.
     pub gossip_id: &'a str,
-    /// Incarnation (chitchat `generation_id`).
+    /// Incarnation (the mesh identity's generation).
     pub generation: u64,
     /// Where it gossips.
     pub addr: SocketAddr,
@@ -161,7 +161,7 @@ impl Membership {
     }
 
     /// Takes in a full snapshot of the gossip peers (self excluded or not).
-    /// Peers absent from the snapshot (garbage-collected by chitchat) are forgotten.
+    /// Peers absent from the snapshot (forgotten by the mesh) are forgotten.
     pub fn observe<'a>(
         &mut self,
         peers: impl IntoIterator<Item = PeerObservation<'a>>,
@@ -263,7 +263,7 @@ impl Membership {
     }
 
     /// Liveness comes from the gossip peer of the member's verified
-    /// generation only: anyone can gossip under a node's id (chitchat does
+    /// generation only: anyone can gossip under a node's id (a member does
     /// not authenticate), and an impostor must not keep a dead node "alive".
     fn apply_liveness(
         &mut self,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_VERSION: u16 = 1;
 
 /// Longest rack name, in bytes of UTF-8. Keeps every record small enough for
-/// one chitchat key-value (see [`crate::wire::MAX_ENCODED_LEN`]).
+/// one datagram easily (see [`crate::wire::MAX_ENCODED_LEN`]).
 pub const MAX_RACK_LEN: usize = 64;
 
 /// Longest node name, in bytes of UTF-8.
@@ -63,7 +63,7 @@ pub struct HeatReport {
     pub name: String,
     /// Incarnation of the agent, strictly larger after every restart
     /// (the agent's start time in unix ms is the usual choice; it is also
-    /// what chitchat expects of its own `generation_id`).
+    /// what the mesh identity starts from).
     pub generation: u64,
     /// Counter of records within a generation, strictly increasing.
     pub seq: u64,
@@ -248,7 +248,7 @@ impl Signable for Leave {
     }
 }
 
-/// Any kind of signed record, as found in a chitchat value.
+/// Any kind of signed record, as the mesh carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A heat report.

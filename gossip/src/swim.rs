@@ -241,6 +241,8 @@ pub struct Swim {
     notices: Vec<(u64, Peer, foca::Incarnation)>,
     /// The sender of the datagram being handled.
     from: SocketAddr,
+    /// Relays per update now in force (see [`transmissions`]).
+    tuned: u8,
     now_ms: u64,
     left: bool,
     buf: Vec<u8>,
@@ -294,6 +296,7 @@ impl Swim {
             absent: BTreeSet::new(),
             notices: Vec::new(),
             from: me.addr,
+            tuned: config.max_transmissions,
             now_ms,
             left: false,
             buf: Vec::new(),
@@ -501,6 +504,19 @@ impl Swim {
             self.forget_absent();
         }
         self.drain_runtime();
+    }
+
+    /// Scales the relays per update with the mesh, so that infection still
+    /// reaches every member as it grows.
+    fn retune(&mut self) {
+        let wanted = transmissions(self.config.max_transmissions, self.foca.num_members());
+        if wanted != self.tuned {
+            let mut config = foca_config(&self.config);
+            config.max_transmissions = NonZeroU8::new(wanted).unwrap_or(NonZeroU8::MIN);
+            if self.foca.set_config(config).is_ok() {
+                self.tuned = wanted;
+            }
+        }
     }
 
     /// Tells a member we suspect so, in a ping: it refutes at once and its
@@ -763,6 +779,7 @@ impl Swim {
         while let Some(note) = self.runtime.to_notify() {
             match note {
                 OwnedNotification::MemberUp(peer) => {
+                    self.retune();
                     // Introduce ourselves: a new member learns our record now,
                     // not at its next digest.
                     let own = lock(&self.store).get(&self.me.id).map(|h| h.bytes.clone());
@@ -801,6 +818,14 @@ fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
 }
 
+/// Relays per update for a mesh of `members`: memberlist's 4 × log10(n + 1),
+/// never fewer than configured.
+fn transmissions(configured: u8, members: usize) -> u8 {
+    let n = members as f64 + 1.0;
+    let wanted = (4.0 * n.log10()).ceil().min(f64::from(u8::MAX)) as u8;
+    configured.max(wanted)
+}
+
 fn foca_config(c: &SwimConfig) -> foca::Config {
     let fanout = NonZeroUsize::new(c.fanout.max(1)).unwrap_or(NonZeroUsize::MIN);
     let mut f = foca::Config::simple();
@@ -813,8 +838,10 @@ fn foca_config(c: &SwimConfig) -> foca::Config {
     f.max_packet_size = NonZeroUsize::new(c.max_datagram.saturating_sub(OVERHEAD + 1).max(64))
         .unwrap_or(NonZeroUsize::MIN);
     f.notify_down_members = true;
+    // An announce draws a feed of random members: it fills the gaps that
+    // infection left in a large mesh.
     f.periodic_announce = Some(foca::PeriodicParams {
-        frequency: ms(30_000),
+        frequency: ms(c.sync_every_ms),
         num_members: NonZeroUsize::MIN,
     });
     // A healed partition is found again by announcing to members declared

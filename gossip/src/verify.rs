@@ -1,4 +1,4 @@
-//! The verifier: a plain state machine that turns chitchat values into
+//! The verifier: a plain state machine that turns gossiped records into
 //! trusted records, or into a counted reason for refusing them.
 //!
 //! Checks, cheapest first (the first failure is the reason counted):
@@ -263,7 +263,7 @@ struct Entry {
     /// Per kind (by [`RecordKind::index`]), the order of the last accepted record.
     last: [Option<(u64, u64)>; RecordKind::ALL.len()],
     /// The latest accepted value of any kind, text as received, to
-    /// recognise re-deliveries (chitchat re-sends a node's state each round).
+    /// recognise re-deliveries (the mesh hands over a node's record at every observation).
     value: String,
     /// Newest timestamp of any accepted record (for pruning).
     timestamp_ms: u64,
@@ -271,7 +271,7 @@ struct Entry {
     report: Option<(HeatReport, u64)>,
 }
 
-/// Verifies chitchat values and remembers, per node, the latest accepted
+/// Verifies gossiped records and remembers, per node, the latest accepted
 /// record. Pure: the caller passes `now_ms` (unix ms) to every call.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -438,9 +438,9 @@ impl Verifier {
         before - self.nodes.len()
     }
 
-    /// Forgets a node (e.g. when chitchat garbage-collects it). Returns
+    /// Forgets a node (e.g. when the mesh forgets it). Returns
     /// whether it was tracked. Its records within `max_age_ms` could then be
-    /// accepted again, so call this only for nodes chitchat has dropped.
+    /// accepted again, so call this only for nodes the mesh has dropped.
     pub fn forget(&mut self, node: &NodeId) -> bool {
         self.nodes.remove(node).is_some()
     }

@@ -1,4 +1,4 @@
-//! The signed envelope of a record and its text form (a chitchat value).
+//! The signed envelope of a record, its bytes and its text form.
 //!
 //! Bytes of an envelope, before base64url:
 //!
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The text form is that byte string in strict, unpadded base64url, so it is
-//! a plain ASCII string as chitchat requires. [`SignedRecord::decode`] refuses
+//! a plain ASCII string (what `Membership` takes). [`SignedRecord::decode`] refuses
 //! any text longer than [`MAX_ENCODED_LEN`] before looking at it.
 //! [`SignedRecord::open`] checks the signature with `verify_strict` (no
 //! malleable signatures, no small-order keys) before it parses the body.

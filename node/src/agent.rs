@@ -445,9 +445,6 @@ impl Edge<'_> {
                 }
                 Output::ObservePeers => self.observe(core),
                 Output::Publish(heat) => {
-                    if let Some(quote) = core.quote() {
-                        self.state.set_quote(quote.clone());
-                    }
                     if let Err(e) = self.mesh.publish(&heat) {
                         tracing::error!(error = %e, "cannot publish our heat report");
                     }
@@ -456,6 +453,11 @@ impl Edge<'_> {
                 Output::Leave { linger_ms } => return Some(Duration::from_millis(linger_ms)),
                 Output::Event(event) => log(event),
             }
+        }
+        // The price moves at every reading and on every arrival, published
+        // or not: the API shows it as it is.
+        if let Some(quote) = core.quote() {
+            self.state.set_quote(quote.clone());
         }
         None
     }

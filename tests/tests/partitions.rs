@@ -179,6 +179,40 @@ fn a_one_way_cut_never_makes_a_node_look_cool() {
 }
 
 #[test]
+fn an_urgent_change_goes_round_a_one_way_cut_and_through_loss() {
+    let mut ops = cold_start(6);
+    ops.extend(settled());
+    ops.extend([
+        // n2 cannot hear n1 (n1 hears n2); a fifth of all datagrams are lost.
+        Op::CutOneWay {
+            from: vec![1],
+            to: vec![2],
+        },
+        Op::SetLoss(0.2),
+        Op::Heat {
+            node: 1,
+            celsius: 88.0,
+        },
+        // Pushed: one hop to those it reaches (a lost push waits for a digest).
+        Op::ExpectHeat {
+            node: 1,
+            celsius: 88.0,
+            seen_by: Who::Nodes(vec![0, 3, 4, 5]),
+            within: s(5),
+        },
+        // n2 gets it from the others' digests, and still counts n1 (indirect
+        // probes answer for it).
+        Op::ExpectHeat {
+            node: 1,
+            celsius: 88.0,
+            seen_by: Who::Nodes(vec![2]),
+            within: s(8),
+        },
+    ]);
+    each_seed("urgent-one-way", ops);
+}
+
+#[test]
 fn crash_is_detected_and_bounce_rejoins_with_a_new_generation() {
     let mut ops = cold_start(6);
     ops.extend(settled());

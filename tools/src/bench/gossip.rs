@@ -83,6 +83,9 @@ pub struct LiveResult {
     /// From the sysfs write until the origin's slot neighbour quotes
     /// another price, one per trial (ours only).
     pub price: Vec<Waited>,
+    /// Bytes sent per agent per second while every agent's heat changes
+    /// each second, and the floor (n × a report's bytes per second); ours only.
+    pub busy: Option<(f64, f64)>,
 }
 
 /// A part that ran, failed, or was not run.
@@ -297,6 +300,19 @@ fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveRes
         "goal: one sensor period (100 ms) + 10 ms".into(),
     ]);
     bytes_row(t, n, ours, theirs);
+    let busy = ours.as_ref().ok().and_then(|r| r.busy);
+    t.row(vec![
+        format!("udp n={n}: gossip bytes/node/s, every heat changing each second"),
+        busy.map_or_else(|| "-".into(), |(b, _)| rate(b)),
+        "-".into(),
+        busy.map_or_else(
+            || "-".into(),
+            |(b, f)| format!("{} of the floor", ratio(b, f)),
+        ),
+        busy.map_or_else(String::new, |(_, f)| {
+            format!("floor: n x report/s = {}; goal 1.5x", rate(f))
+        }),
+    ]);
 }
 
 fn bytes_row(t: &mut Table, n: usize, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveResult>) {

@@ -8,7 +8,7 @@
 use super::{LiveResult, POLL, TRIALS};
 use crate::bench::timing::{quantile, Waited};
 use anyhow::Context;
-use maxwell_gossip::{MemberStatus, MilliCelsius, NodeId};
+use maxwell_gossip::{KeyedNodeId, MemberStatus, MilliCelsius, NodeId};
 use maxwell_node::client;
 use maxwell_node::http::{MemberRow, Members, Status};
 use maxwell_supervise::Procs;
@@ -35,6 +35,7 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
     let all = |m: &Members| m.members.iter().filter(|r| r.counts).count() == n;
     let join = quantile(&watch(&mesh.addrs, Instant::now(), timeout, all), 1.0);
     let bytes_per_node_s = steady_bytes(&mesh.addrs, steady);
+    let busy = busy_bytes(&mesh, steady)?;
     let mut change = Vec::new();
     let mut price = Vec::new();
     for t in 0..TRIALS.min(n - 1) {
@@ -59,6 +60,7 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
         left,
         bytes_per_node_s,
         price,
+        busy,
     })
 }
 
@@ -254,6 +256,59 @@ fn watch(
 
 fn row(m: &Members, id: NodeId) -> Option<&MemberRow> {
     m.members.iter().find(|r| r.id == id && !r.is_self)
+}
+
+/// Gossip bytes sent per agent per second while every agent's temperature
+/// changes by a degree each second, over `window`; and the floor: n times a
+/// signed report's bytes per second (each report must reach each agent).
+fn busy_bytes(mesh: &Mesh, window: Duration) -> anyhow::Result<Option<(f64, f64)>> {
+    let total = || -> Option<f64> { mesh.addrs.iter().map(|a| bytes_out(*a)).sum() };
+    let Some(before) = total() else {
+        return Ok(None);
+    };
+    let t0 = Instant::now();
+    let mut second = 0i64;
+    while t0.elapsed() < window {
+        second += 1;
+        for (k, dir) in mesh.dirs.iter().enumerate() {
+            set_temp(
+                dir,
+                MilliCelsius(45_000 + 100 * i64::try_from(k)? + 1_000 * (second % 2)),
+            )?;
+        }
+        let next = Duration::from_secs(u64::try_from(second)?);
+        std::thread::sleep(next.saturating_sub(t0.elapsed()));
+    }
+    let Some(after) = total() else {
+        return Ok(None);
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let n = mesh.addrs.len() as f64;
+    let per_node = (after - before) / n / t0.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let floor = n * report_bytes(mesh.addrs.len()) as f64;
+    Ok(Some((per_node, floor)))
+}
+
+/// The bytes of one agent's signed report, as the bench's agents sign it.
+fn report_bytes(k: usize) -> usize {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let report = maxwell_gossip::HeatReport {
+        node_id: maxwell_gossip::NodeId::from_verifying_key(&key.verifying_key()),
+        name: format!("bench-{k}"),
+        generation: maxwell_node::clock::unix_ms(),
+        seq: 1_000,
+        timestamp_ms: maxwell_node::clock::unix_ms(),
+        position: maxwell_gossip::Position::new("bench", u16::try_from(k).unwrap_or(0)),
+        hottest: MilliCelsius(45_000),
+        critical: MilliCelsius(100_000),
+        power_draw: maxwell_gossip::MicroWatts(0),
+        power_cap: maxwell_gossip::MicroWatts(0),
+        headroom: maxwell_gossip::MicroWatts(0),
+        price_milli: 1_250,
+        source: maxwell_gossip::SensorSource::Sysfs,
+    };
+    maxwell_gossip::SignedRecord::sign(&report, &key).map_or(0, |s| s.to_bytes().len())
 }
 
 /// Gossip payload bytes sent per agent per second over `window`, from `/metrics`.

@@ -97,6 +97,7 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
         left,
         bytes_per_node_s,
         price: Vec::new(),
+        busy: None,
     })
 }
 

@@ -176,7 +176,7 @@ async fn start_nodes(
 }
 
 /// Until every node counts every other as a member. Joining is not what is
-/// measured: checked once a round, and only on nodes whose chitchat already
+/// measured: checked once a round, and only on nodes whose mesh already
 /// knows every peer (a cheap test).
 async fn wait_joined(nodes: &mut [SimNode], interval: Duration, timeout: Duration) -> Waited {
     let n = nodes.len();
