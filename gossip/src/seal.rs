@@ -16,8 +16,10 @@
 //! ```
 //!
 //! The tag is HMAC-SHA256 over everything before it, truncated to 16 bytes.
-//! The counter is the sender's clock in microseconds, and at least one more
-//! than its last, so it grows across restarts without a disk; a receiver
+//! The counter is the sender's clock in microseconds, plus one per datagram
+//! since it last caught up with the clock (within a second of it), so it
+//! grows across restarts without a disk and a window of counters spans
+//! datagrams, not microseconds; a receiver
 //! refuses a counter more than [`SealConfig::max_skew_ms`] away from its own
 //! clock (which bounds what a captured datagram is worth) and one it has
 //! seen, within a window of [`WINDOW`] below the highest.
@@ -49,6 +51,8 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// Counters below the highest seen by this many or more are refused.
 pub const WINDOW: u64 = 64;
+/// A counter this far behind the clock (µs) jumps to it.
+pub const CATCH_UP_US: u64 = 1_000_000;
 
 /// A 32-byte cluster key, and the id that names it in a keyring.
 #[derive(Clone)]
@@ -206,10 +210,17 @@ impl Sealer {
     }
 
     /// `payload` sealed at `now_ms`, into `out` (cleared first). The counter
-    /// follows the clock in microseconds (the receiver bounds its skew) and
-    /// grows by at least one per datagram, whatever the clock does.
+    /// grows by one per datagram, so that the receiver's window of
+    /// [`WINDOW`] counters spans that many datagrams (reordered ones are not
+    /// replays), and jumps to the clock in microseconds when it falls more
+    /// than [`CATCH_UP_US`] behind (the receiver bounds its skew).
     pub fn seal(&mut self, now_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
-        self.counter = (self.counter + 1).max(now_ms.saturating_mul(1000));
+        let now_us = now_ms.saturating_mul(1000);
+        self.counter = if now_us > self.counter.saturating_add(CATCH_UP_US) {
+            now_us
+        } else {
+            self.counter.saturating_add(1)
+        };
         let key = self.keys.primary();
         out.clear();
         out.reserve(OVERHEAD + payload.len());

@@ -14,9 +14,9 @@
 //!   on foca's messages and gossiped at once to a few random members, each
 //!   of which relays it on when it is new to them;
 //! - a leave is sent straight to every member (up to [`MAX_LEAVE_PUSH`]);
-//! - a heartbeat (the same heat, re-signed) is not sent: digests exchanged
-//!   with one random member each `sync_every_ms` carry it, as they carry
-//!   everything to a member that missed a push or just joined.
+//! - digests exchanged with one random member each `sync_every_ms` carry
+//!   whatever a member missed (a lost push, a partition), and everything to
+//!   a member that just joined.
 //!
 //! Contracts:
 //! - a datagram that does not open under the cluster keyring changes
@@ -54,6 +54,9 @@ use std::time::Duration;
 pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
 /// A leave is pushed straight to at most this many members.
 pub const MAX_LEAVE_PUSH: usize = 256;
+/// A member's digest of one range is answered at most this often, and a
+/// non-member's hello at most this often, ms.
+pub const ANSWER_EVERY_MS: u64 = 1_000;
 
 /// Timing and bounds of the protocol; validated by the agent's config.
 #[derive(Debug, Clone)]
@@ -105,16 +108,6 @@ impl Default for SwimConfig {
     }
 }
 
-/// How a published record is spread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spread {
-    /// Digests carry it (a heartbeat: the same heat, re-signed).
-    Digest,
-    /// Sent now, straight to every member up to `push_max` (rack
-    /// neighbours first), and by infection past them.
-    Push,
-}
-
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -127,9 +120,12 @@ pub struct Transmit {
 pub enum Refusal {
     /// The datagram did not open (see [`SealRefusal`]).
     Seal(SealRefusal),
+    /// Longer than any datagram the mesh sends; refused before the MAC.
+    Oversized,
     /// It opened, but its frame does not parse.
     Frame,
-    /// Its foca message names another node than the one that sealed it.
+    /// Its foca message names another node than the one that sealed it,
+    /// or it is sealed under this node's own id.
     Impostor,
     /// foca refused the message (undecodable, from ourselves).
     Protocol,
@@ -142,7 +138,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, one counter each.
-    pub const ALL: [Refusal; 12] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::Seal(SealRefusal::Short),
         Refusal::Seal(SealRefusal::Magic),
         Refusal::Seal(SealRefusal::Version),
@@ -150,6 +146,7 @@ impl Refusal {
         Refusal::Seal(SealRefusal::BadTag),
         Refusal::Seal(SealRefusal::Replay),
         Refusal::Seal(SealRefusal::Skew),
+        Refusal::Oversized,
         Refusal::Frame,
         Refusal::Impostor,
         Refusal::Protocol,
@@ -167,6 +164,7 @@ impl Refusal {
             Refusal::Seal(SealRefusal::BadTag) => "bad-tag",
             Refusal::Seal(SealRefusal::Replay) => "replay",
             Refusal::Seal(SealRefusal::Skew) => "skew",
+            Refusal::Oversized => "oversized",
             Refusal::Frame => "bad-frame",
             Refusal::Impostor => "impostor",
             Refusal::Protocol => "protocol",
@@ -243,6 +241,8 @@ pub struct Swim {
     from: SocketAddr,
     /// Relays per update now in force (see [`transmissions`]).
     tuned: u8,
+    /// When each (sender, range start) was last answered.
+    answered: BTreeMap<(NodeId, NodeId), u64>,
     now_ms: u64,
     left: bool,
     buf: Vec<u8>,
@@ -297,6 +297,7 @@ impl Swim {
             notices: Vec::new(),
             from: me.addr,
             tuned: config.max_transmissions,
+            answered: BTreeMap::new(),
             now_ms,
             left: false,
             buf: Vec::new(),
@@ -310,30 +311,24 @@ impl Swim {
         self.foca.identity()
     }
 
-    /// Publishes this node's latest signed record.
-    pub fn publish(&mut self, now_ms: u64, record: &[u8], spread: Spread) {
+    /// Publishes this node's latest signed record: straight to every
+    /// member up to `push_max` (rack neighbours first), by infection past
+    /// them.
+    pub fn publish(&mut self, now_ms: u64, record: &[u8]) {
         self.advance(now_ms);
         if self.left {
             return;
         }
-        match spread {
-            Spread::Digest => {
-                lock(&self.store).offer(record);
-            }
-            Spread::Push => {
-                let to = self.push_set(self.config.push_max);
-                // Past the push set, infection carries it: foca's handler
-                // offers it to the store and keys it for relaying.
-                let infect = self.foca.num_members() > to.len();
-                if infect {
-                    let _ = self.foca.add_broadcast(record);
-                    let _ = self.foca.gossip(&mut self.runtime);
-                } else {
-                    lock(&self.store).offer(record);
-                }
-                self.push_records(&to, &[record], infect);
-            }
+        let to = self.push_set(self.config.push_max);
+        let infect = self.foca.num_members() > to.len();
+        if infect {
+            // foca's handler offers it to the store and keys it for relaying.
+            let _ = self.foca.add_broadcast(record);
+            let _ = self.foca.gossip(&mut self.runtime);
+        } else {
+            lock(&self.store).offer(record);
         }
+        self.push_records(&to, &[record], infect);
         self.rack = self.own_rack();
         lock(&self.store).take_changed();
         self.drain_runtime();
@@ -381,10 +376,18 @@ impl Swim {
             return;
         }
         self.from = from;
+        if datagram.len() > self.config.max_datagram {
+            // Before the MAC: a refusal costs the same whatever the size.
+            return self.refuse(Refusal::Oversized);
+        }
         let sender = match self.opener.open(datagram, now_ms) {
             Ok(opened) => opened.sender,
             Err(why) => return self.refuse(Refusal::Seal(why)),
         };
+        if sender == self.me.id {
+            // Our own datagram, reflected back (or a member using our id).
+            return self.refuse(Refusal::Impostor);
+        }
         let payload = &datagram[frame_range(datagram)];
         match frame::parse(payload) {
             Err(_) => self.refuse(Refusal::Frame),
@@ -430,21 +433,59 @@ impl Swim {
         self.note_new_records();
     }
 
+    /// A digest is answered only for a member, at the address foca knows it
+    /// by (never at the datagram's source, which a replay chooses), and at
+    /// most once per member and range each [`ANSWER_EVERY_MS`]. A node that
+    /// is no member yet (a joiner saying hello) is announced to, at most
+    /// once per node id each [`ANSWER_EVERY_MS`]; the records follow once it
+    /// is one.
     fn take_digest(&mut self, sender: NodeId, from: SocketAddr, digest: Digest) {
-        let newer = lock(&self.store).newer_than(digest.lo, digest.hi, &digest.entries);
-        self.send_records_to(from, &newer, false);
-        if digest.answer {
-            self.send_digest(from, digest.lo, digest.hi, false);
+        let member = self
+            .foca
+            .iter_members()
+            .find(|m| m.id().id == sender)
+            .map(|m| m.id().addr);
+        let key = (
+            sender,
+            if member.is_some() {
+                digest.lo
+            } else {
+                NodeId([0; 10])
+            },
+        );
+        let now = self.now_ms;
+        if self
+            .answered
+            .get(&key)
+            .is_some_and(|at| now.saturating_sub(*at) < ANSWER_EVERY_MS)
+        {
+            return;
         }
-        // A node that syncs with us but is no member yet (a joiner, or one
-        // that reached us through its seed list) is announced to.
-        if sender != self.me.id && !self.foca.iter_members().any(|m| m.id().id == sender) {
-            let dst = Peer {
-                id: sender,
-                generation: 0,
-                addr: from,
-            };
-            let _ = self.foca.announce(dst, &mut self.runtime);
+        if self.answered.len() >= self.config.max_records {
+            self.answered
+                .retain(|_, at| now.saturating_sub(*at) < ANSWER_EVERY_MS);
+            if self.answered.len() >= self.config.max_records {
+                return;
+            }
+        }
+        self.answered.insert(key, now);
+        match member {
+            Some(addr) => {
+                let newer = lock(&self.store).newer_than(digest.lo, digest.hi, &digest.entries);
+                self.send_records_to(addr, &newer, false);
+                if digest.answer {
+                    self.send_digest(addr, digest.lo, digest.hi, false);
+                }
+            }
+            None if digest.answer => {
+                let dst = Peer {
+                    id: sender,
+                    generation: 0,
+                    addr: from,
+                };
+                let _ = self.foca.announce(dst, &mut self.runtime);
+            }
+            None => {}
         }
     }
 
@@ -472,7 +513,8 @@ impl Swim {
 
     /// Fires due timers; call at [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.advance(now_ms);
+        // Timers run on the monotonic time: a clock stepped back stalls nothing.
+        let now_ms = self.advance(now_ms);
         if self.left {
             return;
         }
@@ -633,8 +675,9 @@ impl Swim {
         }
     }
 
-    fn advance(&mut self, now_ms: u64) {
+    fn advance(&mut self, now_ms: u64) -> u64 {
         self.now_ms = self.now_ms.max(now_ms);
+        self.now_ms
     }
 
     fn refuse(&mut self, reason: Refusal) {
@@ -790,6 +833,8 @@ impl Swim {
                 }
                 OwnedNotification::MemberDown(peer) => self.events.push_back(SwimEvent::Down(peer)),
                 OwnedNotification::Rejoin(me) => self.events.push_back(SwimEvent::Rejoined(me)),
+                // Just joined: fetch every record now, not at the next sync.
+                OwnedNotification::Active => self.next_sync_ms = self.now_ms,
                 _ => {}
             }
         }

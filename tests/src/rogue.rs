@@ -18,7 +18,7 @@ use crate::world::{
 };
 use ed25519_dalek::SigningKey;
 use maxwell_gossip::seal::{ClusterKey, Keyring, Sealer};
-use maxwell_gossip::swim::{Peer, Spread, Swim};
+use maxwell_gossip::swim::{Peer, Swim};
 use maxwell_gossip::KeyedNodeId;
 use maxwell_gossip::{
     HeatReport, MicroWatts, MilliCelsius, NodeId, Position, SensorSource, SignedRecord,
@@ -111,7 +111,7 @@ pub async fn rogue_main(
         clock(),
     );
     let own = SignedRecord::sign(&cool_report(&rogue_key, victim, clock(), 1), &rogue_key)?;
-    swim.publish(clock(), &own.to_bytes(), Spread::Push);
+    swim.publish(clock(), &own.to_bytes());
     // Forgeries are sealed under a second id: one counter per sender.
     let mut forger = Sealer::new(cluster_keys(), NodeId([0xef; 10]), clock());
     let victim_id = id_of(victim);

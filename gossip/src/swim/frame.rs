@@ -32,6 +32,8 @@ pub enum FrameError {
     Tag(u8),
     #[error("frame cut short")]
     Short,
+    #[error("a digest whose range ends before it starts")]
+    Range,
 }
 
 /// One record's order, as a digest lists it.
@@ -83,6 +85,9 @@ pub fn parse(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
             let (&flags, rest) = rest.split_first().ok_or(FrameError::Short)?;
             let (lo, rest) = take_id(rest)?;
             let (hi, rest) = take_id(rest)?;
+            if lo > hi {
+                return Err(FrameError::Range);
+            }
             let (count, mut rest) = take_u16(rest)?;
             if rest.len() != count * ENTRY_LEN {
                 return Err(FrameError::Short);

@@ -80,7 +80,7 @@ impl Net {
             net.sent.push(0);
         }
         for i in 0..n {
-            net.publish(i, 40.0, Spread::Push);
+            net.publish(i, 40.0);
         }
         net
     }
@@ -101,10 +101,10 @@ impl Net {
             .to_bytes()
     }
 
-    fn publish(&mut self, i: usize, celsius: f64, spread: Spread) {
+    fn publish(&mut self, i: usize, celsius: f64) {
         let record = self.record(i, celsius);
         let now = self.now;
-        self.nodes[i].swim.publish(now, &record, spread);
+        self.nodes[i].swim.publish(now, &record);
         self.flush(i);
     }
 
@@ -213,7 +213,7 @@ fn a_change_is_one_hop_from_everyone_and_each_receives_it_once() {
     let mut net = Net::new(12, 4);
     net.run(8_000);
     let before = net.sent.clone();
-    net.publish(5, 80.0, Spread::Push);
+    net.publish(5, 80.0);
     net.step();
     assert!(net.all_see(5, |v| v == Some((true, hot(80.0)))));
     for o in (0..12).filter(|o| *o != 5) {
@@ -237,7 +237,7 @@ fn past_the_push_set_infection_carries_a_change_to_everyone() {
         n.swim.config.push_max = 8;
     }
     net.run(10_000);
-    net.publish(5, 80.0, Spread::Push);
+    net.publish(5, 80.0);
     let took = net.until(3_000, |net| {
         net.all_see(5, |v| v == Some((true, hot(80.0))))
     });
@@ -248,42 +248,20 @@ fn past_the_push_set_infection_carries_a_change_to_everyone() {
 }
 
 #[test]
-fn a_heartbeat_is_not_gossiped_but_digests_carry_it_everywhere() {
+fn a_push_that_never_arrived_is_carried_by_digests() {
     let mut net = Net::new(8, 4);
     net.run(8_000);
-    let before: u64 = net.sent.iter().sum();
-    net.publish(3, 40.0, Spread::Digest);
+    // Node 1 cannot hear node 3: it misses the push, and gets the record
+    // from the others' digests.
+    net.cut.insert((3, 1));
+    net.publish(3, 70.0);
     net.step();
-    net.step();
-    assert!(net.all_see(3, |v| v == Some((true, hot(40.0)))));
-    let seq_of = |net: &Net, o: usize| {
-        let id = net.nodes[3].id();
-        net.nodes[o]
-            .swim
-            .members()
-            .into_iter()
-            .find(|(p, _, _)| p.id == id)
-            .and_then(|(_, _, r)| {
-                SignedRecord::from_bytes(&r?)
-                    .ok()?
-                    .open()
-                    .ok()
-                    .map(|r| r.order().1)
-            })
-    };
-    assert!(
-        (0..8)
-            .filter(|o| *o != 3)
-            .any(|o| seq_of(&net, o) != Some(2)),
-        "not pushed at once"
-    );
-    let took = net.until(60_000, |net| {
-        (0..8)
-            .filter(|o| *o != 3)
-            .all(|o| seq_of(net, o) == Some(2))
-    });
-    assert!(took.is_some(), "digests carry the heartbeat to all");
-    assert!(net.sent.iter().sum::<u64>() > before);
+    assert_eq!(net.view(1, 3), Some((true, hot(40.0))));
+    assert!((0..8)
+        .filter(|o| ![1, 3].contains(o))
+        .all(|o| net.view(o, 3) == Some((true, hot(70.0)))));
+    let took = net.until(30_000, |net| net.view(1, 3) == Some((true, hot(70.0))));
+    assert!(took.is_some(), "digests carry the missed record");
 }
 
 #[test]
@@ -361,7 +339,7 @@ fn datagrams_without_the_cluster_key_change_nothing_and_get_no_answer() {
         }),
         &mut forged,
     );
-    net.publish(0, 41.0, Spread::Push);
+    net.publish(0, 41.0);
     let real = net
         .wire
         .iter()
@@ -479,4 +457,49 @@ fn a_hundred_nodes_started_at_once_all_know_each_other_within_thirty_seconds() {
     });
     assert!(took.is_some(), "a mesh of 100 never converged");
     assert!((0..100).all(|s| net.all_see(s, |v| v == Some((true, hot(40.0))))));
+}
+
+#[test]
+fn a_digest_is_answered_at_the_members_own_address_once_a_second_and_a_bad_range_is_refused() {
+    let mut net = Net::new(4, 4);
+    net.run(5_000);
+    let now = net.now + 1;
+    let mut member = Sealer::new(keyring(), net.nodes[2].id(), now + 50);
+    let full = Digest {
+        answer: true,
+        lo: NodeId([0; 10]),
+        hi: NodeId([0xff; 10]),
+        entries: vec![],
+    };
+    let spoofed = SocketAddr::from(([6, 6, 6, 6], 1));
+    let swim = &mut net.nodes[0].swim;
+    while swim.poll_transmit().is_some() {}
+    for _ in 0..2 {
+        let mut d = Vec::new();
+        member.seal(now, &frame::digest(&full), &mut d);
+        swim.handle_datagram(now, spoofed, &d);
+    }
+    let out: Vec<Transmit> = std::iter::from_fn(|| swim.poll_transmit()).collect();
+    assert!(!out.is_empty(), "a member's digest is answered");
+    assert!(
+        out.iter().all(|t| t.to == addr(2)),
+        "only at its own address: {out:?}"
+    );
+    let records = out.len();
+    // Within the second, the same range again draws nothing.
+    let mut d = Vec::new();
+    member.seal(now, &frame::digest(&full), &mut d);
+    swim.handle_datagram(now, spoofed, &d);
+    assert!(swim.poll_transmit().is_none());
+    assert!(records <= 4, "one answer: {records} datagrams");
+    // A range that ends before it starts is refused, not a panic.
+    let backwards = Digest {
+        lo: NodeId([0xff; 10]),
+        hi: NodeId([0; 10]),
+        ..full
+    };
+    let mut d = Vec::new();
+    member.seal(now, &frame::digest(&backwards), &mut d);
+    swim.handle_datagram(now, spoofed, &d);
+    assert_eq!(swim.counters().refused.get(&Refusal::Frame), Some(&1));
 }

@@ -237,3 +237,22 @@ fn the_api_section_validates_against_the_bind_address() {
         .to_string();
     assert!(err.contains("absolute"), "{err}");
 }
+
+#[test]
+fn gossip_timing_that_would_break_the_protocol_is_refused_naming_the_field() {
+    let d = parse("").expect("defaults");
+    assert_eq!(d.gossip.probe_interval, Duration::from_millis(800));
+    assert_eq!(d.gossip.suspicion, Duration::from_secs(2));
+    for (text, field) in [
+        (
+            "[gossip]\nprobe_timeout_ms = 500\n",
+            "gossip.probe_timeout_ms",
+        ),
+        ("[gossip]\nsuspicion_ms = 1000\n", "gossip.suspicion_ms"),
+        ("[gossip]\nheartbeat_ms = 100000\n", "gossip.report_ttl_ms"),
+        ("[gossip]\nphi_threshold = 8.0\n", "phi_threshold"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(err.contains(field), "{text}: {err}");
+    }
+}

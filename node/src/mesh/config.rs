@@ -129,10 +129,11 @@ impl RawGossip {
             10,
             60_000,
         )?;
-        if probe_timeout >= probe_interval {
+        // An indirect probe takes four hops; it must fit in the period.
+        if probe_timeout * 3 > probe_interval {
             return Err(invalid(
                 "gossip.probe_timeout_ms",
-                "must be shorter than gossip.probe_interval_ms".into(),
+                "must be at most a third of gossip.probe_interval_ms".into(),
             ));
         }
         let suspicion = ms(
@@ -142,6 +143,13 @@ impl RawGossip {
             100,
             600_000,
         )?;
+        // A suspect needs a round to hear of it and one to refute it.
+        if suspicion < probe_interval * 2 {
+            return Err(invalid(
+                "gossip.suspicion_ms",
+                "must be at least two gossip.probe_interval_ms".into(),
+            ));
+        }
         let sync_interval = ms(
             "gossip.sync_interval_ms",
             self.sync_interval_ms,

@@ -16,7 +16,7 @@ pub mod transport;
 use ed25519_dalek::SigningKey;
 use maxwell_core::Heat;
 use maxwell_gossip::seal::Keyring;
-use maxwell_gossip::swim::{Peer, Refusal, Spread, Swim, SwimConfig, SwimCounters, SwimEvent};
+use maxwell_gossip::swim::{Peer, Refusal, Swim, SwimConfig, SwimCounters, SwimEvent};
 use maxwell_gossip::{
     HeatReport, KeyedNodeId, Leave, Liveness, Member, Membership, MembershipEvent, NodeId,
     PeerObservation, RejectCounters, SignedRecord, Verifier, VerifierConfig,
@@ -197,7 +197,7 @@ impl Mesh {
             source: heat.source,
         };
         let bytes = SignedRecord::sign(&report, &self.key)?.to_bytes();
-        g.swim.publish(now, &bytes, Spread::Push);
+        g.swim.publish(now, &bytes);
         g.last_report = Some(report.clone());
         drop(g);
         self.wake.notify_one();
@@ -323,7 +323,11 @@ impl Driver {
                         let now = (self.clock)();
                         lock(&self.shared).swim.handle_datagram(now, from, &buf[..n]);
                     }
-                    Err(e) => tracing::debug!(error = %e, "gossip receive failed"),
+                    Err(e) => {
+                        // Not a spin if the socket keeps failing.
+                        tracing::debug!(error = %e, "gossip receive failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 },
                 _ = tokio::time::sleep(wait) => {
                     let now = (self.clock)();
