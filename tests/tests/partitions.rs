@@ -1,5 +1,5 @@
 //! The turmoil suite: cluster scenarios written as data, each run under
-//! several seeds. Bounds, not exact times: chitchat seeds its own RNG.
+//! several seeds (every random choice draws from it, so a run replays). Bounds, not exact times.
 
 use maxwell_tests::harness::{run, Op, Scenario, Seen, Who};
 use std::time::Duration;

@@ -177,7 +177,7 @@ fn death_recovery_leave_and_restart() {
         (MemberStatus::Left, true, false)
     );
 
-    // Restart: a new chitchat generation beside the old one; the new one speaks.
+    // Restart: a new generation beside the old one; the new one speaks.
     let g2 = T0 + 10_000;
     let v2 = value(&a, g2, 0, g2);
     let events = m.observe(

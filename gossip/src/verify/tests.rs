@@ -152,7 +152,7 @@ fn forged_and_tampered_reports() {
 fn key_must_match_the_claimed_node() {
     let (a, b) = (key(6), key(7));
     let mut v = verifier();
-    // A's genuine report replayed under B's chitchat node.
+    // A's genuine report replayed filed under B's node id.
     let value = encode(&report(&a, 1, 1, NOW), &a);
     assert_eq!(
         v.verify(&id(&b), &value, NOW),
@@ -476,7 +476,7 @@ fn prune_and_forget() {
     assert!(!v.forget(&id(&b)));
     assert_eq!(v.tracked(), 0);
     // Forgetting within max_age lets a replay in again: documented, and why
-    // `forget` is only for nodes chitchat itself dropped.
+    // `forget` is only for nodes the mesh itself dropped.
     assert!(v.verify(&id(&a), &old, NOW).is_ok());
     assert!(v.forget(&id(&a)));
     assert!(v.verify(&id(&a), &old, NOW).is_ok());
