@@ -334,6 +334,8 @@ struct Driver<'a> {
     nodes: Vec<Arc<Mutex<Ctl>>>,
     interval: Duration,
     rogues: usize,
+    /// Rogues that hold the cluster key (members; the others never are).
+    insiders: usize,
     seeds: Seeds,
     /// The scenario's seed, from which each node's core draws.
     seed: u64,
@@ -357,6 +359,7 @@ impl<'a> Driver<'a> {
             nodes: Vec::new(),
             interval: s.gossip_interval,
             rogues: 0,
+            insiders: 0,
             seeds: Seeds::default(),
             seed: s.seed,
             up: std::collections::BTreeSet::new(),
@@ -548,6 +551,7 @@ impl<'a> Driver<'a> {
                 let k = self.rogues;
                 let name = rogue::host_name(k);
                 self.rogues += 1;
+                self.insiders += 1;
                 let (wire, interval, victim, seeds) = (
                     self.wire.clone(),
                     self.interval,
@@ -714,9 +718,9 @@ impl<'a> Driver<'a> {
                     self.check_each(&[*o], *t, |m| m.is_some_and(Member::counts))?;
                 }
             }
-            // No phantom: at most the honest nodes and the rogues are members.
+            // No phantom: only honest nodes and insiders are ever members.
             let peers = lock(&self.nodes[*o]).gossip_peers;
-            if peers > self.nodes.len() - 1 + self.rogues {
+            if peers > self.nodes.len() - 1 + self.insiders {
                 return Err(format!("n{o} holds {peers} members"));
             }
         }
