@@ -36,7 +36,7 @@ mod tests;
 
 pub use peer::Peer;
 
-use crate::node_id::NodeId;
+use crate::node_id::{NodeId, NODE_ID_LEN};
 use crate::seal::{Keyring, Opener, SealConfig, SealCounters, SealRefusal, Sealer, OVERHEAD};
 use foca::{AccumulatingRuntime, Codec, Foca, OwnedNotification, PostcardCodec, Timer};
 use frame::{Digest, Frame};
@@ -224,7 +224,6 @@ pub struct Swim {
     config: SwimConfig,
     rng: Rng,
     me: Peer,
-    rack: Option<String>,
     seeds: Vec<SocketAddr>,
     timers: BTreeMap<(u64, u64), Timer<Peer>>,
     timer_seq: u64,
@@ -283,7 +282,6 @@ impl Swim {
             sealer: Sealer::new(keys.clone(), me.id, now_ms),
             opener: Opener::new(keys, config.seal),
             rng: Rng::new(seed ^ 0x5157_494d),
-            rack: None,
             seeds,
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -329,7 +327,6 @@ impl Swim {
             lock(&self.store).offer(record);
         }
         self.push_records(&to, &[record], infect);
-        self.rack = self.own_rack();
         lock(&self.store).take_changed();
         self.drain_runtime();
     }
@@ -363,12 +360,6 @@ impl Swim {
         self.timers.clear();
     }
 
-    fn own_rack(&self) -> Option<String> {
-        lock(&self.store)
-            .get(&self.me.id)
-            .and_then(|h| h.rack.clone())
-    }
-
     /// One datagram from `from`.
     pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, datagram: &[u8]) {
         self.advance(now_ms);
@@ -392,10 +383,7 @@ impl Swim {
         match frame::parse(payload) {
             Err(_) => self.refuse(Refusal::Frame),
             Ok(Frame::Foca(message)) => self.take_foca(sender, message),
-            Ok(Frame::Records(records, relay)) => {
-                let records: Vec<Vec<u8>> = records.into_iter().map(<[u8]>::to_vec).collect();
-                self.take_records(&records, relay);
-            }
+            Ok(Frame::Records(records, relay)) => self.take_records(&records, relay),
             Ok(Frame::Digest(digest)) => self.take_digest(sender, from, digest),
         }
         self.drain_runtime();
@@ -416,7 +404,7 @@ impl Swim {
         self.note_new_records();
     }
 
-    fn take_records(&mut self, records: &[Vec<u8>], relay: bool) {
+    fn take_records(&mut self, records: &[&[u8]], relay: bool) {
         let before = lock(&self.store).refused();
         for record in records {
             if relay {
@@ -445,14 +433,7 @@ impl Swim {
             .iter_members()
             .find(|m| m.id().id == sender)
             .map(|m| m.id().addr);
-        let key = (
-            sender,
-            if member.is_some() {
-                digest.lo
-            } else {
-                NodeId([0; 10])
-            },
-        );
+        let key = (sender, if member.is_some() { digest.lo } else { LOWEST });
         let now = self.now_ms;
         if self
             .answered
@@ -534,14 +515,14 @@ impl Swim {
             self.next_hello_ms = now_ms + self.config.probe_period_ms;
             if self.foca.num_members() == 0 {
                 for seed in self.seeds.clone() {
-                    self.send_digest(seed, NodeId([0; 10]), NodeId([0xff; 10]), true);
+                    self.send_digest(seed, LOWEST, HIGHEST, true);
                 }
             }
         }
         if now_ms >= self.next_sync_ms {
             self.next_sync_ms = now_ms + self.config.sync_every_ms;
             if let Some(peer) = self.random_members(1, &[]).pop() {
-                self.send_digest(peer.addr, NodeId([0; 10]), NodeId([0xff; 10]), true);
+                self.send_digest(peer.addr, LOWEST, HIGHEST, true);
             }
             self.forget_absent();
         }
@@ -716,11 +697,12 @@ impl Swim {
         self.absent = absent;
     }
 
+    /// Members in our rack, as our own held record names it.
     fn rack_neighbours(&self) -> Vec<Peer> {
-        let Some(rack) = &self.rack else {
+        let store = lock(&self.store);
+        let Some(rack) = store.get(&self.me.id).and_then(|h| h.rack.as_ref()) else {
             return Vec::new();
         };
-        let store = lock(&self.store);
         self.foca
             .iter_members()
             .map(|m| m.id())
@@ -846,6 +828,10 @@ fn frame_range(datagram: &[u8]) -> std::ops::Range<usize> {
     crate::seal::HEADER_LEN..datagram.len() - crate::seal::TAG_LEN
 }
 
+/// The ends of the node-id range (ids are big-endian numbers).
+const LOWEST: NodeId = NodeId([0; NODE_ID_LEN]);
+const HIGHEST: NodeId = NodeId([0xff; NODE_ID_LEN]);
+
 /// The id just below `id` (the ids are big-endian numbers).
 fn predecessor(id: NodeId) -> NodeId {
     let mut bytes = id.0;
@@ -856,7 +842,7 @@ fn predecessor(id: NodeId) -> NodeId {
         }
         *b = 0xff;
     }
-    NodeId([0; 10])
+    LOWEST
 }
 
 fn ms(x: u64) -> Duration {

@@ -72,8 +72,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // together, then each is waited for.
     let mut seed = None;
     let mut data_dirs = Vec::new();
-    let key = dir.join("cluster.key");
-    write_secret(&key, &maxwell_node::mesh::keys::generate()?)?;
+    let key = maxwell_node::mesh::keys::create(&dir)?;
     for k in 0..args.nodes {
         let cfg = dir.join(format!("node{k}.toml"));
         std::fs::write(&cfg, node_config(k, args.nodes, seed, &key))
@@ -208,18 +207,4 @@ async fn heat(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
         Ok(Err(e)) => format!("\ncould not heat node {k}: {e}\n"),
         Err(e) => format!("\ncould not heat node {k}: {e}\n"),
     }
-}
-
-/// Writes a file only its owner may read.
-pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -28,6 +28,12 @@ pub enum KeyError {
         #[source]
         err: std::io::Error,
     },
+    #[error("cannot write the cluster key {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
     #[error("the cluster key {path} may be read by group or others (mode {mode:o}); chmod 600 it")]
     Exposed { path: PathBuf, mode: u32 },
     #[error("the cluster key {path}, line {line}: {problem}")]
@@ -59,6 +65,24 @@ pub fn generate() -> Result<String, KeyError> {
         "# maxwell cluster key: copy this file to every host of the cluster (mode 600)\n{}\n",
         maxwell_types::hex::encode(&secret)
     ))
+}
+
+/// Writes a new key file, `dir/cluster.key` (mode 600, never over one that
+/// exists), for hosts to share; returns its path.
+pub fn create(dir: &Path) -> Result<PathBuf, KeyError> {
+    let path = dir.join(FILE_NAME);
+    fsutil::write_atomic(
+        dir,
+        FILE_NAME,
+        generate()?.as_bytes(),
+        0o600,
+        fsutil::Replace::No,
+    )
+    .map_err(|err| KeyError::Write {
+        path: path.clone(),
+        err,
+    })?;
+    Ok(path)
 }
 
 /// Parses a key file's text into the keyring of cluster `cluster_id`.

@@ -147,8 +147,7 @@ fn price_of(addr: SocketAddr) -> Option<u64> {
 fn start(n: usize) -> anyhow::Result<Mesh> {
     let exe = std::env::current_exe().context("locating the maxwell binary")?;
     let mut procs = Procs::new("maxwell-bench-agents")?;
-    let key = procs.dir().join("cluster.key");
-    crate::demo::write_secret(&key, &maxwell_node::mesh::keys::generate()?)?;
+    let key = maxwell_node::mesh::keys::create(procs.dir())?;
     let mut seeds: Vec<SocketAddr> = Vec::new();
     let mut dirs = Vec::new();
     for k in 0..n {
