@@ -34,7 +34,9 @@ pub mod membership;
 pub mod node_id;
 pub mod report;
 pub mod seal;
+pub mod summary;
 pub mod swim;
+pub mod tier;
 pub mod verify;
 pub mod wire;
 
@@ -48,6 +50,7 @@ pub use node_id::{KeyedNodeId, NodeId};
 pub use report::{
     HeatReport, Leave, Record, RecordError, RecordKind, SensorSource, Signable, RECORD_VERSION,
 };
+pub use summary::{Offer, Scope, Summary};
 pub use verify::{
     Freshness, MemberView, RejectCounters, RejectReason, Verified, Verifier, VerifierConfig,
 };

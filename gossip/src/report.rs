@@ -7,6 +7,7 @@
 //! so a version can neither be forgotten by a caller nor altered in transit.
 
 use crate::node_id::NodeId;
+use crate::summary::Summary;
 use crate::units::{MicroWatts, MilliCelsius};
 use maxwell_types::Position;
 use serde::de::DeserializeOwned;
@@ -127,6 +128,15 @@ pub enum RecordError {
         /// Node id of the signing key.
         key: NodeId,
     },
+    /// A summary carries more than [`crate::summary::MAX_OFFERS`] offers.
+    #[error(
+        "summary carries {len} offers, the limit is {}",
+        crate::summary::MAX_OFFERS
+    )]
+    TooManyOffers {
+        /// Offers in the rejected summary.
+        len: usize,
+    },
     /// Postcard could not encode the record (not expected for these types:
     /// encoding into a `Vec` has no failure path they can reach).
     #[error("postcard could not encode the record: {0}")]
@@ -157,17 +167,20 @@ pub enum RecordKind {
     Report,
     /// A [`Leave`], byte `0x02`.
     Leave,
+    /// A carrier's [`crate::Summary`], byte `0x03`.
+    Summary,
 }
 
 impl RecordKind {
     /// Every kind, in byte order.
-    pub const ALL: [RecordKind; 2] = [RecordKind::Report, RecordKind::Leave];
+    pub const ALL: [RecordKind; 3] = [RecordKind::Report, RecordKind::Leave, RecordKind::Summary];
 
     /// Lower-case name, for metric labels and logs.
     pub fn label(self) -> &'static str {
         match self {
             RecordKind::Report => "report",
             RecordKind::Leave => "leave",
+            RecordKind::Summary => "summary",
         }
     }
 
@@ -176,6 +189,7 @@ impl RecordKind {
         match self {
             RecordKind::Report => 0,
             RecordKind::Leave => 1,
+            RecordKind::Summary => 2,
         }
     }
 
@@ -184,6 +198,7 @@ impl RecordKind {
         match self {
             RecordKind::Report => 0x01,
             RecordKind::Leave => 0x02,
+            RecordKind::Summary => 0x03,
         }
     }
 
@@ -192,6 +207,7 @@ impl RecordKind {
         match b {
             0x01 => Some(RecordKind::Report),
             0x02 => Some(RecordKind::Leave),
+            0x03 => Some(RecordKind::Summary),
             _ => None,
         }
     }
@@ -255,6 +271,8 @@ pub enum Record {
     Report(HeatReport),
     /// A graceful leave.
     Leave(Leave),
+    /// A tiered mesh carrier's summary.
+    Summary(Summary),
 }
 
 impl From<HeatReport> for Record {
@@ -269,12 +287,19 @@ impl From<Leave> for Record {
     }
 }
 
+impl From<Summary> for Record {
+    fn from(s: Summary) -> Self {
+        Record::Summary(s)
+    }
+}
+
 /// Calls `$f` on the [`Signable`] inside a [`Record`].
 macro_rules! each_kind {
     ($record:expr, $r:ident => $f:expr) => {
         match $record {
             Record::Report($r) => $f,
             Record::Leave($r) => $f,
+            Record::Summary($r) => $f,
         }
     };
 }
@@ -285,6 +310,7 @@ impl Record {
         match self {
             Record::Report(_) => RecordKind::Report,
             Record::Leave(_) => RecordKind::Leave,
+            Record::Summary(_) => RecordKind::Summary,
         }
     }
 

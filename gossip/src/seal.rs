@@ -162,6 +162,14 @@ pub struct SealCounters {
 }
 
 impl SealCounters {
+    /// Adds another socket's counts to these.
+    pub fn add(&mut self, other: &SealCounters) {
+        self.opened += other.opened;
+        for (a, b) in self.refused.iter_mut().zip(other.refused) {
+            *a += b;
+        }
+    }
+
     /// Datagrams refused for `why`.
     pub fn refused(&self, why: SealRefusal) -> u64 {
         self.refused[why as usize]

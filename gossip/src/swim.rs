@@ -35,15 +35,18 @@ mod records;
 mod tests;
 
 pub use peer::Peer;
+pub use records::MAX_RECORD_BYTES;
 
 use crate::node_id::{NodeId, NODE_ID_LEN};
+use crate::report::{HeatReport, Record};
 use crate::seal::{Keyring, Opener, SealConfig, SealCounters, SealRefusal, Sealer, OVERHEAD};
+use crate::summary::Summary;
 use foca::{AccumulatingRuntime, Codec, Foca, OwnedNotification, PostcardCodec, Timer};
 use frame::{Digest, Frame};
 use maxwell_types::rng::Rng;
 use maxwell_types::sync::lock;
 use peer::SeededRng;
-use records::{Handler, Store};
+use records::{Handler, Held, Slot, Store, REPORT_SLOT, SUMMARY_SLOT};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -212,6 +215,17 @@ pub struct SwimCounters {
     pub records_held: usize,
 }
 
+impl SwimCounters {
+    /// Adds another tier's counts to these.
+    pub fn add(&mut self, other: &SwimCounters) {
+        self.seal.add(&other.seal);
+        for (reason, n) in &other.refused {
+            *self.refused.entry(*reason).or_default() += n;
+        }
+        self.records_held += other.records_held;
+    }
+}
+
 type Inner = Foca<Peer, PostcardCodec, SeededRng, Handler>;
 
 /// The protocol state of one node.
@@ -340,20 +354,22 @@ impl Swim {
         to
     }
 
-    /// Leaves: `record` (a signed leave) goes straight to every member, and
-    /// foca declares this node down. Nothing is sent after.
-    pub fn leave(&mut self, now_ms: u64, record: &[u8]) {
+    /// Leaves: `record` (a signed leave, if any) goes straight to every
+    /// member, and foca declares this node down. Nothing is sent after.
+    pub fn leave(&mut self, now_ms: u64, record: Option<&[u8]>) {
         self.advance(now_ms);
         if self.left {
             return;
         }
-        {
-            let mut store = lock(&self.store);
-            store.offer(record);
-            store.take_changed();
+        if let Some(record) = record {
+            {
+                let mut store = lock(&self.store);
+                store.offer(record);
+                store.take_changed();
+            }
+            let to = self.push_set(MAX_LEAVE_PUSH);
+            self.push_records(&to, &[record], true);
         }
-        let to = self.push_set(MAX_LEAVE_PUSH);
-        self.push_records(&to, &[record], true);
         let _ = self.foca.leave_cluster(&mut self.runtime);
         self.drain_runtime();
         self.left = true;
@@ -642,6 +658,36 @@ impl Swim {
             .collect()
     }
 
+    /// The reports held of this node and of the members not declared down.
+    pub fn reports(&self) -> Vec<HeatReport> {
+        self.alive_records(REPORT_SLOT, |r| match r {
+            Record::Report(r) => Some(r.clone()),
+            Record::Leave(_) | Record::Summary(_) => None,
+        })
+    }
+
+    /// The summaries held of this node and of the members not declared down.
+    pub fn summaries(&self) -> Vec<Summary> {
+        self.alive_records(SUMMARY_SLOT, |r| match r {
+            Record::Summary(s) => Some(s.clone()),
+            Record::Report(_) | Record::Leave(_) => None,
+        })
+    }
+
+    fn alive_records<T>(&self, slot: Slot, take: impl Fn(&Record) -> Option<T>) -> Vec<T> {
+        let store = lock(&self.store);
+        let alive = self.foca.iter_members().map(|m| m.id().id);
+        std::iter::once(self.me.id)
+            .chain(alive)
+            .filter_map(|node| store.at(node, slot).and_then(|h| take(&h.record)))
+            .collect()
+    }
+
+    /// The members not declared down.
+    pub fn alive(&self) -> Vec<Peer> {
+        self.foca.iter_members().map(|m| m.id().clone()).collect()
+    }
+
     /// Members not declared down.
     pub fn num_members(&self) -> usize {
         self.foca.num_members()
@@ -686,11 +732,7 @@ impl Swim {
             .chain([self.me.id])
             .collect();
         let mut store = lock(&self.store);
-        let absent: BTreeSet<NodeId> = store
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| !known.contains(n))
-            .collect();
+        let absent: BTreeSet<NodeId> = store.nodes().difference(&known).copied().collect();
         for node in absent.intersection(&self.absent) {
             store.forget(node);
         }
@@ -700,13 +742,13 @@ impl Swim {
     /// Members in our rack, as our own held record names it.
     fn rack_neighbours(&self) -> Vec<Peer> {
         let store = lock(&self.store);
-        let Some(rack) = store.get(&self.me.id).and_then(|h| h.rack.as_ref()) else {
+        let Some(rack) = store.get(&self.me.id).and_then(Held::rack) else {
             return Vec::new();
         };
         self.foca
             .iter_members()
             .map(|m| m.id())
-            .filter(|p| store.get(&p.id).and_then(|h| h.rack.as_ref()) == Some(rack))
+            .filter(|p| store.get(&p.id).and_then(Held::rack) == Some(rack))
             .cloned()
             .collect()
     }
@@ -746,12 +788,21 @@ impl Swim {
     /// a contiguous part of the range, so a receiver can tell what we lack.
     fn send_digest(&mut self, to: SocketAddr, lo: NodeId, hi: NodeId, answer: bool) {
         let entries = lock(&self.store).entries(lo, hi);
-        let per = frame::entries_per_frame(self.frame_max()).max(1);
-        let chunks: Vec<&[frame::Entry]> = if entries.is_empty() {
-            vec![&[]]
-        } else {
-            entries.chunks(per).collect()
-        };
+        let per = frame::entries_per_frame(self.frame_max()).max(2);
+        // A part never splits one node's slots: its range ends at a node.
+        let mut chunks: Vec<&[frame::Entry]> = Vec::new();
+        let mut rest = entries.as_slice();
+        while rest.len() > per {
+            let cut = if rest[per - 1].node == rest[per].node {
+                per - 1
+            } else {
+                per
+            };
+            let (chunk, tail) = rest.split_at(cut);
+            chunks.push(chunk);
+            rest = tail;
+        }
+        chunks.push(rest);
         for (i, chunk) in chunks.iter().enumerate() {
             let part_lo = if i == 0 { lo } else { chunk[0].node };
             let part_hi = match chunks.get(i + 1) {
@@ -801,16 +852,25 @@ impl Swim {
             self.timer_seq += 1;
             self.timers.insert((at, self.timer_seq), timer);
         }
+        let mut met = Vec::new();
         while let Some(note) = self.runtime.to_notify() {
             match note {
                 OwnedNotification::MemberUp(peer) => {
                     self.retune();
                     // Introduce ourselves: a new member learns our record now,
                     // not at its next digest.
-                    let own = lock(&self.store).get(&self.me.id).map(|h| h.bytes.clone());
-                    if let Some(own) = own {
-                        self.send_records_to(peer.addr, &[own], false);
+                    let own: Vec<Vec<u8>> = {
+                        let store = lock(&self.store);
+                        [REPORT_SLOT, SUMMARY_SLOT]
+                            .iter()
+                            .filter_map(|slot| store.at(self.me.id, *slot))
+                            .map(|h| h.bytes.clone())
+                            .collect()
+                    };
+                    if !own.is_empty() {
+                        self.send_records_to(peer.addr, &own, false);
                     }
+                    met.push(peer.clone());
                     self.events.push_back(SwimEvent::Up(peer));
                 }
                 OwnedNotification::MemberDown(peer) => self.events.push_back(SwimEvent::Down(peer)),
@@ -819,6 +879,15 @@ impl Swim {
                 OwnedNotification::Active => self.next_sync_ms = self.now_ms,
                 _ => {}
             }
+        }
+        // Announce to each member met by hearsay: it learns of us now, not
+        // when its probes come round to us (up to n probe periods), and so
+        // sends us its record (and we ours) at once.
+        if !met.is_empty() {
+            for peer in met {
+                let _ = self.foca.announce(peer, &mut self.runtime);
+            }
+            self.drain_runtime();
         }
     }
 }

@@ -348,29 +348,38 @@ impl Verifier {
         let record = signed
             .open()
             .map_err(|e| RejectReason::from_decode(e, claimed))?;
-        self.check_time(record.timestamp_ms(), now_ms)?;
-        self.check_order(&claimed, &record)?;
+        let (kind, order, timestamp_ms) = (record.kind(), record.order(), record.timestamp_ms());
+        let verified = match record {
+            Record::Report(r) => Verified::Report(r),
+            Record::Leave(l) => Verified::Leave(l),
+            // A summary is the tiered mesh's business, never a member's state.
+            Record::Summary(_) => {
+                return Err(RejectReason::Malformed(DecodeError::WrongKind {
+                    wanted: RecordKind::Report.label(),
+                    found: RecordKind::Summary.label(),
+                }))
+            }
+        };
+        self.check_time(timestamp_ms, now_ms)?;
+        self.check_order(&claimed, kind, order)?;
         self.make_room(&claimed, now_ms)?;
         let entry = self.nodes.entry(claimed).or_default();
-        let (generation, _) = record.order();
+        let (generation, _) = order;
         if generation > entry.generation || entry.last.iter().all(Option::is_none) {
             entry.generation = generation;
             entry.left = false;
         }
-        entry.last[record.kind().index()] = Some(record.order());
+        entry.last[kind.index()] = Some(order);
         entry.value = value.to_string();
-        entry.timestamp_ms = entry.timestamp_ms.max(record.timestamp_ms());
-        match &record {
-            Record::Report(r) => entry.report = Some((r.clone(), now_ms)),
-            Record::Leave(_) => {
+        entry.timestamp_ms = entry.timestamp_ms.max(timestamp_ms);
+        match &verified {
+            Verified::Report(r) => entry.report = Some((r.clone(), now_ms)),
+            _ => {
                 entry.left = true;
                 entry.report = None;
             }
         }
-        Ok(match record {
-            Record::Report(r) => Verified::Report(r),
-            Record::Leave(l) => Verified::Leave(l),
-        })
+        Ok(verified)
     }
 
     fn check_time(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), RejectReason> {
@@ -386,12 +395,16 @@ impl Verifier {
         Ok(())
     }
 
-    fn check_order(&self, node: &NodeId, record: &Record) -> Result<(), RejectReason> {
+    fn check_order(
+        &self,
+        node: &NodeId,
+        kind: RecordKind,
+        (generation, seq): (u64, u64),
+    ) -> Result<(), RejectReason> {
         let Some(entry) = self.nodes.get(node) else {
             return Ok(());
         };
-        let (generation, seq) = record.order();
-        let last = entry.last[record.kind().index()];
+        let last = entry.last[kind.index()];
         let refused = generation < entry.generation
             || (generation == entry.generation
                 && (entry.left || last.is_some_and(|o| (generation, seq) <= o)));

@@ -20,6 +20,7 @@ use crate::b64;
 use crate::node_id::KeyedNodeId;
 use crate::node_id::NodeId;
 use crate::report::{HeatReport, Leave, Record, RecordError, RecordKind, Signable, RECORD_VERSION};
+use crate::summary::Summary;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -216,6 +217,7 @@ impl SignedRecord {
         Ok(match self.kind {
             RecordKind::Report => self.open_as::<HeatReport>()?.into(),
             RecordKind::Leave => self.open_as::<Leave>()?.into(),
+            RecordKind::Summary => self.open_as::<Summary>()?.into(),
         })
     }
 

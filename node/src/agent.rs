@@ -106,6 +106,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let (mesh, gossip_addr) = start_agent_mesh(
         &config.gossip,
         &config.name,
+        &config.rack,
         &identity,
         &data_dir,
         Arc::clone(&state.gossip_stats),

@@ -185,6 +185,7 @@ pub fn settings(i: usize, interval: Duration, seeds: &Seeds) -> MeshSettings {
             max_age_ms: REPORT_TTL_MS * 2,
             ..Default::default()
         },
+        tiers: None,
     }
 }
 

@@ -6,5 +6,6 @@
 pub mod conformance;
 pub mod harness;
 pub mod rogue;
+pub mod tiered;
 pub mod transport;
 pub mod world;

@@ -7,7 +7,7 @@
 //!   member's introduction);
 //! - `2`: a digest for anti-entropy: flags (`1` = answer with yours),
 //!   the node-id range it covers, a `u16` count, then per record its node
-//!   id, generation and seq (`u64` big-endian each).
+//!   id, slot (`u8`), generation and seq (`u64` big-endian each).
 //!
 //! Parsing is bounded by the datagram: nothing allocates more than it read.
 
@@ -17,7 +17,7 @@ const FOCA: u8 = 0;
 const RECORDS: u8 = 1;
 const DIGEST: u8 = 2;
 const HELD: u8 = 3;
-const ENTRY_LEN: usize = NODE_ID_LEN + 16;
+const ENTRY_LEN: usize = NODE_ID_LEN + 1 + 16;
 /// Bytes of a digest frame before its entries.
 pub const DIGEST_HEAD: usize = 1 + 1 + 2 * NODE_ID_LEN + 2;
 /// Bytes of one record's length prefix.
@@ -40,6 +40,8 @@ pub enum FrameError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub node: NodeId,
+    /// Which of the node's records (see [`super::records::Slot`]).
+    pub slot: u8,
     pub generation: u64,
     pub seq: u64,
 }
@@ -95,10 +97,12 @@ pub fn parse(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
             let mut entries = Vec::with_capacity(count);
             while !rest.is_empty() {
                 let (node, tail) = take_id(rest)?;
+                let (&slot, tail) = tail.split_first().ok_or(FrameError::Short)?;
                 let (generation, tail) = take_u64(tail)?;
                 let (seq, tail) = take_u64(tail)?;
                 entries.push(Entry {
                     node,
+                    slot,
                     generation,
                     seq,
                 });
@@ -165,6 +169,7 @@ pub fn digest(d: &Digest) -> Vec<u8> {
     out.extend_from_slice(&(d.entries.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
     for e in d.entries.iter().take(usize::from(u16::MAX)) {
         out.extend_from_slice(&e.node.0);
+        out.push(e.slot);
         out.extend_from_slice(&e.generation.to_be_bytes());
         out.extend_from_slice(&e.seq.to_be_bytes());
     }

@@ -9,30 +9,55 @@
 use super::frame::Entry;
 use super::peer::Peer;
 use crate::node_id::NodeId;
-use crate::report::Record;
+use crate::report::{Record, RecordKind};
 use crate::wire::SignedRecord;
 use maxwell_types::sync::lock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-/// Largest record bytes taken (a report is about 170).
-pub const MAX_RECORD_BYTES: usize = 384;
+/// Largest record bytes taken (a report is about 170, a summary at most 411).
+pub const MAX_RECORD_BYTES: usize = 448;
 
-/// One node's latest record.
+/// Records of one node are held one per slot: its report or leave (a leave
+/// ends the reports), and its summary (see [`crate::tier`]).
+pub type Slot = u8;
+pub const REPORT_SLOT: Slot = 0;
+pub const SUMMARY_SLOT: Slot = 1;
+
+/// The slot a record of `kind` is held in.
+pub fn slot(kind: RecordKind) -> Slot {
+    match kind {
+        RecordKind::Report | RecordKind::Leave => REPORT_SLOT,
+        RecordKind::Summary => SUMMARY_SLOT,
+    }
+}
+
+/// One node's latest record in one slot.
 #[derive(Debug, Clone)]
 pub struct Held {
     pub bytes: Vec<u8>,
     pub generation: u64,
     pub seq: u64,
+    /// The record, opened once when it arrived.
+    pub record: Record,
+}
+
+impl Held {
     /// Its rack, for a report (the urgent path pushes to rack neighbours).
-    pub rack: Option<String>,
+    pub fn rack(&self) -> Option<&str> {
+        match &self.record {
+            Record::Report(r) => Some(&r.position.rack),
+            Record::Leave(_) | Record::Summary(_) => None,
+        }
+    }
 }
 
 /// What became of a record offered to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
-    /// Newer than anything held for its node: held now, and to be relayed.
-    New(NodeId),
+    /// Newer than anything held for its node and slot: held now, and to be
+    /// relayed.
+    New(NodeId, Slot),
     /// Already held.
     Known,
     /// Older than the one held: late, or replayed.
@@ -44,7 +69,7 @@ pub enum Offer {
 /// The records held, shared with foca's broadcast handler.
 #[derive(Debug)]
 pub struct Store {
-    held: BTreeMap<NodeId, Held>,
+    held: BTreeMap<(NodeId, Slot), Held>,
     max: usize,
     refused: u64,
     stale: u64,
@@ -69,7 +94,7 @@ impl Store {
         match outcome {
             Offer::Refused => self.refused += 1,
             Offer::Stale => self.stale += 1,
-            Offer::New(node) => self.changed.push(node),
+            Offer::New(node, _) => self.changed.push(node),
             Offer::Known => {}
         }
         outcome
@@ -82,8 +107,8 @@ impl Store {
         let Ok(signed) = SignedRecord::from_bytes(bytes) else {
             return Offer::Refused;
         };
-        let node = signed.key_node_id();
-        let held = self.held.get(&node);
+        let key = (signed.key_node_id(), slot(signed.kind()));
+        let held = self.held.get(&key);
         if held.is_some_and(|h| h.bytes == bytes) {
             return Offer::Known;
         }
@@ -97,37 +122,42 @@ impl Store {
         if held.is_some_and(|h| (h.generation, h.seq) >= (generation, seq)) {
             return Offer::Stale;
         }
-        let rack = match &record {
-            Record::Report(r) => Some(r.position.rack.clone()),
-            Record::Leave(_) => None,
-        };
         self.held.insert(
-            node,
+            key,
             Held {
                 bytes: bytes.to_vec(),
                 generation,
                 seq,
-                rack,
+                record,
             },
         );
-        Offer::New(node)
+        Offer::New(key.0, key.1)
     }
 
+    /// A node's report (or leave).
     pub fn get(&self, node: &NodeId) -> Option<&Held> {
-        self.held.get(node)
+        self.at(*node, REPORT_SLOT)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Held)> {
-        self.held.iter()
+    /// A node's record in `slot`.
+    pub fn at(&self, node: NodeId, slot: Slot) -> Option<&Held> {
+        self.held.get(&(node, slot))
+    }
+
+    /// Every node with a record held.
+    pub fn nodes(&self) -> BTreeSet<NodeId> {
+        self.held.keys().map(|(node, _)| *node).collect()
     }
 
     pub fn held(&self) -> usize {
         self.held.len()
     }
 
-    /// Forgets a node the membership forgot.
+    /// Forgets a node the membership forgot (all its slots).
     pub fn forget(&mut self, node: &NodeId) {
-        self.held.remove(node);
+        for slot in [REPORT_SLOT, SUMMARY_SLOT] {
+            self.held.remove(&(*node, slot));
+        }
     }
 
     /// Records refused so far, and records older than the one held.
@@ -143,9 +173,10 @@ impl Store {
     /// The order of every record held for a node id in `lo..=hi`.
     pub fn entries(&self, lo: NodeId, hi: NodeId) -> Vec<Entry> {
         self.held
-            .range(lo..=hi)
-            .map(|(node, h)| Entry {
+            .range((lo, Slot::MIN)..=(hi, Slot::MAX))
+            .map(|((node, slot), h)| Entry {
                 node: *node,
+                slot: *slot,
                 generation: h.generation,
                 seq: h.seq,
             })
@@ -154,13 +185,13 @@ impl Store {
 
     /// Records in `lo..=hi` that the holder of `theirs` lacks or holds older.
     pub fn newer_than(&self, lo: NodeId, hi: NodeId, theirs: &[Entry]) -> Vec<Vec<u8>> {
-        let theirs: BTreeMap<NodeId, (u64, u64)> = theirs
+        let theirs: BTreeMap<(NodeId, Slot), (u64, u64)> = theirs
             .iter()
-            .map(|e| (e.node, (e.generation, e.seq)))
+            .map(|e| ((e.node, e.slot), (e.generation, e.seq)))
             .collect();
         self.held
-            .range(lo..=hi)
-            .filter(|(node, h)| theirs.get(node).is_none_or(|o| *o < (h.generation, h.seq)))
+            .range((lo, Slot::MIN)..=(hi, Slot::MAX))
+            .filter(|(key, h)| theirs.get(key).is_none_or(|o| *o < (h.generation, h.seq)))
             .map(|(_, h)| h.bytes.clone())
             .collect()
     }
@@ -170,7 +201,7 @@ impl Store {
 /// replaces it in foca's backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordKey {
-    node: NodeId,
+    node: (NodeId, Slot),
     order: (u64, u64),
 }
 
@@ -201,8 +232,8 @@ impl foca::BroadcastHandler<Peer> for Handler {
     ) -> Result<Option<RecordKey>, Never> {
         let mut store = lock(&self.0);
         Ok(match store.offer(data) {
-            Offer::New(node) => store.get(&node).map(|h| RecordKey {
-                node,
+            Offer::New(node, slot) => store.held.get(&(node, slot)).map(|h| RecordKey {
+                node: (node, slot),
                 order: (h.generation, h.seq),
             }),
             Offer::Known | Offer::Stale | Offer::Refused => None,

@@ -182,7 +182,7 @@ impl Net {
                 let hottest =
                     record.and_then(|r| match SignedRecord::from_bytes(&r).ok()?.open().ok()? {
                         crate::Record::Report(r) => Some(r.hottest.0),
-                        crate::Record::Leave(_) => None,
+                        crate::Record::Leave(_) | crate::Record::Summary(_) => None,
                     });
                 (alive, hottest)
             })
@@ -284,7 +284,7 @@ fn a_killed_node_is_declared_down_within_five_seconds_and_a_leave_at_once() {
         .expect("sign")
         .to_bytes();
     let now = net.now;
-    net.nodes[7].swim.leave(now, &leave);
+    net.nodes[7].swim.leave(now, Some(&leave));
     net.flush(7);
     assert_eq!(net.nodes[7].swim.poll_timeout(), None);
     net.step();
@@ -502,4 +502,64 @@ fn a_digest_is_answered_at_the_members_own_address_once_a_second_and_a_bad_range
     member.seal(now, &frame::digest(&backwards), &mut d);
     swim.handle_datagram(now, spoofed, &d);
     assert_eq!(swim.counters().refused.get(&Refusal::Frame), Some(&1));
+}
+
+/// Nodes started together, each publishing before it knows anyone, all
+/// hold every report within two seconds. Each announces itself to every
+/// member it hears of: without that, a member learned by hearsay heard of
+/// us only when its probes came round to us, up to n probe periods (and
+/// our record with it).
+#[test]
+fn forty_nodes_started_together_all_hold_every_report_within_two_seconds() {
+    let mut net = Net::new(40, 40);
+    // They come up one every 25 ms, as hosts booted together do.
+    for node in &mut net.nodes[1..] {
+        node.up = false;
+    }
+    for i in 1..40 {
+        net.run(25);
+        net.nodes[i].up = true;
+    }
+    let took = net.until(10_000, |net| {
+        net.nodes
+            .iter()
+            .all(|n| n.swim.reports().len() == net.nodes.len())
+    });
+    assert!(took.is_some_and(|ms| ms <= 2_000), "took {took:?} ms");
+}
+
+/// A node's summary is held beside its report, not in its place, and is
+/// carried to members like any record.
+#[test]
+fn a_summary_is_held_beside_the_report_of_its_signer() {
+    let mut net = Net::new(3, 3);
+    net.run(2_000);
+    let node = &net.nodes[1];
+    let summary = crate::Summary {
+        node_id: node.id(),
+        generation: 1,
+        seq: 99,
+        timestamp_ms: net.now,
+        scope: crate::Scope::World,
+        rack: node.rack.clone(),
+        upper: addr(1),
+        members: 1,
+        hottest: crate::MilliCelsius::from_celsius(40.0),
+        offers: Vec::new(),
+    };
+    let bytes = SignedRecord::sign(&summary, &node.key)
+        .expect("sign")
+        .to_bytes();
+    let now = net.now;
+    net.nodes[1].swim.publish(now, &bytes);
+    net.flush(1);
+    net.run(500);
+    for o in [0, 2] {
+        let swim = &net.nodes[o].swim;
+        assert_eq!(swim.summaries(), vec![summary.clone()], "node {o}");
+        assert!(
+            swim.reports().iter().any(|r| r.node_id == summary.node_id),
+            "node {o} lost the report"
+        );
+    }
 }

@@ -45,7 +45,11 @@ fn one_kind_opens_as_itself_and_as_no_other() {
         })
     );
     let bytes: Vec<u8> = RecordKind::ALL.iter().map(|k| k.byte()).collect();
-    assert_eq!(bytes, [0x01, 0x02], "the kind bytes are the wire format");
+    assert_eq!(
+        bytes,
+        [0x01, 0x02, 0x03],
+        "the kind bytes are the wire format"
+    );
 }
 
 #[test]
@@ -141,10 +145,10 @@ fn decode_refuses_bad_layouts() {
         SignedRecord::decode(&header_only),
         Err(DecodeError::TooShort { len: HEADER_LEN })
     );
-    let mut bytes = vec![0x03u8; HEADER_LEN + 1];
+    let mut bytes = vec![0x04u8; HEADER_LEN + 1];
     assert_eq!(
         SignedRecord::from_bytes(&bytes),
-        Err(DecodeError::UnknownKind(3))
+        Err(DecodeError::UnknownKind(4))
     );
     bytes[0] = 0x01;
     assert!(SignedRecord::from_bytes(&bytes).is_ok());

@@ -42,6 +42,21 @@ pub struct RawGossip {
     pub max_clock_skew_ms: Option<u64>,
     pub max_report_age_ms: Option<u64>,
     pub allowlist: Option<PathBuf>,
+    pub upper_listen_addr: Option<String>,
+    pub upper_advertise_addr: Option<String>,
+    pub upper_seeds: Option<Vec<String>>,
+}
+
+/// The tiered mesh's part of the section (set `gossip.upper_listen_addr`
+/// to run it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpperConfig {
+    pub listen_addr: SocketAddr,
+    /// What other carriers are told; `None`: the rack address's host, with
+    /// the upper port.
+    pub advertise_addr: Option<SocketAddr>,
+    /// `host:port` of carriers' upper sockets (a seed always carries).
+    pub seeds: Vec<String>,
 }
 
 /// Validated gossip settings.
@@ -70,6 +85,8 @@ pub struct GossipConfig {
     pub max_clock_skew: Duration,
     pub max_report_age: Duration,
     pub allowlist: Option<PathBuf>,
+    /// The tiered mesh; `None` runs one flat mesh.
+    pub upper: Option<UpperConfig>,
 }
 
 impl RawGossip {
@@ -194,33 +211,32 @@ impl RawGossip {
                 ),
             )
         })?;
-        let advertise_addr = match self.advertise_addr.as_deref() {
-            None => None,
-            Some(a) => match a.parse::<SocketAddr>() {
-                Ok(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => Some(addr),
-                _ => {
+        let advertise_addr = concrete("gossip.advertise_addr", self.advertise_addr.as_deref())?;
+        let seeds = host_ports("gossip.seeds", self.seeds.unwrap_or_default())?;
+        let upper = match self.upper_listen_addr.as_deref() {
+            None => {
+                if self.upper_seeds.is_some() || self.upper_advertise_addr.is_some() {
                     return Err(invalid(
-                        "gossip.advertise_addr",
-                        format!(
-                            "{} must be a concrete address like 10.0.0.7:7946",
-                            excerpt(a, 64)
-                        ),
-                    ))
+                        "gossip.upper_seeds",
+                        "the upper tier needs gossip.upper_listen_addr".into(),
+                    ));
                 }
-            },
-        };
-        let seeds = self.seeds.unwrap_or_default();
-        for seed in &seeds {
-            let ok = seed
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !ok {
-                return Err(invalid(
-                    "gossip.seeds",
-                    format!("{} is not host:port", excerpt(seed, 64)),
-                ));
+                None
             }
-        }
+            Some(l) => Some(UpperConfig {
+                listen_addr: l.parse().map_err(|_| {
+                    invalid(
+                        "gossip.upper_listen_addr",
+                        format!("{} is not an address like 0.0.0.0:7947", excerpt(l, 64)),
+                    )
+                })?,
+                advertise_addr: concrete(
+                    "gossip.upper_advertise_addr",
+                    self.upper_advertise_addr.as_deref(),
+                )?,
+                seeds: host_ports("gossip.upper_seeds", self.upper_seeds.unwrap_or_default())?,
+            }),
+        };
         let cluster_id = self.cluster_id.unwrap_or_else(|| "maxwell".into());
         check_name("gossip.cluster_id", &cluster_id)?;
         let max_report_age = ms(
@@ -268,8 +284,42 @@ impl RawGossip {
             )?,
             max_report_age,
             allowlist: self.allowlist,
+            upper,
         })
     }
+}
+
+/// An address to advertise: concrete, with a port.
+fn concrete(field: &'static str, a: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match a {
+        None => Ok(None),
+        Some(a) => match a.parse::<SocketAddr>() {
+            Ok(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => Ok(Some(addr)),
+            _ => Err(invalid(
+                field,
+                format!(
+                    "{} must be a concrete address like 10.0.0.7:7946",
+                    excerpt(a, 64)
+                ),
+            )),
+        },
+    }
+}
+
+/// Seeds: `host:port` each (resolved at start).
+fn host_ports(field: &'static str, seeds: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for seed in &seeds {
+        let ok = seed
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(invalid(
+                field,
+                format!("{} is not host:port", excerpt(seed, 64)),
+            ));
+        }
+    }
+    Ok(seeds)
 }
 
 /// A preset's defaults, ms.

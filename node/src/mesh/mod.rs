@@ -10,18 +10,22 @@
 
 pub mod config;
 pub mod keys;
+mod proto;
 pub mod setup;
 pub mod transport;
 
 use ed25519_dalek::SigningKey;
 use maxwell_core::Heat;
 use maxwell_gossip::seal::Keyring;
+use maxwell_gossip::summary::Offer;
 use maxwell_gossip::swim::{Peer, Refusal, Swim, SwimConfig, SwimCounters, SwimEvent};
+use maxwell_gossip::tier::{Tier, TierConfig, TierSetup, Tiered};
 use maxwell_gossip::{
     HeatReport, KeyedNodeId, Leave, Liveness, Member, Membership, MembershipEvent, NodeId,
     PeerObservation, RejectCounters, SignedRecord, Verifier, VerifierConfig,
 };
 use maxwell_types::sync::lock;
+use proto::{Proto, ProtoEvent};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -61,10 +65,29 @@ pub struct MeshSettings {
     pub keys: Keyring,
     pub swim: SwimConfig,
     pub verifier: VerifierConfig,
+    /// The tiered mesh; `None` runs one flat mesh.
+    pub tiers: Option<TierSettings>,
+}
+
+/// The tiered mesh's settings (see [`maxwell_gossip::tier`]).
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    /// Where the upper tier is spoken while this node carries its rack.
+    pub upper_listen_addr: SocketAddr,
+    /// What carriers are told; port 0 means the port bound.
+    pub upper_advertise_addr: SocketAddr,
+    /// Upper-tier addresses to join through (a seed always carries).
+    pub upper_seeds: Vec<SocketAddr>,
+    pub rack: String,
+    /// The rack tier's keys (in place of [`MeshSettings::keys`]) and the upper tier's.
+    pub rack_keys: Keyring,
+    pub upper_keys: Keyring,
+    /// Summary timing; the tiers' own timing is [`MeshSettings::swim`].
+    pub config: TierConfig,
 }
 
 struct Shared {
-    swim: Swim,
+    swim: Proto,
     membership: Membership,
     last_report: Option<HeatReport>,
     seq: u64,
@@ -83,6 +106,8 @@ pub struct Mesh {
     name: String,
     generation: u64,
     local_addr: SocketAddr,
+    /// The upper tier's socket, in a tiered mesh.
+    upper_addr: Option<SocketAddr>,
     clock: Clock,
 }
 
@@ -116,18 +141,48 @@ impl Mesh {
         };
         let socket = transport.bind(settings.listen_addr).await.map_err(start)?;
         let local_addr = socket.local_addr().map_err(start)?;
-        let mut advertise = settings.advertise_addr;
-        if advertise.port() == 0 {
-            advertise.set_port(local_addr.port());
-        }
         let node_id = NodeId::from_verifying_key(&key.verifying_key());
         let me = Peer {
             id: node_id,
             generation,
-            addr: advertise,
+            addr: bound(settings.advertise_addr, local_addr),
         };
         let now = clock();
-        let swim = Swim::new(me, settings.keys, settings.swim, settings.seeds, seed, now);
+        let mut upper_addr = None;
+        let (swim, upper) = match settings.tiers {
+            None => {
+                let swim = Swim::new(me, settings.keys, settings.swim, settings.seeds, seed, now);
+                (Proto::Flat(Box::new(swim)), None)
+            }
+            Some(t) => {
+                let upper = transport
+                    .bind(t.upper_listen_addr)
+                    .await
+                    .map_err(|source| MeshError::Start {
+                        addr: t.upper_listen_addr,
+                        source,
+                    })?;
+                let upper_local = upper.local_addr().map_err(start)?;
+                upper_addr = Some(upper_local);
+                let setup = TierSetup {
+                    me,
+                    upper_addr: bound(t.upper_advertise_addr, upper_local),
+                    rack_name: t.rack,
+                    rack_keys: t.rack_keys,
+                    upper_keys: t.upper_keys,
+                    rack_seeds: settings.seeds,
+                    upper_seeds: t.upper_seeds,
+                    seed,
+                };
+                let config = TierConfig {
+                    rack: settings.swim.clone(),
+                    upper: maxwell_gossip::tier::upper_swim(settings.swim),
+                    ..t.config
+                };
+                let tiered = Tiered::new(key.clone(), setup, config, now);
+                (Proto::Tiered(Box::new(tiered)), Some(upper))
+            }
+        };
         let shared = Arc::new(Mutex::new(Shared {
             swim,
             membership: Membership::new(node_id, Verifier::new(settings.verifier)),
@@ -139,6 +194,7 @@ impl Mesh {
         let (stop, stopped) = watch::channel(false);
         let driver = Driver {
             socket,
+            upper,
             shared: Arc::clone(&shared),
             wake: Arc::clone(&wake),
             changed: Arc::clone(&changed),
@@ -157,6 +213,7 @@ impl Mesh {
             name,
             generation,
             local_addr,
+            upper_addr,
             clock,
         })
     }
@@ -169,6 +226,11 @@ impl Mesh {
     /// Where the gossip socket is bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the upper tier's socket is bound, in a tiered mesh.
+    pub fn upper_addr(&self) -> Option<SocketAddr> {
+        self.upper_addr
     }
 
     /// Resolves when records or members changed since the last call.
@@ -223,6 +285,7 @@ impl Mesh {
         let mut g = lock(&self.shared);
         let peers: Vec<(String, Peer, Liveness, Option<String>)> = g
             .swim
+            .own()
             .members()
             .into_iter()
             .map(|(peer, alive, record)| {
@@ -264,9 +327,20 @@ impl Mesh {
         lock(&self.shared).swim.counters()
     }
 
-    /// Members the protocol holds up, verified or not.
+    /// Members the protocol holds up, verified or not (in a tiered mesh,
+    /// of the rack).
     pub fn gossip_peers(&self) -> usize {
-        lock(&self.shared).swim.num_members()
+        lock(&self.shared).swim.own().num_members()
+    }
+
+    /// The cheapest offers this node knows of, cheapest first.
+    pub fn world(&self) -> Vec<Offer> {
+        lock(&self.shared).swim.world()
+    }
+
+    /// Whether this node carries its rack to the upper tier now.
+    pub fn carrier(&self) -> bool {
+        lock(&self.shared).swim.carrier()
     }
 
     /// Leaves gracefully: pushes a signed leave to every member, gives the
@@ -300,9 +374,11 @@ impl Mesh {
     }
 }
 
-/// The task that owns the socket.
+/// The task that owns the sockets.
 struct Driver {
     socket: Arc<dyn Socket>,
+    /// The upper tier's, in a tiered mesh.
+    upper: Option<Arc<dyn Socket>>,
     shared: Arc<Mutex<Shared>>,
     wake: Arc<Notify>,
     changed: Arc<Notify>,
@@ -313,22 +389,18 @@ struct Driver {
 impl Driver {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut buf = vec![0u8; RECV_BUF];
+        let mut upper_buf = vec![0u8; if self.upper.is_some() { RECV_BUF } else { 0 }];
         loop {
             let wait = self.flush().await;
+            let upper = async {
+                match &self.upper {
+                    Some(s) => s.recv_from(&mut upper_buf).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        self.stats.datagrams_in.fetch_add(1, Relaxed);
-                        self.stats.bytes_in.fetch_add(n as u64, Relaxed);
-                        let now = (self.clock)();
-                        lock(&self.shared).swim.handle_datagram(now, from, &buf[..n]);
-                    }
-                    Err(e) => {
-                        // Not a spin if the socket keeps failing.
-                        tracing::debug!(error = %e, "gossip receive failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                },
+                r = self.socket.recv_from(&mut buf) => self.take(Tier::Rack, r, &buf).await,
+                r = upper => self.take(Tier::Upper, r, &upper_buf).await,
                 _ = tokio::time::sleep(wait) => {
                     let now = (self.clock)();
                     lock(&self.shared).swim.handle_timeout(now);
@@ -342,6 +414,25 @@ impl Driver {
         }
     }
 
+    /// One datagram received on `tier`'s socket (or its error).
+    async fn take(&self, tier: Tier, got: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
+        match got {
+            Ok((n, from)) => {
+                self.stats.datagrams_in.fetch_add(1, Relaxed);
+                self.stats.bytes_in.fetch_add(n as u64, Relaxed);
+                let now = (self.clock)();
+                lock(&self.shared)
+                    .swim
+                    .handle_datagram(now, tier, from, &buf[..n]);
+            }
+            Err(e) => {
+                // Not a spin if the socket keeps failing.
+                tracing::debug!(error = %e, "gossip receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     /// Sends what the protocol queued and passes on its events; returns how
     /// long until its next timer.
     async fn flush(&self) -> Duration {
@@ -351,8 +442,12 @@ impl Driver {
             let events: Vec<_> = std::iter::from_fn(|| g.swim.poll_event()).collect();
             (out, events, g.swim.poll_timeout())
         };
-        for t in out {
-            match self.socket.send_to(&t.bytes, t.to).await {
+        for (tier, t) in out {
+            let socket = match (tier, &self.upper) {
+                (Tier::Upper, Some(upper)) => upper,
+                _ => &self.socket,
+            };
+            match socket.send_to(&t.bytes, t.to).await {
                 Ok(n) => {
                     self.stats.datagrams_out.fetch_add(1, Relaxed);
                     self.stats.bytes_out.fetch_add(n as u64, Relaxed);
@@ -367,16 +462,37 @@ impl Driver {
         let mut changed = false;
         for e in events {
             match e {
-                SwimEvent::Records | SwimEvent::Up(_) | SwimEvent::Down(_) => changed = true,
-                SwimEvent::Rejoined(me) => tracing::warn!(
-                    generation = me.generation,
-                    "the mesh had declared this node down (a partition or a pause); rejoined"
-                ),
-                SwimEvent::Refused {
+                ProtoEvent::Own(SwimEvent::Records | SwimEvent::Up(_) | SwimEvent::Down(_)) => {
+                    changed = true
+                }
+                ProtoEvent::Upper(SwimEvent::Records) => changed = true,
+                ProtoEvent::Upper(SwimEvent::Up(_) | SwimEvent::Down(_)) => {}
+                ProtoEvent::Own(SwimEvent::Rejoined(me))
+                | ProtoEvent::Upper(SwimEvent::Rejoined(me)) => {
+                    tracing::warn!(
+                        generation = me.generation,
+                        "the mesh had declared this node down (a partition or a pause); rejoined"
+                    )
+                }
+                ProtoEvent::Own(SwimEvent::Refused {
                     reason,
                     count,
                     from,
-                } => log_refusal(reason, count, from),
+                })
+                | ProtoEvent::Upper(SwimEvent::Refused {
+                    reason,
+                    count,
+                    from,
+                }) => log_refusal(reason, count, from),
+                ProtoEvent::Carrier(carrying) => tracing::info!(
+                    carrying,
+                    "this node {} its rack's summaries to the upper tier",
+                    if carrying {
+                        "now carries"
+                    } else {
+                        "no longer carries"
+                    }
+                ),
             }
         }
         if changed {
@@ -387,6 +503,14 @@ impl Driver {
             Duration::from_millis(at.saturating_sub(now))
         })
     }
+}
+
+/// `addr`, with port 0 standing for the port bound.
+fn bound(mut addr: SocketAddr, local: SocketAddr) -> SocketAddr {
+    if addr.port() == 0 {
+        addr.set_port(local.port());
+    }
+    addr
 }
 
 fn log_refusal(reason: Refusal, count: u64, from: SocketAddr) {

@@ -2,13 +2,14 @@
 //! the seeds, the advertise address and the allowlist file.
 
 use super::transport::{GossipStats, UdpTransport};
-use super::{Clock, Mesh, MeshSettings};
+use super::{Clock, Mesh, MeshSettings, TierSettings};
 use crate::datadir::DataDir;
 use crate::identity::Identity;
-use crate::mesh::config::GossipConfig;
+use crate::mesh::config::{GossipConfig, UpperConfig};
 use anyhow::Context;
 use maxwell_gossip::seal::Keyring;
 use maxwell_gossip::swim::SwimConfig;
+use maxwell_gossip::tier::{rack_cluster_id, upper_cluster_id, TierConfig};
 use maxwell_gossip::{Allowlist, VerifierConfig};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub async fn start_agent_mesh(
     g: &GossipConfig,
     name: &str,
+    rack: &str,
     identity: &Identity,
     dir: &DataDir,
     stats: Arc<GossipStats>,
@@ -32,11 +34,15 @@ pub async fn start_agent_mesh(
         &g.cluster_id,
         dir,
     )?;
-    let settings = settings(g, keys)?;
+    let mut settings = settings(g, keys)?;
+    if let Some(upper) = &g.upper {
+        settings.tiers = Some(tier_settings(g, upper, rack, &key_path, &settings)?);
+    }
     tracing::info!(
         listen = %settings.listen_addr,
         advertise = %settings.advertise_addr,
         seeds = ?settings.seeds,
+        upper = ?settings.tiers.as_ref().map(|t| (t.upper_listen_addr, &t.upper_seeds)),
         cluster_key = %key_path.display(),
         generation,
         "gossip starting"
@@ -58,18 +64,56 @@ pub async fn start_agent_mesh(
     Ok((mesh, addr))
 }
 
-/// Validated gossip config to mesh settings: the allowlist file is read and
-/// the seeds are resolved (a seed that does not resolve is skipped, loudly:
-/// the others may be enough, and it is retried at the next start).
-pub fn settings(g: &GossipConfig, keys: Keyring) -> anyhow::Result<MeshSettings> {
-    let allowlist = g.allowlist.as_deref().map(load_allowlist).transpose()?;
-    let mut seeds = Vec::new();
-    for seed in &g.seeds {
+/// The tiered mesh's settings: the rack's and the upper tier's keys derive
+/// from the cluster key file under their own names, so no datagram opens
+/// in another rack or tier.
+fn tier_settings(
+    g: &GossipConfig,
+    upper: &UpperConfig,
+    rack: &str,
+    key_path: &std::path::Path,
+    flat: &MeshSettings,
+) -> anyhow::Result<TierSettings> {
+    let rack_keys = super::keys::load(key_path, &rack_cluster_id(&g.cluster_id, rack))?;
+    let upper_keys = super::keys::load(key_path, &upper_cluster_id(&g.cluster_id))?;
+    let advertise = upper
+        .advertise_addr
+        .unwrap_or_else(|| SocketAddr::new(flat.advertise_addr.ip(), upper.listen_addr.port()));
+    Ok(TierSettings {
+        upper_listen_addr: upper.listen_addr,
+        upper_advertise_addr: advertise,
+        upper_seeds: resolve("gossip.upper_seeds", &upper.seeds),
+        rack: rack.to_string(),
+        rack_keys,
+        upper_keys,
+        config: TierConfig {
+            summary_heartbeat_ms: millis(g.heartbeat),
+            summary_ttl_ms: millis(g.report_ttl),
+            ..TierConfig::default()
+        },
+    })
+}
+
+/// Resolves seeds; one that does not resolve is skipped, loudly: the
+/// others may be enough, and it is retried at the next start.
+fn resolve(field: &str, seeds: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for seed in seeds {
         match seed.to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(addr)) => seeds.push(addr),
-            Ok(None) | Err(_) => tracing::warn!(%seed, "gossip seed does not resolve; skipped"),
+            Ok(Some(addr)) => out.push(addr),
+            Ok(None) | Err(_) => {
+                tracing::warn!(%seed, field, "gossip seed does not resolve; skipped")
+            }
         }
     }
+    out
+}
+
+/// Validated gossip config to mesh settings: the allowlist file is read and
+/// the seeds are resolved (see [`resolve`]).
+pub fn settings(g: &GossipConfig, keys: Keyring) -> anyhow::Result<MeshSettings> {
+    let allowlist = g.allowlist.as_deref().map(load_allowlist).transpose()?;
+    let seeds = resolve("gossip.seeds", &g.seeds);
     Ok(MeshSettings {
         listen_addr: g.listen_addr,
         advertise_addr: advertise_addr(g),
@@ -83,6 +127,7 @@ pub fn settings(g: &GossipConfig, keys: Keyring) -> anyhow::Result<MeshSettings>
             allowlist,
             ..VerifierConfig::default()
         },
+        tiers: None,
     })
 }
 

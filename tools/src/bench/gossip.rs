@@ -11,6 +11,8 @@
 
 pub mod agents;
 mod channel;
+pub mod scale;
+mod scale_table;
 pub mod serf;
 pub mod sim;
 
@@ -63,6 +65,15 @@ pub struct GossipBenchArgs {
     /// Window over which steady-state gossip bytes are counted, s.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub steady_s: u64,
+    /// Sizes of the tiered mesh's scale simulation (empty skips it).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    pub scale_sizes: Vec<usize>,
+    /// Nodes per rack in the scale simulation.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub rack_size: u64,
+    /// Mean time between one node's changes in the scale simulation, s.
+    #[arg(long, default_value_t = 10.0)]
+    pub change_every_s: f64,
 }
 
 /// What one loopback run measured.
@@ -102,7 +113,31 @@ pub fn run(args: &GossipBenchArgs) -> anyhow::Result<()> {
         let r = sim::run(n, interval, timeout).map_err(|e| format!("error: {e:#}"));
         sims.push((n, r));
     }
+    let mut scales = Vec::new();
+    for &n in &args.scale_sizes {
+        eprintln!("bench gossip: tiered mesh of {n} simulated ...");
+        let spec = scale::ScaleSpec {
+            n,
+            rack_size: usize::try_from(args.rack_size)?,
+            change_every_s: args.change_every_s,
+            steady_s: args.steady_s,
+            timeout_s: args.timeout_s,
+            seed: 1,
+        };
+        scales.push((n, scale::run(&spec).map_err(|e| format!("error: {e:#}"))));
+    }
     let n = usize::try_from(args.udp_nodes)?;
+    let calibration = (n > 0).then(|| {
+        let spec = scale::ScaleSpec {
+            n,
+            rack_size: n,
+            change_every_s: 1.0,
+            steady_s: args.steady_s,
+            timeout_s: args.timeout_s,
+            seed: 1,
+        };
+        scale::calibrate(&spec).map_err(|e| format!("error: {e:#}"))
+    });
     let ours: Option<Outcome<LiveResult>> = (n > 0).then(|| {
         eprintln!("bench gossip: {n} maxwell agents on loopback ...");
         agents::run(n, timeout, steady).map_err(|e| format!("error: {e:#}"))
@@ -120,6 +155,10 @@ pub fn run(args: &GossipBenchArgs) -> anyhow::Result<()> {
     print!(
         "{}",
         render(args, &sims, ours.as_ref(), &theirs, wall.elapsed())
+    );
+    print!(
+        "{}",
+        scale_table::render(args, &scales, calibration.as_ref(), ours.as_ref())
     );
     Ok(())
 }

@@ -320,6 +320,7 @@ fn settings(k: usize, seeds: &[SocketAddr], interval: Duration) -> MeshSettings 
             ttl_ms: HOUR_MS,
             ..VerifierConfig::default()
         },
+        tiers: None,
     }
 }
 

@@ -1,0 +1,641 @@
+//! The tiered mesh: each rack is its own [`Swim`], and an upper tier of
+//! carriers, a few from each rack, carries signed summaries between racks.
+//!
+//! A flat mesh makes every node hold, digest and receive every node's
+//! report: O(n) bytes per node, which passes 10 kB/s per node long before
+//! 10 000 nodes. Here a node holds its rack's reports, and a summary of the
+//! world: the cheapest [`MAX_OFFERS`] offers anywhere.
+//!
+//! - **The rack tier** is the flat mesh, per rack: a report is pushed
+//!   straight to every rack neighbour, so they learn it in one hop.
+//! - **Carriers** are the [`TierConfig::carriers`] live rack members with the
+//!   lowest node ids, as each member's own view of its rack says; a node
+//!   that is an upper-tier seed always carries (so the tier can start).
+//!   No node is special for long: when a carrier dies, the rack declares it
+//!   down and the next id carries, so no single loss stops anything.
+//! - **A carrier** joins the upper tier (a [`Swim`] of carriers only) and
+//!   publishes there a [`Scope::Rack`] summary of its rack: its count, its
+//!   hottest reading and its cheapest offers. Into its own rack it publishes
+//!   a [`Scope::World`] summary: the cheapest offers of every rack it hears.
+//! - **Every node's view of the world** ([`Tiered::world`]) merges what it
+//!   holds: its rack's reports, the world summaries of its rack's carriers
+//!   and, on a carrier, the other racks' summaries. For each node the offer
+//!   taken is the one built from that node's newest report.
+//!
+//! When a summary goes out: a change to the offers that moves the world's
+//! cheapest set is urgent, and both carriers send it (after
+//! [`TierConfig::summary_min_gap_ms`] since their last); anything else rides
+//! the primary carrier's (the lowest id's) heartbeat, every
+//! [`TierConfig::summary_heartbeat_ms`]. A carrier that becomes primary
+//! sends at once. The upper tier pushes a summary straight to every carrier
+//! (one copy each, one hop), as it must reach them all within seconds.
+//!
+//! Contracts: as [`Swim`]'s, per tier. Each tier seals under its own key
+//! ([`tier_keys`]), and each rack under its own, so no datagram of one tier
+//! or rack opens in another: a replay across them is refused by the seal.
+
+use crate::node_id::NodeId;
+use crate::report::HeatReport;
+use crate::seal::{ClusterKey, Keyring};
+use crate::summary::{Offer, Scope, Summary, MAX_OFFERS};
+use crate::swim::{Peer, Swim, SwimConfig, SwimCounters, SwimEvent, Transmit};
+use crate::units::MilliCelsius;
+use crate::wire::SignedRecord;
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+/// Timing of the tiers and of the summaries.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    pub rack: SwimConfig,
+    pub upper: SwimConfig,
+    /// Carriers per rack.
+    pub carriers: usize,
+    /// A node carries only once it has known its rack this long (a node
+    /// just started knows no lower id yet), ms; an upper seed carries at once.
+    pub settle_ms: u64,
+    /// Least time between two summaries of one scope, ms.
+    pub summary_min_gap_ms: u64,
+    /// The primary carrier re-sends its summaries this often, ms.
+    pub summary_heartbeat_ms: u64,
+    /// A summary older than this is ignored, ms.
+    pub summary_ttl_ms: u64,
+    /// A price moving by less than this many percent is no change.
+    pub price_step_pct: u64,
+}
+
+impl Default for TierConfig {
+    /// Two carriers a rack, after 1 s; urgent summaries at most once a
+    /// second, the rest every 60 s, ignored after 180 s; 5 % price steps.
+    fn default() -> Self {
+        Self {
+            rack: SwimConfig::default(),
+            upper: upper_swim(SwimConfig::default()),
+            carriers: 2,
+            settle_ms: 1_000,
+            summary_min_gap_ms: 1_000,
+            summary_heartbeat_ms: 60_000,
+            summary_ttl_ms: 180_000,
+            price_step_pct: 5,
+        }
+    }
+}
+
+/// The upper tier's timing from a rack tier's: every summary is pushed
+/// straight to every carrier.
+pub fn upper_swim(rack: SwimConfig) -> SwimConfig {
+    SwimConfig {
+        push_max: rack.max_records,
+        ..rack
+    }
+}
+
+/// The name a rack's tier derives its key under (see [`ClusterKey::derive`]).
+pub fn rack_cluster_id(cluster_id: &str, rack: &str) -> String {
+    format!("{cluster_id}/rack/{rack}")
+}
+
+/// The name the upper tier derives its key under.
+pub fn upper_cluster_id(cluster_id: &str) -> String {
+    format!("{cluster_id}/upper")
+}
+
+/// The keys of a rack's tier and of the upper tier, from the cluster secret.
+pub fn tier_keys(secret: &[u8; 32], cluster_id: &str, rack: &str) -> (Keyring, Keyring) {
+    let rack = ClusterKey::derive(secret, &rack_cluster_id(cluster_id, rack));
+    let upper = ClusterKey::derive(secret, &upper_cluster_id(cluster_id));
+    (
+        Keyring::new(rack, Vec::new()),
+        Keyring::new(upper, Vec::new()),
+    )
+}
+
+/// Which socket a datagram came in on or goes out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Rack,
+    Upper,
+}
+
+/// What changed, for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierEvent {
+    Rack(SwimEvent),
+    Upper(SwimEvent),
+    /// This node began (`true`) or ceased carrying its rack.
+    Carrier(bool),
+}
+
+/// Where this node is and what it starts from.
+#[derive(Debug, Clone)]
+pub struct TierSetup {
+    /// This node in its rack's tier.
+    pub me: Peer,
+    /// Where it would speak the upper tier.
+    pub upper_addr: SocketAddr,
+    pub rack_name: String,
+    pub rack_keys: Keyring,
+    pub upper_keys: Keyring,
+    /// Rack neighbours to join through.
+    pub rack_seeds: Vec<SocketAddr>,
+    /// Upper-tier addresses of carriers to join through (seeds carry).
+    pub upper_seeds: Vec<SocketAddr>,
+    pub seed: u64,
+}
+
+/// One summary scope's publishing state.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// What was last sent, and when.
+    sent: Option<(Content, u64)>,
+    /// When the next one is due, if anything is to be sent.
+    due: Option<u64>,
+}
+
+/// A summary's content, without its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Content {
+    members: u32,
+    hottest: MilliCelsius,
+    offers: Vec<Offer>,
+}
+
+/// One node of the tiered mesh.
+pub struct Tiered {
+    key: SigningKey,
+    me: Peer,
+    upper_addr: SocketAddr,
+    rack_name: String,
+    upper_keys: Keyring,
+    upper_seeds: Vec<SocketAddr>,
+    config: TierConfig,
+    rack: Swim,
+    upper: Option<Swim>,
+    /// Counters of upper tiers this node has left (counters never go back).
+    retired: SwimCounters,
+    upper_generation: u64,
+    /// Until then the node does not carry (see [`TierConfig::settle_ms`]).
+    settle_at_ms: Option<u64>,
+    seed: u64,
+    seq: u64,
+    boxes: [Outbox; 2],
+    /// Carrying, with the lowest id of the rack: the heartbeat is ours.
+    primary: bool,
+    dirty: bool,
+    out: VecDeque<(Tier, Transmit)>,
+    events: VecDeque<TierEvent>,
+    now_ms: u64,
+}
+
+impl std::fmt::Debug for Tiered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tiered")
+            .field("me", &self.me)
+            .field("rack", &self.rack_name)
+            .field("carrier", &self.upper.is_some())
+            .finish()
+    }
+}
+
+impl Tiered {
+    pub fn new(key: SigningKey, setup: TierSetup, config: TierConfig, now_ms: u64) -> Self {
+        let rack = Swim::new(
+            setup.me.clone(),
+            setup.rack_keys,
+            config.rack.clone(),
+            setup.rack_seeds,
+            setup.seed,
+            now_ms,
+        );
+        let mut tiered = Self {
+            key,
+            upper_generation: setup.me.generation,
+            me: setup.me,
+            upper_addr: setup.upper_addr,
+            rack_name: setup.rack_name,
+            upper_keys: setup.upper_keys,
+            upper_seeds: setup.upper_seeds,
+            rack,
+            upper: None,
+            retired: SwimCounters::default(),
+            settle_at_ms: Some(now_ms + config.settle_ms),
+            config,
+            seed: setup.seed,
+            seq: 0,
+            boxes: Default::default(),
+            primary: false,
+            dirty: true,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            now_ms,
+        };
+        tiered.review();
+        tiered
+    }
+
+    /// Publishes this node's signed report to its rack.
+    pub fn publish(&mut self, now_ms: u64, record: &[u8]) {
+        self.advance(now_ms);
+        self.rack.publish(now_ms, record);
+        self.dirty = true;
+        self.drain();
+    }
+
+    /// Leaves both tiers; `record` (a signed leave) goes to the rack.
+    pub fn leave(&mut self, now_ms: u64, record: &[u8]) {
+        self.advance(now_ms);
+        if let Some(upper) = self.upper.as_mut() {
+            upper.leave(now_ms, None);
+        }
+        self.rack.leave(now_ms, Some(record));
+        self.drain();
+    }
+
+    /// One datagram that came in on `tier`'s socket.
+    pub fn handle_datagram(&mut self, now_ms: u64, tier: Tier, from: SocketAddr, datagram: &[u8]) {
+        self.advance(now_ms);
+        match (tier, self.upper.as_mut()) {
+            (Tier::Rack, _) => self.rack.handle_datagram(now_ms, from, datagram),
+            (Tier::Upper, Some(upper)) => upper.handle_datagram(now_ms, from, datagram),
+            // Not carrying: the upper socket is deaf, as to an outsider.
+            (Tier::Upper, None) => {}
+        }
+        self.drain();
+    }
+
+    /// Fires due timers (both tiers', and the summaries'); call at
+    /// [`Self::poll_timeout`].
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.advance(now_ms);
+        let now = self.now_ms;
+        if self.rack.poll_timeout().is_some_and(|t| t <= now) {
+            self.rack.handle_timeout(now);
+        }
+        if let Some(upper) = self.upper.as_mut() {
+            if upper.poll_timeout().is_some_and(|t| t <= now) {
+                upper.handle_timeout(now);
+            }
+        }
+        self.drain();
+        if self.settle_at_ms.is_some_and(|at| at <= now) {
+            self.settle_at_ms = None;
+            self.dirty = true;
+        }
+        if self.dirty {
+            self.review();
+        }
+        self.send_due();
+        self.drain();
+    }
+
+    /// When [`Self::handle_timeout`] is next due (`None` once left).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let rack = self.rack.poll_timeout()?;
+        let upper = self.upper.as_ref().and_then(Swim::poll_timeout);
+        let carrying = self.upper.is_some();
+        let due = self.boxes.iter().filter_map(|b| b.due.filter(|_| carrying));
+        let next = due
+            .chain(upper)
+            .chain(self.settle_at_ms)
+            .fold(rack, u64::min);
+        Some(if self.dirty { self.now_ms } else { next })
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(Tier, Transmit)> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TierEvent> {
+        self.events.pop_front()
+    }
+
+    /// The rack's tier (its members and their reports).
+    pub fn rack(&self) -> &Swim {
+        &self.rack
+    }
+
+    /// The upper tier, while this node carries its rack.
+    pub fn upper(&self) -> Option<&Swim> {
+        self.upper.as_ref()
+    }
+
+    /// Both tiers' counters, summed (and those of upper tiers left).
+    pub fn counters(&self) -> SwimCounters {
+        let mut c = self.rack.counters();
+        c.add(&self.retired);
+        if let Some(upper) = &self.upper {
+            c.add(&upper.counters());
+        }
+        c
+    }
+
+    /// The cheapest offers this node knows of, cheapest first.
+    pub fn world(&self) -> Vec<Offer> {
+        self.view().offers
+    }
+
+    fn advance(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// Moves what the tiers sent and said into our queues.
+    fn drain(&mut self) {
+        while let Some(t) = self.rack.poll_transmit() {
+            self.out.push_back((Tier::Rack, t));
+        }
+        while let Some(e) = self.rack.poll_event() {
+            self.dirty |= changes_view(&e);
+            self.events.push_back(TierEvent::Rack(e));
+        }
+        let Some(upper) = self.upper.as_mut() else {
+            return;
+        };
+        while let Some(t) = upper.poll_transmit() {
+            self.out.push_back((Tier::Upper, t));
+        }
+        while let Some(e) = upper.poll_event() {
+            self.dirty |= changes_view(&e);
+            self.events.push_back(TierEvent::Upper(e));
+        }
+    }
+
+    /// Re-decides who carries, and what each summary should say.
+    fn review(&mut self) {
+        self.dirty = false;
+        let carry = self.should_carry();
+        if carry != self.upper.is_some() {
+            self.set_carrier(carry);
+        }
+        if self.upper.is_none() {
+            return;
+        }
+        let primary = self.rank() == 0;
+        if primary != self.primary {
+            self.primary = primary;
+            // A new primary speaks at once; a former one leaves the
+            // heartbeat to the new.
+            let due = primary.then_some(self.now_ms);
+            for b in &mut self.boxes {
+                b.due = due;
+            }
+        }
+        let rack = self.rack_content();
+        let world = self.view();
+        let was = self.view_without_own_rack_news();
+        let moves_world = offers_differ(&world.offers, &was.offers, self.config.price_step_pct);
+        // The rack hears at once only of other offers; the rest (the
+        // hottest anywhere, the count) rides the heartbeat.
+        let news = self.boxes[1].sent.as_ref().is_none_or(|(sent, _)| {
+            offers_differ(&sent.offers, &world.offers, self.config.price_step_pct)
+        });
+        self.schedule(0, rack, moves_world);
+        self.schedule(1, world, news);
+    }
+
+    /// The `carriers` lowest ids among the live rack, or an upper seed.
+    fn should_carry(&self) -> bool {
+        if self.upper_seeds.contains(&self.upper_addr) {
+            return true;
+        }
+        if self.settle_at_ms.is_some() {
+            return false;
+        }
+        self.rank() < self.config.carriers
+    }
+
+    /// Live rack members with a lower id than ours.
+    fn rank(&self) -> usize {
+        self.rack
+            .alive()
+            .iter()
+            .filter(|p| p.id < self.me.id)
+            .count()
+    }
+
+    fn set_carrier(&mut self, carry: bool) {
+        let now = self.now_ms;
+        if carry {
+            // A new identity each stint: an earlier one was declared down.
+            self.upper_generation = (self.upper_generation + 1).max(now);
+            let mut seeds = self.upper_seeds.clone();
+            seeds.extend(
+                self.rack
+                    .summaries()
+                    .iter()
+                    .filter(|s| s.node_id != self.me.id)
+                    .map(|s| s.upper),
+            );
+            let me = Peer {
+                id: self.me.id,
+                generation: self.upper_generation,
+                addr: self.upper_addr,
+            };
+            let seed = self.seed ^ self.upper_generation;
+            let upper = Swim::new(
+                me,
+                self.upper_keys.clone(),
+                self.config.upper.clone(),
+                seeds,
+                seed,
+                now,
+            );
+            self.upper = Some(upper);
+            self.boxes = Default::default();
+            self.primary = false;
+        } else if let Some(mut upper) = self.upper.take() {
+            upper.leave(now, None);
+            self.retired.add(&upper.counters());
+            while let Some(t) = upper.poll_transmit() {
+                self.out.push_back((Tier::Upper, t));
+            }
+        }
+        self.events.push_back(TierEvent::Carrier(carry));
+    }
+
+    /// This rack, from the reports held.
+    fn rack_content(&self) -> Content {
+        let reports = self.rack.reports();
+        let offers = cheapest(reports.iter().map(offer_of));
+        Content {
+            members: reports.len() as u32,
+            hottest: reports.iter().map(|r| r.hottest).max().unwrap_or_default(),
+            offers,
+        }
+    }
+
+    /// The world as this node holds it: its rack's reports, its rack's
+    /// world summaries and, carrying, the other racks' summaries.
+    fn view(&self) -> Content {
+        self.merge(true)
+    }
+
+    /// The world as it stood before the rack's latest news: what the
+    /// other racks were last told of this one, in place of its reports.
+    fn view_without_own_rack_news(&self) -> Content {
+        self.merge(false)
+    }
+
+    fn merge(&self, with_reports: bool) -> Content {
+        let now = self.now_ms;
+        let fresh = |s: &&Summary| now.saturating_sub(s.timestamp_ms) <= self.config.summary_ttl_ms;
+        let mut racks: BTreeMap<&str, MilliCelsius> = BTreeMap::new();
+        let mut offers: Vec<Offer> = Vec::new();
+        if with_reports {
+            let reports = self.rack.reports();
+            let hottest = reports.iter().map(|r| r.hottest).max().unwrap_or_default();
+            racks.insert(&self.rack_name, hottest);
+            offers.extend(reports.iter().map(offer_of));
+        } else if let Some((sent, _)) = &self.boxes[0].sent {
+            racks.insert(&self.rack_name, sent.hottest);
+            offers.extend(sent.offers.iter().cloned());
+        }
+        let held = self.rack.summaries();
+        let upper = self.upper.as_ref().map(Swim::summaries).unwrap_or_default();
+        // A world summary counts racks itself: take the widest one heard.
+        let (mut counted, mut hottest) = (0, MilliCelsius::default());
+        for s in held.iter().chain(&upper).filter(fresh) {
+            if s.node_id == self.me.id {
+                continue;
+            }
+            match s.scope {
+                Scope::Rack if s.rack != self.rack_name => {
+                    let hot = racks.entry(&s.rack).or_default();
+                    *hot = (*hot).max(s.hottest);
+                }
+                Scope::Rack => {}
+                Scope::World => {
+                    counted = counted.max(s.members);
+                    hottest = hottest.max(s.hottest);
+                }
+            }
+            offers.extend(s.offers.iter().cloned());
+        }
+        Content {
+            members: counted.max(racks.len() as u32),
+            hottest: racks.values().copied().fold(hottest, MilliCelsius::max),
+            offers: cheapest(offers),
+        }
+    }
+
+    /// Queues scope `i`'s summary when its content is news the world needs
+    /// now; the heartbeat carries the rest.
+    fn schedule(&mut self, i: usize, content: Content, urgent: bool) {
+        let now = self.now_ms;
+        let step = self.config.price_step_pct;
+        let min_gap = self.config.summary_min_gap_ms;
+        let outbox = &mut self.boxes[i];
+        let due = match &outbox.sent {
+            None => now,
+            Some((sent, at)) if urgent && material(sent, &content, step) => at + min_gap,
+            Some(_) => return,
+        };
+        outbox.due = Some(outbox.due.map_or(due, |d| d.min(due)).max(now));
+    }
+
+    /// Sends the summaries that are due, and schedules their heartbeats.
+    fn send_due(&mut self) {
+        let now = self.now_ms;
+        for i in 0..2 {
+            if self.upper.is_none() {
+                return;
+            }
+            if self.boxes[i].due.is_none_or(|due| due > now) {
+                continue;
+            }
+            let content = if i == 0 {
+                self.rack_content()
+            } else {
+                self.view()
+            };
+            let scope = if i == 0 { Scope::Rack } else { Scope::World };
+            self.seq += 1;
+            let summary = Summary {
+                node_id: self.me.id,
+                generation: self.me.generation,
+                seq: self.seq,
+                timestamp_ms: now,
+                scope,
+                rack: self.rack_name.clone(),
+                upper: self.upper_addr,
+                members: content.members,
+                hottest: content.hottest,
+                offers: content.offers.clone(),
+            };
+            let Ok(signed) = SignedRecord::sign(&summary, &self.key) else {
+                // Only an over-long rack name fails, and config refuses one.
+                continue;
+            };
+            let bytes = signed.to_bytes();
+            match (scope, self.upper.as_mut()) {
+                (Scope::Rack, Some(upper)) => upper.publish(now, &bytes),
+                _ => self.rack.publish(now, &bytes),
+            }
+            self.boxes[i] = Outbox {
+                sent: Some((content, now)),
+                due: self
+                    .primary
+                    .then_some(now + self.config.summary_heartbeat_ms),
+            };
+        }
+    }
+}
+
+fn changes_view(e: &SwimEvent) -> bool {
+    matches!(
+        e,
+        SwimEvent::Up(_) | SwimEvent::Down(_) | SwimEvent::Records | SwimEvent::Rejoined(_)
+    )
+}
+
+fn offer_of(r: &HeatReport) -> Offer {
+    Offer {
+        node_id: r.node_id,
+        price_milli: r.price_milli,
+        headroom: r.headroom,
+        hottest: r.hottest,
+        at_ms: r.timestamp_ms,
+    }
+}
+
+/// The offers of these reports, as a summary would carry them.
+pub fn offers_of(reports: &[HeatReport]) -> Vec<Offer> {
+    cheapest(reports.iter().map(offer_of))
+}
+
+/// The [`MAX_OFFERS`] cheapest, one per node (its newest), cheapest first.
+fn cheapest(offers: impl IntoIterator<Item = Offer>) -> Vec<Offer> {
+    let mut newest: BTreeMap<NodeId, Offer> = BTreeMap::new();
+    for o in offers {
+        match newest.get(&o.node_id) {
+            Some(held) if held.at_ms >= o.at_ms => {}
+            _ => {
+                newest.insert(o.node_id, o);
+            }
+        }
+    }
+    let mut all: Vec<Offer> = newest.into_values().collect();
+    all.sort_by_key(Offer::rank);
+    all.truncate(MAX_OFFERS);
+    all
+}
+
+/// Other nodes, or a price moved by `step_pct` percent or more.
+fn offers_differ(a: &[Offer], b: &[Offer], step_pct: u64) -> bool {
+    let moved = |x: u64, y: u64| x.abs_diff(y).saturating_mul(100) >= step_pct * x.max(y).max(1);
+    !a.iter().map(|o| o.node_id).eq(b.iter().map(|o| o.node_id))
+        || a.iter()
+            .zip(b)
+            .any(|(x, y)| moved(x.price_milli, y.price_milli))
+}
+
+/// Whether `new` says something `old` did not: other offers, another
+/// count, or the hottest moved by 1 °C.
+fn material(old: &Content, new: &Content, step_pct: u64) -> bool {
+    offers_differ(&old.offers, &new.offers, step_pct)
+        || old.members != new.members
+        || old.hottest.0.abs_diff(new.hottest.0) >= 1_000
+}
+
+#[cfg(test)]
+mod tests;
