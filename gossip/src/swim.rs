@@ -55,6 +55,8 @@ use std::time::Duration;
 
 /// At most one refusal event per reason in this many ms.
 pub const REFUSAL_EVENT_EVERY_MS: u64 = 10_000;
+/// Most seeds a node says hello to.
+pub const MAX_SEEDS: usize = 64;
 /// A leave is pushed straight to at most this many members.
 pub const MAX_LEAVE_PUSH: usize = 256;
 /// A member's digest of one range is answered at most this often, and a
@@ -683,6 +685,21 @@ impl Swim {
             .collect()
     }
 
+    /// Every member foca knows, down ones included (until forgotten).
+    pub fn member_ids(&self) -> BTreeSet<NodeId> {
+        self.foca
+            .iter_membership_state()
+            .map(|m| m.id().id)
+            .collect()
+    }
+
+    /// Adds a seed to say hello to while this node knows no member.
+    pub fn add_seed(&mut self, addr: SocketAddr) {
+        if addr != self.me.addr && !self.seeds.contains(&addr) && self.seeds.len() < MAX_SEEDS {
+            self.seeds.push(addr);
+        }
+    }
+
     /// The members not declared down.
     pub fn alive(&self) -> Vec<Peer> {
         self.foca.iter_members().map(|m| m.id().clone()).collect()
@@ -880,9 +897,11 @@ impl Swim {
                 _ => {}
             }
         }
-        // Announce to each member met by hearsay: it learns of us now, not
-        // when its probes come round to us (up to n probe periods), and so
-        // sends us its record (and we ours) at once.
+        // Announce to each member that comes up: one met by hearsay (a feed,
+        // a gossiped update) learns of us now, not when its probes come
+        // round to us (up to n probe periods), and so sends us its record
+        // (and we ours) at once. One that announced itself gets one more
+        // exchange; a member comes up once per incarnation.
         if !met.is_empty() {
             for peer in met {
                 let _ = self.foca.announce(peer, &mut self.runtime);

@@ -18,9 +18,10 @@
 //!   hottest reading and its cheapest offers. Into its own rack it publishes
 //!   a [`Scope::World`] summary: the cheapest offers of every rack it hears.
 //! - **Every node's view of the world** ([`Tiered::world`]) merges what it
-//!   holds: its rack's reports, the world summaries of its rack's carriers
-//!   and, on a carrier, the other racks' summaries. For each node the offer
-//!   taken is the one built from that node's newest report.
+//!   holds: its rack's reports (its own rack is known from those alone) and,
+//!   on a carrier, the other racks' summaries; elsewhere, its rack's
+//!   carriers' world summaries. For each other node the offer taken is the
+//!   one built from its newest report.
 //!
 //! When a summary goes out: a change to the offers that moves the world's
 //! cheapest set is urgent, and both carriers send it (after
@@ -44,6 +45,10 @@ use crate::wire::SignedRecord;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+
+/// A summary or offer stamped further ahead of our clock than this is
+/// ignored, ms (as the verifier's default clock skew).
+pub const MAX_SKEW_MS: u64 = 5_000;
 
 /// Timing of the tiers and of the summaries.
 #[derive(Debug, Clone)]
@@ -370,6 +375,16 @@ impl Tiered {
         if self.upper.is_none() {
             return;
         }
+        if let Some(upper) = self.upper.as_mut() {
+            if upper.num_members() == 0 {
+                // Alone up there: try every carrier our rack has heard of.
+                for s in self.rack.summaries() {
+                    if s.node_id != self.me.id {
+                        upper.add_seed(s.upper);
+                    }
+                }
+            }
+        }
         let primary = self.rank() == 0;
         if primary != self.primary {
             self.primary = primary;
@@ -445,9 +460,16 @@ impl Tiered {
             self.primary = false;
         } else if let Some(mut upper) = self.upper.take() {
             upper.leave(now, None);
-            self.retired.add(&upper.counters());
+            // Counters never go back; what is held went with the tier.
+            self.retired.add(&SwimCounters {
+                records_held: 0,
+                ..upper.counters()
+            });
             while let Some(t) = upper.poll_transmit() {
                 self.out.push_back((Tier::Upper, t));
+            }
+            while let Some(e) = upper.poll_event() {
+                self.events.push_back(TierEvent::Upper(e));
             }
         }
         self.events.push_back(TierEvent::Carrier(carry));
@@ -476,9 +498,19 @@ impl Tiered {
         self.merge(false)
     }
 
+    /// What this node holds of the world. Three rules keep news from being
+    /// undone by echoes or forgeries:
+    /// - a node of our own rack is known from its report alone (no report
+    ///   held: it is gone), never from a summary;
+    /// - a carrier builds only from other racks' own summaries, never from
+    ///   world summaries (which carry what carriers already heard), and a
+    ///   node takes world summaries only from its rack's carriers;
+    /// - a summary or offer from the future (past [`MAX_SKEW_MS`]) or older
+    ///   than the TTL is ignored.
     fn merge(&self, with_reports: bool) -> Content {
         let now = self.now_ms;
-        let fresh = |s: &&Summary| now.saturating_sub(s.timestamp_ms) <= self.config.summary_ttl_ms;
+        let ttl = self.config.summary_ttl_ms;
+        let in_time = |at: u64| at <= now + MAX_SKEW_MS && now.saturating_sub(at) <= ttl;
         let mut racks: BTreeMap<&str, MilliCelsius> = BTreeMap::new();
         let mut offers: Vec<Offer> = Vec::new();
         if with_reports {
@@ -490,11 +522,20 @@ impl Tiered {
             racks.insert(&self.rack_name, sent.hottest);
             offers.extend(sent.offers.iter().cloned());
         }
-        let held = self.rack.summaries();
-        let upper = self.upper.as_ref().map(Swim::summaries).unwrap_or_default();
+        let ours = self.rack.member_ids();
+        let carriers = self.carrier_ids();
+        let held: Vec<Summary> = match &self.upper {
+            Some(upper) => upper.summaries(),
+            None => self
+                .rack
+                .summaries()
+                .into_iter()
+                .filter(|s| carriers.contains(&s.node_id) || self.upper_seeds.contains(&s.upper))
+                .collect(),
+        };
         // A world summary counts racks itself: take the widest one heard.
         let (mut counted, mut hottest) = (0, MilliCelsius::default());
-        for s in held.iter().chain(&upper).filter(fresh) {
+        for s in held.iter().filter(|s| in_time(s.timestamp_ms)) {
             if s.node_id == self.me.id {
                 continue;
             }
@@ -503,19 +544,35 @@ impl Tiered {
                     let hot = racks.entry(&s.rack).or_default();
                     *hot = (*hot).max(s.hottest);
                 }
-                Scope::Rack => {}
+                // Our own rack is known from its reports.
+                Scope::Rack => continue,
                 Scope::World => {
                     counted = counted.max(s.members);
                     hottest = hottest.max(s.hottest);
                 }
             }
-            offers.extend(s.offers.iter().cloned());
+            offers.extend(
+                s.offers
+                    .iter()
+                    .filter(|o| !ours.contains(&o.node_id) && o.node_id != self.me.id)
+                    .filter(|o| in_time(o.at_ms))
+                    .cloned(),
+            );
         }
         Content {
             members: counted.max(racks.len() as u32),
             hottest: racks.values().copied().fold(hottest, MilliCelsius::max),
             offers: cheapest(offers),
         }
+    }
+
+    /// The ids that carry this rack by rank (seeds aside), ours included.
+    fn carrier_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.rack.alive().iter().map(|p| p.id).collect();
+        ids.push(self.me.id);
+        ids.sort();
+        ids.truncate(self.config.carriers);
+        ids
     }
 
     /// Queues scope `i`'s summary when its content is news the world needs
@@ -563,7 +620,8 @@ impl Tiered {
                 offers: content.offers.clone(),
             };
             let Ok(signed) = SignedRecord::sign(&summary, &self.key) else {
-                // Only an over-long rack name fails, and config refuses one.
+                // An over-long rack name (config refuses one): not again.
+                self.boxes[i].due = None;
                 continue;
             };
             let bytes = signed.to_bytes();
@@ -622,7 +680,9 @@ fn cheapest(offers: impl IntoIterator<Item = Offer>) -> Vec<Offer> {
 
 /// Other nodes, or a price moved by `step_pct` percent or more.
 fn offers_differ(a: &[Offer], b: &[Offer], step_pct: u64) -> bool {
-    let moved = |x: u64, y: u64| x.abs_diff(y).saturating_mul(100) >= step_pct * x.max(y).max(1);
+    let moved = |x: u64, y: u64| {
+        u128::from(x.abs_diff(y)) * 100 >= u128::from(step_pct) * u128::from(x.max(y).max(1))
+    };
     !a.iter().map(|o| o.node_id).eq(b.iter().map(|o| o.node_id))
         || a.iter()
             .zip(b)

@@ -51,3 +51,31 @@ fn the_tiered_mesh_survives_the_loss_of_any_single_node() {
         );
     }
 }
+
+/// The cheapest node dies without a goodbye: every live node stops offering
+/// it and agrees on the next cheapest. (Carriers once echoed a dead node's
+/// offer to each other through their world summaries, so it lived on.)
+#[test]
+fn a_dead_cheapest_node_is_forgotten_everywhere() {
+    for seed in [1, 2, 3] {
+        let mut net = TierNet::new(seed, RACKS, PER_RACK, 2);
+        let cheapest = PER_RACK + 3;
+        net.set_price(cheapest, 1);
+        net.until(s(10), "cold start", TierNet::all_know_cheapest)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        net.crash(cheapest);
+        net.until(
+            s(8),
+            "the next cheapest known everywhere",
+            TierNet::all_know_cheapest,
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // And it stays so past the summaries' heartbeat.
+        net.until(s(7), "a quiet spell", |_| false)
+            .expect_err("runs out");
+        assert!(
+            net.all_know_cheapest(),
+            "seed {seed}: the dead node came back"
+        );
+    }
+}
