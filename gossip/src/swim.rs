@@ -742,12 +742,8 @@ impl Swim {
 
     /// Records of nodes that foca has forgotten for two syncs running.
     fn forget_absent(&mut self) {
-        let known: BTreeSet<NodeId> = self
-            .foca
-            .iter_membership_state()
-            .map(|m| m.id().id)
-            .chain([self.me.id])
-            .collect();
+        let mut known = self.member_ids();
+        known.insert(self.me.id);
         let mut store = lock(&self.store);
         let absent: BTreeSet<NodeId> = store.nodes().difference(&known).copied().collect();
         for node in absent.intersection(&self.absent) {

@@ -396,8 +396,10 @@ impl Tiered {
             }
         }
         let rack = self.rack_content();
-        let world = self.view();
-        let was = self.view_without_own_rack_news();
+        let world = self.merge(Some(&rack));
+        // The world as it stood before the rack's latest news: what the
+        // other racks were last told of this one, in place of its reports.
+        let was = self.merge(self.boxes[0].sent.as_ref().map(|(sent, _)| sent));
         let moves_world = offers_differ(&world.offers, &was.offers, self.config.price_step_pct);
         // The rack hears at once only of other offers; the rest (the
         // hottest anywhere, the count) rides the heartbeat.
@@ -486,16 +488,9 @@ impl Tiered {
         }
     }
 
-    /// The world as this node holds it: its rack's reports, its rack's
-    /// world summaries and, carrying, the other racks' summaries.
+    /// The world as this node holds it now.
     fn view(&self) -> Content {
-        self.merge(true)
-    }
-
-    /// The world as it stood before the rack's latest news: what the
-    /// other racks were last told of this one, in place of its reports.
-    fn view_without_own_rack_news(&self) -> Content {
-        self.merge(false)
+        self.merge(Some(&self.rack_content()))
     }
 
     /// What this node holds of the world. Three rules keep news from being
@@ -507,20 +502,18 @@ impl Tiered {
     ///   node takes world summaries only from its rack's carriers;
     /// - a summary or offer from the future (past [`MAX_SKEW_MS`]) or older
     ///   than the TTL is ignored.
-    fn merge(&self, with_reports: bool) -> Content {
+    ///
+    /// `own` is what stands for this rack: its content now, or as last sent.
+    fn merge(&self, own: Option<&Content>) -> Content {
         let now = self.now_ms;
         let ttl = self.config.summary_ttl_ms;
         let in_time = |at: u64| at <= now + MAX_SKEW_MS && now.saturating_sub(at) <= ttl;
         let mut racks: BTreeMap<&str, MilliCelsius> = BTreeMap::new();
         let mut offers: Vec<Offer> = Vec::new();
-        if with_reports {
-            let reports = self.rack.reports();
-            let hottest = reports.iter().map(|r| r.hottest).max().unwrap_or_default();
-            racks.insert(&self.rack_name, hottest);
-            offers.extend(reports.iter().map(offer_of));
-        } else if let Some((sent, _)) = &self.boxes[0].sent {
-            racks.insert(&self.rack_name, sent.hottest);
-            offers.extend(sent.offers.iter().cloned());
+        if let Some(own) = own {
+            // Its cheapest are all of it that can be among the world's.
+            racks.insert(&self.rack_name, own.hottest);
+            offers.extend(own.offers.iter().cloned());
         }
         let ours = self.rack.member_ids();
         let carriers = self.carrier_ids();
