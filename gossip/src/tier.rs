@@ -16,7 +16,8 @@
 //! - **A carrier** joins the upper tier (a [`Swim`] of carriers only) and
 //!   publishes there a [`Scope::Rack`] summary of its rack: its count, its
 //!   hottest reading and its cheapest offers. Into its own rack it publishes
-//!   a [`Scope::World`] summary: the cheapest offers of every rack it hears.
+//!   a [`Scope::World`] summary: the cheapest offers of every rack it hears,
+//!   in two hops ([`Swim::publish_spread`]).
 //! - **Every node's view of the world** ([`Tiered::world`]) merges what it
 //!   holds: its rack's reports (its own rack is known from those alone) and,
 //!   on a carrier, the other racks' summaries; elsewhere, its rack's
@@ -28,8 +29,10 @@
 //! [`TierConfig::summary_min_gap_ms`] since their last); anything else rides
 //! the primary carrier's (the lowest id's) heartbeat, every
 //! [`TierConfig::summary_heartbeat_ms`]. A carrier that becomes primary
-//! sends at once. The upper tier pushes a summary straight to every carrier
-//! (one copy each, one hop), as it must reach them all within seconds.
+//! sends at once. The upper tier pushes a summary to every carrier, one
+//! copy each, in at most two hops (see [`upper_swim`]), as it must reach
+//! them all within seconds; a carrier sending straight to all of 500 others
+//! would send 200 kB at once.
 //!
 //! Contracts: as [`Swim`]'s, per tier. Each tier seals under its own key
 //! ([`tier_keys`]), and each rack under its own, so no datagram of one tier
@@ -39,7 +42,7 @@ use crate::node_id::NodeId;
 use crate::report::HeatReport;
 use crate::seal::{ClusterKey, Keyring};
 use crate::summary::{Offer, Scope, Summary, MAX_OFFERS};
-use crate::swim::{Peer, Swim, SwimConfig, SwimCounters, SwimEvent, Transmit};
+use crate::swim::{Peer, Push, Swim, SwimConfig, SwimCounters, SwimEvent, Transmit};
 use crate::units::MilliCelsius;
 use crate::wire::SignedRecord;
 use ed25519_dalek::SigningKey;
@@ -87,11 +90,13 @@ impl Default for TierConfig {
     }
 }
 
-/// The upper tier's timing from a rack tier's: every summary is pushed
-/// straight to every carrier.
+/// The upper tier's timing from a rack tier's: a summary is pushed
+/// straight to up to `push_max` carriers, and past that in two hops (see
+/// [`Push::TwoHop`]): every carrier gets it once, within two hops, and no
+/// carrier sends more than about √n copies of anything.
 pub fn upper_swim(rack: SwimConfig) -> SwimConfig {
     SwimConfig {
-        push_max: rack.max_records,
+        push: Push::TwoHop,
         ..rack
     }
 }
@@ -620,7 +625,9 @@ impl Tiered {
             let bytes = signed.to_bytes();
             match (scope, self.upper.as_mut()) {
                 (Scope::Rack, Some(upper)) => upper.publish(now, &bytes),
-                _ => self.rack.publish(now, &bytes),
+                // Both carriers straight to 39 neighbours, up to once a
+                // second each, was 35 kB/s; in two hops it is about 7 copies.
+                _ => self.rack.publish_spread(now, &bytes),
             }
             self.boxes[i] = Outbox {
                 sent: Some((content, now)),

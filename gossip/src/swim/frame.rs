@@ -5,6 +5,14 @@
 //!   a leave): `u16` big-endian length, bytes, repeated;
 //! - `3`: the same, to be held only (an answer to a digest, a newly met
 //!   member's introduction);
+//! - `4`: signed records for a relay to forward, held only, to every member
+//!   it knows in a node-id range: the range (`lo`, `hi`), then records as in
+//!   `1`;
+//! - `5`: a checksummed digest (the periodic sync): the node-id `lo` its
+//!   first part starts at, a `u16` count, then per part the id it ends at
+//!   (each starts after the one before) and a 64-bit checksum of the
+//!   digest entries held in it. A receiver answers only the parts whose
+//!   sum differs from its own, with a digest (`2`) of each.
 //! - `2`: a digest for anti-entropy: flags (`1` = answer with yours),
 //!   the node-id range it covers, a `u16` count, then per record its node
 //!   id, slot (`u8`), generation and seq (`u64` big-endian each).
@@ -17,9 +25,15 @@ const FOCA: u8 = 0;
 const RECORDS: u8 = 1;
 const DIGEST: u8 = 2;
 const HELD: u8 = 3;
+const FORWARD: u8 = 4;
+const CHECKSUMS: u8 = 5;
 const ENTRY_LEN: usize = NODE_ID_LEN + 1 + 16;
 /// Bytes of a digest frame before its entries.
 pub const DIGEST_HEAD: usize = 1 + 1 + 2 * NODE_ID_LEN + 2;
+/// Bytes of a checksummed digest frame before its parts.
+pub const CHECKSUMS_HEAD: usize = 1 + NODE_ID_LEN + 2;
+/// Bytes of one part of a checksummed digest.
+const PART_LEN: usize = NODE_ID_LEN + 8;
 /// Bytes of one record's length prefix.
 pub const RECORD_PREFIX: usize = 2;
 
@@ -55,13 +69,35 @@ pub struct Digest {
     pub entries: Vec<Entry>,
 }
 
+/// One part of a checksummed digest: the ids after the previous part's
+/// end (or the frame's `lo`) up to `hi`, and [`checksum`] of their entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub hi: NodeId,
+    pub sum: u64,
+}
+
+/// A checksummed digest: contiguous parts from `lo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksums {
+    pub lo: NodeId,
+    pub parts: Vec<Part>,
+}
+
 /// A frame, borrowed from the datagram.
 #[derive(Debug)]
 pub enum Frame<'a> {
     Foca(&'a [u8]),
     /// Records, and whether to relay them on.
     Records(Vec<&'a [u8]>, bool),
+    /// Records to forward to the members in `lo..=hi`.
+    Forward {
+        lo: NodeId,
+        hi: NodeId,
+        records: Vec<&'a [u8]>,
+    },
     Digest(Digest),
+    Checksums(Checksums),
 }
 
 /// Reads one frame.
@@ -69,19 +105,15 @@ pub fn parse(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
     let (&tag, rest) = payload.split_first().ok_or(FrameError::Empty)?;
     match tag {
         FOCA => Ok(Frame::Foca(rest)),
-        RECORDS | HELD => {
-            let mut records = Vec::new();
-            let mut rest = rest;
-            while !rest.is_empty() {
-                let (len, tail) = take_u16(rest)?;
-                if tail.len() < len || len == 0 {
-                    return Err(FrameError::Short);
-                }
-                let (record, tail) = tail.split_at(len);
-                records.push(record);
-                rest = tail;
+        RECORDS | HELD => Ok(Frame::Records(take_records(rest)?, tag == RECORDS)),
+        FORWARD => {
+            let (lo, rest) = take_id(rest)?;
+            let (hi, rest) = take_id(rest)?;
+            if lo > hi {
+                return Err(FrameError::Range);
             }
-            Ok(Frame::Records(records, tag == RECORDS))
+            let records = take_records(rest)?;
+            Ok(Frame::Forward { lo, hi, records })
         }
         DIGEST => {
             let (&flags, rest) = rest.split_first().ok_or(FrameError::Short)?;
@@ -115,6 +147,27 @@ pub fn parse(payload: &[u8]) -> Result<Frame<'_>, FrameError> {
                 entries,
             }))
         }
+        CHECKSUMS => {
+            let (lo, rest) = take_id(rest)?;
+            let (count, mut rest) = take_u16(rest)?;
+            if rest.len() != count * PART_LEN {
+                return Err(FrameError::Short);
+            }
+            let mut parts = Vec::with_capacity(count);
+            let mut prev: Option<NodeId> = None;
+            while !rest.is_empty() {
+                let (hi, tail) = take_id(rest)?;
+                let (sum, tail) = take_u64(tail)?;
+                // Each part ends past the one before: none is empty.
+                if hi < lo || prev.is_some_and(|p| hi <= p) {
+                    return Err(FrameError::Range);
+                }
+                prev = Some(hi);
+                parts.push(Part { hi, sum });
+                rest = tail;
+            }
+            Ok(Frame::Checksums(Checksums { lo, parts }))
+        }
         other => Err(FrameError::Tag(other)),
     }
 }
@@ -134,24 +187,56 @@ pub fn records<'a>(
     max: usize,
     relay: bool,
 ) -> Vec<Vec<u8>> {
-    let tag = if relay { RECORDS } else { HELD };
+    pack(vec![if relay { RECORDS } else { HELD }], items, max)
+}
+
+/// Records packed into frames of at most `max` bytes each, for a relay to
+/// forward to the members in `lo..=hi`.
+pub fn forward<'a>(
+    lo: NodeId,
+    hi: NodeId,
+    items: impl IntoIterator<Item = &'a [u8]>,
+    max: usize,
+) -> Vec<Vec<u8>> {
+    let mut head = vec![FORWARD];
+    head.extend_from_slice(&lo.0);
+    head.extend_from_slice(&hi.0);
+    pack(head, items, max)
+}
+
+/// Frames of `head` then as many length-prefixed records as fit `max`.
+fn pack<'a>(head: Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>, max: usize) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
-    let mut frame = vec![tag];
+    let mut frame = head.clone();
     for item in items {
         let need = RECORD_PREFIX + item.len();
-        if 1 + need > max || item.is_empty() || item.len() > usize::from(u16::MAX) {
+        if head.len() + need > max || item.is_empty() || item.len() > usize::from(u16::MAX) {
             continue;
         }
         if frame.len() + need > max {
-            frames.push(std::mem::replace(&mut frame, vec![tag]));
+            frames.push(std::mem::replace(&mut frame, head.clone()));
         }
         frame.extend_from_slice(&(item.len() as u16).to_be_bytes());
         frame.extend_from_slice(item);
     }
-    if frame.len() > 1 {
+    if frame.len() > head.len() {
         frames.push(frame);
     }
     frames
+}
+
+fn take_records(mut rest: &[u8]) -> Result<Vec<&[u8]>, FrameError> {
+    let mut records = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = take_u16(rest)?;
+        if tail.len() < len || len == 0 {
+            return Err(FrameError::Short);
+        }
+        let (record, tail) = tail.split_at(len);
+        records.push(record);
+        rest = tail;
+    }
+    Ok(records)
 }
 
 /// How many digest entries fit a frame of `max` bytes.
@@ -174,6 +259,44 @@ pub fn digest(d: &Digest) -> Vec<u8> {
         out.extend_from_slice(&e.seq.to_be_bytes());
     }
     out
+}
+
+/// How many parts fit a checksummed digest frame of `max` bytes.
+pub fn parts_per_frame(max: usize) -> usize {
+    max.saturating_sub(CHECKSUMS_HEAD) / PART_LEN
+}
+
+/// A checksummed digest as a frame; its parts must fit (see
+/// [`parts_per_frame`]).
+pub fn checksums(c: &Checksums) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CHECKSUMS_HEAD + c.parts.len() * PART_LEN);
+    out.push(CHECKSUMS);
+    out.extend_from_slice(&c.lo.0);
+    out.extend_from_slice(&(c.parts.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    for p in c.parts.iter().take(usize::from(u16::MAX)) {
+        out.extend_from_slice(&p.hi.0);
+        out.extend_from_slice(&p.sum.to_be_bytes());
+    }
+    out
+}
+
+/// FNV-1a (64-bit) over the entries as a digest frame lays them out: the
+/// same on every node and every build. Only members (behind the seal) send
+/// sums, and a collision delays a sync, never corrupts one.
+pub fn checksum(entries: &[Entry]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for e in entries {
+        eat(&e.node.0);
+        eat(&[e.slot]);
+        eat(&e.generation.to_be_bytes());
+        eat(&e.seq.to_be_bytes());
+    }
+    h
 }
 
 fn take_u16(b: &[u8]) -> Result<(usize, &[u8]), FrameError> {

@@ -247,6 +247,145 @@ fn past_the_push_set_infection_carries_a_change_to_everyone() {
     );
 }
 
+/// Who on the wire is being sent `record`, as (from, to).
+fn carrying(net: &Net, record: &[u8]) -> Vec<(usize, usize)> {
+    net.wire
+        .iter()
+        .filter_map(|(from, t)| {
+            let records = match frame::parse(&t.bytes[frame_range(&t.bytes)]).ok()? {
+                Frame::Records(r, _) | Frame::Forward { records: r, .. } => r,
+                _ => return None,
+            };
+            records
+                .contains(&record)
+                .then(|| (*from, net.index_of(t.to).expect("a node")))
+        })
+        .collect()
+}
+
+#[test]
+fn past_the_push_set_two_hops_carry_a_change_to_everyone_once_and_a_replay_nowhere() {
+    let mut net = Net::new(40, 40);
+    for n in &mut net.nodes {
+        n.swim.config.push_max = 8;
+        n.swim.config.push = Push::TwoHop;
+    }
+    net.run(10_000);
+    let record = net.record(5, 80.0);
+    let now = net.now;
+    net.nodes[5].swim.publish(now, &record);
+    net.flush(5);
+    let first = carrying(&net, &record);
+    // ⌈√39⌉ ranges: the origin sends 7 copies, one to a relay in each.
+    assert_eq!(first.len(), 7, "{first:?}");
+    assert!(first.iter().all(|(from, _)| *from == 5));
+    net.step();
+    let second = carrying(&net, &record);
+    net.step();
+    assert!(
+        net.all_see(5, |v| v == Some((true, hot(80.0)))),
+        "two hops reach all 39"
+    );
+    let mut got: Vec<usize> = first.iter().chain(&second).map(|(_, to)| *to).collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..40).filter(|i| *i != 5).collect::<Vec<_>>(),
+        "each once"
+    );
+    assert!(
+        carrying(&net, &record).is_empty(),
+        "nothing is sent a third time"
+    );
+
+    // A member replaying the forward to a relay: the record is no longer
+    // new there, so it goes no further.
+    let (_, relay) = first[0];
+    let mut f = Vec::new();
+    let forward = frame::forward(LOWEST, HIGHEST, [record.as_slice()], 1_000);
+    net.nodes[9].swim.sealer.seal(net.now, &forward[0], &mut f);
+    net.nodes[relay].swim.handle_datagram(net.now, addr(9), &f);
+    net.flush(relay);
+    assert!(carrying(&net, &record).is_empty());
+}
+
+/// The digests (and their answer flags) on the wire from `from` to `to`.
+fn digests(net: &Net, from: usize, to: usize) -> Vec<Digest> {
+    net.wire
+        .iter()
+        .filter(|(f, t)| *f == from && t.to == addr(to))
+        .filter_map(
+            |(_, t)| match frame::parse(&t.bytes[frame_range(&t.bytes)]).ok()? {
+                Frame::Digest(d) => Some(d),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn a_sync_costs_a_checksum_a_part_and_a_digest_only_where_they_differ() {
+    let mut net = Net::new(60, 60);
+    net.run(10_000);
+    assert!((0..60).all(|s| net.all_see(s, |v| v == Some((true, hot(40.0))))));
+    // In step: node 1 answers node 0's sums with nothing.
+    net.step();
+    net.nodes[0].swim.send_checksums(addr(1));
+    net.flush(0);
+    let sums: usize = net
+        .wire
+        .iter()
+        .filter(|(f, t)| *f == 0 && t.to == addr(1))
+        .filter(|(_, t)| {
+            matches!(
+                frame::parse(&t.bytes[frame_range(&t.bytes)]),
+                Ok(Frame::Checksums(_))
+            )
+        })
+        .map(|(_, t)| t.bytes.len())
+        .sum();
+    assert!(sums < 400, "60 records summed in {sums} bytes");
+    net.step();
+    assert!(digests(&net, 1, 0).is_empty(), "in step, nothing to say");
+
+    // Node 1 missed node 7's change: its answer to node 2's sums is a
+    // digest of the one part that holds node 7, asking for node 2's; then
+    // it holds it.
+    net.cut.insert((7, 1));
+    net.publish(7, 75.0);
+    net.step();
+    net.cut.clear();
+    assert_eq!(net.view(1, 7), Some((true, hot(40.0))));
+    net.nodes[2].swim.send_checksums(addr(1));
+    net.flush(2);
+    net.step();
+    let asked = digests(&net, 1, 2);
+    assert_eq!(asked.len(), 1, "one part differs: {asked:?}");
+    let id7 = net.nodes[7].id();
+    assert!(asked[0].answer && asked[0].lo <= id7 && id7 <= asked[0].hi);
+    assert!(asked[0].entries.len() < 60);
+    net.step();
+    net.step();
+    assert_eq!(net.view(1, 7), Some((true, hot(75.0))));
+
+    // Parts must move forward: an empty or backward one is refused.
+    let part = |b: u8| frame::Part {
+        hi: NodeId([b; NODE_ID_LEN]),
+        sum: 0,
+    };
+    for parts in [
+        vec![part(3), part(3)],
+        vec![part(5), part(4)],
+        vec![part(0)],
+    ] {
+        let f = frame::checksums(&Checksums {
+            lo: NodeId([1; NODE_ID_LEN]),
+            parts,
+        });
+        assert!(matches!(frame::parse(&f), Err(frame::FrameError::Range)));
+    }
+}
+
 #[test]
 fn a_push_that_never_arrived_is_carried_by_digests() {
     let mut net = Net::new(8, 4);

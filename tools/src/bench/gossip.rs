@@ -66,7 +66,7 @@ pub struct GossipBenchArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub steady_s: u64,
     /// Sizes of the tiered mesh's scale simulation (empty skips it).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub scale_sizes: Vec<usize>,
     /// Nodes per rack in the scale simulation.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..=1000))]
