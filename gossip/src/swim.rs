@@ -114,13 +114,13 @@ pub enum Push {
 }
 
 impl Default for SwimConfig {
-    /// 800 ms probes (250 ms round trip, 2 s suspicion), gossip every 200 ms
+    /// 800 ms probes (250 ms round trip, 1.6 s suspicion), gossip every 200 ms
     /// to 3, 6 relays, pushes to 64, digests every 10 s, 1400-byte datagrams.
     fn default() -> Self {
         Self {
             probe_period_ms: 800,
             probe_rtt_ms: 250,
-            suspect_to_down_ms: 2_000,
+            suspect_to_down_ms: 1_600,
             gossip_every_ms: 200,
             fanout: 3,
             max_transmissions: 6,
@@ -208,8 +208,9 @@ pub enum SwimEvent {
     Up(Peer),
     /// A member was declared down.
     Down(Peer),
-    /// New records arrived: re-read the members (and re-price) now.
-    Records,
+    /// New records arrived from these nodes: re-read the members (and
+    /// re-price) now.
+    Records(Vec<NodeId>),
     /// The cluster declared this node down; it rejoined as `Peer`.
     Rejoined(Peer),
     /// Refusals for `reason` since its last event (at most one per
@@ -592,7 +593,7 @@ impl Swim {
     fn note_new_records(&mut self) {
         let changed = lock(&self.store).take_changed();
         if !changed.is_empty() {
-            self.events.push_back(SwimEvent::Records);
+            self.events.push_back(SwimEvent::Records(changed));
             // Relay a change onward at once rather than at the next gossip
             // tick: infection then moves at network speed.
             if self.foca.custom_broadcast_backlog() > 0 {
@@ -767,13 +768,48 @@ impl Swim {
         })
     }
 
+    /// Visits the reports [`Self::reports`] lists, without copying them.
+    pub fn visit_reports(&self, mut visit: impl FnMut(&HeatReport)) {
+        self.visit_alive(REPORT_SLOT, |r| {
+            if let Record::Report(r) = r {
+                visit(r);
+            }
+        });
+    }
+
+    /// Visits the summaries [`Self::summaries`] lists, without copying them
+    /// (a carrier's world view reads a thousand on every change).
+    pub fn visit_summaries(&self, mut visit: impl FnMut(&Summary)) {
+        self.visit_alive(SUMMARY_SLOT, |r| {
+            if let Record::Summary(s) = r {
+                visit(s);
+            }
+        });
+    }
+
+    /// Visits the summary held of `node`, if any, alive or not.
+    pub fn visit_summary_of(&self, node: NodeId, visit: impl FnOnce(&Summary)) {
+        if let Some(Record::Summary(s)) =
+            lock(&self.store).at(node, SUMMARY_SLOT).map(|h| &h.record)
+        {
+            visit(s);
+        }
+    }
+
     fn alive_records<T>(&self, slot: Slot, take: impl Fn(&Record) -> Option<T>) -> Vec<T> {
+        let mut all = Vec::new();
+        self.visit_alive(slot, |r| all.extend(take(r)));
+        all
+    }
+
+    fn visit_alive(&self, slot: Slot, mut visit: impl FnMut(&Record)) {
         let store = lock(&self.store);
         let alive = self.foca.iter_members().map(|m| m.id().id);
-        std::iter::once(self.me.id)
-            .chain(alive)
-            .filter_map(|node| store.at(node, slot).and_then(|h| take(&h.record)))
-            .collect()
+        for node in std::iter::once(self.me.id).chain(alive) {
+            if let Some(h) = store.at(node, slot) {
+                visit(&h.record);
+            }
+        }
     }
 
     /// Every member foca knows, down ones included (until forgotten).

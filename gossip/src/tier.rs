@@ -46,7 +46,8 @@ use crate::swim::{Peer, Push, Swim, SwimConfig, SwimCounters, SwimEvent, Transmi
 use crate::units::MilliCelsius;
 use crate::wire::SignedRecord;
 use ed25519_dalek::SigningKey;
-use std::collections::{BTreeMap, VecDeque};
+use index::{Index, Reader};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// A summary or offer stamped further ahead of our clock than this is
@@ -164,11 +165,27 @@ struct Outbox {
 }
 
 /// A summary's content, without its envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Content {
     members: u32,
     hottest: MilliCelsius,
     offers: Vec<Offer>,
+}
+
+/// What the summaries held say of everything but this rack, as last read
+/// (see [`Tiered::others`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Others {
+    /// Other racks heard of by their own summaries.
+    racks: u32,
+    /// The most racks a world summary counted.
+    counted: u32,
+    hottest: MilliCelsius,
+    /// The cheapest offers of other racks' nodes.
+    offers: Vec<Offer>,
+    /// The reading holds until then: a summary or offer ages out, or one
+    /// stamped ahead of our clock comes into time.
+    until_ms: u64,
 }
 
 /// One node of the tiered mesh.
@@ -190,6 +207,16 @@ pub struct Tiered {
     seed: u64,
     seq: u64,
     boxes: [Outbox; 2],
+    /// Read at each review; the world view is this and the rack's reports.
+    others: Others,
+    /// The upper tier's summaries, while carrying, and the signers to read
+    /// again at the next review.
+    index: Index,
+    stale: BTreeSet<NodeId>,
+    /// The upper tier's live members, by generation (as its events tell).
+    upper_up: HashMap<NodeId, u64>,
+    /// The world view as of the last review.
+    view: Content,
     /// Carrying, with the lowest id of the rack: the heartbeat is ours.
     primary: bool,
     dirty: bool,
@@ -234,6 +261,11 @@ impl Tiered {
             seed: setup.seed,
             seq: 0,
             boxes: Default::default(),
+            others: Others::default(),
+            index: Index::default(),
+            stale: BTreeSet::new(),
+            upper_up: HashMap::new(),
+            view: Content::default(),
             primary: false,
             dirty: true,
             out: VecDeque::new(),
@@ -292,7 +324,7 @@ impl Tiered {
             self.settle_at_ms = None;
             self.dirty = true;
         }
-        if self.dirty {
+        if !self.fresh() {
             self.review();
         }
         self.send_due();
@@ -308,6 +340,7 @@ impl Tiered {
         let next = due
             .chain(upper)
             .chain(self.settle_at_ms)
+            .chain(Some(self.others.until_ms))
             .fold(rack, u64::min);
         Some(if self.dirty { self.now_ms } else { next })
     }
@@ -366,6 +399,19 @@ impl Tiered {
         }
         while let Some(e) = upper.poll_event() {
             self.dirty |= changes_view(&e);
+            match &e {
+                SwimEvent::Up(p) => {
+                    self.upper_up.insert(p.id, p.generation);
+                    self.stale.insert(p.id);
+                }
+                // An older identity's death says nothing of a newer one.
+                SwimEvent::Down(p) if self.upper_up.get(&p.id) == Some(&p.generation) => {
+                    self.upper_up.remove(&p.id);
+                    self.stale.insert(p.id);
+                }
+                SwimEvent::Records(ids) => self.stale.extend(ids),
+                _ => {}
+            }
             self.events.push_back(TierEvent::Upper(e));
         }
     }
@@ -377,6 +423,9 @@ impl Tiered {
         if carry != self.upper.is_some() {
             self.set_carrier(carry);
         }
+        self.others = self.others_now();
+        let rack = self.rack_content();
+        self.view = self.merge(&self.others, Some(&rack));
         if self.upper.is_none() {
             return;
         }
@@ -400,11 +449,11 @@ impl Tiered {
                 b.due = due;
             }
         }
-        let rack = self.rack_content();
-        let world = self.merge(Some(&rack));
+        let world = self.view.clone();
         // The world as it stood before the rack's latest news: what the
         // other racks were last told of this one, in place of its reports.
-        let was = self.merge(self.boxes[0].sent.as_ref().map(|(sent, _)| sent));
+        let sent = self.boxes[0].sent.as_ref().map(|(sent, _)| sent);
+        let was = self.merge(&self.others, sent);
         let moves_world = offers_differ(&world.offers, &was.offers, self.config.price_step_pct);
         // The rack hears at once only of other offers; the rest (the
         // hottest anywhere, the count) rides the heartbeat.
@@ -463,6 +512,9 @@ impl Tiered {
                 now,
             );
             self.upper = Some(upper);
+            self.index = Index::default();
+            self.stale.clear();
+            self.upper_up.clear();
             self.boxes = Default::default();
             self.primary = false;
         } else if let Some(mut upper) = self.upper.take() {
@@ -484,22 +536,76 @@ impl Tiered {
 
     /// This rack, from the reports held.
     fn rack_content(&self) -> Content {
-        let reports = self.rack.reports();
-        let offers = cheapest(reports.iter().map(offer_of));
+        let (mut members, mut hottest, mut offers) = (0, MilliCelsius::default(), Vec::new());
+        self.rack.visit_reports(|r| {
+            members += 1;
+            hottest = hottest.max(r.hottest);
+            offers.push(offer_of(r));
+        });
         Content {
-            members: reports.len() as u32,
-            hottest: reports.iter().map(|r| r.hottest).max().unwrap_or_default(),
-            offers,
+            members,
+            hottest,
+            offers: cheapest(offers),
         }
+    }
+
+    /// Whether the last review still holds.
+    fn fresh(&self) -> bool {
+        !self.dirty && self.now_ms < self.others.until_ms
     }
 
     /// The world as this node holds it now.
     fn view(&self) -> Content {
-        self.merge(Some(&self.rack_content()))
+        if self.fresh() {
+            return self.view.clone();
+        }
+        self.merge(&self.others(), Some(&self.rack_content()))
     }
 
-    /// What this node holds of the world. Three rules keep news from being
-    /// undone by echoes or forgeries:
+    /// [`Self::others`], a carrier's from its index: what changed is read
+    /// again, the rest stands.
+    fn others_now(&mut self) -> Others {
+        let Some(upper) = self.upper.as_ref() else {
+            return self.others();
+        };
+        let reader = Reader {
+            now_ms: self.now_ms,
+            ttl_ms: self.config.summary_ttl_ms,
+            me: self.me.id,
+            rack: &self.rack_name,
+        };
+        let mut stale = std::mem::take(&mut self.stale);
+        stale.extend(self.index.due(self.now_ms));
+        for signer in stale {
+            let mut held = None;
+            if self.upper_up.contains_key(&signer) {
+                upper.visit_summary_of(signer, |s| held = Some(s.clone()));
+            }
+            self.index.set(signer, held.as_ref(), &reader);
+        }
+        let others = self.index.read(&self.rack.member_ids());
+        debug_assert_eq!(others, self.others(), "the index reads as all summaries do");
+        others
+    }
+
+    /// The world: `own` (what stands for this rack: its content now, or as
+    /// last sent) and the others. The two hold disjoint nodes, so the
+    /// cheapest of both are the cheapest of `own` and of the others' cheapest.
+    fn merge(&self, others: &Others, own: Option<&Content>) -> Content {
+        let (mut hottest, mut offers) = (others.hottest, others.offers.clone());
+        if let Some(own) = own {
+            hottest = hottest.max(own.hottest);
+            offers.extend(own.offers.iter().cloned());
+        }
+        Content {
+            members: others.counted.max(others.racks + u32::from(own.is_some())),
+            hottest,
+            offers: cheapest(offers),
+        }
+    }
+
+    /// What this node holds of the world beyond its rack. Three rules keep
+    /// news from being undone by echoes or forgeries:
     /// - a node of our own rack is known from its report alone (no report
     ///   held: it is gone), never from a summary;
     /// - a carrier builds only from other racks' own summaries, never from
@@ -507,60 +613,49 @@ impl Tiered {
     ///   node takes world summaries only from its rack's carriers;
     /// - a summary or offer from the future (past [`MAX_SKEW_MS`]) or older
     ///   than the TTL is ignored.
-    ///
-    /// `own` is what stands for this rack: its content now, or as last sent.
-    fn merge(&self, own: Option<&Content>) -> Content {
-        let now = self.now_ms;
-        let ttl = self.config.summary_ttl_ms;
-        let in_time = |at: u64| at <= now + MAX_SKEW_MS && now.saturating_sub(at) <= ttl;
-        let mut racks: BTreeMap<&str, MilliCelsius> = BTreeMap::new();
-        let mut offers: Vec<Offer> = Vec::new();
-        if let Some(own) = own {
-            // Its cheapest are all of it that can be among the world's.
-            racks.insert(&self.rack_name, own.hottest);
-            offers.extend(own.offers.iter().cloned());
-        }
+    fn others(&self) -> Others {
+        let (now, ttl) = (self.now_ms, self.config.summary_ttl_ms);
+        let mut until = u64::MAX;
+        let mut in_time = |at: u64| in_time(at, now, ttl, &mut until);
         let ours = self.rack.member_ids();
         let carriers = self.carrier_ids();
-        let held: Vec<Summary> = match &self.upper {
-            Some(upper) => upper.summaries(),
-            None => self
-                .rack
-                .summaries()
-                .into_iter()
-                .filter(|s| carriers.contains(&s.node_id) || self.upper_seeds.contains(&s.upper))
-                .collect(),
-        };
-        // A world summary counts racks itself: take the widest one heard.
+        let mut racks: Vec<String> = Vec::new();
+        let mut offers: Vec<Offer> = Vec::new();
         let (mut counted, mut hottest) = (0, MilliCelsius::default());
-        for s in held.iter().filter(|s| in_time(s.timestamp_ms)) {
-            if s.node_id == self.me.id {
-                continue;
+        let mut take = |s: &Summary| {
+            if s.node_id == self.me.id || !in_time(s.timestamp_ms) {
+                return;
             }
             match s.scope {
-                Scope::Rack if s.rack != self.rack_name => {
-                    let hot = racks.entry(&s.rack).or_default();
-                    *hot = (*hot).max(s.hottest);
-                }
+                Scope::Rack if s.rack != self.rack_name => racks.push(s.rack.clone()),
                 // Our own rack is known from its reports.
-                Scope::Rack => continue,
-                Scope::World => {
-                    counted = counted.max(s.members);
-                    hottest = hottest.max(s.hottest);
+                Scope::Rack => return,
+                // A world summary counts racks itself: take the widest.
+                Scope::World => counted = counted.max(s.members),
+            }
+            hottest = hottest.max(s.hottest);
+            for o in &s.offers {
+                if in_time(o.at_ms) && o.node_id != self.me.id && !ours.contains(&o.node_id) {
+                    offers.push(o.clone());
                 }
             }
-            offers.extend(
-                s.offers
-                    .iter()
-                    .filter(|o| !ours.contains(&o.node_id) && o.node_id != self.me.id)
-                    .filter(|o| in_time(o.at_ms))
-                    .cloned(),
-            );
+        };
+        match &self.upper {
+            Some(upper) => upper.visit_summaries(&mut take),
+            None => self.rack.visit_summaries(|s| {
+                if carriers.contains(&s.node_id) || self.upper_seeds.contains(&s.upper) {
+                    take(s);
+                }
+            }),
         }
-        Content {
-            members: counted.max(racks.len() as u32),
-            hottest: racks.values().copied().fold(hottest, MilliCelsius::max),
+        racks.sort_unstable();
+        racks.dedup();
+        Others {
+            racks: racks.len() as u32,
+            counted,
+            hottest,
             offers: cheapest(offers),
+            until_ms: until,
         }
     }
 
@@ -639,10 +734,24 @@ impl Tiered {
     }
 }
 
+/// Whether a summary or offer stamped `at` is in time `now`; `until` comes
+/// down to when that changes.
+fn in_time(at: u64, now: u64, ttl: u64, until: &mut u64) -> bool {
+    if at > now + MAX_SKEW_MS {
+        *until = (*until).min(at - MAX_SKEW_MS);
+        false
+    } else if now.saturating_sub(at) <= ttl {
+        *until = (*until).min(at.saturating_add(ttl + 1));
+        true
+    } else {
+        false
+    }
+}
+
 fn changes_view(e: &SwimEvent) -> bool {
     matches!(
         e,
-        SwimEvent::Up(_) | SwimEvent::Down(_) | SwimEvent::Records | SwimEvent::Rejoined(_)
+        SwimEvent::Up(_) | SwimEvent::Down(_) | SwimEvent::Records(_) | SwimEvent::Rejoined(_)
     )
 }
 
@@ -661,20 +770,19 @@ pub fn offers_of(reports: &[HeatReport]) -> Vec<Offer> {
     cheapest(reports.iter().map(offer_of))
 }
 
-/// The [`MAX_OFFERS`] cheapest, one per node (its newest), cheapest first.
+/// The [`MAX_OFFERS`] cheapest, one per node (its newest; of two as new,
+/// the cheaper), cheapest first.
 fn cheapest(offers: impl IntoIterator<Item = Offer>) -> Vec<Offer> {
-    let mut newest: BTreeMap<NodeId, Offer> = BTreeMap::new();
-    for o in offers {
-        match newest.get(&o.node_id) {
-            Some(held) if held.at_ms >= o.at_ms => {}
-            _ => {
-                newest.insert(o.node_id, o);
-            }
-        }
+    let mut all: Vec<Offer> = offers.into_iter().collect();
+    all.sort_unstable_by(|a, b| {
+        (a.node_id, b.at_ms, a.rank()).cmp(&(b.node_id, a.at_ms, b.rank()))
+    });
+    all.dedup_by_key(|o| o.node_id);
+    if all.len() > MAX_OFFERS {
+        all.select_nth_unstable_by_key(MAX_OFFERS, Offer::rank);
+        all.truncate(MAX_OFFERS);
     }
-    let mut all: Vec<Offer> = newest.into_values().collect();
-    all.sort_by_key(Offer::rank);
-    all.truncate(MAX_OFFERS);
+    all.sort_unstable_by_key(Offer::rank);
     all
 }
 
@@ -697,5 +805,6 @@ fn material(old: &Content, new: &Content, step_pct: u64) -> bool {
         || old.hottest.0.abs_diff(new.hottest.0) >= 1_000
 }
 
+mod index;
 #[cfg(test)]
 mod tests;

@@ -34,3 +34,12 @@ fn a_price_step_under_the_threshold_is_no_change() {
     assert!(offers_differ(&a, &[offer(2, 1_000, 2)], 5));
     assert!(offers_differ(&a, &[], 5));
 }
+
+#[test]
+fn of_two_offers_as_new_for_one_node_the_cheaper_stands() {
+    let ids = |offers: Vec<Offer>| -> Vec<u64> {
+        cheapest(offers).iter().map(|o| o.price_milli).collect()
+    };
+    assert_eq!(ids(vec![offer(1, 700, 10), offer(1, 100, 10)]), vec![100]);
+    assert_eq!(ids(vec![offer(1, 100, 10), offer(1, 700, 10)]), vec![100]);
+}

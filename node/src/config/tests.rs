@@ -242,7 +242,7 @@ fn the_api_section_validates_against_the_bind_address() {
 fn gossip_timing_that_would_break_the_protocol_is_refused_naming_the_field() {
     let d = parse("").expect("defaults");
     assert_eq!(d.gossip.probe_interval, Duration::from_millis(800));
-    assert_eq!(d.gossip.suspicion, Duration::from_secs(2));
+    assert_eq!(d.gossip.suspicion, Duration::from_millis(1_600));
     for (text, field) in [
         (
             "[gossip]\nprobe_timeout_ms = 500\n",

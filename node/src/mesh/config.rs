@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GossipPreset {
-    /// A rack LAN: 800 ms probes, 2 s suspicion, digests every 15 s, a
+    /// A rack LAN: 800 ms probes, 1.6 s suspicion, digests every 15 s, a
     /// heartbeat a minute, dead nodes kept 1 h.
     Lan,
     /// Tests and demos on one machine: everything about four times faster,
@@ -98,7 +98,7 @@ impl RawGossip {
                 interval: 200,
                 probe: 800,
                 probe_timeout: 250,
-                suspicion: 2_000,
+                suspicion: 1_600,
                 sync: 15_000,
                 heartbeat: 60_000,
                 gap: 1_000,

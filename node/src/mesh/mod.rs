@@ -462,10 +462,10 @@ impl Driver {
         let mut changed = false;
         for e in events {
             match e {
-                ProtoEvent::Own(SwimEvent::Records | SwimEvent::Up(_) | SwimEvent::Down(_)) => {
+                ProtoEvent::Own(SwimEvent::Records(_) | SwimEvent::Up(_) | SwimEvent::Down(_)) => {
                     changed = true
                 }
-                ProtoEvent::Upper(SwimEvent::Records) => changed = true,
+                ProtoEvent::Upper(SwimEvent::Records(_)) => changed = true,
                 ProtoEvent::Upper(SwimEvent::Up(_) | SwimEvent::Down(_)) => {}
                 ProtoEvent::Own(SwimEvent::Rejoined(me))
                 | ProtoEvent::Upper(SwimEvent::Rejoined(me)) => {

@@ -25,6 +25,15 @@ use std::time::{Duration, Instant};
 /// Changes timed per run, each from another node; the table shows the median.
 pub const TRIALS: usize = 5;
 
+/// The agents SIGKILLed in turn, one at a time (`n` ≥ 4): `n - 2`, then
+/// two more that are not seeds (the first three), nor the leaver (`n - 3`).
+pub fn victims(n: usize) -> Vec<usize> {
+    let more = [4, 5].into_iter().filter_map(|d| n.checked_sub(d));
+    std::iter::once(n - 2)
+        .chain(more.filter(|&k| k >= 3))
+        .collect()
+}
+
 /// How often the loopback runs poll an agent's API.
 pub const POLL: Duration = Duration::from_millis(20);
 
@@ -85,8 +94,9 @@ pub struct LiveResult {
     /// From the change (ours: the sysfs write; Serf: the `serf tags`
     /// command) until every other agent shows it, one per trial.
     pub change: Vec<Waited>,
-    /// From SIGKILL of one agent until every other marks it dead (failed).
-    pub dead: Waited,
+    /// From SIGKILL of an agent until every other marks it dead (failed),
+    /// for each of [`victims`] in turn.
+    pub dead: Vec<Waited>,
     /// From asking one agent to leave until every other marks it left.
     pub left: Waited,
     /// Gossip payload bytes sent per agent per second, steady state.
@@ -286,7 +296,8 @@ type LiveRow = (String, fn(&LiveResult) -> Waited, Option<f64>);
 fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveResult>) {
     let n = ours.as_ref().map_or(0, |r| r.n);
     let trials = ours.as_ref().map_or(0, |r| r.change.len());
-    let rows: [LiveRow; 5] = [
+    let kills = ours.as_ref().map_or(0, |r| r.dead.len());
+    let rows: [LiveRow; 6] = [
         (
             format!("heat/tag change seen by all, median of {trials}"),
             |r| median(&r.change),
@@ -298,9 +309,14 @@ fn live_rows(t: &mut Table, ours: &Outcome<LiveResult>, theirs: &Outcome<LiveRes
             None,
         ),
         (
-            "SIGKILL: dead everywhere".into(),
-            |r| r.dead,
+            format!("SIGKILL: dead everywhere, median of {kills}"),
+            |r| median(&r.dead),
             Some(SERF_REF.dead),
+        ),
+        (
+            format!("SIGKILL: dead everywhere, slowest of {kills}"),
+            |r| slowest(&r.dead),
+            None,
         ),
         (
             "leave: left everywhere".into(),
@@ -391,5 +407,15 @@ fn rate(bytes_per_s: f64) -> String {
         format!("{:.1} kB/s", bytes_per_s / 1000.0)
     } else {
         format!("{bytes_per_s:.0} B/s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_victims_spare_the_seeds_and_the_leaver() {
+        assert_eq!(super::victims(4), vec![2]);
+        assert_eq!(super::victims(6), vec![4]);
+        assert_eq!(super::victims(30), vec![28, 26, 25]);
     }
 }

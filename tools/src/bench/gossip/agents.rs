@@ -49,9 +49,20 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
         change.push(seen);
         price.push(moved);
     }
-    let (victim, leaver) = (n - 2, n - 3);
-    let dead = stop_one(&mut mesh, victim, libc::SIGKILL, "dead", &[], timeout);
-    let left = stop_one(&mut mesh, leaver, libc::SIGTERM, "left", &[victim], timeout);
+    let (victims, leaver) = (super::victims(n), n - 3);
+    let mut dead = Vec::new();
+    for (k, &victim) in victims.iter().enumerate() {
+        let gone = &victims[..k];
+        dead.push(stop_one(
+            &mut mesh,
+            victim,
+            libc::SIGKILL,
+            "dead",
+            gone,
+            timeout,
+        ));
+    }
+    let left = stop_one(&mut mesh, leaver, libc::SIGTERM, "left", &victims, timeout);
     Ok(LiveResult {
         n,
         join,

@@ -592,7 +592,9 @@ impl Sim {
 
     fn node_converged(&self, i: usize, want: &[NodeId], per_rack: &HashMap<usize, usize>) -> bool {
         let n = &self.nodes[i];
-        n.tiered.rack().reports().len() == per_rack[&n.rack]
+        let mut held = 0;
+        n.tiered.rack().visit_reports(|_| held += 1);
+        held == per_rack[&n.rack]
             && n.tiered
                 .world()
                 .iter()

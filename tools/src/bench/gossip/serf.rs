@@ -82,13 +82,21 @@ pub fn run(n: usize, timeout: Duration, steady: Duration) -> anyhow::Result<Live
             timeout,
         ));
     }
-    let (victim, leaver) = (n - 2, n - 3);
+    let (victims, leaver) = (super::victims(n), n - 3);
     let mut stop = |k, signal, event, gone: &[usize]| {
         stop_one(&mut procs, &mut logs, (k, signal, event), gone, timeout)
     };
-    let dead = stop(victim, libc::SIGKILL, "EventMemberFailed", &[]);
+    let mut dead = Vec::new();
+    for (k, &victim) in victims.iter().enumerate() {
+        dead.push(stop(
+            victim,
+            libc::SIGKILL,
+            "EventMemberFailed",
+            &victims[..k],
+        ));
+    }
     // SIGINT makes a Serf agent leave gracefully (SIGTERM does not, by default).
-    let left = stop(leaver, libc::SIGINT, "EventMemberLeave", &[victim]);
+    let left = stop(leaver, libc::SIGINT, "EventMemberLeave", &victims);
     Ok(LiveResult {
         n,
         join,
