@@ -19,7 +19,6 @@ struct Entry {
     counted: Option<u32>,
     hottest: MilliCelsius,
     offers: Vec<Offer>,
-    wake: u64,
 }
 
 /// How a summary is read: the reader's clock and who it is.
@@ -41,8 +40,9 @@ pub(super) struct Index {
     hottest: BTreeMap<MilliCelsius, u32>,
     counted: BTreeMap<u32, u32>,
     /// When a signer's entry must be read again (an item ages out or comes
-    /// into time).
+    /// into time), in time order and by signer.
     wakes: BTreeSet<(u64, NodeId)>,
+    wake_of: HashMap<NodeId, u64>,
 }
 
 impl Index {
@@ -105,7 +105,6 @@ impl Index {
                 counted,
                 hottest: s.hottest,
                 offers,
-                wake,
             },
         );
     }
@@ -113,26 +112,17 @@ impl Index {
     fn insert_wake(&mut self, signer: NodeId, wake: u64) {
         if wake < u64::MAX {
             self.wakes.insert((wake, signer));
-            // Kept so that `remove` finds it.
-            self.signers.entry(signer).or_insert(Entry {
-                rack: None,
-                counted: None,
-                hottest: MilliCelsius::default(),
-                offers: Vec::new(),
-                wake,
-            });
+            self.wake_of.insert(signer, wake);
         }
     }
 
     fn remove(&mut self, signer: NodeId) {
+        if let Some(wake) = self.wake_of.remove(&signer) {
+            self.wakes.remove(&(wake, signer));
+        }
         let Some(e) = self.signers.remove(&signer) else {
             return;
         };
-        self.wakes.remove(&(e.wake, signer));
-        if e.rack.is_none() && e.counted.is_none() && e.offers.is_empty() {
-            // Only a wake was held.
-            return;
-        }
         if let Some(rack) = e.rack {
             decrement(&mut self.racks, rack);
         }
