@@ -302,15 +302,16 @@ fn real_agents_form_one_mesh_and_survive_faults() {
     attack(&nodes);
 
     // Garbage on node 1's gossip port is dropped and counted; node 1 works on.
+    let short = "maxwell_gossip_refused_total{reason=\"short\"}";
+    let unsealed = "maxwell_gossip_refused_total{reason=\"not-sealed\"}";
+    let counted = || metric(nodes[1].http, short).max(0.0) + metric(nodes[1].http, unsealed).max(0.0);
+    // Read before sending: the node may count all three before we look.
+    let floor = counted();
     let raw = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     for payload in [&b"garbage"[..], &[0xff; 300][..], &b"\x00\x01\x02"[..]] {
         raw.send_to(payload, nodes[1].gossip).expect("send garbage");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    let short = "maxwell_gossip_refused_total{reason=\"short\"}";
-    let unsealed = "maxwell_gossip_refused_total{reason=\"not-sealed\"}";
-    let counted = || metric(nodes[1].http, short) + metric(nodes[1].http, unsealed);
-    let floor = counted();
     while counted() < floor + 3.0 {
         assert!(Instant::now() < deadline, "garbage was not counted");
         std::thread::sleep(Duration::from_millis(50));
