@@ -304,7 +304,8 @@ fn real_agents_form_one_mesh_and_survive_faults() {
     // Garbage on node 1's gossip port is dropped and counted; node 1 works on.
     let short = "maxwell_gossip_refused_total{reason=\"short\"}";
     let unsealed = "maxwell_gossip_refused_total{reason=\"not-sealed\"}";
-    let counted = || metric(nodes[1].http, short).max(0.0) + metric(nodes[1].http, unsealed).max(0.0);
+    let counted =
+        || metric(nodes[1].http, short).max(0.0) + metric(nodes[1].http, unsealed).max(0.0);
     // Read before sending: the node may count all three before we look.
     let floor = counted();
     let raw = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
