@@ -98,9 +98,30 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     let http_addr = listener
         .local_addr()
         .context("reading the API's bound address")?;
+    let mut bazaar = match guests.backend_name() {
+        Some(_) => Some(crate::market::Bazaar::open(
+            &config.market,
+            data_dir.path(),
+            identity.id(),
+            identity.signing_key().clone(),
+            guests.share().cores,
+            clock.now(),
+        )?),
+        None => None,
+    };
+    if let Some(b) = &bazaar {
+        state.set_market(b.view());
+    }
     let mut desk = Desk::default();
-    desk.start_specs(&mut core, || clock.now(), &guests, &mut inbox, specs)
-        .await?;
+    desk.start_specs(
+        &mut core,
+        || clock.now(),
+        &guests,
+        &mut inbox,
+        specs,
+        bazaar.as_mut(),
+    )
+    .await?;
     state.set_admitted(core.guest_load());
     let mesh_clock: Clock = Arc::new(unix_ms);
     let (mesh, gossip_addr) = start_agent_mesh(
@@ -168,9 +189,17 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         let wake = core.poll_timeout().map_or(Duration::MAX, |at| {
             Duration::from_millis(at.saturating_sub(edge.clock.now()))
         });
+        let market_wake = bazaar.as_ref().map_or(Duration::MAX, |b| {
+            Duration::from_millis(b.poll_timeout().saturating_sub(edge.clock.now()))
+        });
         tokio::select! {
             _ = tokio::time::sleep(wake) => core.handle_timeout(edge.clock.now()),
-            Some(msg) = inbox.recv() => edge.desk.handle(&mut core, edge.clock.now(), msg),
+            _ = tokio::time::sleep(market_wake) => {
+                if let Some(b) = bazaar.as_mut() {
+                    edge.market_tick(&core, b);
+                }
+            }
+            Some(msg) = inbox.recv() => edge.guest_msg(&mut core, bazaar.as_mut(), msg).await,
             // New records or members: re-price on arrival, not at the next tick.
             () = mesh.changed() => edge.observe(&mut core),
             Some(snap) = reader.next() => {
@@ -418,6 +447,55 @@ struct Edge<'a> {
 }
 
 impl Edge<'_> {
+    /// One guest message: market calls and kills reach the market, the
+    /// rest the desk; a started guest with terms joins the market.
+    async fn guest_msg(
+        &mut self,
+        core: &mut NodeCore,
+        bazaar: Option<&mut crate::market::Bazaar>,
+        msg: guests::GuestMsg,
+    ) {
+        let now = self.clock.now();
+        let Some(b) = bazaar else {
+            if let guests::GuestMsg::Market(call) = msg {
+                crate::market::refuse(call, self.guests);
+                return;
+            }
+            if let Some(j) = self.desk.handle(core, now, msg) {
+                j.settle(None, self.guests, now).await;
+            }
+            return;
+        };
+        match msg {
+            guests::GuestMsg::Market(call) => b.call(call, now),
+            guests::GuestMsg::Killed(id) => {
+                b.gone(id.0, now);
+                self.desk.handle(core, now, guests::GuestMsg::Killed(id));
+            }
+            msg => {
+                if let Some(j) = self.desk.handle(core, now, msg) {
+                    j.settle(Some(&mut *b), self.guests, now).await;
+                }
+            }
+        }
+        self.state.set_market(b.view());
+    }
+
+    /// A market tick: meter the guests, tick, carry out what it decided.
+    fn market_tick(&mut self, core: &NodeCore, b: &mut crate::market::Bazaar) {
+        let now = self.clock.now();
+        let Some(price) = core.quote().map(|q| q.price_milli) else {
+            return;
+        };
+        let reading = self.state.snapshot().reading();
+        let (usage, unmetered) = self.guests.meter(&b.metered());
+        b.tick(now, price, Some(&reading), &usage, unmetered);
+        while let Some(action) = b.poll_action() {
+            self.guests.market_act(action);
+        }
+        self.state.set_market(b.view());
+    }
+
     /// Hands the core what the mesh holds now, and shows it.
     fn observe(&mut self, core: &mut NodeCore) {
         let events = self.mesh.refresh();

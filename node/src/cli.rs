@@ -32,6 +32,8 @@ pub enum Command {
     Guests(GuestsArgs),
     /// Run a benchmark and print one table (runs `maxwell-tools bench`).
     Bench(Forward),
+    /// Check energy receipts offline against a node's public key.
+    Receipts(ReceiptsArgs),
     /// Print a new cluster key: save it as `cluster.key` (mode 600) in the data dir of every host of one cluster.
     Keygen,
 }
@@ -222,5 +224,44 @@ pub enum GuestAction {
         id: String,
         /// Fraction of one core per vCPU, e.g. 0.3.
         fraction: f64,
+    },
+    /// Top up a guest's wallet (milli-credits); recorded in the ledger.
+    Fund {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+        /// Milli-credits to add.
+        amount: u64,
+    },
+    /// Change a guest's bid (milli-credits per CPU-second).
+    Bid {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+        /// Milli-credits per CPU-second.
+        bid: u64,
+    },
+    /// Print a guest's signed receipts as JSON (check them with `maxwell receipts verify`).
+    Receipts {
+        /// Guest id, e.g. `g3` or `3`.
+        id: String,
+    },
+}
+
+/// `maxwell receipts`.
+#[derive(Debug, Args)]
+pub struct ReceiptsArgs {
+    #[command(subcommand)]
+    pub action: ReceiptsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsAction {
+    /// Verify a receipt or a chain (a JSON receipt or array, as `maxwell guests receipts` prints).
+    Verify {
+        /// The receipts file.
+        file: PathBuf,
+        /// The node's ed25519 public key: 64 hex digits, or a file holding them
+        /// (`maxwell status --json` shows it as `public_key`).
+        #[arg(long)]
+        key: String,
     },
 }

@@ -50,6 +50,9 @@ pub struct RawConfig {
     pub gossip: RawGossip,
     #[serde(default)]
     pub guests: RawGuests,
+    /// The guest market (`docs/market.md`); every field has a default.
+    #[serde(default)]
+    pub market: crate::market::config::RawMarket,
     /// The price law (`docs/pricing.md`); every field has a default.
     #[serde(default)]
     pub pricing: maxwell_pricing::PriceConfig,
@@ -82,6 +85,8 @@ pub struct Config {
     pub gossip: GossipConfig,
     /// Guests (the vmm adapter).
     pub guests: GuestsConfig,
+    /// The guest market and its ledger.
+    pub market: crate::market::config::MarketSettings,
     /// The price law, validated.
     pub pricing: maxwell_pricing::PriceParams,
 }
@@ -215,6 +220,7 @@ impl RawConfig {
             emulated: self.emulated.validate()?,
             gossip: self.gossip.validate()?,
             guests: self.guests.validate()?,
+            market: self.market.validate()?,
             pricing: self
                 .pricing
                 .validate()

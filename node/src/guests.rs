@@ -57,6 +57,23 @@ pub enum GuestMsg {
     /// The backend's live guests, listed on the `guest-start` thread (so
     /// after the outcome of every start begun before).
     Surveyed(Vec<(u64, maxwell_core::GuestLoad)>),
+    /// A call on the market (a top-up, a bid).
+    Market(MarketCall),
+}
+
+/// A market call from the API, answered once its entry is on disk.
+#[derive(Debug)]
+pub enum MarketCall {
+    Fund {
+        vm: u64,
+        amount_milli: u64,
+        reply: oneshot::Sender<Result<crate::market::AccountRow, ApiError>>,
+    },
+    Bid {
+        vm: u64,
+        bid_milli: u64,
+        reply: oneshot::Sender<Result<crate::market::AccountRow, ApiError>>,
+    },
 }
 
 /// The agent loop's end of the [`GuestMsg`] channel.
@@ -326,6 +343,73 @@ impl Guests {
             .await
             .map_err(|e| ApiError::internal(format!("guest call failed: {e}")))?
             .map_err(ApiError::from)
+    }
+
+    /// Each metered guest's CPU time since its start, ms, and the
+    /// milli-cores the guests outside the market may take.
+    pub fn meter(&self, metered: &[(u64, u64)]) -> (std::collections::BTreeMap<u64, u64>, u64) {
+        let Some(backend) = &self.backend else {
+            return Default::default();
+        };
+        let usage = metered
+            .iter()
+            .filter_map(|&(account, vm)| {
+                let t = backend.cpu_time(GuestId(vm)).ok()?;
+                Some((account, u64::try_from(t.as_millis()).unwrap_or(u64::MAX)))
+            })
+            .collect();
+        let unmetered = backend
+            .list()
+            .iter()
+            .filter(|g| {
+                g.state != maxwell_vmm::GuestState::Killed && !metered.iter().any(|m| m.1 == g.id.0)
+            })
+            .map(|g| (f64::from(g.vcpus) * g.cap.fraction() * 1000.0) as u64)
+            .sum();
+        (usage, unmetered)
+    }
+
+    /// Sends a market call to the agent loop and waits for its answer.
+    pub async fn market_call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> MarketCall,
+    ) -> Result<T, ApiError> {
+        self.backend()?;
+        let (reply, answer) = oneshot::channel();
+        self.loop_tx
+            .send(GuestMsg::Market(make(reply)))
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Carries out one of the market's actions off the runtime; a kill is
+    /// reported to the agent loop like any other.
+    pub fn market_act(&self, action: maxwell_market::Action) {
+        let Some(backend) = self.backend.clone() else {
+            return;
+        };
+        let tx = self.loop_tx.clone();
+        // On the guest-start thread: one guest's pause and resume must not
+        // overtake each other, and a kill waits behind any start.
+        self.on_starter(Box::new(move || {
+            let id = GuestId(action.vm);
+            let r = match action.act {
+                maxwell_market::Act::Cap { per_vcpu_milli } => {
+                    // The adapter's cgroup quota has a floor of 1 %.
+                    let f = (f64::from(per_vcpu_milli) / 1000.0).clamp(0.01, 1.0);
+                    maxwell_vmm::CpuCap::new(f).and_then(|c| backend.set_cap(id, c))
+                }
+                maxwell_market::Act::Pause => backend.pause(id),
+                maxwell_market::Act::Resume => backend.resume(id),
+                maxwell_market::Act::Kill(_) => backend.kill(id).map(|_| {
+                    let _ = tx.send(GuestMsg::Killed(id));
+                }),
+            };
+            if let Err(e) = r {
+                // A guest that is already gone is reported by the survey.
+                tracing::warn!(guest = %id, action = ?action.act, error = %e, "market: cannot carry out an action on a guest");
+            }
+        }));
     }
 
     /// Kills guest `id` and tells the node its share is free (from the

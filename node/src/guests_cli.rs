@@ -5,6 +5,7 @@ use crate::cli::{GuestAction, GuestsArgs};
 use crate::client::ClientError;
 use crate::guests::{parse_id, read_spec_file};
 use crate::http::guests::{GuestList, GuestRow};
+use crate::market::AccountRow;
 use crate::render::Table;
 use anyhow::anyhow;
 use std::fmt::Write as _;
@@ -26,6 +27,18 @@ pub fn cli(args: GuestsArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print!("{}", render(&list.guests));
+                if let Some(m) = &list.market {
+                    println!(
+                        "\nmarket: price {:.3} credits/CPU-s, {:.2} cores on sale, revenue {:.3}, pauses {}, kills {}{}",
+                        m.price_milli as f64 / 1000.0,
+                        m.capacity_mcores as f64 / 1000.0,
+                        m.totals.revenue_micro as f64 / 1e6,
+                        m.totals.pauses,
+                        m.totals.kills.values().sum::<u64>(),
+                        m.halted.as_ref().map_or(String::new(), |h| format!(" — HALTED: {h}")),
+                    );
+                    print!("{}", render_market(&list.guests, &m.closed));
+                }
             }
             return Ok(());
         }
@@ -40,6 +53,22 @@ pub fn cli(args: GuestsArgs) -> anyhow::Result<()> {
         Some(GuestAction::Cap { id, fraction }) => {
             let body = serde_json::json!({ "cap": fraction }).to_string();
             api.put(&action_path(&id, "cap")?, &body, long)
+        }
+        Some(GuestAction::Fund { id, amount }) => {
+            let body = serde_json::json!({ "amount_milli": amount }).to_string();
+            let answer = api.post(&action_path(&id, "fund")?, &body, long).map_err(|e| refused(addr, e))?;
+            return account(addr, &answer, args.json);
+        }
+        Some(GuestAction::Bid { id, bid }) => {
+            let body = serde_json::json!({ "bid_milli": bid }).to_string();
+            let answer = api.put(&action_path(&id, "bid")?, &body, long).map_err(|e| refused(addr, e))?;
+            return account(addr, &answer, args.json);
+        }
+        Some(GuestAction::Receipts { id }) => {
+            let answer = api.get(&action_path(&id, "receipts")?, long).map_err(|e| refused(addr, e))?;
+            let list: Vec<maxwell_market::Receipt> = decode(addr, &answer)?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(());
         }
     }
     .map_err(|e| refused(addr, e))?;
@@ -83,6 +112,93 @@ fn percent(fraction: f64) -> String {
     } else {
         format!("{p:.1}%")
     }
+}
+
+fn account(addr: SocketAddr, body: &str, json: bool) -> anyhow::Result<()> {
+    let row: AccountRow = decode(addr, body)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    } else {
+        print!("{}", render_market(&[], &[row]));
+    }
+    Ok(())
+}
+
+/// `maxwell receipts verify FILE --key KEY`.
+pub fn receipts(args: crate::cli::ReceiptsArgs) -> anyhow::Result<()> {
+    let crate::cli::ReceiptsAction::Verify { file, key } = args.action;
+    let text = std::fs::read_to_string(&file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let receipts: Vec<maxwell_market::Receipt> = match serde_json::from_str(&text) {
+        Ok(list) => list,
+        Err(_) => vec![serde_json::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}: neither a receipt nor a list of receipts: {e}",
+                file.display()
+            )
+        })?],
+    };
+    let hex = if std::path::Path::new(&key).is_file() {
+        std::fs::read_to_string(&key).map_err(|e| anyhow!("{key}: {e}"))?
+    } else {
+        key.clone()
+    };
+    let bytes = maxwell_types::hex::decode::<32>(hex.trim()).ok_or_else(|| {
+        anyhow!("--key: expected 64 hex digits (an ed25519 public key), or a file holding them")
+    })?;
+    let pk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| anyhow!("--key: not an ed25519 public key: {e}"))?;
+    let s = maxwell_market::verify_chain(&receipts, &pk)
+        .map_err(|e| anyhow!("{}: FAILED: {e}", file.display()))?;
+    println!(
+        "{}: OK: {} receipt(s), seq {}..={}{}; {:.3} CPU-s, {:.3} J, {:.3} credits charged",
+        file.display(),
+        s.receipts,
+        s.first_seq,
+        s.last_seq,
+        if s.complete {
+            " (from the guest's first)"
+        } else {
+            " (a tail: earlier receipts not included)"
+        },
+        s.cpu_ms as f64 / 1000.0,
+        s.joules_micro as f64 / 1e6,
+        s.charged_micro as f64 / 1e6,
+    );
+    Ok(())
+}
+
+/// The market's rows: each guest's class, bid, share, cap, state, CPU,
+/// joules, wallet and rent.
+pub fn render_market(live: &[GuestRow], closed: &[AccountRow]) -> String {
+    let mut t = Table::new(&[
+        "ID", "NAME", "CLASS", "BID", "SHARE", "CAP", "STATE", "CPU", "JOULES", "WALLET", "RENT/S",
+    ]);
+    let rows = live.iter().filter_map(|g| g.market.as_ref()).chain(closed);
+    let credits = |milli: u64| format!("{:.3}", milli as f64 / 1000.0);
+    for a in rows {
+        t.row(vec![
+            format!("g{}", a.guest),
+            a.name.clone(),
+            a.class.clone(),
+            credits(a.bid_milli),
+            format!("{:.2} cores", a.share_mcores as f64 / 1000.0),
+            percent(a.cap),
+            a.state.clone(),
+            format!("{:.2} s", a.cpu_ms as f64 / 1000.0),
+            format!("{:.1}", a.joules),
+            if a.arrears_milli > 0 {
+                format!(
+                    "{} (owes {})",
+                    credits(a.wallet_milli),
+                    credits(a.arrears_milli)
+                )
+            } else {
+                credits(a.wallet_milli)
+            },
+            credits(a.rent_milli_per_s),
+        ]);
+    }
+    t.render()
 }
 
 /// The guests as a table, then why any of them exited.

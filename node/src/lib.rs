@@ -37,6 +37,7 @@ pub mod guests_cli;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod market;
 pub mod mesh;
 pub mod render;
 pub mod sensors;

@@ -55,7 +55,9 @@ pub use error::{Result, VmmError};
 pub use kvm::{kvm_available, KvmBackend};
 pub use process::ProcessBackend;
 
-pub use spec::{CpuCap, GuestKind, GuestSpec, MemoryMib, PayloadLoop, RawGuestSpec};
+pub use spec::{
+    CpuCap, GuestClass, GuestKind, GuestSpec, MarketTerms, MemoryMib, PayloadLoop, RawGuestSpec,
+};
 
 /// The KVM backend where `/dev/kvm` works, else the process backend.
 /// Returns the backend and, when it fell back, why KVM was not used.

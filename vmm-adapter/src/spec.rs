@@ -11,6 +11,10 @@
 //! stop_after = 0         # workload: stop after this many blocks (0 = never)
 //! # kernel = "vmlinux-6.1"        # linux: vmlinux (ELF) or bzImage, inside the kernel dir
 //! # cmdline = "console=ttyS0"     # linux
+//! bid_milli = 2000       # market: milli-credits per CPU-second (absent: not in the market)
+//! wallet_milli = 600000  # market: starting credit
+//! class = "pausable"     # market: "critical" | "pausable" | "evictable"
+//! max_cpu = 0.5          # market: the most per vCPU, (0, 1]
 //! ```
 
 use std::fmt;
@@ -184,6 +188,31 @@ pub struct GuestSpec {
     pub memory: MemoryMib,
     /// CPU cap per vCPU.
     pub cap: CpuCap,
+    /// Its terms in the host's market, if it joins it (the adapter only
+    /// carries them: the market is the agent's).
+    pub terms: Option<MarketTerms>,
+}
+
+/// How price may treat a guest (the market's `class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestClass {
+    Critical,
+    Pausable,
+    Evictable,
+}
+
+/// A guest's terms in the market, checked for form; the market checks
+/// them again against its own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MarketTerms {
+    /// Milli-credits per CPU-second, ≥ 1.
+    pub bid_milli: u64,
+    /// The starting credit, milli-credits.
+    pub wallet_milli: u64,
+    pub class: GuestClass,
+    /// The most it may use, a fraction of one core per vCPU.
+    pub max_cpu: Option<CpuCap>,
 }
 
 /// The spec as written; every field is checked by [`RawGuestSpec::validate`].
@@ -214,6 +243,19 @@ pub struct RawGuestSpec {
     /// Linux: command line.
     #[serde(default)]
     pub cmdline: Option<String>,
+    /// Market: the bid, milli-credits per CPU-second. A guest with no bid
+    /// is not in the market (it runs at `cap` and pays nothing).
+    #[serde(default)]
+    pub bid_milli: Option<u64>,
+    /// Market: the starting credit, milli-credits (default 0).
+    #[serde(default)]
+    pub wallet_milli: Option<u64>,
+    /// Market: "critical", "pausable" (default) or "evictable".
+    #[serde(default)]
+    pub class: Option<GuestClass>,
+    /// Market: the most it may use, a fraction of one core per vCPU.
+    #[serde(default)]
+    pub max_cpu: Option<f64>,
 }
 
 impl RawGuestSpec {
@@ -247,7 +289,41 @@ impl RawGuestSpec {
             vcpus: check_vcpus(self.vcpus)?,
             memory: MemoryMib::new(self.memory_mib)?,
             cap: CpuCap::new(self.cap.unwrap_or(1.0))?,
+            terms: self.terms()?,
         })
+    }
+
+    fn terms(&self) -> Result<Option<MarketTerms>> {
+        let Some(bid_milli) = self.bid_milli else {
+            if self.wallet_milli.is_some() || self.class.is_some() || self.max_cpu.is_some() {
+                return Err(VmmError::invalid(
+                    "bid_milli",
+                    "wallet_milli, class and max_cpu are market terms: a guest in the market needs a bid_milli",
+                ));
+            }
+            return Ok(None);
+        };
+        if bid_milli == 0 {
+            return Err(VmmError::invalid(
+                "bid_milli",
+                "a bid is at least 1 milli-credit per CPU-second",
+            ));
+        }
+        let max_cpu = match self.max_cpu {
+            Some(f) => Some(CpuCap::new(f).map_err(|_| {
+                VmmError::invalid(
+                    "max_cpu",
+                    format!("{f} is not a fraction of one core in (0, 1]"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Some(MarketTerms {
+            bid_milli,
+            wallet_milli: self.wallet_milli.unwrap_or(0),
+            class: self.class.unwrap_or(GuestClass::Pausable),
+            max_cpu,
+        }))
     }
 
     fn workload(&self) -> Result<Workload> {

@@ -3,9 +3,10 @@
 //! requester once its guest started, failed to start or was refused.
 
 use super::{load_of, ApiError, GuestMsg, Guests, Inbox, Reply};
+use crate::market::Bazaar;
 use axum::http::StatusCode;
 use maxwell_core::{GuestAction, NodeCore, Output, Refusal, Ticket};
-use maxwell_vmm::{GuestInfo, GuestSpec};
+use maxwell_vmm::{GuestId, GuestInfo, GuestSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -14,14 +15,49 @@ use std::path::PathBuf;
 pub struct Desk {
     /// Asked of the core, not yet admitted or refused.
     asked: BTreeMap<Ticket, (GuestSpec, Reply)>,
-    /// Admitted and starting.
-    starting: BTreeMap<Ticket, Reply>,
+    /// Admitted and starting (with the spec, for its market terms).
+    starting: BTreeMap<Ticket, (Reply, GuestSpec)>,
+}
+
+/// A guest that started with market terms: it joins the market before its
+/// requester hears (the deposit is in the ledger first).
+#[derive(Debug)]
+pub struct Joining {
+    pub vm: GuestId,
+    pub spec: GuestSpec,
+    pub reply: Reply,
+    pub info: GuestInfo,
+}
+
+impl Joining {
+    /// Joins `bazaar` (if any), then answers: on a refusal the guest is
+    /// killed and the requester told why.
+    pub async fn settle(self, bazaar: Option<&mut Bazaar>, guests: &Guests, now_ms: u64) {
+        let joined = match bazaar {
+            Some(b) => b.join(self.vm.0, &self.spec, now_ms),
+            None => Ok(()),
+        };
+        match joined {
+            Ok(()) => {
+                let _ = self.reply.send(Ok(self.info));
+            }
+            Err(e) => {
+                let id = format!("{}", self.vm.0);
+                let _ = guests.kill(&id).await;
+                let _ = self.reply.send(Err(ApiError {
+                    state_changed: false,
+                    ..e
+                }));
+            }
+        }
+    }
 }
 
 impl Desk {
     /// Feeds one message to the core. The core's answer is among its
-    /// outputs: carry them out with [`Self::act`].
-    pub fn handle(&mut self, core: &mut NodeCore, now_ms: u64, msg: GuestMsg) {
+    /// outputs: carry them out with [`Self::act`]. A started guest with
+    /// market terms is handed back to join the market before it is answered.
+    pub fn handle(&mut self, core: &mut NodeCore, now_ms: u64, msg: GuestMsg) -> Option<Joining> {
         match msg {
             GuestMsg::Start { spec, reply } => {
                 let ticket = core.request_guest(now_ms, load_of(&spec));
@@ -33,14 +69,28 @@ impl Desk {
                 result,
             } => {
                 core.handle_guest_started(now_ms, ticket, guest.map(|g| g.0));
-                if let Some(reply) = self.starting.remove(&ticket) {
+                let (reply, spec) = self.starting.remove(&ticket)?;
+                match (guest, result) {
+                    (Some(vm), Ok(info)) if spec.terms.is_some() => {
+                        return Some(Joining {
+                            vm,
+                            spec,
+                            reply,
+                            info,
+                        })
+                    }
                     // The requester may have gone; the guest runs regardless.
-                    let _ = reply.send(result);
+                    (_, result) => {
+                        let _ = reply.send(result);
+                    }
                 }
             }
             GuestMsg::Killed(id) => core.handle_guest_gone(now_ms, id.0),
             GuestMsg::Surveyed(live) => core.handle_guests(now_ms, &live),
+            // The market's own requests are the agent's, never the desk's.
+            GuestMsg::Market(_) => {}
         }
+        None
     }
 
     /// Carries out one of the core's guest actions.
@@ -48,7 +98,7 @@ impl Desk {
         match action {
             GuestAction::Start(ticket) => {
                 if let Some((spec, reply)) = self.asked.remove(&ticket) {
-                    self.starting.insert(ticket, reply);
+                    self.starting.insert(ticket, (reply, spec.clone()));
                     guests.dispatch_start(ticket, spec);
                 }
             }
@@ -73,6 +123,7 @@ impl Desk {
         guests: &Guests,
         inbox: &mut Inbox,
         specs: Vec<(PathBuf, GuestSpec)>,
+        mut bazaar: Option<&mut Bazaar>,
     ) -> anyhow::Result<()> {
         if specs.is_empty() {
             return Ok(());
@@ -82,7 +133,10 @@ impl Desk {
             return Ok(());
         }
         for (path, spec) in specs {
-            match self.start_one(core, &now, guests, inbox, spec).await {
+            match self
+                .start_one(core, &now, guests, inbox, spec, bazaar.as_deref_mut())
+                .await
+            {
                 Ok(g) => tracing::info!(
                     guest = %g.id,
                     name = %g.name,
@@ -106,11 +160,14 @@ impl Desk {
         guests: &Guests,
         inbox: &mut Inbox,
         spec: GuestSpec,
+        mut bazaar: Option<&mut Bazaar>,
     ) -> Result<GuestInfo, ApiError> {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let mut msg = GuestMsg::Start { spec, reply };
         loop {
-            self.handle(core, now(), msg);
+            if let Some(joining) = self.handle(core, now(), msg) {
+                joining.settle(bazaar.as_deref_mut(), guests, now()).await;
+            }
             while let Some(output) = core.poll_output() {
                 match output {
                     Output::Guest(action) => self.act(guests, action).await,

@@ -8,6 +8,7 @@
 
 use crate::guests::ApiError;
 use crate::http::state::AppState;
+use crate::market::AccountRow;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::{get, post, put};
@@ -41,6 +42,9 @@ pub struct GuestRow {
     pub first_exit_us: Option<u64>,
     /// Why the guest exited, if it did.
     pub exit_reason: Option<String>,
+    /// Its account in the market, if it is in it.
+    #[serde(default)]
+    pub market: Option<AccountRow>,
 }
 
 /// `GET /v1/guests`.
@@ -48,6 +52,20 @@ pub struct GuestRow {
 pub struct GuestList {
     pub backend: BackendName,
     pub guests: Vec<GuestRow>,
+    /// The market: price, capacity, totals, and the guests it killed
+    /// lately (closed accounts, newest last).
+    #[serde(default)]
+    pub market: Option<MarketSummary>,
+}
+
+/// The market part of `GET /v1/guests`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarketSummary {
+    pub price_milli: u64,
+    pub capacity_mcores: u64,
+    pub totals: maxwell_market::Totals,
+    pub halted: Option<String>,
+    pub closed: Vec<AccountRow>,
 }
 
 impl From<&GuestInfo> for GuestRow {
@@ -66,6 +84,7 @@ impl From<&GuestInfo> for GuestRow {
             progress: g.progress,
             first_exit_us: g.first_exit_us,
             exit_reason: g.exit_reason.clone(),
+            market: None,
         }
     }
 }
@@ -79,6 +98,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/guests/{id}/resume", post(resume))
         .route("/v1/guests/{id}/kill", post(kill))
         .route("/v1/guests/{id}/cap", put(cap))
+        .merge(crate::http::market::routes())
 }
 
 type Answer = Result<Json<GuestRow>, ApiError>;
@@ -89,9 +109,39 @@ async fn list(State(state): State<Arc<AppState>>) -> Result<Json<GuestList>, Api
     let infos = tokio::task::spawn_blocking(move || backend.list())
         .await
         .map_err(|e| ApiError::internal(format!("guest list failed: {e}")))?;
+    let view = state.market();
+    let account = |vm: u64| {
+        view.as_ref()
+            .and_then(|v| {
+                v.accounts
+                    .iter()
+                    .filter(|a| a.guest == vm && !a.state.starts_with("killed"))
+                    .max_by_key(|a| a.account)
+            })
+            .cloned()
+    };
+    let guests = infos
+        .iter()
+        .map(|g| GuestRow {
+            market: account(g.id.0),
+            ..GuestRow::from(g)
+        })
+        .collect();
+    let market = view.map(|v| MarketSummary {
+        price_milli: v.price_milli,
+        capacity_mcores: v.capacity_mcores,
+        totals: v.totals,
+        halted: v.halted,
+        closed: v
+            .accounts
+            .into_iter()
+            .filter(|a| a.state.starts_with("killed"))
+            .collect(),
+    });
     Ok(Json(GuestList {
         backend: name,
-        guests: infos.iter().map(GuestRow::from).collect(),
+        guests,
+        market,
     }))
 }
 

@@ -53,6 +53,9 @@ pub fn render(state: &AppState) -> String {
     gossip_metrics(&mut reg, state);
     price_metrics(&mut reg, state);
     guest_metrics(&mut reg, state);
+    if let Some(view) = state.market() {
+        crate::http::market::metrics(&mut reg, &view);
+    }
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
         return "# encoding failed\n".into();
@@ -60,25 +63,25 @@ pub fn render(state: &AppState) -> String {
     out
 }
 
-fn family(reg: &mut Registry, name: &str, help: &str) -> FloatFamily {
+pub(crate) fn family(reg: &mut Registry, name: &str, help: &str) -> FloatFamily {
     let f = FloatFamily::default();
     reg.register(name, help, f.clone());
     f
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
         .collect()
 }
 
-fn set(f: &FloatFamily, l: Labels, v: f64) {
+pub(crate) fn set(f: &FloatFamily, l: Labels, v: f64) {
     f.get_or_create(&l).set(v);
 }
 
 /// An unlabelled gauge; an unknown value is left out rather than faked.
-fn gauge(name: &str, help: &str, v: Option<f64>, reg: &mut Registry) {
+pub(crate) fn gauge(name: &str, help: &str, v: Option<f64>, reg: &mut Registry) {
     if let Some(v) = v {
         let gauge = Gauge::<f64, AtomicU64>::default();
         gauge.set(v);
@@ -339,7 +342,12 @@ fn guest_metrics(reg: &mut Registry, state: &AppState) {
     }
 }
 
-fn counter_family(reg: &mut Registry, name: &str, help: &str, values: &[(&str, &str, u64)]) {
+pub(crate) fn counter_family(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    values: &[(&str, &str, u64)],
+) {
     let f = Family::<Labels, Counter>::default();
     for (key, value, n) in values {
         f.get_or_create(&labels(&[(key, value)])).inc_by(*n);

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod guests;
+pub mod market;
 pub mod metrics;
 pub mod serve;
 pub mod state;

@@ -87,6 +87,8 @@ pub struct AppState {
     /// change asked for through the API, applied at the next sensor period.
     emulated: RwLock<Option<crate::sensors::config::EmulatedParams>>,
     emulated_change: Mutex<Option<crate::sensors::config::EmulatedParams>>,
+    /// The market as of its last tick or call (None: no market here).
+    market: RwLock<Option<crate::market::MarketView>>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             admitted: RwLock::default(),
             emulated: RwLock::new(None),
             emulated_change: Mutex::new(None),
+            market: RwLock::new(None),
             guests,
         };
         state.note_problems(&first.problems);
@@ -155,6 +158,15 @@ impl AppState {
     /// Verification counters at the latest refresh.
     pub fn verify_counters(&self) -> RejectCounters {
         *read(&self.verify_counters)
+    }
+
+    /// The market's latest view.
+    pub fn market(&self) -> Option<crate::market::MarketView> {
+        read(&self.market).clone()
+    }
+
+    pub fn set_market(&self, view: crate::market::MarketView) {
+        *write(&self.market) = Some(view);
     }
 
     /// The latest price quote, with the terms that made it.

@@ -1,0 +1,405 @@
+//! The durable ledger: an append-only log of [`Entry`]s in the data dir.
+//!
+//! Format: segment files `ledger/<seq>.log`, each an 8-byte magic and then
+//! frames of `[len: u32 LE][crc32: u32 LE][postcard(Entry)]`. Every segment
+//! after the first starts with a [`Entry::Snapshot`], so a restart replays
+//! only the newest segment; older ones are kept (up to `keep_segments`) for
+//! receipts and audit, then deleted.
+//!
+//! Contracts:
+//! - [`Ledger::append`] writes a whole frame or, on any error (a full disk
+//!   among them), cuts the file back to where it was and returns the error:
+//!   a failed append leaves no partial frame behind;
+//! - [`Ledger::sync`] is `fdatasync`: an entry is acknowledged only after
+//!   it (the driver syncs before answering any call that moved money, and
+//!   once per tick);
+//! - opening scans the newest segment: a torn or corrupt tail (a crash in
+//!   mid-write) is cut at the last whole frame and reported once; damage in
+//!   an older, closed segment is an error, never silently dropped;
+//! - a new segment is written under a temporary name, synced and renamed,
+//!   so a crash while rotating leaves the old segment in force.
+//!
+//! Why our own log and not an embedded store: a money log needs only
+//! append, sync and replay, and a few hundred lines are easier to audit
+//! (and to crash-test) than a B-tree's recovery.
+
+use crate::entry::{AccountId, Entry};
+use crate::receipt::Receipt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const MAGIC: &[u8; 8] = b"MXLEDG1\n";
+/// The largest frame accepted (a snapshot of many guests is the biggest).
+pub const MAX_FRAME: u32 = 256 << 20;
+
+/// Ledger settings (`[market]` in the agent's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// A segment past this size is closed at the next rotation point.
+    pub segment_bytes: u64,
+    /// Closed segments kept beside the open one.
+    pub keep_segments: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 16 << 20,
+            keep_segments: 4,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error(
+        "the ledger's disk is full ({path}): money-moving calls are refused until space is freed"
+    )]
+    Full { path: PathBuf },
+    #[error("ledger {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("ledger {path} is damaged at byte {offset}: {why} (not cut: restore it from a backup, or move the ledger aside to start with empty wallets)")]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
+    #[error("ledger entry does not encode: {0}")]
+    Encode(String),
+}
+
+/// A torn tail that was cut on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Torn {
+    pub path: PathBuf,
+    pub at: u64,
+    pub cut_bytes: u64,
+    pub why: String,
+}
+
+/// The open ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    dir: PathBuf,
+    config: LedgerConfig,
+    seq: u64,
+    file: File,
+    len: u64,
+}
+
+fn io_err(path: &Path, source: io::Error) -> LedgerError {
+    if source.raw_os_error() == Some(libc::ENOSPC) || source.raw_os_error() == Some(libc::EDQUOT) {
+        LedgerError::Full {
+            path: path.to_owned(),
+        }
+    } else {
+        LedgerError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// What opening found.
+#[derive(Debug)]
+pub struct Opened {
+    pub ledger: Ledger,
+    /// The entries to replay, in order (the newest segment's).
+    pub entries: Vec<Entry>,
+    pub torn: Option<Torn>,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger under `dir`.
+    pub fn open(dir: &Path, config: LedgerConfig) -> Result<Opened, LedgerError> {
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        // A temporary segment is a rotation that did not finish.
+        for (_, p) in list(dir, "tmp")? {
+            let _ = fs::remove_file(p);
+        }
+        let segments = list(dir, "log")?;
+        let Some((seq, path)) = segments.last().cloned() else {
+            let ledger = Self::create(dir, config, 1, None)?;
+            return Ok(Opened {
+                ledger,
+                entries: Vec::new(),
+                torn: None,
+            });
+        };
+        let (entries, good, total, why) = scan(&path)?;
+        if seq > 1 && !matches!(entries.first(), Some(Entry::Snapshot(_))) {
+            // A later segment is born with its snapshot (synced, then
+            // renamed): without one, replaying it would lose every wallet.
+            return Err(LedgerError::Damaged {
+                path,
+                offset: MAGIC.len() as u64,
+                why: why.unwrap_or_else(|| "it does not start with a snapshot".into()),
+            });
+        }
+        let mut torn = None;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        if good < total || good < MAGIC.len() as u64 {
+            if good < MAGIC.len() as u64 {
+                file.set_len(0).map_err(|e| io_err(&path, e))?;
+                file.write_all(MAGIC).map_err(|e| io_err(&path, e))?;
+            } else {
+                file.set_len(good).map_err(|e| io_err(&path, e))?;
+            }
+            file.sync_data().map_err(|e| io_err(&path, e))?;
+            torn = Some(Torn {
+                path: path.clone(),
+                at: good,
+                cut_bytes: total - good,
+                why: why.unwrap_or_default(),
+            });
+        }
+        let len = good.max(MAGIC.len() as u64);
+        file.seek(SeekFrom::Start(len))
+            .map_err(|e| io_err(&path, e))?;
+        Ok(Opened {
+            ledger: Ledger {
+                dir: dir.to_owned(),
+                config,
+                seq,
+                file,
+                len,
+            },
+            entries,
+            torn,
+        })
+    }
+
+    fn create(
+        dir: &Path,
+        config: LedgerConfig,
+        seq: u64,
+        first: Option<&Entry>,
+    ) -> Result<Self, LedgerError> {
+        let tmp = dir.join(format!("{seq:08}.tmp"));
+        let path = dir.join(format!("{seq:08}.log"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
+        let mut bytes = MAGIC.to_vec();
+        if let Some(e) = first {
+            bytes.extend(frame(e)?);
+        }
+        let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&tmp, e));
+        }
+        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, e))?;
+        Ok(Ledger {
+            dir: dir.to_owned(),
+            config,
+            seq,
+            file,
+            len: bytes.len() as u64,
+        })
+    }
+
+    /// Appends one entry (not yet synced). On error nothing of it remains.
+    pub fn append(&mut self, entry: &Entry) -> Result<(), LedgerError> {
+        let bytes = frame(entry)?;
+        let path = self.path();
+        if let Err(e) = self.file.write_all(&bytes) {
+            // Cut back any partial frame, so the next append starts clean.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::Start(self.len));
+            return Err(io_err(&path, e));
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything appended durable.
+    pub fn sync(&mut self) -> Result<(), LedgerError> {
+        let path = self.path();
+        self.file.sync_data().map_err(|e| io_err(&path, e))
+    }
+
+    /// Whether the open segment is due to be closed.
+    pub fn wants_rotation(&self) -> bool {
+        self.len >= self.config.segment_bytes
+    }
+
+    /// Closes the open segment and starts a new one from `snapshot`,
+    /// deleting closed segments beyond `keep_segments`.
+    pub fn rotate(&mut self, snapshot: &Entry) -> Result<(), LedgerError> {
+        self.sync()?;
+        let next = Self::create(&self.dir, self.config, self.seq + 1, Some(snapshot))?;
+        *self = next;
+        let segments = list(&self.dir, "log")?;
+        let closed = segments.len().saturating_sub(1);
+        for (_, p) in segments
+            .iter()
+            .take(closed.saturating_sub(self.config.keep_segments))
+        {
+            let _ = fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(format!("{:08}.log", self.seq))
+    }
+
+    /// Bytes in the open segment.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= MAGIC.len() as u64
+    }
+
+    /// Every retained receipt of `account`, oldest first.
+    pub fn receipts(&self, account: AccountId) -> Result<Vec<Receipt>, LedgerError> {
+        receipts_in(&self.dir, account)
+    }
+}
+
+/// Every retained receipt of `account` in the ledger under `dir`, oldest
+/// first. Safe beside a writer: a frame being written ends the scan of
+/// that segment.
+pub fn receipts_in(dir: &Path, account: AccountId) -> Result<Vec<Receipt>, LedgerError> {
+    let mut out: Vec<Receipt> = Vec::new();
+    for (_, p) in list(dir, "log")? {
+        let (entries, ..) = scan(&p)?;
+        for e in entries {
+            if let Entry::Receipt(r) = e {
+                if r.body.account == account && out.last().is_none_or(|l| l.body.seq < r.body.seq) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn list(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let p = e.map_err(|e| io_err(dir, e))?.path();
+        if p.extension().and_then(|x| x.to_str()) != Some(ext) {
+            continue;
+        }
+        if let Some(seq) = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            out.push((seq, p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn frame(entry: &Entry) -> Result<Vec<u8>, LedgerError> {
+    let payload = postcard::to_stdvec(entry).map_err(|e| LedgerError::Encode(e.to_string()))?;
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= MAX_FRAME);
+    let len = len.ok_or_else(|| {
+        LedgerError::Encode(format!("{} bytes is too large a frame", payload.len()))
+    })?;
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend(len.to_le_bytes());
+    out.extend(crc32(&payload).to_le_bytes());
+    out.extend(payload);
+    Ok(out)
+}
+
+/// Reads a segment: its whole frames, the offset after the last, the
+/// file's length, and what stopped the scan early.
+fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<String>), LedgerError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| io_err(path, e))?;
+    let total = bytes.len() as u64;
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Ok((Vec::new(), 0, total, Some("no ledger header".into())));
+    }
+    let mut at = MAGIC.len();
+    let mut entries = Vec::new();
+    let why = loop {
+        if at == bytes.len() {
+            break None;
+        }
+        let Some(head) = bytes.get(at..at + 8) else {
+            break Some("a partial frame header".to_string());
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_FRAME {
+            break Some(format!("a frame length of {len}"));
+        }
+        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
+            break Some(format!("a frame of {len} bytes cut short"));
+        };
+        if crc32(payload) != crc {
+            break Some("a checksum mismatch".into());
+        }
+        match postcard::from_bytes::<Entry>(payload) {
+            Ok(e) => entries.push(e),
+            Err(e) => break Some(format!("an undecodable entry ({e})")),
+        }
+        at += 8 + len as usize;
+    };
+    Ok((entries, at as u64, total, why))
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// CRC-32 (IEEE 802.3, as zlib).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}

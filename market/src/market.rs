@@ -1,0 +1,859 @@
+//! The market of one host. See the crate documentation for its contracts.
+
+use crate::capacity::Conditions;
+use crate::entry::{AccountId, Change, Entry, Line, Reason, Tick};
+use crate::fill::{self, Fill, Level};
+use crate::order::{Class, Invalid, MarketConfig, Order, MAX_CREDIT_MILLI};
+use crate::receipt::{genesis, Receipt, ReceiptBody};
+use maxwell_types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Where a guest stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standing {
+    Running,
+    Paused,
+    /// Killed, and not yet reported gone.
+    Killed(Reason),
+    /// Gone: its account is closed.
+    Closed(Reason),
+}
+
+/// The receipt window being filled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub from_ms: u64,
+    pub cpu_ms: u64,
+    pub joules_micro: u64,
+    pub charged_micro: u64,
+    pub price_min_milli: u64,
+    pub price_max_milli: u64,
+}
+
+/// One guest's account: everything a replay restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    /// The backend's id for the guest.
+    pub vm: u64,
+    pub order: Order,
+    pub standing: Standing,
+    pub wallet_micro: u64,
+    /// What a broke critical guest owes (paid first from any top-up).
+    pub arrears_micro: u64,
+    pub paid_micro: u64,
+    pub cpu_ms: u64,
+    pub joules_micro: u64,
+    pub share_mcores: u64,
+    /// Rent last charged per second of the last tick, micro-credits.
+    pub rent_micro_per_s: u64,
+    pub broke_since_ms: Option<u64>,
+    pub memory_carry: u16,
+    pub window: Window,
+    pub receipts: u64,
+    pub chain_head: String,
+}
+
+/// Market totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub deposited_micro: u64,
+    pub revenue_micro: u64,
+    pub taxed_micro: u64,
+    pub refunded_micro: u64,
+    pub pauses: u64,
+    pub resumes: u64,
+    pub kills: BTreeMap<Reason, u64>,
+}
+
+/// What a compacted ledger starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub next_account: AccountId,
+    pub price_milli: u64,
+    pub last_tick_ms: Option<u64>,
+    pub accounts: Vec<Account>,
+    pub totals: Totals,
+    /// Receipt bodies made and not yet signed.
+    pub unsigned: Vec<ReceiptBody>,
+}
+
+/// What the driver must do to a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Cap it at this many milli-cores per vCPU (≥ 1).
+    Cap {
+        per_vcpu_milli: u32,
+    },
+    Pause,
+    Resume,
+    Kill(Reason),
+}
+
+/// An action on the guest `vm` of `account`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub account: AccountId,
+    pub vm: u64,
+    pub act: Act,
+}
+
+/// The host's power over a tick, for energy attribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Power {
+    /// Measured draw, µW.
+    pub host_micro_w: u64,
+    /// The idle part of it, µW.
+    pub idle_micro_w: u64,
+    /// CPU busy time on the whole host over the tick, ms.
+    pub host_busy_ms: u64,
+    /// The host's cores.
+    pub host_cores: u64,
+}
+
+/// A tick's inputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickInput {
+    pub now_ms: u64,
+    pub price_milli: u64,
+    pub conditions: Conditions,
+    pub power: Option<Power>,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarketError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("no guest account {0}")]
+    NoSuchAccount(AccountId),
+    #[error("account {0} is closed")]
+    Closed(AccountId),
+    #[error("a top-up of {0} milli-credits is not in 1..={MAX_CREDIT_MILLI}")]
+    Amount(u64),
+}
+
+/// The market. See the crate documentation.
+#[derive(Debug)]
+pub struct Market {
+    config: MarketConfig,
+    node: NodeId,
+    next_account: AccountId,
+    price_milli: u64,
+    last_tick_ms: Option<u64>,
+    accounts: BTreeMap<AccountId, Account>,
+    totals: Totals,
+    unsigned: VecDeque<ReceiptBody>,
+    // Derived from the accounts (rebuilt on replay):
+    fill: Fill,
+    placed: BTreeMap<AccountId, fill::Entry>,
+    /// Running, non-critical guests by bid: the first to be outbid first.
+    running: BTreeSet<(u64, AccountId)>,
+    /// Paused guests by bid: the highest resumes first.
+    paused: BTreeSet<(u64, AccountId)>,
+    level: Level,
+    // The driver's side (not persistent):
+    applied_cap: BTreeMap<AccountId, u32>,
+    actions: VecDeque<Action>,
+    /// Closed accounts kept for display (newest last), at most this many.
+    recent_closed: VecDeque<AccountId>,
+}
+
+/// Closed accounts kept in memory for operators.
+pub const RECENT_CLOSED: usize = 64;
+
+impl Market {
+    pub fn new(config: MarketConfig, node: NodeId, seed: u64) -> Self {
+        Self {
+            config,
+            node,
+            next_account: 1,
+            price_milli: 0,
+            last_tick_ms: None,
+            accounts: BTreeMap::new(),
+            totals: Totals::default(),
+            unsigned: VecDeque::new(),
+            fill: Fill::new(seed),
+            placed: BTreeMap::new(),
+            running: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            level: Level { num: 0, den: 0 },
+            applied_cap: BTreeMap::new(),
+            actions: VecDeque::new(),
+            recent_closed: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &MarketConfig {
+        &self.config
+    }
+
+    /// When the next tick is due.
+    pub fn poll_timeout(&self) -> u64 {
+        self.last_tick_ms.map_or(0, |t| t + self.config.tick_ms)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn account(&self, id: AccountId) -> Option<&Account> {
+        self.accounts.get(&id)
+    }
+
+    /// The open account of backend guest `vm`.
+    pub fn account_of_vm(&self, vm: u64) -> Option<&Account> {
+        self.accounts
+            .values()
+            .find(|a| a.vm == vm && !matches!(a.standing, Standing::Closed(_)))
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    pub fn price_milli(&self) -> u64 {
+        self.price_milli
+    }
+
+    /// Money in wallets (and owed): with revenue, tax and refunds it sums
+    /// to every deposit.
+    pub fn wallets_micro(&self) -> u64 {
+        self.accounts.values().map(|a| a.wallet_micro).sum()
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Receipt bodies to sign; the driver appends each, signed, as
+    /// [`Entry::Receipt`] (in this order).
+    pub fn poll_unsigned(&self) -> Option<&ReceiptBody> {
+        self.unsigned.front()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            next_account: self.next_account,
+            price_milli: self.price_milli,
+            last_tick_ms: self.last_tick_ms,
+            accounts: self.accounts.values().cloned().collect(),
+            totals: self.totals.clone(),
+            unsigned: self.unsigned.iter().cloned().collect(),
+        }
+    }
+
+    // --- calls that make entries; the driver persists, then applies ---
+
+    /// The entry that opens an account for `order`, run as backend guest `vm`.
+    pub fn open(&self, vm: u64, order: Order, now_ms: u64) -> Entry {
+        Entry::Open {
+            account: self.next_account,
+            vm,
+            order,
+            at_ms: now_ms,
+        }
+    }
+
+    /// The entry of a top-up of `amount_milli`.
+    pub fn fund(
+        &self,
+        account: AccountId,
+        amount_milli: u64,
+        now_ms: u64,
+    ) -> Result<Entry, MarketError> {
+        self.open_account(account)?;
+        if amount_milli == 0 || amount_milli > MAX_CREDIT_MILLI {
+            return Err(MarketError::Amount(amount_milli));
+        }
+        Ok(Entry::Fund {
+            account,
+            amount_micro: amount_milli * 1000,
+            at_ms: now_ms,
+        })
+    }
+
+    /// The entry of a new bid.
+    pub fn bid(
+        &self,
+        account: AccountId,
+        bid_milli: u64,
+        now_ms: u64,
+    ) -> Result<Entry, MarketError> {
+        self.open_account(account)?;
+        if bid_milli == 0 || bid_milli > MAX_CREDIT_MILLI {
+            return Err(MarketError::Invalid(Invalid {
+                field: "bid_milli",
+                why: format!("{bid_milli} is not in 1..={MAX_CREDIT_MILLI}"),
+            }));
+        }
+        Ok(Entry::Bid {
+            account,
+            bid_milli,
+            at_ms: now_ms,
+        })
+    }
+
+    /// The entries for a guest that is gone with its memory (killed,
+    /// exited): the Landauer tax on that memory, then the close.
+    pub fn gone(
+        &self,
+        account: AccountId,
+        reason: Reason,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, MarketError> {
+        let a = self.open_account(account)?;
+        let reason = match a.standing {
+            Standing::Killed(r) => r,
+            _ => reason,
+        };
+        let mib = a.order.memory_mib;
+        let due = self.tax_micro(mib);
+        let paid = due.min(a.wallet_micro);
+        Ok(vec![
+            Entry::Release {
+                account,
+                mib,
+                due_micro: due,
+                paid_micro: paid,
+                at_ms: now_ms,
+            },
+            Entry::Close {
+                account,
+                reason,
+                refund_micro: a.wallet_micro - paid,
+                at_ms: now_ms,
+            },
+        ])
+    }
+
+    /// The tax on releasing `mib`, micro-credits.
+    pub fn tax_micro(&self, mib: u64) -> u64 {
+        let n = u128::from(self.config.release_tax_milli_per_gib) * u128::from(mib) * 1000 / 1024;
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
+    fn open_account(&self, account: AccountId) -> Result<&Account, MarketError> {
+        let a = self
+            .accounts
+            .get(&account)
+            .ok_or(MarketError::NoSuchAccount(account))?;
+        if matches!(a.standing, Standing::Closed(_)) {
+            return Err(MarketError::Closed(account));
+        }
+        Ok(a)
+    }
+
+    /// One market tick at `input.now_ms`: decides, applies, and returns the
+    /// entry for the driver to persist. `usage` is each guest's CPU time
+    /// since it started, ms (as the backend meters it).
+    pub fn tick(&mut self, input: &TickInput, usage: &BTreeMap<AccountId, u64>) -> Entry {
+        let now = input.now_ms.max(self.last_tick_ms.unwrap_or(0));
+        let dt = self.last_tick_ms.map_or(0, |t| now - t);
+        let charged_at = self.price_milli;
+        let p = input.price_milli;
+        let capacity = self.config.capacity.capacity(&input.conditions);
+        let mut changes: BTreeMap<AccountId, Change> = BTreeMap::new();
+        // Outbid first (O(log n) each), so the level is the new one.
+        while let Some(&(bid, id)) = self.running.first() {
+            if bid >= p {
+                break;
+            }
+            let change = match self.accounts[&id].order.class {
+                Class::Evictable => Change::Kill(Reason::Outbid),
+                _ => Change::Pause,
+            };
+            self.set_standing(id, change);
+            changes.insert(id, change);
+        }
+        let margin = 1000 + self.config.resume_margin_permille;
+        while let Some(&(bid, id)) = self.paused.last() {
+            if u128::from(bid) * 1000 < u128::from(p) * u128::from(margin) {
+                break;
+            }
+            self.set_standing(id, Change::Resume);
+            changes.insert(id, Change::Resume);
+        }
+        self.level = self.fill.level(capacity);
+        let guest_cpu: u64 = self
+            .accounts
+            .values()
+            .filter(|a| live(a))
+            .map(|a| usage.get(&a.id).map_or(0, |u| u.saturating_sub(a.cpu_ms)))
+            .sum();
+        let mut lines = Vec::new();
+        // Those outbid just now are not live any more, but their change
+        // must be in the entry.
+        let ids: Vec<AccountId> = self
+            .accounts
+            .values()
+            .filter(|a| live(a) || changes.contains_key(&a.id))
+            .map(|a| a.id)
+            .collect();
+        for id in ids {
+            let a = &self.accounts[&id];
+            let cpu_ms = usage.get(&id).map_or(0, |u| u.saturating_sub(a.cpu_ms));
+            let cpu_rent = charged_at.saturating_mul(cpu_ms);
+            let mem = u128::from(self.config.memory_rent_milli_per_gib_s)
+                * u128::from(a.order.memory_mib)
+                * u128::from(dt)
+                + u128::from(a.memory_carry);
+            let memory_rent = u64::try_from(mem / 1024).unwrap_or(u64::MAX);
+            let due = cpu_rent.saturating_add(memory_rent);
+            let paid = due.min(a.wallet_micro);
+            let broke_since = (paid < due).then(|| a.broke_since_ms.unwrap_or(now));
+            let mut change = changes.get(&id).copied();
+            if a.order.class != Class::Critical
+                && !matches!(a.standing, Standing::Killed(_))
+                && broke_since.is_some_and(|t| now - t >= self.config.grace_ms)
+            {
+                change = Some(Change::Kill(Reason::Rent));
+            }
+            let joules = input
+                .power
+                .map_or(0, |pw| attribute(&pw, dt, a.order.vcpus, cpu_ms, guest_cpu));
+            let line = Line {
+                account: id,
+                cpu_ms,
+                joules_micro: joules,
+                cpu_rent_micro: cpu_rent,
+                memory_rent_micro: memory_rent,
+                paid_micro: paid,
+                memory_carry: (mem % 1024) as u16,
+                share_mcores: 0,
+                change,
+            };
+            lines.push(line);
+        }
+        let mut tick = Tick {
+            at_ms: now,
+            dt_ms: dt,
+            price_milli: p,
+            charged_at_milli: charged_at,
+            capacity_mcores: capacity,
+            lines,
+        };
+        self.price_milli = p;
+        self.last_tick_ms = Some(now);
+        // Charges first: a guest that just went broke (a critical one, held
+        // to its floor) or was killed for rent takes its new place in the
+        // book before the shares are drawn.
+        for line in &tick.lines {
+            self.charge_line(now, charged_at, dt, line);
+            if let Some(c @ Change::Kill(_)) = line.change {
+                self.set_standing(line.account, c);
+            }
+        }
+        self.level = self.fill.level(capacity);
+        for line in &mut tick.lines {
+            if let Some(e) = self.placed.get(&line.account) {
+                line.share_mcores = self.level.share(e.bid, e.cap);
+            }
+        }
+        for line in &tick.lines {
+            self.settle_line(line, true);
+        }
+        self.due_receipts(now);
+        Entry::Tick(tick)
+    }
+
+    /// Applies an entry: one the market made (after the driver persisted
+    /// it), or one replayed from the ledger (`live == false`: no actions).
+    pub fn apply(&mut self, entry: &Entry, live: bool) {
+        self.apply_inner(entry, live);
+    }
+
+    fn apply_inner(&mut self, entry: &Entry, live_mode: bool) {
+        match entry {
+            Entry::Open {
+                account,
+                vm,
+                order,
+                at_ms,
+            } => {
+                let deposit = order.wallet_milli * 1000;
+                let a = Account {
+                    id: *account,
+                    vm: *vm,
+                    order: order.clone(),
+                    standing: Standing::Running,
+                    wallet_micro: deposit,
+                    arrears_micro: 0,
+                    paid_micro: 0,
+                    cpu_ms: 0,
+                    joules_micro: 0,
+                    share_mcores: 0,
+                    rent_micro_per_s: 0,
+                    broke_since_ms: None,
+                    memory_carry: 0,
+                    window: Window {
+                        from_ms: *at_ms,
+                        ..Window::default()
+                    },
+                    receipts: 0,
+                    chain_head: genesis(),
+                };
+                self.next_account = self.next_account.max(account + 1);
+                self.totals.deposited_micro += deposit;
+                self.accounts.insert(*account, a);
+                self.reindex(*account);
+                // It starts paused if its bid does not meet the price.
+                let pausable = order.class != Class::Critical && order.bid_milli < self.price_milli;
+                if pausable {
+                    let change = match order.class {
+                        Class::Evictable => Change::Kill(Reason::Outbid),
+                        _ => Change::Pause,
+                    };
+                    self.set_standing(*account, change);
+                    self.count(change);
+                    if live_mode {
+                        self.act(*account, change);
+                    }
+                }
+            }
+            Entry::Bid {
+                account, bid_milli, ..
+            } => {
+                // Take it out under its old bid, back in under the new one.
+                if let Some(e) = self.placed.remove(account) {
+                    self.fill.remove(&e);
+                    self.running.remove(&(e.bid, *account));
+                }
+                let Some(a) = self.accounts.get_mut(account) else {
+                    return;
+                };
+                self.paused.remove(&(a.order.bid_milli, *account));
+                a.order.bid_milli = *bid_milli;
+                self.reindex(*account);
+            }
+            Entry::Fund {
+                account,
+                amount_micro,
+                ..
+            } => {
+                let Some(a) = self.accounts.get_mut(account) else {
+                    return;
+                };
+                let to_arrears = a.arrears_micro.min(*amount_micro);
+                a.arrears_micro -= to_arrears;
+                a.wallet_micro += amount_micro - to_arrears;
+                if to_arrears < *amount_micro {
+                    a.broke_since_ms = None;
+                }
+                self.totals.deposited_micro += amount_micro;
+                self.totals.revenue_micro += to_arrears;
+                self.reindex(*account);
+            }
+            Entry::Tick(t) => {
+                self.price_milli = t.price_milli;
+                self.last_tick_ms = Some(t.at_ms);
+                for line in &t.lines {
+                    self.charge_line(t.at_ms, t.charged_at_milli, t.dt_ms, line);
+                }
+                for line in &t.lines {
+                    self.settle_line(line, live_mode);
+                }
+                self.due_receipts(t.at_ms);
+            }
+            Entry::Release {
+                account,
+                paid_micro,
+                ..
+            } => {
+                let Some(a) = self.accounts.get_mut(account) else {
+                    return;
+                };
+                let paid = (*paid_micro).min(a.wallet_micro);
+                a.wallet_micro -= paid;
+                a.paid_micro += paid;
+                a.window.charged_micro += paid;
+                self.totals.taxed_micro += paid;
+            }
+            Entry::Close {
+                account,
+                reason,
+                refund_micro,
+                at_ms,
+            } => {
+                let Some(a) = self.accounts.get_mut(account) else {
+                    return;
+                };
+                let refund = (*refund_micro).min(a.wallet_micro);
+                a.wallet_micro -= refund;
+                self.totals.refunded_micro += refund;
+                if !matches!(a.standing, Standing::Killed(_)) {
+                    *self.totals.kills.entry(*reason).or_default() += 1;
+                }
+                a.standing = Standing::Closed(*reason);
+                a.share_mcores = 0;
+                self.reindex(*account);
+                self.close_window(*account, *at_ms);
+                self.applied_cap.remove(account);
+                self.recent_closed.push_back(*account);
+                while self.recent_closed.len() > RECENT_CLOSED {
+                    if let Some(old) = self.recent_closed.pop_front() {
+                        self.accounts.remove(&old);
+                    }
+                }
+            }
+            Entry::Receipt(r) => {
+                if self.unsigned.front() == Some(&r.body) {
+                    self.unsigned.pop_front();
+                }
+            }
+            Entry::Snapshot(s) => self.restore(s),
+        }
+    }
+
+    /// The money of a tick's line: what was paid, owed and used.
+    fn charge_line(&mut self, at_ms: u64, charged_at: u64, dt_ms: u64, line: &Line) {
+        let Some(a) = self.accounts.get_mut(&line.account) else {
+            return;
+        };
+        let due = line.cpu_rent_micro + line.memory_rent_micro;
+        let paid = line.paid_micro.min(a.wallet_micro);
+        a.wallet_micro -= paid;
+        a.paid_micro += paid;
+        a.cpu_ms += line.cpu_ms;
+        a.joules_micro += line.joules_micro;
+        a.memory_carry = line.memory_carry;
+        a.rent_micro_per_s = due * 1000 / dt_ms.max(1);
+        if paid < due {
+            a.broke_since_ms.get_or_insert(at_ms);
+            if a.order.class == Class::Critical {
+                a.arrears_micro += due - paid;
+            }
+        } else {
+            a.broke_since_ms = None;
+        }
+        let w = &mut a.window;
+        if w.price_max_milli == 0 {
+            w.price_min_milli = charged_at;
+        }
+        w.cpu_ms += line.cpu_ms;
+        w.joules_micro += line.joules_micro;
+        w.charged_micro += paid;
+        w.price_min_milli = w.price_min_milli.min(charged_at);
+        w.price_max_milli = w.price_max_milli.max(charged_at);
+        self.totals.revenue_micro += paid;
+        self.reindex(line.account);
+    }
+
+    /// The rest of a line: its share, its change of standing, and (live)
+    /// what the driver must do.
+    fn settle_line(&mut self, line: &Line, live_mode: bool) {
+        let Some(a) = self.accounts.get_mut(&line.account) else {
+            return;
+        };
+        a.share_mcores = line.share_mcores;
+        if let Some(c) = line.change {
+            self.set_standing(line.account, c);
+            self.count(c);
+            if live_mode {
+                self.act(line.account, c);
+            }
+        }
+        let a = &self.accounts[&line.account];
+        if live_mode && a.standing == Standing::Running {
+            let per_vcpu = u32::try_from(line.share_mcores / u64::from(a.order.vcpus))
+                .unwrap_or(1000)
+                .clamp(1, 1000);
+            let old = self.applied_cap.get(&line.account).copied();
+            if old.is_none_or(|o| o.abs_diff(per_vcpu) >= 5) {
+                let vm = a.vm;
+                self.applied_cap.insert(line.account, per_vcpu);
+                self.actions.push_back(Action {
+                    account: line.account,
+                    vm,
+                    act: Act::Cap {
+                        per_vcpu_milli: per_vcpu,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Closes the receipt windows that are due (in account order).
+    fn due_receipts(&mut self, at_ms: u64) {
+        let every = self.config.receipt_every_ms;
+        let due: Vec<AccountId> = self
+            .accounts
+            .values()
+            .filter(|a| live(a) && at_ms - a.window.from_ms >= every)
+            .map(|a| a.id)
+            .collect();
+        for id in due {
+            self.close_window(id, at_ms);
+        }
+    }
+
+    fn count(&mut self, c: Change) {
+        match c {
+            Change::Pause => self.totals.pauses += 1,
+            Change::Resume => self.totals.resumes += 1,
+            Change::Kill(r) => *self.totals.kills.entry(r).or_default() += 1,
+        }
+    }
+
+    fn act(&mut self, account: AccountId, c: Change) {
+        let vm = self.accounts[&account].vm;
+        let act = match c {
+            Change::Pause => Act::Pause,
+            Change::Resume => {
+                // The cap may have moved while it was paused.
+                self.applied_cap.remove(&account);
+                Act::Resume
+            }
+            Change::Kill(r) => Act::Kill(r),
+        };
+        self.actions.push_back(Action { account, vm, act });
+    }
+
+    fn set_standing(&mut self, id: AccountId, c: Change) {
+        let Some(a) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        if matches!(a.standing, Standing::Closed(_)) {
+            return;
+        }
+        a.standing = match c {
+            Change::Pause => Standing::Paused,
+            Change::Resume => Standing::Running,
+            Change::Kill(r) => Standing::Killed(r),
+        };
+        if !matches!(a.standing, Standing::Running) {
+            a.share_mcores = 0;
+        }
+        self.reindex(id);
+    }
+
+    /// Puts an account where its standing, bid and wallet say.
+    fn reindex(&mut self, id: AccountId) {
+        if let Some(e) = self.placed.remove(&id) {
+            self.fill.remove(&e);
+            self.running.remove(&(e.bid, id));
+        }
+        let Some(a) = self.accounts.get(&id) else {
+            return;
+        };
+        let bid = a.order.bid_milli;
+        self.paused.remove(&(bid, id));
+        match a.standing {
+            Standing::Running => {
+                let critical = a.order.class == Class::Critical;
+                let broke = a.wallet_micro == 0 && a.broke_since_ms.is_some();
+                let mut cap = a.order.cap_mcores();
+                if critical && broke {
+                    cap = cap.min(
+                        u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli),
+                    );
+                }
+                let e = fill::Entry {
+                    id,
+                    bid,
+                    cap: cap.max(1),
+                };
+                self.fill.insert(e);
+                self.placed.insert(id, e);
+                if !critical {
+                    self.running.insert((bid, id));
+                }
+            }
+            Standing::Paused => {
+                self.paused.insert((bid, id));
+            }
+            Standing::Killed(_) | Standing::Closed(_) => {}
+        }
+    }
+
+    fn close_window(&mut self, id: AccountId, at_ms: u64) {
+        let node = self.node;
+        let Some(a) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        let w = std::mem::replace(
+            &mut a.window,
+            Window {
+                from_ms: at_ms,
+                ..Window::default()
+            },
+        );
+        if at_ms == w.from_ms && w.cpu_ms == 0 && w.charged_micro == 0 {
+            return;
+        }
+        a.receipts += 1;
+        let body = ReceiptBody {
+            node,
+            account: id,
+            guest: a.order.name.clone(),
+            seq: a.receipts,
+            from_ms: w.from_ms,
+            to_ms: at_ms,
+            cpu_ms: w.cpu_ms,
+            joules_micro: w.joules_micro,
+            charged_micro: w.charged_micro,
+            price_min_milli: w.price_min_milli,
+            price_max_milli: w.price_max_milli,
+            prev: a.chain_head.clone(),
+        };
+        a.chain_head = body.hash();
+        self.unsigned.push_back(body);
+    }
+
+    fn restore(&mut self, s: &Snapshot) {
+        let config = self.config.clone();
+        let node = self.node;
+        *self = Market::new(config, node, 0);
+        self.next_account = s.next_account;
+        self.price_milli = s.price_milli;
+        self.last_tick_ms = s.last_tick_ms;
+        self.totals = s.totals.clone();
+        self.unsigned = s.unsigned.iter().cloned().collect();
+        for a in &s.accounts {
+            self.accounts.insert(a.id, a.clone());
+            if matches!(a.standing, Standing::Closed(_)) {
+                self.recent_closed.push_back(a.id);
+            }
+            self.reindex(a.id);
+        }
+    }
+
+    /// The most `account` may have now, milli-cores (its `max_cpu`, or the
+    /// critical floor while broke); `None` unless it is running.
+    pub fn cap_mcores(&self, account: AccountId) -> Option<u64> {
+        self.placed.get(&account).map(|e| e.cap)
+    }
+
+    /// The level of the last tick's fill (for tests and the bench).
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// A receipt the driver signed, as the entry to append.
+    pub fn receipt_entry(receipt: Receipt) -> Entry {
+        Entry::Receipt(receipt)
+    }
+}
+
+fn live(a: &Account) -> bool {
+    matches!(a.standing, Standing::Running | Standing::Paused)
+}
+
+/// A guest's energy over `dt_ms`, µJ: its reserved part of the idle draw
+/// (its vCPUs over the host's cores) and its CPU time's part of the rest
+/// (over the host's busy time, or the guests' if that is larger).
+fn attribute(p: &Power, dt_ms: u64, vcpus: u32, cpu_ms: u64, guests_cpu_ms: u64) -> u64 {
+    let idle = u128::from(p.idle_micro_w.min(p.host_micro_w)) * u128::from(dt_ms) / 1000;
+    let dynamic =
+        u128::from(p.host_micro_w.saturating_sub(p.idle_micro_w)) * u128::from(dt_ms) / 1000;
+    let idle_part = idle * u128::from(vcpus) / u128::from(p.host_cores.max(1));
+    let busy = p.host_busy_ms.max(guests_cpu_ms);
+    let dyn_part = if busy == 0 {
+        0
+    } else {
+        dynamic * u128::from(cpu_ms) / u128::from(busy)
+    };
+    u64::try_from(idle_part + dyn_part).unwrap_or(u64::MAX)
+}
