@@ -172,45 +172,65 @@ impl Fill {
                 u32::try_from(self.nodes.len() - 1).expect("fewer than 2^32 guests")
             }
         };
-        let (l, r) = self.split(self.root, &e);
-        let l = self.merge(l, idx);
-        self.root = self.merge(l, r);
+        self.root = self.insert_at(self.root, idx);
         self.len += 1;
+    }
+
+    /// Inserts node `idx` into the subtree `n`: down to where its priority
+    /// belongs, then one split there (one pass, not split-merge-merge).
+    fn insert_at(&mut self, n: u32, idx: u32) -> u32 {
+        if n == NIL {
+            return idx;
+        }
+        if self.nodes[idx as usize].prio > self.nodes[n as usize].prio {
+            let e = self.nodes[idx as usize].e;
+            let (l, r) = self.split(n, &e);
+            self.nodes[idx as usize].left = l;
+            self.nodes[idx as usize].right = r;
+            self.pull(idx);
+            return idx;
+        }
+        let e = self.nodes[idx as usize].e;
+        if self.nodes[n as usize].e.before(&e) {
+            let r = self.insert_at(self.nodes[n as usize].right, idx);
+            self.nodes[n as usize].right = r;
+        } else {
+            let l = self.insert_at(self.nodes[n as usize].left, idx);
+            self.nodes[n as usize].left = l;
+        }
+        self.pull(n);
+        n
     }
 
     /// Removes `e` (as it was inserted); false if it is not in the book.
     pub fn remove(&mut self, e: &Entry) -> bool {
-        let (l, r) = self.split(self.root, e);
-        // `r` starts with `e` if it is here: split off its first node.
-        let (mid, rest) = self.split_first(r);
-        let found = mid != NIL && self.nodes[mid as usize].e == *e;
-        let r = if found {
-            self.free.push(mid);
-            self.len -= 1;
-            rest
-        } else {
-            self.merge(mid, rest)
-        };
-        self.root = self.merge(l, r);
-        found
+        let before = self.len;
+        self.root = self.remove_at(self.root, e);
+        self.len < before
     }
 
-    /// Splits off the first node of `n` (as a lone node).
-    fn split_first(&mut self, n: u32) -> (u32, u32) {
+    /// Removes `e` from the subtree `n`: one pass down, its children merged
+    /// in its place, the sums pulled up on the way back.
+    fn remove_at(&mut self, n: u32, e: &Entry) -> u32 {
         if n == NIL {
-            return (NIL, NIL);
+            return NIL;
         }
-        let left = self.nodes[n as usize].left;
-        if left == NIL {
-            let right = self.nodes[n as usize].right;
-            self.nodes[n as usize].right = NIL;
-            self.pull(n);
-            return (n, right);
+        let here = self.nodes[n as usize].e;
+        if here == *e {
+            let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+            self.free.push(n);
+            self.len -= 1;
+            return self.merge(l, r);
         }
-        let (first, rest) = self.split_first(left);
-        self.nodes[n as usize].left = rest;
+        if here.before(e) {
+            let r = self.remove_at(self.nodes[n as usize].right, e);
+            self.nodes[n as usize].right = r;
+        } else {
+            let l = self.remove_at(self.nodes[n as usize].left, e);
+            self.nodes[n as usize].left = l;
+        }
         self.pull(n);
-        (first, n)
+        n
     }
 
     /// The level that sells `capacity` milli-cores among the book's guests.

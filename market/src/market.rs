@@ -7,7 +7,15 @@ use crate::order::{Class, Invalid, MarketConfig, Order, MAX_CREDIT_MILLI};
 use crate::receipt::{genesis, Receipt, ReceiptBody};
 use maxwell_types::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Where an account is indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In the book; `outbiddable` (not critical): also in `running`.
+    Book { e: fill::Entry, outbiddable: bool },
+    Paused { bid: u64 },
+}
 
 /// Where a guest stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +156,9 @@ pub struct Market {
     unsigned: VecDeque<ReceiptBody>,
     // Derived from the accounts (rebuilt on replay):
     fill: Fill,
-    placed: BTreeMap<AccountId, fill::Entry>,
+    /// Where each account is indexed (to take it out under the keys it
+    /// went in with, and to skip re-indexing what did not move).
+    placed: HashMap<AccountId, Place>,
     /// Running, non-critical guests by bid: the first to be outbid first.
     running: BTreeSet<(u64, AccountId)>,
     /// Paused guests by bid: the highest resumes first.
@@ -176,7 +186,7 @@ impl Market {
             totals: Totals::default(),
             unsigned: VecDeque::new(),
             fill: Fill::new(seed),
-            placed: BTreeMap::new(),
+            placed: HashMap::new(),
             running: BTreeSet::new(),
             paused: BTreeSet::new(),
             level: Level { num: 0, den: 0 },
@@ -216,6 +226,11 @@ impl Market {
 
     pub fn price_milli(&self) -> u64 {
         self.price_milli
+    }
+
+    /// When the last tick ran, unix ms.
+    pub fn last_tick_ms(&self) -> Option<u64> {
+        self.last_tick_ms
     }
 
     /// Money in wallets (and owed): with revenue, tax and refunds it sums
@@ -448,7 +463,7 @@ impl Market {
         }
         self.level = self.fill.level(capacity);
         for line in &mut tick.lines {
-            if let Some(e) = self.placed.get(&line.account) {
+            if let Some(Place::Book { e, .. }) = self.placed.get(&line.account) {
                 line.share_mcores = self.level.share(e.bid, e.cap);
             }
         }
@@ -516,15 +531,9 @@ impl Market {
             Entry::Bid {
                 account, bid_milli, ..
             } => {
-                // Take it out under its old bid, back in under the new one.
-                if let Some(e) = self.placed.remove(account) {
-                    self.fill.remove(&e);
-                    self.running.remove(&(e.bid, *account));
-                }
                 let Some(a) = self.accounts.get_mut(account) else {
                     return;
                 };
-                self.paused.remove(&(a.order.bid_milli, *account));
                 a.order.bid_milli = *bid_milli;
                 self.reindex(*account);
             }
@@ -729,42 +738,60 @@ impl Market {
         self.reindex(id);
     }
 
-    /// Puts an account where its standing, bid and wallet say.
-    fn reindex(&mut self, id: AccountId) {
-        if let Some(e) = self.placed.remove(&id) {
-            self.fill.remove(&e);
-            self.running.remove(&(e.bid, id));
-        }
-        let Some(a) = self.accounts.get(&id) else {
-            return;
-        };
+    /// Where an account belongs, by its standing, bid and wallet.
+    fn place_of(&self, a: &Account) -> Option<Place> {
         let bid = a.order.bid_milli;
-        self.paused.remove(&(bid, id));
         match a.standing {
             Standing::Running => {
                 let critical = a.order.class == Class::Critical;
                 let broke = a.wallet_micro == 0 && a.broke_since_ms.is_some();
                 let mut cap = a.order.cap_mcores();
                 if critical && broke {
-                    cap = cap.min(
-                        u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli),
-                    );
+                    let floor = u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli);
+                    cap = cap.min(floor);
                 }
-                let e = fill::Entry {
-                    id,
-                    bid,
-                    cap: cap.max(1),
-                };
+                let e = fill::Entry { id: a.id, bid, cap: cap.max(1) };
+                Some(Place::Book { e, outbiddable: !critical })
+            }
+            Standing::Paused => Some(Place::Paused { bid }),
+            Standing::Killed(_) | Standing::Closed(_) => None,
+        }
+    }
+
+    /// Puts an account where it belongs (O(log n), nothing if it is there).
+    fn reindex(&mut self, id: AccountId) {
+        let want = self.accounts.get(&id).and_then(|a| self.place_of(a));
+        let have = self.placed.get(&id).copied();
+        if want == have {
+            return;
+        }
+        match have {
+            Some(Place::Book { e, outbiddable }) => {
+                self.fill.remove(&e);
+                if outbiddable {
+                    self.running.remove(&(e.bid, id));
+                }
+            }
+            Some(Place::Paused { bid }) => {
+                self.paused.remove(&(bid, id));
+            }
+            None => {}
+        }
+        match want {
+            Some(p @ Place::Book { e, outbiddable }) => {
                 self.fill.insert(e);
-                self.placed.insert(id, e);
-                if !critical {
-                    self.running.insert((bid, id));
+                if outbiddable {
+                    self.running.insert((e.bid, id));
                 }
+                self.placed.insert(id, p);
             }
-            Standing::Paused => {
+            Some(p @ Place::Paused { bid }) => {
                 self.paused.insert((bid, id));
+                self.placed.insert(id, p);
             }
-            Standing::Killed(_) | Standing::Closed(_) => {}
+            None => {
+                self.placed.remove(&id);
+            }
         }
     }
 
@@ -823,7 +850,10 @@ impl Market {
     /// The most `account` may have now, milli-cores (its `max_cpu`, or the
     /// critical floor while broke); `None` unless it is running.
     pub fn cap_mcores(&self, account: AccountId) -> Option<u64> {
-        self.placed.get(&account).map(|e| e.cap)
+        match self.placed.get(&account) {
+            Some(Place::Book { e, .. }) => Some(e.cap),
+            _ => None,
+        }
     }
 
     /// The level of the last tick's fill (for tests and the bench).

@@ -483,6 +483,7 @@ impl Edge<'_> {
 
     /// A market tick: meter the guests, tick, carry out what it decided.
     fn market_tick(&mut self, core: &NodeCore, b: &mut crate::market::Bazaar) {
+        let t0 = guests::thread_cpu_ns();
         let now = self.clock.now();
         let Some(price) = core.quote().map(|q| q.price_milli) else {
             return;
@@ -494,6 +495,8 @@ impl Edge<'_> {
             self.guests.market_act(action);
         }
         self.state.set_market(b.view());
+        let spent = guests::thread_cpu_ns() - t0;
+        self.guests.market_cpu_ns.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Hands the core what the mesh holds now, and shows it.

@@ -95,6 +95,17 @@ pub struct Guests {
     loop_tx: channel::UnboundedSender<GuestMsg>,
     /// A survey is queued and has not run: the next one is not queued.
     surveying: Arc<AtomicBool>,
+    /// CPU time spent on the market's work (metering, ticks, the ledger,
+    /// and carrying out its actions), ns.
+    pub market_cpu_ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// CPU time of the calling thread, ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// This host's cores and memory, with the configured fractions.
@@ -136,6 +147,7 @@ impl Guests {
             kernel_dir: None,
             loop_tx,
             surveying: Arc::default(),
+            market_cpu_ns: Arc::default(),
         };
         (guests, inbox)
     }
@@ -201,6 +213,7 @@ impl Guests {
             kernel_dir: cfg.kernel_dir.clone(),
             loop_tx,
             surveying: Arc::default(),
+            market_cpu_ns: Arc::default(),
         };
         Ok((guests, inbox))
     }
@@ -389,9 +402,11 @@ impl Guests {
             return;
         };
         let tx = self.loop_tx.clone();
+        let spent = Arc::clone(&self.market_cpu_ns);
         // On the guest-start thread: one guest's pause and resume must not
         // overtake each other, and a kill waits behind any start.
         self.on_starter(Box::new(move || {
+            let t0 = thread_cpu_ns();
             let id = GuestId(action.vm);
             let r = match action.act {
                 maxwell_market::Act::Cap { per_vcpu_milli } => {
@@ -409,6 +424,7 @@ impl Guests {
                 // A guest that is already gone is reported by the survey.
                 tracing::warn!(guest = %id, action = ?action.act, error = %e, "market: cannot carry out an action on a guest");
             }
+            spent.fetch_add(thread_cpu_ns() - t0, Ordering::Relaxed);
         }));
     }
 

@@ -54,6 +54,8 @@ pub struct AccountRow {
 /// The market as the API shows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MarketView {
+    /// When the last tick ran (the figures below are as of then), unix ms.
+    pub at_ms: Option<u64>,
     pub price_milli: u64,
     pub capacity_mcores: u64,
     pub accounts: Vec<AccountRow>,
@@ -478,6 +480,7 @@ impl Bazaar {
     /// The market as the API shows it.
     pub fn view(&self) -> MarketView {
         MarketView {
+            at_ms: self.market.last_tick_ms(),
             price_milli: self.market.price_milli(),
             capacity_mcores: self.capacity_mcores,
             accounts: self.market.accounts().map(|a| self.row(a)).collect(),

@@ -61,6 +61,8 @@ pub struct GuestList {
 /// The market part of `GET /v1/guests`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MarketSummary {
+    /// When the last tick ran, unix ms.
+    pub at_ms: Option<u64>,
     pub price_milli: u64,
     pub capacity_mcores: u64,
     pub totals: maxwell_market::Totals,
@@ -128,6 +130,7 @@ async fn list(State(state): State<Arc<AppState>>) -> Result<Json<GuestList>, Api
         })
         .collect();
     let market = view.map(|v| MarketSummary {
+        at_ms: v.at_ms,
         price_milli: v.price_milli,
         capacity_mcores: v.capacity_mcores,
         totals: v.totals,

@@ -8,6 +8,7 @@
 //! everything listens on 127.0.0.1 only.
 
 pub mod gossip;
+pub mod market;
 pub mod thermal;
 pub mod timing;
 pub mod vmm;
@@ -30,6 +31,9 @@ pub enum BenchKind {
     /// Guests: create-to-first-exit, pause and resume latency (p50, p99),
     /// cap accuracy at 10/30/70 % and kill time, on this host's backend.
     Vmm(vmm::VmmBenchArgs),
+    /// Market: the core's cost per change at 1k/10k/100k guests, its CPU on
+    /// a live agent with 50 guests, and the heat-to-pause-and-kill timeline.
+    Market(market::MarketBenchArgs),
     /// Thermal: the 4 × 40 host rack simulation, every scenario under the
     /// baselines, Maxwell's price law and the LP oracle, with Maxwell's ratio.
     Thermal(thermal::ThermalBenchArgs),
@@ -41,5 +45,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Gossip(a) => gossip::run(&a),
         BenchKind::Vmm(a) => vmm::run(&a),
         BenchKind::Thermal(a) => thermal::run(&a),
+        BenchKind::Market(a) => market::run(&a),
     }
 }
