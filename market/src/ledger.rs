@@ -332,9 +332,16 @@ fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<String>), LedgerErr
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| io_err(path, e))?;
-    let total = bytes.len() as u64;
+    let (entries, good, why) = scan_bytes(&bytes);
+    Ok((entries, good, bytes.len() as u64, why))
+}
+
+/// Decodes a segment's bytes: its whole frames, the offset after the last
+/// one, and what stopped the scan before the end (never a panic: any bytes
+/// at all are a prefix of frames and a reason).
+pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<String>) {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Ok((Vec::new(), 0, total, Some("no ledger header".into())));
+        return (Vec::new(), 0, Some("no ledger header".into()));
     }
     let mut at = MAGIC.len();
     let mut entries = Vec::new();
@@ -362,8 +369,16 @@ fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<String>), LedgerErr
         }
         at += 8 + len as usize;
     };
-    Ok((entries, at as u64, total, why))
+    (entries, at as u64, why)
 }
+
+/// One entry as a frame (for tests and the fuzz corpus).
+pub fn encode_frame(entry: &Entry) -> Result<Vec<u8>, LedgerError> {
+    frame(entry)
+}
+
+/// The bytes a segment starts with.
+pub const SEGMENT_MAGIC: &[u8; 8] = MAGIC;
 
 const CRC_TABLE: [u32; 256] = {
     let mut t = [0u32; 256];

@@ -13,8 +13,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     /// In the book; `outbiddable` (not critical): also in `running`.
-    Book { e: fill::Entry, outbiddable: bool },
-    Paused { bid: u64 },
+    Book {
+        e: fill::Entry,
+        outbiddable: bool,
+    },
+    Paused {
+        bid: u64,
+    },
 }
 
 /// Where a guest stands.
@@ -151,7 +156,9 @@ pub struct Market {
     next_account: AccountId,
     price_milli: u64,
     last_tick_ms: Option<u64>,
-    accounts: BTreeMap<AccountId, Account>,
+    /// By id; iterated in id order only after a sort (what goes into an
+    /// entry or a snapshot must not depend on a hash order).
+    accounts: HashMap<AccountId, Account>,
     totals: Totals,
     unsigned: VecDeque<ReceiptBody>,
     // Derived from the accounts (rebuilt on replay):
@@ -165,7 +172,7 @@ pub struct Market {
     paused: BTreeSet<(u64, AccountId)>,
     level: Level,
     // The driver's side (not persistent):
-    applied_cap: BTreeMap<AccountId, u32>,
+    applied_cap: HashMap<AccountId, u32>,
     actions: VecDeque<Action>,
     /// Closed accounts kept for display (newest last), at most this many.
     recent_closed: VecDeque<AccountId>,
@@ -175,22 +182,22 @@ pub struct Market {
 pub const RECENT_CLOSED: usize = 64;
 
 impl Market {
-    pub fn new(config: MarketConfig, node: NodeId, seed: u64) -> Self {
+    pub fn new(config: MarketConfig, node: NodeId) -> Self {
         Self {
             config,
             node,
             next_account: 1,
             price_milli: 0,
             last_tick_ms: None,
-            accounts: BTreeMap::new(),
+            accounts: HashMap::new(),
             totals: Totals::default(),
             unsigned: VecDeque::new(),
-            fill: Fill::new(seed),
+            fill: Fill::new(),
             placed: HashMap::new(),
             running: BTreeSet::new(),
             paused: BTreeSet::new(),
             level: Level { num: 0, den: 0 },
-            applied_cap: BTreeMap::new(),
+            applied_cap: HashMap::new(),
             actions: VecDeque::new(),
             recent_closed: VecDeque::new(),
         }
@@ -205,6 +212,7 @@ impl Market {
         self.last_tick_ms.map_or(0, |t| t + self.config.tick_ms)
     }
 
+    /// Every account kept, in no particular order.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         self.accounts.values()
     }
@@ -254,7 +262,11 @@ impl Market {
             next_account: self.next_account,
             price_milli: self.price_milli,
             last_tick_ms: self.last_tick_ms,
-            accounts: self.accounts.values().cloned().collect(),
+            accounts: {
+                let mut v: Vec<Account> = self.accounts.values().cloned().collect();
+                v.sort_by_key(|a| a.id);
+                v
+            },
             totals: self.totals.clone(),
             unsigned: self.unsigned.iter().cloned().collect(),
         }
@@ -401,12 +413,13 @@ impl Market {
         let mut lines = Vec::new();
         // Those outbid just now are not live any more, but their change
         // must be in the entry.
-        let ids: Vec<AccountId> = self
+        let mut ids: Vec<AccountId> = self
             .accounts
             .values()
             .filter(|a| live(a) || changes.contains_key(&a.id))
             .map(|a| a.id)
             .collect();
+        ids.sort_unstable();
         for id in ids {
             let a = &self.accounts[&id];
             let cpu_ms = usage.get(&id).map_or(0, |u| u.saturating_sub(a.cpu_ms));
@@ -422,7 +435,7 @@ impl Market {
             let mut change = changes.get(&id).copied();
             if a.order.class != Class::Critical
                 && !matches!(a.standing, Standing::Killed(_))
-                && broke_since.is_some_and(|t| now - t >= self.config.grace_ms)
+                && broke_since.is_some_and(|t| now.saturating_sub(t) >= self.config.grace_ms)
             {
                 change = Some(Change::Kill(Reason::Rent));
             }
@@ -488,7 +501,7 @@ impl Market {
                 order,
                 at_ms,
             } => {
-                let deposit = order.wallet_milli * 1000;
+                let deposit = order.wallet_milli.saturating_mul(1000);
                 let a = Account {
                     id: *account,
                     vm: *vm,
@@ -510,8 +523,8 @@ impl Market {
                     receipts: 0,
                     chain_head: genesis(),
                 };
-                self.next_account = self.next_account.max(account + 1);
-                self.totals.deposited_micro += deposit;
+                self.next_account = self.next_account.max(account.saturating_add(1));
+                self.totals.deposited_micro = self.totals.deposited_micro.saturating_add(deposit);
                 self.accounts.insert(*account, a);
                 self.reindex(*account);
                 // It starts paused if its bid does not meet the price.
@@ -547,12 +560,13 @@ impl Market {
                 };
                 let to_arrears = a.arrears_micro.min(*amount_micro);
                 a.arrears_micro -= to_arrears;
-                a.wallet_micro += amount_micro - to_arrears;
+                a.wallet_micro = a.wallet_micro.saturating_add(amount_micro - to_arrears);
                 if to_arrears < *amount_micro {
                     a.broke_since_ms = None;
                 }
-                self.totals.deposited_micro += amount_micro;
-                self.totals.revenue_micro += to_arrears;
+                self.totals.deposited_micro =
+                    self.totals.deposited_micro.saturating_add(*amount_micro);
+                self.totals.revenue_micro = self.totals.revenue_micro.saturating_add(to_arrears);
                 self.reindex(*account);
             }
             Entry::Tick(t) => {
@@ -576,9 +590,9 @@ impl Market {
                 };
                 let paid = (*paid_micro).min(a.wallet_micro);
                 a.wallet_micro -= paid;
-                a.paid_micro += paid;
-                a.window.charged_micro += paid;
-                self.totals.taxed_micro += paid;
+                a.paid_micro = a.paid_micro.saturating_add(paid);
+                a.window.charged_micro = a.window.charged_micro.saturating_add(paid);
+                self.totals.taxed_micro = self.totals.taxed_micro.saturating_add(paid);
             }
             Entry::Close {
                 account,
@@ -591,7 +605,7 @@ impl Market {
                 };
                 let refund = (*refund_micro).min(a.wallet_micro);
                 a.wallet_micro -= refund;
-                self.totals.refunded_micro += refund;
+                self.totals.refunded_micro = self.totals.refunded_micro.saturating_add(refund);
                 if !matches!(a.standing, Standing::Killed(_)) {
                     *self.totals.kills.entry(*reason).or_default() += 1;
                 }
@@ -621,18 +635,18 @@ impl Market {
         let Some(a) = self.accounts.get_mut(&line.account) else {
             return;
         };
-        let due = line.cpu_rent_micro + line.memory_rent_micro;
+        let due = line.cpu_rent_micro.saturating_add(line.memory_rent_micro);
         let paid = line.paid_micro.min(a.wallet_micro);
         a.wallet_micro -= paid;
-        a.paid_micro += paid;
-        a.cpu_ms += line.cpu_ms;
-        a.joules_micro += line.joules_micro;
+        a.paid_micro = a.paid_micro.saturating_add(paid);
+        a.cpu_ms = a.cpu_ms.saturating_add(line.cpu_ms);
+        a.joules_micro = a.joules_micro.saturating_add(line.joules_micro);
         a.memory_carry = line.memory_carry;
-        a.rent_micro_per_s = due * 1000 / dt_ms.max(1);
+        a.rent_micro_per_s = due.saturating_mul(1000) / dt_ms.max(1);
         if paid < due {
             a.broke_since_ms.get_or_insert(at_ms);
             if a.order.class == Class::Critical {
-                a.arrears_micro += due - paid;
+                a.arrears_micro = a.arrears_micro.saturating_add(due - paid);
             }
         } else {
             a.broke_since_ms = None;
@@ -641,12 +655,12 @@ impl Market {
         if w.price_max_milli == 0 {
             w.price_min_milli = charged_at;
         }
-        w.cpu_ms += line.cpu_ms;
-        w.joules_micro += line.joules_micro;
-        w.charged_micro += paid;
+        w.cpu_ms = w.cpu_ms.saturating_add(line.cpu_ms);
+        w.joules_micro = w.joules_micro.saturating_add(line.joules_micro);
+        w.charged_micro = w.charged_micro.saturating_add(paid);
         w.price_min_milli = w.price_min_milli.min(charged_at);
         w.price_max_milli = w.price_max_milli.max(charged_at);
-        self.totals.revenue_micro += paid;
+        self.totals.revenue_micro = self.totals.revenue_micro.saturating_add(paid);
         self.reindex(line.account);
     }
 
@@ -666,7 +680,7 @@ impl Market {
         }
         let a = &self.accounts[&line.account];
         if live_mode && a.standing == Standing::Running {
-            let per_vcpu = u32::try_from(line.share_mcores / u64::from(a.order.vcpus))
+            let per_vcpu = u32::try_from(line.share_mcores / u64::from(a.order.vcpus.max(1)))
                 .unwrap_or(1000)
                 .clamp(1, 1000);
             let old = self.applied_cap.get(&line.account).copied();
@@ -687,12 +701,13 @@ impl Market {
     /// Closes the receipt windows that are due (in account order).
     fn due_receipts(&mut self, at_ms: u64) {
         let every = self.config.receipt_every_ms;
-        let due: Vec<AccountId> = self
+        let mut due: Vec<AccountId> = self
             .accounts
             .values()
-            .filter(|a| live(a) && at_ms - a.window.from_ms >= every)
+            .filter(|a| live(a) && at_ms.saturating_sub(a.window.from_ms) >= every)
             .map(|a| a.id)
             .collect();
+        due.sort_unstable();
         for id in due {
             self.close_window(id, at_ms);
         }
@@ -740,18 +755,27 @@ impl Market {
 
     /// Where an account belongs, by its standing, bid and wallet.
     fn place_of(&self, a: &Account) -> Option<Place> {
-        let bid = a.order.bid_milli;
+        // At least 1 even from a doctored ledger (orders are checked at the API).
+        let bid = a.order.bid_milli.max(1);
         match a.standing {
             Standing::Running => {
                 let critical = a.order.class == Class::Critical;
                 let broke = a.wallet_micro == 0 && a.broke_since_ms.is_some();
                 let mut cap = a.order.cap_mcores();
                 if critical && broke {
-                    let floor = u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli);
+                    let floor =
+                        u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli);
                     cap = cap.min(floor);
                 }
-                let e = fill::Entry { id: a.id, bid, cap: cap.max(1) };
-                Some(Place::Book { e, outbiddable: !critical })
+                let e = fill::Entry {
+                    id: a.id,
+                    bid,
+                    cap: cap.max(1),
+                };
+                Some(Place::Book {
+                    e,
+                    outbiddable: !critical,
+                })
             }
             Standing::Paused => Some(Place::Paused { bid }),
             Standing::Killed(_) | Standing::Closed(_) => None,
@@ -810,7 +834,7 @@ impl Market {
         if at_ms == w.from_ms && w.cpu_ms == 0 && w.charged_micro == 0 {
             return;
         }
-        a.receipts += 1;
+        a.receipts = a.receipts.saturating_add(1);
         let body = ReceiptBody {
             node,
             account: id,
@@ -832,7 +856,7 @@ impl Market {
     fn restore(&mut self, s: &Snapshot) {
         let config = self.config.clone();
         let node = self.node;
-        *self = Market::new(config, node, 0);
+        *self = Market::new(config, node);
         self.next_account = s.next_account;
         self.price_milli = s.price_milli;
         self.last_tick_ms = s.last_tick_ms;

@@ -167,7 +167,7 @@ fn rotation_starts_each_segment_from_a_snapshot_and_keeps_a_bounded_history() {
         segment_bytes: 4_096,
         keep_segments: 2,
     };
-    let mut market = Market::new(MarketConfig::default(), NodeId([2; 10]), 1);
+    let mut market = Market::new(MarketConfig::default(), NodeId([2; 10]));
     let mut ledger = Ledger::open(dir.path(), config).expect("open").ledger;
     for i in 0..200u64 {
         let order = Order::new(&format!("g{i}"), 1, 64, 1_000, 5_000, Class::Pausable, None)
@@ -186,7 +186,7 @@ fn rotation_starts_each_segment_from_a_snapshot_and_keeps_a_bounded_history() {
     let segments = std::fs::read_dir(dir.path()).expect("dir").count();
     assert_eq!(segments, 3, "the open segment and two closed ones");
     let opened = Ledger::open(dir.path(), config).expect("reopen");
-    let mut replayed = Market::new(MarketConfig::default(), NodeId([2; 10]), 9);
+    let mut replayed = Market::new(MarketConfig::default(), NodeId([2; 10]));
     for e in &opened.entries {
         replayed.apply(e, false);
     }

@@ -150,7 +150,7 @@ fn conserve(m: &Market) {
 fn run_case(seed: u64, steps: usize) -> Run {
     let mut rng = Rng::new(seed);
     let mut run = Run {
-        market: Market::new(config(), NodeId([1; 10]), seed),
+        market: Market::new(config(), NodeId([1; 10])),
         entries: Vec::new(),
         usage: BTreeMap::new(),
         broke_from: BTreeMap::new(),
@@ -167,12 +167,13 @@ fn run_case(seed: u64, steps: usize) -> Run {
                 run.record(e);
             }
             3 => {
-                let open: Vec<u64> = run
+                let mut open: Vec<u64> = run
                     .market
                     .accounts()
                     .filter(|a| !matches!(a.standing, Standing::Closed(_)))
                     .map(|a| a.id)
                     .collect();
+                open.sort_unstable();
                 if let Some(&id) = open.get(rng.below(open.len() as u64 + 1) as usize) {
                     match rng.below(3) {
                         0 => {
@@ -204,7 +205,9 @@ fn run_case(seed: u64, steps: usize) -> Run {
             _ => {
                 run.now += 1_000;
                 price = (price as i64 + rng.below(1_201) as i64 - 600).clamp(100, 8_000) as u64;
-                for a in run.market.accounts() {
+                let mut running: Vec<_> = run.market.accounts().collect();
+                running.sort_by_key(|a| a.id);
+                for a in running {
                     if a.standing == Standing::Running {
                         let used = a.share_mcores * 1_000 / 1_000 * rng.below(101) / 100;
                         *run.usage.entry(a.id).or_insert(0) += used;
@@ -257,13 +260,13 @@ fn run_case(seed: u64, steps: usize) -> Run {
 fn every_tick_of_random_runs_keeps_the_contracts_and_a_replay_rebuilds_the_state() {
     for seed in 0..12 {
         let run = run_case(seed, 600);
-        let mut replayed = Market::new(config(), NodeId([1; 10]), 99);
+        let mut replayed = Market::new(config(), NodeId([1; 10]));
         for e in &run.entries {
             replayed.apply(e, false);
         }
         same(&replayed.snapshot(), &run.market.snapshot(), seed);
         // From a snapshot too.
-        let mut from_snap = Market::new(config(), NodeId([1; 10]), 5);
+        let mut from_snap = Market::new(config(), NodeId([1; 10]));
         from_snap.apply(&Entry::Snapshot(Box::new(run.market.snapshot())), false);
         same(&from_snap.snapshot(), &run.market.snapshot(), seed);
     }

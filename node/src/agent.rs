@@ -496,7 +496,9 @@ impl Edge<'_> {
         }
         self.state.set_market(b.view());
         let spent = guests::thread_cpu_ns() - t0;
-        self.guests.market_cpu_ns.fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
+        self.guests
+            .market_cpu_ns
+            .fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Hands the core what the mesh holds now, and shows it.

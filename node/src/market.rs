@@ -114,11 +114,7 @@ impl Bazaar {
         if let Some(t) = &opened.torn {
             tracing::warn!(path = %t.path.display(), at = t.at, cut_bytes = t.cut_bytes, why = %t.why, "ledger: a torn tail (a crash in mid-write) was cut at the last whole entry; nothing acknowledged was in it");
         }
-        let mut market = Market::new(
-            settings.market.clone(),
-            node,
-            u64::from_le_bytes(key.to_bytes()[..8].try_into().unwrap_or_default()),
-        );
+        let mut market = Market::new(settings.market.clone(), node);
         for e in &opened.entries {
             market.apply(e, false);
         }
@@ -136,7 +132,7 @@ impl Bazaar {
             cores,
             defer_until_ms: 0,
         };
-        let stale: Vec<AccountId> = bazaar
+        let mut stale: Vec<AccountId> = bazaar
             .market
             .accounts()
             .filter(|a| {
@@ -147,6 +143,7 @@ impl Bazaar {
             })
             .map(|a| a.id)
             .collect();
+        stale.sort_unstable();
         for id in &stale {
             for e in bazaar.market.gone(*id, Reason::Restart, now_ms)? {
                 bazaar.record(e)?;
@@ -483,7 +480,12 @@ impl Bazaar {
             at_ms: self.market.last_tick_ms(),
             price_milli: self.market.price_milli(),
             capacity_mcores: self.capacity_mcores,
-            accounts: self.market.accounts().map(|a| self.row(a)).collect(),
+            accounts: {
+                let mut rows: Vec<AccountRow> =
+                    self.market.accounts().map(|a| self.row(a)).collect();
+                rows.sort_by_key(|r| r.account);
+                rows
+            },
             totals: self.market.totals().clone(),
             halted: self.halted.clone(),
             ledger_dir: self.dir.clone(),

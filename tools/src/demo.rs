@@ -7,6 +7,7 @@
 use anyhow::Context;
 use clap::Args;
 use maxwell_node::client;
+use maxwell_node::http::guests::GuestList;
 use maxwell_node::http::{Members, Status};
 use maxwell_node::render::{opt, Table};
 use maxwell_supervise::Procs;
@@ -89,6 +90,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (i, data) in data_dirs.iter().enumerate() {
         addrs.push(procs.wait_agent(i, data, START_TIMEOUT)?.http);
     }
+    let guests_note = {
+        let (addrs, dir) = (addrs.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || start_guests(&addrs, &dir)).await?
+    };
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut event: Option<String> = None;
@@ -103,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&view(&statuses, started.elapsed()));
+        out.push_str(&guests_note);
         out.push_str(&format!(
             "\nAPI tokens (needed to change an agent): {}/node*/api.token\n",
             dir.display()
@@ -128,26 +134,82 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Polled = (SocketAddr, Result<(Status, Members), String>);
+/// Two guests in each agent's market, started through its API: `gold`
+/// bids the price ceiling, `spot` 30 % over the node's price now; each
+/// takes at most 5 % of a core. Returns a line for the view.
+fn start_guests(addrs: &[SocketAddr], dir: &Path) -> String {
+    let t = Duration::from_secs(30);
+    let mut failed = Vec::new();
+    for (k, &addr) in addrs.iter().enumerate() {
+        let run = || -> anyhow::Result<()> {
+            let token = client::read_token(None, &dir.join(format!("node{k}")))?;
+            let api = client::Api { addr, token };
+            let status: Status = client::get_json(addr, "/v1/status", t)?;
+            let price = status.price.map_or(1_000, |q| q.price_milli);
+            for (name, bid) in [("gold", 20_000), ("spot", price * 13 / 10)] {
+                let spec = format!(
+                    r#"{{"name": "{name}", "kind": "workload", "vcpus": 1, "memory_mib": 8, "payload": "count", "bid_milli": {bid}, "wallet_milli": 100000000, "max_cpu": 0.05}}"#
+                );
+                api.post("/v1/guests", &spec, t)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            failed.push(format!("node {k}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        "
+Each agent runs two guests in its market: gold bids the price ceiling, spot 30 % over its node's price at start.
+         When a node heats, its price passes spot's bid and spot is paused; gold runs on at a smaller share.
+"
+            .into()
+    } else {
+        format!(
+            "
+guests not started: {}
+",
+            failed.join("; ")
+        )
+    }
+}
+
+type Polled = (
+    SocketAddr,
+    Result<(Status, Members, Option<GuestList>), String>,
+);
 
 fn poll(addrs: &[SocketAddr]) -> Vec<Polled> {
-    let one = |a: SocketAddr| -> Result<(Status, Members), String> {
+    let one = |a: SocketAddr| -> Result<(Status, Members, Option<GuestList>), String> {
         let t = Duration::from_secs(2);
         let status = client::get_json(a, "/v1/status", t).map_err(|e| e.to_string())?;
         let members = client::get_json(a, "/v1/members", t).map_err(|e| e.to_string())?;
-        Ok((status, members))
+        let guests = client::get_json(a, "/v1/guests", t).ok();
+        Ok((status, members, guests))
     };
     addrs.iter().map(|a| (*a, one(*a))).collect()
 }
 
 fn view(statuses: &[Polled], elapsed: Duration) -> String {
     let mut t = Table::new(&[
-        "NAME", "RACK", "SLOT", "HTTP", "SENSORS", "HOTTEST", "CRIT", "DRAW", "CAP", "HEADROOM",
-        "CPU", "PRICE", "SEES",
+        "NAME",
+        "RACK",
+        "SLOT",
+        "HTTP",
+        "SENSORS",
+        "HOTTEST",
+        "CRIT",
+        "DRAW",
+        "CAP",
+        "HEADROOM",
+        "CPU",
+        "PRICE",
+        "SEES",
+        "GUESTS (share, state)",
     ]);
     for (addr, s) in statuses {
         match s {
-            Ok((s, members)) => {
+            Ok((s, members, guests)) => {
                 let sees = members.members.iter().filter(|m| m.counts).count();
                 let sum = &s.snapshot.summary;
                 t.row(vec![
@@ -167,6 +229,7 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
                         .as_ref()
                         .map(|q| maxwell_node::render::price(q.price_milli))),
                     format!("{sees}/{}", statuses.len()),
+                    guests.as_ref().map_or("-".into(), market_cell),
                 ]);
             }
             Err(e) => t.row(vec![
@@ -186,6 +249,28 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
     )
 }
 
+/// `gold 0.05 running · spot paused`.
+fn market_cell(l: &GuestList) -> String {
+    let cells: Vec<String> = l
+        .guests
+        .iter()
+        .filter_map(|g| g.market.as_ref())
+        .map(|a| {
+            format!(
+                "{} {:.2} {}",
+                a.name,
+                a.share_mcores as f64 / 1000.0,
+                a.state
+            )
+        })
+        .collect();
+    if cells.is_empty() {
+        "-".into()
+    } else {
+        cells.join(" · ")
+    }
+}
+
 /// Heats node `k`: its inlet air goes to 38 °C and it takes on extra load, as
 /// in a local cooling failure. Returns a line for the view.
 async fn heat(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
@@ -202,7 +287,7 @@ async fn heat(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
     .await;
     match put {
         Ok(Ok(_)) => format!(
-            "\nevent: node {k} ({addr}) heated: inlet 38 °C, +60 % load. Watch its price rise and its rack neighbours' fall.\n"
+            "\nevent: node {k} ({addr}) heated: inlet 38 °C, +60 % load. Watch its price rise past spot's bid (spot paused) and its rack neighbours' fall.\n"
         ),
         Ok(Err(e)) => format!("\ncould not heat node {k}: {e}\n"),
         Err(e) => format!("\ncould not heat node {k}: {e}\n"),

@@ -55,7 +55,10 @@ pub fn render(state: &AppState) -> String {
     guest_metrics(&mut reg, state);
     if let Some(view) = state.market() {
         crate::http::market::metrics(&mut reg, &view);
-        let ns = state.guests.market_cpu_ns.load(std::sync::atomic::Ordering::Relaxed);
+        let ns = state
+            .guests
+            .market_cpu_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
         gauge(
             "maxwell_market_cpu_seconds",
             "CPU time the agent spent on the market (metering, ticks, the ledger, carrying out its actions), counter",

@@ -32,7 +32,11 @@ pub struct MarketBenchArgs {
     #[arg(long, default_value_t = 30)]
     pub live_seconds: u64,
     /// Which parts to run: core, overhead, timeline, energy.
-    #[arg(long, value_delimiter = ',', default_value = "core,overhead,timeline,energy")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "core,overhead,timeline,energy"
+    )]
     pub parts: Vec<String>,
 }
 
@@ -43,7 +47,9 @@ pub fn run(args: &MarketBenchArgs) -> anyhow::Result<()> {
             "overhead" => println!("{}", live::overhead(args.live_guests, args.live_seconds)?),
             "timeline" => println!("{}", live::timeline()?),
             "energy" => println!("{}", live::energy(args.live_seconds)?),
-            other => anyhow::bail!("--parts: unknown part {other:?} (core, overhead, timeline, energy)"),
+            other => {
+                anyhow::bail!("--parts: unknown part {other:?} (core, overhead, timeline, energy)")
+            }
         }
     }
     Ok(())

@@ -9,10 +9,22 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 fn order(rng: &mut Rng, i: usize) -> Order {
-    let class = if rng.below(10) == 0 { Class::Critical } else { Class::Pausable };
+    let class = if rng.below(10) == 0 {
+        Class::Critical
+    } else {
+        Class::Pausable
+    };
     let max_cpu = (rng.below(2) == 0).then(|| 0.1 + rng.unit() * 0.9);
-    Order::new(&format!("g{i}"), 1 + rng.below(4) as u32, 64, 1 + rng.below(8_000), 1_000_000_000, class, max_cpu)
-        .expect("order")
+    Order::new(
+        &format!("g{i}"),
+        1 + rng.below(4) as u32,
+        64,
+        1 + rng.below(8_000),
+        1_000_000_000,
+        class,
+        max_cpu,
+    )
+    .expect("order")
 }
 
 fn ns_per(ops: usize, t: Instant) -> f64 {
@@ -28,7 +40,7 @@ pub fn run(sizes: &[usize]) -> String {
     for &n in sizes {
         eprintln!("market core: {n} guests ...");
         let mut rng = Rng::new(n as u64);
-        let mut m = Market::new(MarketConfig::default(), NodeId([0; 10]), 1);
+        let mut m = Market::new(MarketConfig::default(), NodeId([0; 10]));
         for i in 0..n {
             let e = m.open(i as u64, order(&mut rng, i), 1_000);
             m.apply(&e, true);
@@ -43,20 +55,36 @@ pub fn run(sizes: &[usize]) -> String {
             let input = TickInput {
                 now_ms: now,
                 price_milli: price,
-                conditions: Conditions { cores_mcores: cores, temperature: Some((60_000, 100_000)), headroom: None },
-                power: Some(Power { host_micro_w: 200_000_000, idle_micro_w: 80_000_000, host_busy_ms: 1_000, host_cores: 64 }),
+                conditions: Conditions {
+                    cores_mcores: cores,
+                    temperature: Some((60_000, 100_000)),
+                    headroom: None,
+                },
+                power: Some(Power {
+                    host_micro_w: 200_000_000,
+                    idle_micro_w: 80_000_000,
+                    host_busy_ms: 1_000,
+                    host_cores: 64,
+                }),
             };
             let _ = m.tick(&input, usage);
             while m.poll_action().is_some() {}
             while let Some(b) = m.poll_unsigned().cloned() {
                 // Signing is the driver's; the bench applies the bodies unsigned-equal.
-                m.apply(&maxwell_market::Entry::Receipt(maxwell_market::Receipt { body: b, signature: String::new() }), true);
+                m.apply(
+                    &maxwell_market::Entry::Receipt(maxwell_market::Receipt {
+                        body: b,
+                        signature: String::new(),
+                    }),
+                    true,
+                );
             }
         };
         tick(&mut m, &mut usage, now, 1_000);
         // Bid changes.
         let ops = 20_000.min(n * 4);
-        let ids: Vec<u64> = m.accounts().map(|a| a.id).collect();
+        let mut ids: Vec<u64> = m.accounts().map(|a| a.id).collect();
+        ids.sort_unstable();
         let t = Instant::now();
         for _ in 0..ops {
             let id = ids[rng.below(ids.len() as u64) as usize];
@@ -84,9 +112,13 @@ pub fn run(sizes: &[usize]) -> String {
         }
         let depart_ns = ns_per(arrivals, t);
         // The price step's search: the book beside a re-sort of every guest.
-        let mut fill = Fill::new(3);
+        let mut fill = Fill::new();
         let entries: Vec<FillEntry> = (0..n as u64)
-            .map(|id| FillEntry { id, bid: 1 + rng.below(8_000), cap: 1 + rng.below(4_000) })
+            .map(|id| FillEntry {
+                id,
+                bid: 1 + rng.below(8_000),
+                cap: 1 + rng.below(4_000),
+            })
             .collect();
         for e in &entries {
             fill.insert(*e);

@@ -55,7 +55,10 @@ fn agent(name: &str, vcpus: usize) -> anyhow::Result<Live> {
     .to_vec();
     let i = procs.spawn_agent(name, &exe, &args, &data)?;
     let addr = procs.wait_agent(i, &data, T)?.http;
-    let api = Api { addr, token: read_token(None, &data)? };
+    let api = Api {
+        addr,
+        token: read_token(None, &data)?,
+    };
     Ok(Live { procs, api, dir })
 }
 
@@ -86,7 +89,13 @@ pub fn overhead(n: usize, seconds: u64) -> anyhow::Result<String> {
     let mut live = agent("maxwell-bench-market", n)?;
     let mut ids = Vec::new();
     for k in 0..n {
-        ids.push(start(&live.api, &format!("m{k}"), 500 + (k as u64 * 97) % 5_000, 1_000_000_000, "count")?);
+        ids.push(start(
+            &live.api,
+            &format!("m{k}"),
+            500 + (k as u64 * 97) % 5_000,
+            1_000_000_000,
+            "count",
+        )?);
     }
     std::thread::sleep(Duration::from_secs(5));
     let name = "maxwell_market_cpu_seconds";
@@ -101,17 +110,42 @@ pub fn overhead(n: usize, seconds: u64) -> anyhow::Result<String> {
     let share = (c1 - c0) / wall * 100.0;
     let mut out = String::new();
     let _ = writeln!(out, "market on a live agent (default config, {backend} backend, {in_market} guests in the market, {wall:.0} s)");
-    let _ = writeln!(out, "market CPU          {:.4} % of one core   (goal ≤ 0.1 %)", share);
-    let _ = writeln!(out, "per tick            {:.1} µs (1 tick/s)", (c1 - c0) / wall * 1e6);
+    let _ = writeln!(
+        out,
+        "market CPU          {:.4} % of one core   (goal ≤ 0.1 %)",
+        share
+    );
+    let _ = writeln!(
+        out,
+        "per tick            {:.1} µs (1 tick/s)",
+        (c1 - c0) / wall * 1e6
+    );
     Ok(out)
 }
 
 fn account(l: &GuestList, vm: u64) -> Option<AccountRow> {
-    let live = l.guests.iter().find(|g| g.id == vm).and_then(|g| g.market.clone());
-    live.or_else(|| l.market.as_ref()?.closed.iter().rev().find(|a| a.guest == vm).cloned())
+    let live = l
+        .guests
+        .iter()
+        .find(|g| g.id == vm)
+        .and_then(|g| g.market.clone());
+    live.or_else(|| {
+        l.market
+            .as_ref()?
+            .closed
+            .iter()
+            .rev()
+            .find(|a| a.guest == vm)
+            .cloned()
+    })
 }
 
-fn until(api: &Api, what: &str, limit: Duration, pred: impl Fn(&GuestList) -> bool) -> anyhow::Result<Option<Duration>> {
+fn until(
+    api: &Api,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&GuestList) -> bool,
+) -> anyhow::Result<Option<Duration>> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
         if pred(&list(api)?) {
@@ -132,7 +166,10 @@ pub fn timeline() -> anyhow::Result<String> {
     eprintln!("timeline: three guests on a fresh agent ...");
     let mut live = agent("maxwell-bench-market-timeline", 3)?;
     std::thread::sleep(Duration::from_secs(3));
-    let cool = list(&live.api)?.market.ok_or_else(|| anyhow!("no market on the agent"))?.price_milli;
+    let cool = list(&live.api)?
+        .market
+        .ok_or_else(|| anyhow!("no market on the agent"))?
+        .price_milli;
     let high = start(&live.api, "high", 20_000, 100_000_000, "hash")?;
     let low = start(&live.api, "low", cool * 3 / 2, 100_000_000, "hash")?;
     let poor = start(&live.api, "poor", 20_000, cool * 3, "hash")?;
@@ -141,13 +178,22 @@ pub fn timeline() -> anyhow::Result<String> {
     let state = |l: &GuestList, vm| account(l, vm).map(|a| a.state).unwrap_or_default();
     let t0 = Instant::now();
     set_temp(&live.dir, 96_000)?;
-    let cut = until(&live.api, "share cut", T, |l| account(l, low).is_some_and(|a| a.share_mcores < share_cool || a.state == "paused"))?;
-    let paused = until(&live.api, "paused", T, |l| state(l, low) == "paused")?.map(|_| t0.elapsed());
-    let killed = until(&live.api, "killed", Duration::from_secs(60), |l| state(l, poor) == "killed (rent)")?.map(|_| t0.elapsed());
+    let cut = until(&live.api, "share cut", T, |l| {
+        account(l, low).is_some_and(|a| a.share_mcores < share_cool || a.state == "paused")
+    })?;
+    let paused =
+        until(&live.api, "paused", T, |l| state(l, low) == "paused")?.map(|_| t0.elapsed());
+    let killed = until(&live.api, "killed", Duration::from_secs(60), |l| {
+        state(l, poor) == "killed (rent)"
+    })?
+    .map(|_| t0.elapsed());
     let high_state = state(&list(&live.api)?, high);
     let t1 = Instant::now();
     set_temp(&live.dir, 45_000)?;
-    let resumed = until(&live.api, "resumed", Duration::from_secs(60), |l| matches!(state(l, low).as_str(), "running" | "capped"))?.map(|_| t1.elapsed());
+    let resumed = until(&live.api, "resumed", Duration::from_secs(60), |l| {
+        matches!(state(l, low).as_str(), "running" | "capped")
+    })?
+    .map(|_| t1.elapsed());
     live.procs.stop_all(libc::SIGTERM, Duration::from_secs(20));
     let mut out = String::from("timeline (default config: 1 s market tick, 10 s grace; the fixture's temp1_input rewritten at 0)\n");
     let _ = writeln!(out, "heated 45 → 96 °C at 0");
@@ -155,7 +201,11 @@ pub fn timeline() -> anyhow::Result<String> {
     let _ = writeln!(out, "low bidder paused          {}", secs(paused));
     let _ = writeln!(out, "poor guest killed (rent)   {}", secs(killed));
     let _ = writeln!(out, "high bidder                {high_state}");
-    let _ = writeln!(out, "cooled 96 → 45 °C, low bidder resumed after {}", secs(resumed));
+    let _ = writeln!(
+        out,
+        "cooled 96 → 45 °C, low bidder resumed after {}",
+        secs(resumed)
+    );
     Ok(out)
 }
 
@@ -175,14 +225,22 @@ pub fn energy(seconds: u64) -> anyhow::Result<String> {
         format!("emulated.peak_w={peak}"),
         format!("market.idle_watts={idle}"),
     ];
-    let mut args: Vec<&OsStr> = vec![OsStr::new("--log-level"), OsStr::new("warn"), OsStr::new("--sensors"), OsStr::new("emulated")];
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("--log-level"),
+        OsStr::new("warn"),
+        OsStr::new("--sensors"),
+        OsStr::new("emulated"),
+    ];
     for s in &sets {
         args.push(OsStr::new("--set"));
         args.push(OsStr::new(s));
     }
     let i = procs.spawn_agent("energy", &exe, &args, &data)?;
     let addr = procs.wait_agent(i, &data, T)?.http;
-    let api = Api { addr, token: read_token(None, &data)? };
+    let api = Api {
+        addr,
+        token: read_token(None, &data)?,
+    };
     let mut ids = Vec::new();
     for (k, max_cpu) in [0.25, 0.75].iter().enumerate() {
         let spec = serde_json::json!({
@@ -195,8 +253,15 @@ pub fn energy(seconds: u64) -> anyhow::Result<String> {
     std::thread::sleep(Duration::from_secs(5));
     let read = |api: &Api| -> anyhow::Result<(u64, Vec<(f64, u64)>)> {
         let l = list(api)?;
-        let at = l.market.as_ref().and_then(|m| m.at_ms).ok_or_else(|| anyhow!("no tick yet"))?;
-        let rows = ids.iter().map(|&id| account(&l, id).map_or((0.0, 0), |a| (a.joules, a.cpu_ms))).collect();
+        let at = l
+            .market
+            .as_ref()
+            .and_then(|m| m.at_ms)
+            .ok_or_else(|| anyhow!("no tick yet"))?;
+        let rows = ids
+            .iter()
+            .map(|&id| account(&l, id).map_or((0.0, 0), |a| (a.joules, a.cpu_ms)))
+            .collect();
         Ok((at, rows))
     };
     let (t0, a) = read(&api)?;
@@ -212,7 +277,12 @@ pub fn energy(seconds: u64) -> anyhow::Result<String> {
         let cpu = (cb - ca) as f64 / 1000.0;
         let truth = idle / cores * dt + (peak - idle) * cpu / cores;
         let got = jb - ja;
-        let _ = writeln!(out, "e{k}     {:.2}     {cpu:6.1} s   {got:8.0} J   {truth:8.0} J  {:.3}", [0.25, 0.75][k], got / truth);
+        let _ = writeln!(
+            out,
+            "e{k}     {:.2}     {cpu:6.1} s   {got:8.0} J   {truth:8.0} J  {:.3}",
+            [0.25, 0.75][k],
+            got / truth
+        );
     }
     Ok(out)
 }
