@@ -12,23 +12,12 @@ mod common;
 use common::{spawn_on_tree, Agent};
 use maxwell_node::client::{Api, ClientError};
 use maxwell_node::http::guests::{GuestList, GuestRow};
-use maxwell_node::market::AccountRow;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxwell");
 const T: Duration = Duration::from_secs(30);
-
-fn write_temp(tree: &Path, milli: i64) {
-    let chip = tree.join("hwmon/hwmon0");
-    std::fs::create_dir_all(&chip).expect("mkdir");
-    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
-    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
-    let tmp = chip.join("temp1_input.tmp");
-    std::fs::write(&tmp, format!("{milli}\n")).expect("write");
-    std::fs::rename(&tmp, chip.join("temp1_input")).expect("rename");
-}
 
 fn backend() -> &'static str {
     match maxwell_vmm::kvm_available() {
@@ -62,24 +51,6 @@ fn start(api: &Api, name: &str, bid: u64, wallet: u64) -> u64 {
     row.id
 }
 
-/// The account of guest `vm`, live or closed.
-fn account(l: &GuestList, vm: u64) -> Option<AccountRow> {
-    let live = l
-        .guests
-        .iter()
-        .find(|g| g.id == vm)
-        .and_then(|g| g.market.clone());
-    live.or_else(|| {
-        l.market
-            .as_ref()?
-            .closed
-            .iter()
-            .rev()
-            .find(|a| a.guest == vm)
-            .cloned()
-    })
-}
-
 /// Polls until `pred` holds of the guest list; the time it took.
 fn until(api: &Api, what: &str, limit: Duration, pred: impl Fn(&GuestList) -> bool) -> Duration {
     let t0 = Instant::now();
@@ -104,7 +75,7 @@ fn price(api: &Api) -> u64 {
 fn heat_caps_then_pauses_the_low_bidder_kills_the_poor_and_cooling_resumes() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let tree = scratch.path().join("tree");
-    write_temp(&tree, 45_000);
+    common::write_temp(&tree, 45_000);
     let backend = backend();
     let mut agent = Agent::start(BIN, &tree, &["--set", &format!("guests.backend={backend}")]);
     let api = agent.api();
@@ -116,20 +87,21 @@ fn heat_caps_then_pauses_the_low_bidder_kills_the_poor_and_cooling_resumes() {
     let low = start(&api, "low", cool * 3 / 2, 10_000_000);
     // About three seconds of rent at the cool price.
     let poor = start(&api, "poor", 20_000, cool * 3);
-    let state = |l: &GuestList, vm| account(l, vm).map(|a| a.state).unwrap_or_default();
+    let state = |l: &GuestList, vm| l.account(vm).map(|a| a.state).unwrap_or_default();
     until(&api, "every guest running in the market", T, |l| {
         [high, low]
             .iter()
-            .all(|&g| account(l, g).is_some_and(|a| a.share_mcores > 0))
+            .all(|&g| l.account(g).is_some_and(|a| a.share_mcores > 0))
     });
     std::thread::sleep(Duration::from_secs(2));
-    let share_cool = account(&list(&api), low).expect("low").share_mcores;
+    let share_cool = list(&api).account(low).expect("low").share_mcores;
 
     // Heat: the price rises past the low bid.
     let t0 = Instant::now();
-    write_temp(&tree, 96_000);
+    common::write_temp(&tree, 96_000);
     let capped = until(&api, "the low bidder's share falls", T, |l| {
-        account(l, low).is_some_and(|a| a.share_mcores < share_cool || a.state == "paused")
+        l.account(low)
+            .is_some_and(|a| a.share_mcores < share_cool || a.state == "paused")
     });
     let paused = until(&api, "the low bidder is paused", T, |l| {
         state(l, low) == "paused"
@@ -147,7 +119,7 @@ fn heat_caps_then_pauses_the_low_bidder_kills_the_poor_and_cooling_resumes() {
         l.guests.iter().all(|g| g.id != poor),
         "the poor guest's VM is gone"
     );
-    let h = account(&l, high).expect("high");
+    let h = l.account(high).expect("high");
     assert!(
         matches!(h.state.as_str(), "running" | "capped"),
         "the high bidder runs on: {h:?}"
@@ -175,7 +147,7 @@ fn heat_caps_then_pauses_the_low_bidder_kills_the_poor_and_cooling_resumes() {
 
     // Cool again: the paused guest resumes.
     let t1 = Instant::now();
-    write_temp(&tree, 45_000);
+    common::write_temp(&tree, 45_000);
     until(&api, "the low bidder resumes", T, |l| {
         matches!(state(l, low).as_str(), "running" | "capped")
     });

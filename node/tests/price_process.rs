@@ -7,7 +7,6 @@ mod common;
 use maxwell_node::client;
 use maxwell_node::http::Status;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -23,17 +22,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn write_temp(tree: &Path, milli: i64) {
-    let chip = tree.join("hwmon/hwmon0");
-    std::fs::create_dir_all(&chip).expect("mkdir");
-    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
-    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
-    // Write-then-rename so the agent never reads a half-written file.
-    let tmp = chip.join("temp1_input.tmp");
-    std::fs::write(&tmp, format!("{milli}\n")).expect("write");
-    std::fs::rename(&tmp, chip.join("temp1_input")).expect("rename");
 }
 
 fn price(a: &Agent) -> (u64, u64) {
@@ -78,7 +66,7 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
     let mut agents: Vec<Agent> = Vec::new();
     for i in 0..3 {
         let tree = scratch.path().join(format!("t{i}"));
-        write_temp(&tree, 60_000);
+        common::write_temp(&tree, 60_000);
         std::fs::create_dir_all(tree.join("powercap")).expect("mkdir");
         let data = scratch.path().join(format!("d{i}"));
         // Ports of the kernel's choosing; the first agent's is the others' seed.
@@ -105,7 +93,7 @@ fn a_hot_node_gets_dearer_and_its_neighbours_cheaper() {
         "symmetric neighbours, same target: {before:?}"
     );
 
-    write_temp(&scratch.path().join("t1"), 92_000);
+    common::write_temp(&scratch.path().join("t1"), 92_000);
     // The hot node's target rises; its neighbours', once they hear of it, fall.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

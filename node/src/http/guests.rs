@@ -58,6 +58,27 @@ pub struct GuestList {
     pub market: Option<MarketSummary>,
 }
 
+impl GuestList {
+    /// The market account of guest `vm`: its live one, else the newest
+    /// closed one (a guest the market killed).
+    pub fn account(&self, vm: u64) -> Option<AccountRow> {
+        let live = self
+            .guests
+            .iter()
+            .find(|g| g.id == vm)
+            .and_then(|g| g.market.clone());
+        live.or_else(|| {
+            self.market
+                .as_ref()?
+                .closed
+                .iter()
+                .rev()
+                .find(|a| a.guest == vm)
+                .cloned()
+        })
+    }
+}
+
 /// The market part of `GET /v1/guests`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MarketSummary {

@@ -178,3 +178,15 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// A one-chip hwmon fixture under `tree` at `milli` m°C (critical 100 °C),
+/// written then renamed so the agent never reads a half-written file.
+pub fn write_temp(tree: &Path, milli: i64) {
+    let chip = tree.join("hwmon/hwmon0");
+    std::fs::create_dir_all(&chip).expect("mkdir");
+    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
+    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
+    let tmp = chip.join("temp1_input.tmp");
+    std::fs::write(&tmp, format!("{milli}\n")).expect("write");
+    std::fs::rename(&tmp, chip.join("temp1_input")).expect("rename");
+}

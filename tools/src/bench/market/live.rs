@@ -4,7 +4,6 @@
 use anyhow::{anyhow, Context};
 use maxwell_node::client::{read_token, Api};
 use maxwell_node::http::guests::{GuestList, GuestRow};
-use maxwell_node::market::AccountRow;
 use maxwell_supervise::Procs;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -123,23 +122,6 @@ pub fn overhead(n: usize, seconds: u64) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn account(l: &GuestList, vm: u64) -> Option<AccountRow> {
-    let live = l
-        .guests
-        .iter()
-        .find(|g| g.id == vm)
-        .and_then(|g| g.market.clone());
-    live.or_else(|| {
-        l.market
-            .as_ref()?
-            .closed
-            .iter()
-            .rev()
-            .find(|a| a.guest == vm)
-            .cloned()
-    })
-}
-
 fn until(
     api: &Api,
     what: &str,
@@ -174,12 +156,13 @@ pub fn timeline() -> anyhow::Result<String> {
     let low = start(&live.api, "low", cool * 3 / 2, 100_000_000, "hash")?;
     let poor = start(&live.api, "poor", 20_000, cool * 3, "hash")?;
     std::thread::sleep(Duration::from_secs(3));
-    let share_cool = account(&list(&live.api)?, low).map_or(0, |a| a.share_mcores);
-    let state = |l: &GuestList, vm| account(l, vm).map(|a| a.state).unwrap_or_default();
+    let share_cool = list(&live.api)?.account(low).map_or(0, |a| a.share_mcores);
+    let state = |l: &GuestList, vm| l.account(vm).map(|a| a.state).unwrap_or_default();
     let t0 = Instant::now();
     set_temp(&live.dir, 96_000)?;
     let cut = until(&live.api, "share cut", T, |l| {
-        account(l, low).is_some_and(|a| a.share_mcores < share_cool || a.state == "paused")
+        l.account(low)
+            .is_some_and(|a| a.share_mcores < share_cool || a.state == "paused")
     })?;
     let paused =
         until(&live.api, "paused", T, |l| state(l, low) == "paused")?.map(|_| t0.elapsed());
@@ -260,7 +243,7 @@ pub fn energy(seconds: u64) -> anyhow::Result<String> {
             .ok_or_else(|| anyhow!("no tick yet"))?;
         let rows = ids
             .iter()
-            .map(|&id| account(&l, id).map_or((0.0, 0), |a| (a.joules, a.cpu_ms)))
+            .map(|&id| l.account(id).map_or((0.0, 0), |a| (a.joules, a.cpu_ms)))
             .collect();
         Ok((at, rows))
     };
