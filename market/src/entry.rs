@@ -29,18 +29,21 @@ pub enum Reason {
     Exited,
     /// The node is leaving.
     Leaving,
+    /// It moved to another node.
+    Moved,
     /// The agent restarted and the guest did not survive it.
     Restart,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Rent,
         Reason::Outbid,
         Reason::Operator,
         Reason::Exited,
         Reason::Leaving,
         Reason::Restart,
+        Reason::Moved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Reason {
             Reason::Exited => "exited",
             Reason::Leaving => "leaving",
             Reason::Restart => "restart",
+            Reason::Moved => "moved",
         }
     }
 }
@@ -138,6 +142,13 @@ pub enum Entry {
     Receipt(Receipt),
     /// Everything above, as of one moment: a compacted ledger starts here.
     Snapshot(Box<Snapshot>),
+    /// A new `max_cpu`, milli-cores per vCPU. (New variants go last: the
+    /// ledger names them by position.)
+    Limit {
+        account: AccountId,
+        max_cpu_milli: u32,
+        at_ms: u64,
+    },
 }
 
 impl Entry {

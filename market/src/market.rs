@@ -323,6 +323,27 @@ impl Market {
         })
     }
 
+    /// The entry of a new `max_cpu` (milli-cores per vCPU, 1..=1000).
+    pub fn limit(
+        &self,
+        account: AccountId,
+        max_cpu_milli: u32,
+        now_ms: u64,
+    ) -> Result<Entry, MarketError> {
+        self.open_account(account)?;
+        if !(1..=1000).contains(&max_cpu_milli) {
+            return Err(MarketError::Invalid(Invalid {
+                field: "max_cpu",
+                why: format!("{max_cpu_milli} milli-cores per vCPU is not in 1..=1000"),
+            }));
+        }
+        Ok(Entry::Limit {
+            account,
+            max_cpu_milli,
+            at_ms: now_ms,
+        })
+    }
+
     /// The entries for a guest that is gone with its memory (killed,
     /// exited): the Landauer tax on that memory, then the close.
     pub fn gone(
@@ -548,6 +569,17 @@ impl Market {
                     return;
                 };
                 a.order.bid_milli = *bid_milli;
+                self.reindex(*account);
+            }
+            Entry::Limit {
+                account,
+                max_cpu_milli,
+                ..
+            } => {
+                let Some(a) = self.accounts.get_mut(account) else {
+                    return;
+                };
+                a.order.max_cpu_milli = (*max_cpu_milli).clamp(1, 1000);
                 self.reindex(*account);
             }
             Entry::Fund {

@@ -8,8 +8,9 @@
 //!   matrix (Tang et al.): `T_in = T_supply + D · P`.
 //! - [`scenarios`]: steady load, cooling failure, fan failure, burst, partition.
 //! - [`sim`]: guests with seeded demand traces, one step per simulated second.
-//! - [`policies`]: the baselines; [`mesh`]: Maxwell (real `maxwell-pricing`
-//!   controllers over simulated gossip with delay and loss, and a local market).
+//! - [`policies`]: the baselines; [`mesh`]: Maxwell (the agent's `NodeCore`
+//!   over simulated gossip with delay and loss, trading between hosts) and
+//!   [`hostmarket`]: the agent's market core serving each host's guests.
 //! - [`oracle`]: omniscient divisible placement as a linear program (`microlp`).
 //! - [`metrics`], [`plot`] (hand-written SVG), [`bench`](mod@bench):
 //!   [`run_thermal_bench_with`] and its printable [`ThermalBenchReport`].
@@ -19,6 +20,7 @@
 //! [`BenchConfig`] gives the same report, bit for bit.
 
 pub mod bench;
+pub mod hostmarket;
 pub mod mesh;
 pub mod metrics;
 pub mod oracle;

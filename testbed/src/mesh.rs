@@ -2,8 +2,9 @@
 //! [`NodeCore`] (the price law and its reading of the members) on what
 //! simulated gossip brought it (reports `delay` rounds old, each lost with
 //! probability `loss`, nothing across a partition; a report older than the
-//! gossip TTL is stale, as the verifier would say), and a local market: a
-//! host whose price is well above
+//! gossip TTL is stale, as the verifier would say), the agent's market core
+//! on every host ([`crate::hostmarket`]: who gets how much of the host),
+//! and trading between hosts: a host whose price is well above
 //! a cheaper offer it has heard of lets its lowest-value guest go there, if
 //! the destination (the authority on its own admission) has room.
 
@@ -64,6 +65,8 @@ pub struct Maxwell {
     rng: Rng,
     delay: usize,
     loss: f64,
+    /// The agent's market core, one per host.
+    markets: crate::hostmarket::HostMarkets,
 }
 
 fn node(h: usize) -> NodeId {
@@ -125,6 +128,7 @@ impl Maxwell {
             rng: Rng::derive(seed, 0x3E5),
             delay,
             loss,
+            markets: crate::hostmarket::HostMarkets::new(hosts),
         }
     }
 
@@ -284,8 +288,8 @@ impl Policy for Maxwell {
             self.trade(w, h, moves);
         }
     }
-    fn value_priority(&self) -> bool {
-        true
+    fn serve(&mut self, w: &World, h: usize, capacity: f64) -> Option<(f64, f64)> {
+        Some(self.markets.serve(w, h, capacity, self.prices[h], CAP_W))
     }
     fn prices(&self) -> Option<&[u64]> {
         Some(&self.prices)

@@ -27,6 +27,12 @@ pub trait Policy {
     fn value_priority(&self) -> bool {
         false
     }
+    /// Serves host `h`'s guests within `capacity` its own way (a market),
+    /// returning (work delivered, value delivered); `None`: the simulation
+    /// serves them ([`crate::sim::serve`]).
+    fn serve(&mut self, _w: &World, _h: usize, _capacity: f64) -> Option<(f64, f64)> {
+        None
+    }
     /// The price of every host, if the policy sets prices.
     fn prices(&self) -> Option<&[u64]> {
         None

@@ -20,6 +20,9 @@ pub enum Kind {
     /// Row 0 and row 1 cannot gossip (or be reached from a controller on the
     /// other side) for `partition_s`, while 30% of row 0 bursts.
     Partition,
+    /// 85 % demand, and row 0's supply air rises by 6 °C: the policies
+    /// differ in the value they deliver.
+    HeavyCooling,
 }
 
 /// One scenario, fully determined by its kind, the layout and a seed.
@@ -42,7 +45,7 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The five benchmark scenarios.
+    /// The six benchmark scenarios.
     pub fn all(l: &Layout, event_s: u64, seed: u64) -> Vec<Scenario> {
         [
             Kind::Steady,
@@ -50,6 +53,7 @@ impl Scenario {
             Kind::FanFailure,
             Kind::Burst,
             Kind::Partition,
+            Kind::HeavyCooling,
         ]
         .into_iter()
         .map(|k| Self::new(k, l, event_s, seed))
@@ -73,11 +77,12 @@ impl Scenario {
             Kind::FanFailure => "fan-failure",
             Kind::Burst => "burst-30%",
             Kind::Partition => "partition",
+            Kind::HeavyCooling => "heavy85+cool",
         };
-        let base_load = if kind == Kind::CoolingFailure {
-            0.6
-        } else {
-            0.4
+        let base_load = match kind {
+            Kind::CoolingFailure => 0.6,
+            Kind::HeavyCooling => 0.85,
+            _ => 0.4,
         };
         // The fan fails in the upper half of rack 1, where recirculation is worst.
         let fan_host = l.host(1.min(l.racks - 1), l.hosts_per_rack * 3 / 4);
@@ -94,7 +99,8 @@ impl Scenario {
 
     /// Supply air at the inlet of host `h` at `t`, °C.
     pub fn supply_c(&self, l: &Layout, h: usize, t: u64) -> f64 {
-        let failed = self.kind == Kind::CoolingFailure && t >= self.event_s && l.row_of(h) == 0;
+        let cooling = matches!(self.kind, Kind::CoolingFailure | Kind::HeavyCooling);
+        let failed = cooling && t >= self.event_s && l.row_of(h) == 0;
         SUPPLY_C + if failed { 6.0 } else { 0.0 }
     }
 

@@ -68,7 +68,10 @@ pub fn run(
                 1.0
             };
             let cap = throttle * policy.capacity_factor(&w, h);
-            let (d, v) = serve(&mut items, cap, policy.value_priority());
+            let (d, v) = match policy.serve(&w, h, cap) {
+                Some(served) => served,
+                None => serve(&mut items, cap, policy.value_priority()),
+            };
             w.util[h] = d;
             w.power_w[h] = w.models[h].power_w(d);
             work += d;

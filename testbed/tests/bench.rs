@@ -21,7 +21,7 @@ fn row<'a>(r: &'a ThermalBenchReport, scenario: &str, policy: &str) -> &'a maxwe
 fn every_scenario_has_every_policy_and_the_oracle() {
     let r = report();
     assert!(r.oracle_errors.is_empty(), "{:?}", r.oracle_errors);
-    assert_eq!(r.rows.len(), 5 * 6);
+    assert_eq!(r.rows.len(), 6 * 6);
     let text = r.to_string();
     for name in [
         "steady-40%",
@@ -29,6 +29,7 @@ fn every_scenario_has_every_policy_and_the_oracle() {
         "fan-failure",
         "burst-30%",
         "partition",
+        "heavy85+cool",
         "hw-throttle",
         "least-loaded",
         "local-cap",

@@ -93,6 +93,10 @@ fn scenarios_change_what_they_say() {
     let part = &all[4];
     assert!(!part.reachable(&l, 0, l.host(3, 0), 150) && part.reachable(&l, 0, l.host(1, 0), 150));
     assert!(part.reachable(&l, 0, l.host(3, 0), 50) && part.reachable(&l, 0, l.host(3, 0), 500));
+    let heavy = &all[5];
+    assert_eq!(heavy.kind, Kind::HeavyCooling);
+    assert_eq!(heavy.base_load, 0.85);
+    assert_eq!(heavy.supply_c(&l, 0, 99) + 6.0, heavy.supply_c(&l, 0, 100));
 }
 
 #[test]
