@@ -7,7 +7,8 @@ use crate::order::{Class, Invalid, MarketConfig, Order, MAX_CREDIT_MILLI};
 use crate::receipt::{genesis, Receipt, ReceiptBody};
 use maxwell_types::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 /// Where an account is indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +168,11 @@ pub struct Market {
     /// went in with, and to skip re-indexing what did not move).
     placed: HashMap<AccountId, Place>,
     /// Running, non-critical guests by bid: the first to be outbid first.
-    running: BTreeSet<(u64, AccountId)>,
+    /// (A heap with lazy deletion: an entry counts only while the account
+    /// is still placed so; stale ones are dropped when they surface.)
+    running: BinaryHeap<Reverse<(u64, AccountId)>>,
     /// Paused guests by bid: the highest resumes first.
-    paused: BTreeSet<(u64, AccountId)>,
+    paused: BinaryHeap<(u64, AccountId)>,
     level: Level,
     // The driver's side (not persistent):
     applied_cap: HashMap<AccountId, u32>,
@@ -194,8 +197,8 @@ impl Market {
             unsigned: VecDeque::new(),
             fill: Fill::new(),
             placed: HashMap::new(),
-            running: BTreeSet::new(),
-            paused: BTreeSet::new(),
+            running: BinaryHeap::new(),
+            paused: BinaryHeap::new(),
             level: Level { num: 0, den: 0 },
             applied_cap: HashMap::new(),
             actions: VecDeque::new(),
@@ -405,10 +408,15 @@ impl Market {
         let capacity = self.config.capacity.capacity(&input.conditions);
         let mut changes: BTreeMap<AccountId, Change> = BTreeMap::new();
         // Outbid first (O(log n) each), so the level is the new one.
-        while let Some(&(bid, id)) = self.running.first() {
+        while let Some(&Reverse((bid, id))) = self.running.peek() {
+            if !self.is_running_at(id, bid) {
+                self.running.pop();
+                continue;
+            }
             if bid >= p {
                 break;
             }
+            self.running.pop();
             let change = match self.accounts[&id].order.class {
                 Class::Evictable => Change::Kill(Reason::Outbid),
                 _ => Change::Pause,
@@ -417,10 +425,15 @@ impl Market {
             changes.insert(id, change);
         }
         let margin = 1000 + self.config.resume_margin_permille;
-        while let Some(&(bid, id)) = self.paused.last() {
+        while let Some(&(bid, id)) = self.paused.peek() {
+            if self.placed.get(&id) != Some(&Place::Paused { bid }) {
+                self.paused.pop();
+                continue;
+            }
             if u128::from(bid) * 1000 < u128::from(p) * u128::from(margin) {
                 break;
             }
+            self.paused.pop();
             self.set_standing(id, Change::Resume);
             changes.insert(id, Change::Resume);
         }
@@ -821,32 +834,48 @@ impl Market {
         if want == have {
             return;
         }
-        match have {
-            Some(Place::Book { e, outbiddable }) => {
-                self.fill.remove(&e);
-                if outbiddable {
-                    self.running.remove(&(e.bid, id));
-                }
-            }
-            Some(Place::Paused { bid }) => {
-                self.paused.remove(&(bid, id));
-            }
-            None => {}
+        // The heaps' old entries go stale by themselves.
+        if let Some(Place::Book { e, .. }) = have {
+            self.fill.remove(&e);
         }
         match want {
             Some(p @ Place::Book { e, outbiddable }) => {
                 self.fill.insert(e);
                 if outbiddable {
-                    self.running.insert((e.bid, id));
+                    self.running.push(Reverse((e.bid, id)));
                 }
                 self.placed.insert(id, p);
             }
             Some(p @ Place::Paused { bid }) => {
-                self.paused.insert((bid, id));
+                self.paused.push((bid, id));
                 self.placed.insert(id, p);
             }
             None => {
                 self.placed.remove(&id);
+            }
+        }
+        if self.running.len() + self.paused.len() > 2 * self.placed.len() + 1024 {
+            self.compact_heaps();
+        }
+    }
+
+    /// Whether `id` is running, outbiddable, at `bid` (a live heap entry).
+    fn is_running_at(&self, id: AccountId, bid: u64) -> bool {
+        matches!(self.placed.get(&id), Some(Place::Book { e, outbiddable: true }) if e.bid == bid)
+    }
+
+    /// Rebuilds the heaps from the placements (amortised O(1) per push).
+    fn compact_heaps(&mut self) {
+        self.running.clear();
+        self.paused.clear();
+        for (&id, p) in &self.placed {
+            match *p {
+                Place::Book {
+                    e,
+                    outbiddable: true,
+                } => self.running.push(Reverse((e.bid, id))),
+                Place::Paused { bid } => self.paused.push((bid, id)),
+                Place::Book { .. } => {}
             }
         }
     }
