@@ -150,11 +150,3 @@ pub enum Entry {
         at_ms: u64,
     },
 }
-
-impl Entry {
-    /// Whether this entry moved money (an API call that made it must not
-    /// return before it is on disk).
-    pub fn moves_money(&self) -> bool {
-        !matches!(self, Entry::Receipt(_) | Entry::Snapshot(_))
-    }
-}

@@ -372,11 +372,6 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<String>) {
     (entries, at as u64, why)
 }
 
-/// One entry as a frame (for tests and the fuzz corpus).
-pub fn encode_frame(entry: &Entry) -> Result<Vec<u8>, LedgerError> {
-    frame(entry)
-}
-
 /// The bytes a segment starts with.
 pub const SEGMENT_MAGIC: &[u8; 8] = MAGIC;
 

@@ -4,7 +4,7 @@ use crate::capacity::Conditions;
 use crate::entry::{AccountId, Change, Entry, Line, Reason, Tick};
 use crate::fill::{self, Fill, Level};
 use crate::order::{Class, Invalid, MarketConfig, Order, MAX_CREDIT_MILLI};
-use crate::receipt::{genesis, Receipt, ReceiptBody};
+use crate::receipt::{genesis, ReceiptBody};
 use maxwell_types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -523,11 +523,7 @@ impl Market {
 
     /// Applies an entry: one the market made (after the driver persisted
     /// it), or one replayed from the ledger (`live == false`: no actions).
-    pub fn apply(&mut self, entry: &Entry, live: bool) {
-        self.apply_inner(entry, live);
-    }
-
-    fn apply_inner(&mut self, entry: &Entry, live_mode: bool) {
+    pub fn apply(&mut self, entry: &Entry, live_mode: bool) {
         match entry {
             Entry::Open {
                 account,
@@ -944,11 +940,6 @@ impl Market {
     /// The level of the last tick's fill (for tests and the bench).
     pub fn level(&self) -> Level {
         self.level
-    }
-
-    /// A receipt the driver signed, as the entry to append.
-    pub fn receipt_entry(receipt: Receipt) -> Entry {
-        Entry::Receipt(receipt)
     }
 }
 
