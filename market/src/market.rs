@@ -68,6 +68,10 @@ pub struct Account {
     pub window: Window,
     pub receipts: u64,
     pub chain_head: String,
+    /// Where it is indexed (derived, not persisted: kept here rather than
+    /// in a map of its own so that a bid change looks the guest up once).
+    #[serde(skip)]
+    place: Option<Place>,
 }
 
 /// Market totals.
@@ -164,9 +168,9 @@ pub struct Market {
     unsigned: VecDeque<ReceiptBody>,
     // Derived from the accounts (rebuilt on replay):
     fill: Fill,
-    /// Where each account is indexed (to take it out under the keys it
-    /// went in with, and to skip re-indexing what did not move).
-    placed: HashMap<AccountId, Place>,
+    /// Accounts indexed somewhere (each keeps its [`Place`], to be taken
+    /// out under the keys it went in with, and not re-indexed unmoved).
+    placed: usize,
     /// Running, non-critical guests by bid: the first to be outbid first.
     /// (A heap with lazy deletion: an entry counts only while the account
     /// is still placed so; stale ones are dropped when they surface.)
@@ -196,7 +200,7 @@ impl Market {
             totals: Totals::default(),
             unsigned: VecDeque::new(),
             fill: Fill::new(),
-            placed: HashMap::new(),
+            placed: 0,
             running: BinaryHeap::new(),
             paused: BinaryHeap::new(),
             level: Level { num: 0, den: 0 },
@@ -268,6 +272,9 @@ impl Market {
             accounts: {
                 let mut v: Vec<Account> = self.accounts.values().cloned().collect();
                 v.sort_by_key(|a| a.id);
+                for a in &mut v {
+                    a.place = None;
+                }
                 v
             },
             totals: self.totals.clone(),
@@ -426,7 +433,7 @@ impl Market {
         }
         let margin = 1000 + self.config.resume_margin_permille;
         while let Some(&(bid, id)) = self.paused.peek() {
-            if self.placed.get(&id) != Some(&Place::Paused { bid }) {
+            if self.place(id) != Some(Place::Paused { bid }) {
                 self.paused.pop();
                 continue;
             }
@@ -510,7 +517,7 @@ impl Market {
         }
         self.level = self.fill.level(capacity);
         for line in &mut tick.lines {
-            if let Some(Place::Book { e, .. }) = self.placed.get(&line.account) {
+            if let Some(Place::Book { e, .. }) = self.place(line.account) {
                 line.share_mcores = self.level.share(e.bid, e.cap);
             }
         }
@@ -552,6 +559,7 @@ impl Market {
                     },
                     receipts: 0,
                     chain_head: genesis(),
+                    place: None,
                 };
                 self.next_account = self.next_account.max(account.saturating_add(1));
                 self.totals.deposited_micro = self.totals.deposited_micro.saturating_add(deposit);
@@ -825,8 +833,10 @@ impl Market {
 
     /// Puts an account where it belongs (O(log n), nothing if it is there).
     fn reindex(&mut self, id: AccountId) {
-        let want = self.accounts.get(&id).and_then(|a| self.place_of(a));
-        let have = self.placed.get(&id).copied();
+        let Some(a) = self.accounts.get(&id) else {
+            return;
+        };
+        let (want, have) = (self.place_of(a), a.place);
         if want == have {
             return;
         }
@@ -835,37 +845,40 @@ impl Market {
             self.fill.remove(&e);
         }
         match want {
-            Some(p @ Place::Book { e, outbiddable }) => {
+            Some(Place::Book { e, outbiddable }) => {
                 self.fill.insert(e);
                 if outbiddable {
                     self.running.push(Reverse((e.bid, id)));
                 }
-                self.placed.insert(id, p);
             }
-            Some(p @ Place::Paused { bid }) => {
-                self.paused.push((bid, id));
-                self.placed.insert(id, p);
-            }
-            None => {
-                self.placed.remove(&id);
-            }
+            Some(Place::Paused { bid }) => self.paused.push((bid, id)),
+            None => {}
         }
-        if self.running.len() + self.paused.len() > 2 * self.placed.len() + 1024 {
+        self.placed = self.placed + usize::from(want.is_some()) - usize::from(have.is_some());
+        if let Some(a) = self.accounts.get_mut(&id) {
+            a.place = want;
+        }
+        if self.running.len() + self.paused.len() > 2 * self.placed + 1024 {
             self.compact_heaps();
         }
     }
 
     /// Whether `id` is running, outbiddable, at `bid` (a live heap entry).
     fn is_running_at(&self, id: AccountId, bid: u64) -> bool {
-        matches!(self.placed.get(&id), Some(Place::Book { e, outbiddable: true }) if e.bid == bid)
+        matches!(self.place(id), Some(Place::Book { e, outbiddable: true }) if e.bid == bid)
+    }
+
+    fn place(&self, id: AccountId) -> Option<Place> {
+        self.accounts.get(&id).and_then(|a| a.place)
     }
 
     /// Rebuilds the heaps from the placements (amortised O(1) per push).
     fn compact_heaps(&mut self) {
         self.running.clear();
         self.paused.clear();
-        for (&id, p) in &self.placed {
-            match *p {
+        for (&id, a) in &self.accounts {
+            let Some(p) = a.place else { continue };
+            match p {
                 Place::Book {
                     e,
                     outbiddable: true,
@@ -920,18 +933,23 @@ impl Market {
         self.totals = s.totals.clone();
         self.unsigned = s.unsigned.iter().cloned().collect();
         for a in &s.accounts {
-            self.accounts.insert(a.id, a.clone());
-            if matches!(a.standing, Standing::Closed(_)) {
-                self.recent_closed.push_back(a.id);
+            let a = Account {
+                place: None,
+                ..a.clone()
+            };
+            let (id, closed) = (a.id, matches!(a.standing, Standing::Closed(_)));
+            self.accounts.insert(id, a);
+            if closed {
+                self.recent_closed.push_back(id);
             }
-            self.reindex(a.id);
+            self.reindex(id);
         }
     }
 
     /// The most `account` may have now, milli-cores (its `max_cpu`, or the
     /// critical floor while broke); `None` unless it is running.
     pub fn cap_mcores(&self, account: AccountId) -> Option<u64> {
-        match self.placed.get(&account) {
+        match self.place(account) {
             Some(Place::Book { e, .. }) => Some(e.cap),
             _ => None,
         }
