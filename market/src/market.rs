@@ -802,8 +802,9 @@ impl Market {
         self.reindex(id);
     }
 
-    /// Where an account belongs, by its standing, bid and wallet.
-    fn place_of(&self, a: &Account) -> Option<Place> {
+    /// Where an account belongs, by its standing, bid and wallet (a broke
+    /// critical guest at `critical_floor_milli` per vCPU).
+    fn place_of(a: &Account, critical_floor_milli: u32) -> Option<Place> {
         // At least 1 even from a doctored ledger (orders are checked at the API).
         let bid = a.order.bid_milli.max(1);
         match a.standing {
@@ -812,8 +813,7 @@ impl Market {
                 let broke = a.wallet_micro == 0 && a.broke_since_ms.is_some();
                 let mut cap = a.order.cap_mcores();
                 if critical && broke {
-                    let floor =
-                        u64::from(a.order.vcpus) * u64::from(self.config.critical_floor_milli);
+                    let floor = u64::from(a.order.vcpus) * u64::from(critical_floor_milli);
                     cap = cap.min(floor);
                 }
                 let e = fill::Entry {
@@ -833,10 +833,11 @@ impl Market {
 
     /// Puts an account where it belongs (O(log n), nothing if it is there).
     fn reindex(&mut self, id: AccountId) {
-        let Some(a) = self.accounts.get(&id) else {
+        let Some(a) = self.accounts.get_mut(&id) else {
             return;
         };
-        let (want, have) = (self.place_of(a), a.place);
+        let want = Self::place_of(a, self.config.critical_floor_milli);
+        let have = std::mem::replace(&mut a.place, want);
         if want == have {
             return;
         }
@@ -855,9 +856,6 @@ impl Market {
             None => {}
         }
         self.placed = self.placed + usize::from(want.is_some()) - usize::from(have.is_some());
-        if let Some(a) = self.accounts.get_mut(&id) {
-            a.place = want;
-        }
         if self.running.len() + self.paused.len() > 2 * self.placed + 1024 {
             self.compact_heaps();
         }
