@@ -31,9 +31,8 @@ pub const COOLDOWN_S: u64 = 5;
 pub const ADMIT_EVERY_S: u64 = 10;
 /// A host admits a guest only if its demand stays under this.
 pub const ADMIT_LIMIT: f64 = 0.75;
-/// A seller considers this many of the cheapest offers it knows...
-pub const OFFER_POOL: usize = 12;
-/// ...and asks at most this many of them, in random order, per round.
+/// A seller asks at most this many destinations per round, each the
+/// cheaper of two random offers that qualify (power of two choices).
 pub const OFFER_TRIES: usize = 6;
 /// Offers older than this are ignored by the market, ms.
 pub const OFFER_TTL_MS: u64 = 5_000;
@@ -222,9 +221,9 @@ impl Maxwell {
     }
 
     /// The market step of host `h`: offer its lowest-value guest (the
-    /// smallest of them) to the cheapest fresh offers it has heard of that
-    /// have room for it (a few, in random order), if they undercut it by
-    /// the margin. The destination decides on what it knows
+    /// smallest of them) to a few fresh offers it has heard of that have
+    /// room for it and undercut it by the margin, each the cheaper of two
+    /// picked at random. The destination decides on what it knows
     /// now: it admits one guest per [`ADMIT_EVERY_S`], if the guest fits
     /// under [`ADMIT_LIMIT`] and its own current price still undercuts the
     /// seller's by the margin.
@@ -243,7 +242,7 @@ impl Maxwell {
         else {
             return;
         };
-        let mut offers: Vec<(u64, usize)> = self.view[h]
+        let offers: Vec<(u64, usize)> = self.view[h]
             .iter()
             .enumerate()
             .filter_map(|(j, r)| r.map(|r| (j, r)))
@@ -253,15 +252,15 @@ impl Maxwell {
             .filter(|(_, r)| r.price + MOVE_MARGIN_MILLI < mine)
             .map(|(j, r)| (r.price, j))
             .collect();
-        offers.sort_unstable();
-        // Try a few of the cheapest offers, in random order (everyone hears
-        // of the same cheapest hosts; trying only those would queue).
-        offers.truncate(OFFER_POOL);
-        for k in 0..offers.len() {
-            let pick = k + self.rng.below(offers.len() - k);
-            offers.swap(k, pick);
+        // Power of two choices over every offer that qualifies: everyone
+        // hears of the same cheapest hosts, and asking only those queues.
+        let mut tries = Vec::with_capacity(OFFER_TRIES);
+        for _ in 0..OFFER_TRIES.min(offers.len()) {
+            let a = offers[self.rng.below(offers.len())];
+            let b = offers[self.rng.below(offers.len())];
+            tries.push(a.min(b));
         }
-        for &(_, dest) in offers.iter().take(OFFER_TRIES) {
+        for &(_, dest) in &tries {
             let busy = self.admitted_at[dest].is_some_and(|at| w.t < at + ADMIT_EVERY_S);
             let fits = w.host_demand[dest] + d <= ADMIT_LIMIT;
             let cheaper = self.prices[dest] + MOVE_MARGIN_MILLI < mine;
