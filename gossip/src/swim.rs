@@ -36,6 +36,7 @@
 mod frame;
 mod peer;
 mod records;
+mod ring;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +53,7 @@ use maxwell_types::rng::Rng;
 use maxwell_types::sync::lock;
 use peer::SeededRng;
 use records::{Handler, Held, Slot, Store, REPORT_SLOT, SUMMARY_SLOT};
+use ring::Ring;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -73,7 +75,8 @@ pub const ANSWER_EVERY_MS: u64 = 1_000;
 /// Timing and bounds of the protocol; validated by the agent's config.
 #[derive(Debug, Clone)]
 pub struct SwimConfig {
-    /// One member is probed each period, ms.
+    /// The next member up the ring of ids is probed each period, and one
+    /// member in turn every other period, ms.
     pub probe_period_ms: u64,
     /// A probe not answered within this asks others to try, ms.
     pub probe_rtt_ms: u64,
@@ -275,6 +278,9 @@ pub struct Swim {
     absent: BTreeSet<NodeId>,
     /// Suspicion notices to repeat: when, to whom, for which incarnation.
     notices: Vec<(u64, Peer, foca::Incarnation)>,
+    ring: Ring,
+    /// foca's current timer token, for the down timers the ring sets.
+    token: Option<foca::TimerToken>,
     /// The sender of the datagram being handled.
     from: SocketAddr,
     /// Relays per update now in force (see [`transmissions`]).
@@ -332,6 +338,8 @@ impl Swim {
             refusal_log: BTreeMap::new(),
             absent: BTreeSet::new(),
             notices: Vec::new(),
+            ring: Ring::new(now_ms, config.probe_period_ms, config.probe_rtt_ms),
+            token: None,
             from: me.addr,
             tuned: config.max_transmissions,
             answered: BTreeMap::new(),
@@ -500,6 +508,7 @@ impl Swim {
             // Our own datagram, reflected back (or a member using our id).
             return self.refuse(Refusal::Impostor);
         }
+        self.ring.heard(sender);
         let payload = &datagram[frame_range(datagram)];
         match frame::parse(payload) {
             Err(_) => self.refuse(Refusal::Frame),
@@ -515,6 +524,15 @@ impl Swim {
     fn take_foca(&mut self, sender: NodeId, message: &[u8]) {
         let mut cursor = message;
         match Codec::<Peer>::decode_header(&mut PostcardCodec, &mut cursor) {
+            Ok(foca::Header {
+                src,
+                message:
+                    foca::Message::ForwardedAck {
+                        origin,
+                        probe_number,
+                    },
+                ..
+            }) if src.id == sender => self.ring.forwarded(origin.id, probe_number),
             Ok(header) if header.src.id == sender => {}
             Ok(_) => return self.refuse(Refusal::Impostor),
             Err(_) => return self.refuse(Refusal::Protocol),
@@ -617,10 +635,22 @@ impl Swim {
             if self.is_refuted(&timer) {
                 continue;
             }
+            let declared = match &timer {
+                Timer::ChangeSuspectToDown {
+                    member_id,
+                    incarnation,
+                    ..
+                } => Some((member_id.clone(), *incarnation)),
+                _ => None,
+            };
             let _ = self.foca.handle_timer(timer, &mut self.runtime);
+            if let Some((member, incarnation)) = declared {
+                self.push_down(member, incarnation);
+            }
             self.drain_runtime();
         }
         self.send_due_notices(now_ms);
+        self.run_ring(now_ms);
         if now_ms >= self.next_hello_ms {
             self.next_hello_ms = now_ms + self.config.probe_period_ms;
             if self.foca.num_members() == 0 {
@@ -658,25 +688,38 @@ impl Swim {
     /// suspicion only if random gossip happens to reach it in time, and at
     /// 10 % loss some do not.
     fn notify_suspect(&mut self, member: &Peer, incarnation: foca::Incarnation) {
+        let suspicion = foca::Member::new(member.clone(), incarnation, foca::State::Suspect);
+        self.send_foca(member, foca::Message::Ping(0), Some(&suspicion));
+    }
+
+    /// A foca message of our own making to `dst`, with one update or none.
+    fn send_foca(
+        &mut self,
+        dst: &Peer,
+        message: foca::Message<Peer>,
+        update: Option<&foca::Member<Peer>>,
+    ) {
         let header = foca::Header {
             src: self.foca.identity().clone(),
             // Not ours to know: a lower incarnation than a member holds for
             // us changes nothing there.
             src_incarnation: 0,
-            dst: member.clone(),
-            message: foca::Message::Ping(0),
+            dst: dst.clone(),
+            message,
         };
-        let mut message = Vec::new();
-        let suspicion = foca::Member::new(member.clone(), incarnation, foca::State::Suspect);
-        let encoded = Codec::<Peer>::encode_header(&mut PostcardCodec, &header, &mut message)
-            .and_then(|()| {
-                message.extend_from_slice(&1u16.to_be_bytes());
-                Codec::<Peer>::encode_member(&mut PostcardCodec, &suspicion, &mut message)
+        let mut bytes = Vec::new();
+        let encoded = Codec::<Peer>::encode_header(&mut PostcardCodec, &header, &mut bytes)
+            .and_then(|()| match update {
+                Some(member) => {
+                    bytes.extend_from_slice(&1u16.to_be_bytes());
+                    Codec::<Peer>::encode_member(&mut PostcardCodec, member, &mut bytes)
+                }
+                None => Ok(()),
             });
         if encoded.is_ok() {
             let mut f = Vec::new();
-            frame::foca(&message, &mut f);
-            self.seal_to(member.addr, &f);
+            frame::foca(&bytes, &mut f);
+            self.seal_to(dst.addr, &f);
         }
     }
 
@@ -725,6 +768,7 @@ impl Swim {
         }
         let own = self.next_sync_ms.min(self.next_hello_ms);
         let own = self.notices.iter().map(|n| n.0).fold(own, u64::min);
+        let own = own.min(self.ring.poll_timeout());
         Some(self.timers.keys().next().map_or(own, |k| k.0.min(own)))
     }
 
@@ -1027,6 +1071,24 @@ impl Swim {
         self.out.push_back(Transmit { to, bytes });
     }
 
+    /// Sets `timer` to fire in `after_ms`; a down timer first tells the
+    /// suspect, and again halfway.
+    fn schedule(&mut self, after_ms: u64, timer: Timer<Peer>) {
+        let at = self.now_ms.saturating_add(after_ms);
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
+        {
+            self.notify_suspect(member_id, *incarnation);
+            self.notices
+                .push((self.now_ms + after_ms / 2, member_id.clone(), *incarnation));
+        }
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), timer);
+    }
+
     fn drain_runtime(&mut self) {
         while let Some((peer, data)) = self.runtime.to_send() {
             let mut f = std::mem::take(&mut self.buf);
@@ -1035,20 +1097,10 @@ impl Swim {
             self.buf = f;
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
-            let at = self.now_ms + u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-            if let Timer::ChangeSuspectToDown {
-                member_id,
-                incarnation,
-                ..
-            } = &timer
-            {
-                self.notify_suspect(member_id, *incarnation);
-                let halfway = self.now_ms + (at - self.now_ms) / 2;
-                self.notices
-                    .push((halfway, member_id.clone(), *incarnation));
+            if let Timer::ProbeRandomMember(token) = timer {
+                self.token = Some(token);
             }
-            self.timer_seq += 1;
-            self.timers.insert((at, self.timer_seq), timer);
+            self.schedule(u64::try_from(after.as_millis()).unwrap_or(u64::MAX), timer);
         }
         let mut met = Vec::new();
         while let Some(note) = self.runtime.to_notify() {
@@ -1182,7 +1234,10 @@ fn transmissions(configured: u8, members: usize) -> u8 {
 fn foca_config(c: &SwimConfig) -> foca::Config {
     let fanout = NonZeroUsize::new(c.fanout.max(1)).unwrap_or(NonZeroUsize::MIN);
     let mut f = foca::Config::simple();
-    f.probe_period = ms(c.probe_period_ms);
+    // The ring probe asks after every member each period (see [`ring`]);
+    // foca's round robin, every other period, adds probers from elsewhere
+    // in the mesh (a ring prober can be cut off from its successor alone).
+    f.probe_period = ms(c.probe_period_ms.saturating_mul(2));
     f.probe_rtt = ms(c.probe_rtt_ms);
     f.num_indirect_probes = fanout;
     f.max_transmissions = NonZeroU8::new(c.max_transmissions.max(1)).unwrap_or(NonZeroU8::MIN);

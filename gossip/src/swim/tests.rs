@@ -575,10 +575,11 @@ fn idle_traffic_is_probes_and_digests_only() {
         .map(|(a, b)| (a - b) / 60)
         .collect();
     let max = per_node_per_s.iter().max().copied().unwrap_or(0);
-    // Probes (a ping and an ack of ~100 B each per second) and a digest
-    // exchange every 10 s: far under a kilobyte a second.
+    // The ring's probe of the next id up each period and foca's of a
+    // member in turn every other period, each a ping and an ack of
+    // ~110 B, and a digest exchange every 10 s: under a kilobyte a second.
     assert!(
-        max < 700,
+        max < 1_000,
         "idle bytes per node per second: {per_node_per_s:?}"
     );
 }
@@ -704,9 +705,11 @@ fn a_summary_is_held_beside_the_report_of_its_signer() {
 }
 
 /// 120 kills at n = 30 (24 in turn, from five starting phases): the time
-/// until every live node holds the victim down.
+/// until every live node holds the victim down. Each is within 5 s: the
+/// ring probe has the victim's predecessor ask it every period, and the
+/// node that declares it down tells every member at once.
 #[test]
-fn kills_at_thirty_nodes_are_known_everywhere_within_five_seconds_at_the_95th_percentile() {
+fn kills_at_thirty_nodes_are_known_everywhere_within_five_seconds() {
     let mut took = Vec::new();
     for warm in [10_000, 10_130, 10_270, 10_410, 10_550] {
         let mut net = Net::new(30, 40);
@@ -722,6 +725,7 @@ fn kills_at_thirty_nodes_are_known_everywhere_within_five_seconds_at_the_95th_pe
     }
     took.sort_unstable();
     let at = |q: usize| took[(took.len() - 1) * q / 100];
-    assert!(at(50) <= 4_000, "median {} ms: {took:?}", at(50));
-    assert!(at(95) <= 5_000, "95th percentile {} ms: {took:?}", at(95));
+    assert!(at(50) <= 3_200, "median {} ms: {took:?}", at(50));
+    assert!(at(95) <= 4_000, "95th percentile {} ms: {took:?}", at(95));
+    assert!(at(100) <= 5_000, "slowest {} ms: {took:?}", at(100));
 }
