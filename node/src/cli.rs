@@ -32,6 +32,8 @@ pub enum Command {
     Guests(GuestsArgs),
     /// Run a benchmark and print one table (runs `maxwell-tools bench`).
     Bench(Forward),
+    /// A rack of agents in Docker containers, broken on a scenario's timeline (runs `maxwell-tools testbed`).
+    Testbed(Forward),
     /// Check energy receipts offline against a node's public key.
     Receipts(ReceiptsArgs),
     /// Print a new cluster key: save it as `cluster.key` (mode 600) in the data dir of every host of one cluster.

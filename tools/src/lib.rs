@@ -15,3 +15,4 @@
 
 pub mod bench;
 pub mod demo;
+pub mod testbed;

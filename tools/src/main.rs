@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use maxwell_node::entry;
-use maxwell_tools::{bench, demo};
+use maxwell_tools::{bench, demo, testbed};
 use std::ffi::OsString;
 
 /// The demo and the benchmarks of maxwell; every other command is maxwell's
@@ -30,6 +30,8 @@ enum Tool {
     Demo(demo::DemoArgs),
     /// Run a benchmark and print one table (`bench gossip`, `bench vmm`, `bench thermal`).
     Bench(bench::BenchArgs),
+    /// A rack of real agents in Docker containers: run a scenario file (`testbed run testbed/scenarios/cooling-failure.toml`), or clean up (`testbed down`).
+    Testbed(testbed::TestbedArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,9 +52,14 @@ fn main() -> std::process::ExitCode {
         Tool::Demo(args) => entry::runtime().and_then(|rt| rt.block_on(demo::run(args))),
         // Builds its own runtimes: the simulation needs a paused clock.
         Tool::Bench(args) => bench::run(args),
+        Tool::Testbed(args) => testbed::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<testbed::engine::NoEngine>().is_some() => {
+            eprintln!("maxwell testbed: {e}");
+            std::process::ExitCode::from(testbed::engine::NoEngine::EXIT_CODE)
+        }
         Err(e) => entry::fail(&e),
     }
 }
