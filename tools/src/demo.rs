@@ -131,6 +131,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("stopping {} agents", procs.len());
     procs.stop_all(libc::SIGTERM, Duration::from_secs(5));
+    println!("next: the same agents as a rack of containers, with rack physics and faults (root, Docker): maxwell testbed run testbed/scenarios/cooling-failure.toml  (docs/testbed.md)");
     Ok(())
 }
 

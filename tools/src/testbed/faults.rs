@@ -33,37 +33,17 @@ impl Run<'_> {
                 let others: Vec<usize> = (0..self.nodes.len())
                     .filter(|h| !group.contains(&self.nodes[*h]))
                     .collect();
+                let port = GOSSIP_PORT.to_string();
                 for g in group {
                     for o in &others {
                         let peer = ip(*o).to_string();
-                        self.rule(
-                            g,
-                            &[
-                                "INPUT",
-                                "-s",
-                                &peer,
-                                "-p",
-                                "udp",
-                                "--dport",
-                                &GOSSIP_PORT.to_string(),
-                                "-j",
-                                "DROP",
-                            ],
-                        )?;
-                        self.rule(
-                            g,
-                            &[
-                                "OUTPUT",
-                                "-d",
-                                &peer,
-                                "-p",
-                                "udp",
-                                "--dport",
-                                &GOSSIP_PORT.to_string(),
-                                "-j",
-                                "DROP",
-                            ],
-                        )?;
+                        // Both ways: what comes from the peer, what goes to it.
+                        for (chain, side) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                            let rule = [
+                                chain, side, &peer, "-p", "udp", "--dport", &port, "-j", "DROP",
+                            ];
+                            self.rule(g, &rule)?;
+                        }
                     }
                 }
             }

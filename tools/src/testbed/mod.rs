@@ -265,6 +265,16 @@ impl<'a> Run<'a> {
         !self.killed[h] && engine::state(n).is_ok_and(|st| st.running && !st.paused)
     }
 
+    /// One second: the physics since `last`, then every agent read.
+    fn tick(&mut self, last: &mut Instant, out: &Path) -> anyhow::Result<Vec<Sample>> {
+        let dt = last.elapsed().as_secs_f64();
+        *last = Instant::now();
+        self.physics(dt, out)?;
+        Ok((0..self.nodes.len())
+            .map(|h| observe::sample(self.api(h)))
+            .collect())
+    }
+
     fn go(&mut self, out: &Path, t_start: Instant, started_s: f64) -> anyhow::Result<Tally> {
         let t_up = t_start;
         let mut answered: Option<f64> = None;
@@ -272,12 +282,7 @@ impl<'a> Run<'a> {
         // Up: every API answers and the mesh has formed (60 s at most).
         loop {
             std::thread::sleep(Duration::from_millis(1000));
-            let dt = last.elapsed().as_secs_f64();
-            last = Instant::now();
-            self.physics(dt, out)?;
-            let samples: Vec<Sample> = (0..self.nodes.len())
-                .map(|h| observe::sample(self.api(h)))
-                .collect();
+            let samples = self.tick(&mut last, out)?;
             if answered.is_none() && samples.iter().all(|s| s.up) {
                 answered = Some(t_up.elapsed().as_secs_f64());
             }
@@ -329,12 +334,7 @@ impl<'a> Run<'a> {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let dt = last.elapsed().as_secs_f64();
-            last = Instant::now();
-            self.physics(dt, out)?;
-            let samples: Vec<Sample> = (0..self.nodes.len())
-                .map(|h| observe::sample(self.api(h)))
-                .collect();
+            let samples = self.tick(&mut last, out)?;
             self.history.at.push(samples);
             while fi < self.s.faults.len() && self.s.faults[fi].0 <= t {
                 let f = self.s.faults[fi].1.clone();

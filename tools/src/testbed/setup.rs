@@ -144,7 +144,11 @@ mod tests {
         let s = Scenario::load(&dir, Some(6)).expect("scenario");
         let y = compose_file(&s, 0.333, Path::new("/out"));
         for (h, n) in s.nodes().iter().enumerate() {
-            assert_eq!(y.matches(&format!("ipv4_address: {}\n", ip(h))).count(), 1, "{n}");
+            assert_eq!(
+                y.matches(&format!("ipv4_address: {}\n", ip(h))).count(),
+                1,
+                "{n}"
+            );
             assert!(y.contains(&format!("- /out/hwmon/{n}:/hwmon:ro")), "{n}");
             assert!(y.contains(&format!("- /out/data/{n}:/data")), "{n}");
             assert!(y.contains(&format!("\"--name\", \"{n}\"")), "{n}");
