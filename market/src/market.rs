@@ -68,10 +68,22 @@ pub struct Account {
     pub window: Window,
     pub receipts: u64,
     pub chain_head: String,
+    /// How long a pause holds (see [`MarketConfig::resume_hold_ms`]).
+    #[serde(default)]
+    pub hold: Hold,
     /// Where it is indexed (derived, not persisted: kept here rather than
     /// in a map of its own so that a bid change looks the guest up once).
     #[serde(skip)]
     place: Option<Place>,
+}
+
+/// A paused guest's hold: not resumed before `until_ms`; `backoff_ms`
+/// doubles when it is paused again soon after resuming.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub until_ms: u64,
+    pub backoff_ms: u64,
+    pub resumed_at_ms: Option<u64>,
 }
 
 /// Market totals.
@@ -428,10 +440,13 @@ impl Market {
                 Class::Evictable => Change::Kill(Reason::Outbid),
                 _ => Change::Pause,
             };
-            self.set_standing(id, change);
+            self.set_standing(id, change, now);
             changes.insert(id, change);
         }
         let margin = 1000 + self.config.resume_margin_permille;
+        // Those still held wait (and go back in the heap); the rest resume,
+        // highest bid first.
+        let mut held = Vec::new();
         while let Some(&(bid, id)) = self.paused.peek() {
             if self.place(id) != Some(Place::Paused { bid }) {
                 self.paused.pop();
@@ -441,9 +456,14 @@ impl Market {
                 break;
             }
             self.paused.pop();
-            self.set_standing(id, Change::Resume);
+            if self.accounts[&id].hold.until_ms > now {
+                held.push((bid, id));
+                continue;
+            }
+            self.set_standing(id, Change::Resume, now);
             changes.insert(id, Change::Resume);
         }
+        self.paused.extend(held);
         self.level = self.fill.level(capacity);
         let guest_cpu: u64 = self
             .accounts
@@ -512,7 +532,7 @@ impl Market {
         for line in &tick.lines {
             self.charge_line(now, charged_at, dt, line);
             if let Some(c @ Change::Kill(_)) = line.change {
-                self.set_standing(line.account, c);
+                self.set_standing(line.account, c, now);
             }
         }
         self.level = self.fill.level(capacity);
@@ -522,7 +542,7 @@ impl Market {
             }
         }
         for line in &tick.lines {
-            self.settle_line(line, true);
+            self.settle_line(now, line, true);
         }
         self.due_receipts(now);
         Entry::Tick(tick)
@@ -559,6 +579,7 @@ impl Market {
                     },
                     receipts: 0,
                     chain_head: genesis(),
+                    hold: Hold::default(),
                     place: None,
                 };
                 self.next_account = self.next_account.max(account.saturating_add(1));
@@ -572,7 +593,7 @@ impl Market {
                         Class::Evictable => Change::Kill(Reason::Outbid),
                         _ => Change::Pause,
                     };
-                    self.set_standing(*account, change);
+                    self.set_standing(*account, change, *at_ms);
                     self.count(change);
                     if live_mode {
                         self.act(*account, change);
@@ -625,7 +646,7 @@ impl Market {
                     self.charge_line(t.at_ms, t.charged_at_milli, t.dt_ms, line);
                 }
                 for line in &t.lines {
-                    self.settle_line(line, live_mode);
+                    self.settle_line(t.at_ms, line, live_mode);
                 }
                 self.due_receipts(t.at_ms);
             }
@@ -715,13 +736,13 @@ impl Market {
 
     /// The rest of a line: its share, its change of standing, and (live)
     /// what the driver must do.
-    fn settle_line(&mut self, line: &Line, live_mode: bool) {
+    fn settle_line(&mut self, at_ms: u64, line: &Line, live_mode: bool) {
         let Some(a) = self.accounts.get_mut(&line.account) else {
             return;
         };
         a.share_mcores = line.share_mcores;
         if let Some(c) = line.change {
-            self.set_standing(line.account, c);
+            self.set_standing(line.account, c, at_ms);
             self.count(c);
             if live_mode {
                 self.act(line.account, c);
@@ -784,12 +805,33 @@ impl Market {
         self.actions.push_back(Action { account, vm, act });
     }
 
-    fn set_standing(&mut self, id: AccountId, c: Change) {
+    fn set_standing(&mut self, id: AccountId, c: Change, now_ms: u64) {
+        let (base, max) = (self.config.resume_hold_ms, self.config.resume_hold_max_ms);
         let Some(a) = self.accounts.get_mut(&id) else {
             return;
         };
         if matches!(a.standing, Standing::Closed(_)) {
             return;
+        }
+        // Once per change: the tick sets it, and applying its entry again.
+        match (c, a.standing) {
+            (Change::Pause, Standing::Running) => {
+                let again = a
+                    .hold
+                    .resumed_at_ms
+                    .is_some_and(|r| now_ms.saturating_sub(r) < max);
+                a.hold.backoff_ms = if again {
+                    a.hold.backoff_ms.saturating_mul(2).clamp(base, max)
+                } else {
+                    base
+                };
+                a.hold.until_ms = now_ms.saturating_add(a.hold.backoff_ms);
+            }
+            (Change::Resume, Standing::Paused) => a.hold.resumed_at_ms = Some(now_ms),
+            // A killed guest holds nothing (a pause and a kill for rent in
+            // one tick leave only the kill in its entry).
+            (Change::Kill(_), _) => a.hold = Hold::default(),
+            _ => {}
         }
         a.standing = match c {
             Change::Pause => Standing::Paused,

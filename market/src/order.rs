@@ -125,6 +125,16 @@ pub struct MarketConfig {
     /// A paused guest resumes once its bid is this far above the price,
     /// thousandths (hysteresis).
     pub resume_margin_permille: u64,
+    /// A paused guest stays paused at least this long, ms; paused again
+    /// within [`Self::resume_hold_max_ms`] of resuming, twice as long as
+    /// the last time, up to that (back-off: pausing a guest drops its host's
+    /// draw, and with it the price, by more than any margin, so without a
+    /// hold a guest near its bid flaps every few seconds).
+    #[serde(default)]
+    pub resume_hold_ms: u64,
+    /// The longest hold, ms.
+    #[serde(default)]
+    pub resume_hold_max_ms: u64,
     /// Rent on held memory, milli-credits per GiB-second.
     pub memory_rent_milli_per_gib_s: u64,
     /// The Landauer tax on released memory, milli-credits per GiB.
@@ -143,6 +153,8 @@ impl Default for MarketConfig {
             tick_ms: 1_000,
             grace_ms: 10_000,
             resume_margin_permille: 50,
+            resume_hold_ms: 10_000,
+            resume_hold_max_ms: 300_000,
             memory_rent_milli_per_gib_s: 10,
             release_tax_milli_per_gib: 50,
             critical_floor_milli: 50,
@@ -166,6 +178,12 @@ impl MarketConfig {
         }
         if self.resume_margin_permille > 1_000 {
             return Err(invalid("resume_margin_permille", "must be at most 1000"));
+        }
+        if self.resume_hold_max_ms < self.resume_hold_ms || self.resume_hold_max_ms > 3_600_000 {
+            return Err(invalid(
+                "resume_hold_max_ms",
+                "must be at least resume_hold_ms and at most 3600000",
+            ));
         }
         if self.receipt_every_ms < self.tick_ms {
             return Err(invalid("receipt_every_ms", "must be at least one tick"));

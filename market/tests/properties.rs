@@ -88,6 +88,21 @@ fn check_tick(run: &mut Run, entry: &Entry, capacity_in: u64) {
                 Standing::Paused | Standing::Killed(_)
             ));
         }
+        // A pause holds: never resumed before its hold ends, and each hold
+        // is between the configured least and most.
+        match l.change {
+            Some(Change::Resume) => assert!(
+                a.hold.resumed_at_ms == Some(t.at_ms) && a.hold.until_ms <= t.at_ms,
+                "resumed at {} inside its hold {:?}",
+                t.at_ms,
+                a.hold
+            ),
+            Some(Change::Pause) => {
+                assert!((cfg.resume_hold_ms..=cfg.resume_hold_max_ms).contains(&a.hold.backoff_ms));
+                assert_eq!(a.hold.until_ms, t.at_ms + a.hold.backoff_ms);
+            }
+            _ => {}
+        }
         assert!(l.paid_micro <= l.cpu_rent_micro + l.memory_rent_micro);
         let unpaid = l.paid_micro < l.cpu_rent_micro + l.memory_rent_micro;
         if unpaid {
@@ -240,6 +255,15 @@ fn run_case(seed: u64, steps: usize) -> Run {
                     }
                 }
                 for (id, r) in gone {
+                    // One the operator removed since its kill was queued
+                    // (an evictable guest outbid on arrival) is gone already.
+                    if run
+                        .market
+                        .account(id)
+                        .is_some_and(|a| matches!(a.standing, Standing::Closed(_)))
+                    {
+                        continue;
+                    }
                     for e in run.market.gone(id, r, run.now).expect("gone") {
                         run.record(e);
                     }
@@ -305,4 +329,49 @@ fn same(a: &maxwell_market::Snapshot, b: &maxwell_market::Snapshot, seed: u64) {
     }
     assert_eq!(a.totals, b.totals, "seed {seed}: totals");
     assert_eq!(a, b, "seed {seed}");
+}
+
+/// A guest whose price flaps around its bid is paused, resumed after its
+/// hold, and paused again with the hold doubled: 10, 20, 40 s, not a pause
+/// every few seconds.
+#[test]
+fn a_guest_paused_again_soon_after_resuming_waits_twice_as_long() {
+    let mut m = Market::new(MarketConfig::default(), NodeId([1; 10]));
+    let order =
+        Order::new("flap", 1, 16, 2_000, 1_000_000_000, Class::Pausable, None).expect("order");
+    let e = m.open(1, order, 0);
+    m.apply(&e, true);
+    let usage = BTreeMap::new();
+    let (mut pauses, mut resumes) = (Vec::new(), Vec::new());
+    for s in 1..=200u64 {
+        // Outbid every other second: the host's draw falls when it pauses.
+        let price = if s % 2 == 0 { 2_500 } else { 1_000 };
+        let input = TickInput {
+            now_ms: s * 1_000,
+            price_milli: price,
+            conditions: Conditions {
+                cores_mcores: 4_000,
+                temperature: None,
+                headroom: None,
+            },
+            power: None,
+        };
+        let Entry::Tick(t) = m.tick(&input, &usage) else {
+            panic!("a tick")
+        };
+        for l in &t.lines {
+            match l.change {
+                Some(Change::Pause) => pauses.push(s),
+                Some(Change::Resume) => resumes.push(s),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(pauses[0], 2);
+    let held: Vec<u64> = resumes.iter().zip(&pauses).map(|(r, p)| r - p).collect();
+    assert_eq!(
+        held[..4],
+        [11, 21, 41, 81],
+        "pauses {pauses:?}, resumes {resumes:?}"
+    );
 }

@@ -12,6 +12,8 @@ pub struct RawMarket {
     pub tick_ms: Option<u64>,
     pub grace_ms: Option<u64>,
     pub resume_margin_permille: Option<u64>,
+    pub resume_hold_ms: Option<u64>,
+    pub resume_hold_max_ms: Option<u64>,
     pub memory_rent_milli_per_gib_s: Option<u64>,
     pub release_tax_milli_per_gib: Option<u64>,
     pub critical_floor_milli: Option<u32>,
@@ -44,6 +46,8 @@ impl RawMarket {
             resume_margin_permille: self
                 .resume_margin_permille
                 .unwrap_or(d.resume_margin_permille),
+            resume_hold_ms: self.resume_hold_ms.unwrap_or(d.resume_hold_ms),
+            resume_hold_max_ms: self.resume_hold_max_ms.unwrap_or(d.resume_hold_max_ms),
             memory_rent_milli_per_gib_s: self
                 .memory_rent_milli_per_gib_s
                 .unwrap_or(d.memory_rent_milli_per_gib_s),
@@ -100,6 +104,7 @@ fn field_name(field: &'static str) -> &'static str {
         "tick_ms" => "market.tick_ms",
         "grace_ms" => "market.grace_ms",
         "resume_margin_permille" => "market.resume_margin_permille",
+        "resume_hold_max_ms" => "market.resume_hold_max_ms",
         "release_tax_milli_per_gib" => "market.release_tax_milli_per_gib",
         "receipt_every_ms" => "market.receipt_every_ms",
         "critical_floor_milli" => "market.critical_floor_milli",

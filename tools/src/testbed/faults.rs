@@ -124,12 +124,14 @@ impl Run<'_> {
                 ),
                 Fault::Fan(x) => (vec![x.node.clone()], "heat"),
                 Fault::Heat(x) => (vec![x.node.clone()], "heat"),
-                Fault::Kill(n) => (vec![n.clone()], "dead"),
+                Fault::Kill(n) | Fault::Pause(n) => (vec![n.clone()], "dead"),
                 Fault::Partition(g) => {
                     partitioned.extend(g.iter().cloned());
                     (g.clone(), "dead")
                 }
-                Fault::Start(n) | Fault::Restart(n) => (vec![n.clone()], "alive"),
+                Fault::Start(n) | Fault::Restart(n) | Fault::Unpause(n) => {
+                    (vec![n.clone()], "alive")
+                }
                 Fault::Heal => (std::mem::take(&mut partitioned), "alive"),
                 _ => continue,
             };
