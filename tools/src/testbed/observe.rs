@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Price and share checks compare means over this many seconds.
+pub const WINDOW_S: u64 = 10;
 
 /// One agent, one second.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +82,16 @@ impl History {
         self.at.get(usize::try_from(t).ok()?)?.get(i)
     }
 
+    /// The mean of `f` over `node`'s answered seconds in the
+    /// [`WINDOW_S`] ending at `t`: a paused or resumed guest moves its
+    /// host's price for a while, and one second would catch any swing.
+    fn mean(&self, node: &str, t: u64, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        let values: Vec<f64> = (t.saturating_sub(WINDOW_S - 1)..=t)
+            .filter_map(|s| self.get(s, node).filter(|x| x.up).and_then(&f))
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+
     fn now(&self) -> u64 {
         self.at.len().saturating_sub(1) as u64
     }
@@ -109,32 +121,29 @@ impl History {
                 let up = matches!(check, Check::PriceHigher(..));
                 let mut shown = Vec::new();
                 for n in nodes {
-                    let before = self.get(*then, n).and_then(|s| s.price_milli);
-                    let now = latest(n).and_then(|s| s.price_milli);
-                    let (Some(b), Some(a)) = (before, now) else {
+                    let price = |s: &Sample| s.price_milli.map(|p| p as f64);
+                    let (Some(b), Some(a)) = (self.mean(n, *then, price), self.mean(n, t, price))
+                    else {
                         return Err(format!("{n}: no price at {then} s or now"));
                     };
                     if (up && a <= b) || (!up && a >= b) {
-                        return Err(format!("{n}: price {b} → {a} milli"));
+                        return Err(format!("{n}: price {b:.0} → {a:.0} milli"));
                     }
-                    shown.push(format!("{n} {b}→{a}"));
+                    shown.push(format!("{n} {b:.0}→{a:.0}"));
                 }
-                Ok(shown.join(", "))
+                Ok(format!("{} (means of {WINDOW_S} s)", shown.join(", ")))
             }
             Check::Shed(nodes, then) => {
-                let sum = |t: u64| -> Option<u64> {
-                    nodes
-                        .iter()
-                        .map(|n| self.get(t, n).filter(|s| s.up).map(|s| s.share_mcores))
-                        .sum()
-                };
+                let share = |s: &Sample| Some(s.share_mcores as f64);
+                let sum =
+                    |t: u64| -> Option<f64> { nodes.iter().map(|n| self.mean(n, t, share)).sum() };
                 match (sum(*then), sum(t)) {
-                    (Some(b), Some(a)) if a < b => {
-                        Ok(format!("guests' share {b} → {a} milli-cores"))
-                    }
-                    (Some(b), Some(a)) => {
-                        Err(format!("guests' share {b} → {a} milli-cores: nothing shed"))
-                    }
+                    (Some(b), Some(a)) if a < b => Ok(format!(
+                        "guests' share {b:.0} → {a:.0} milli-cores (means of {WINDOW_S} s)"
+                    )),
+                    (Some(b), Some(a)) => Err(format!(
+                        "guests' share {b:.0} → {a:.0} milli-cores (means of {WINDOW_S} s): nothing shed"
+                    )),
                     _ => Err("a node did not answer".into()),
                 }
             }
@@ -216,5 +225,71 @@ impl History {
             }
         }
         Ok(format!("{counted} guests, each listed once"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(price: u64, share: u64, peer: MemberStatus) -> Sample {
+        Sample {
+            temp_c: Some(60.0),
+            price_milli: Some(price),
+            view: [("b".to_string(), peer)].into_iter().collect(),
+            running: 1,
+            share_mcores: share,
+            guests: vec![("g".into(), "running".into())],
+            up: true,
+        }
+    }
+
+    /// 30 s of node `a`: the price flaps 1000/3000 for 20 s, then 2500/2700;
+    /// its share drops from 200 to 100 at 20 s; it holds `b` dead at 25 s.
+    fn history() -> History {
+        let at = (0..30u64)
+            .map(|t| {
+                let price = if t < 20 {
+                    [1_000, 3_000][t as usize % 2]
+                } else {
+                    [2_500, 2_700][t as usize % 2]
+                };
+                let share = if t < 20 { 200 } else { 100 };
+                let peer = if t == 25 {
+                    MemberStatus::Dead
+                } else {
+                    MemberStatus::Alive
+                };
+                vec![
+                    sample(price, share, peer),
+                    sample(1_000, 0, MemberStatus::Alive),
+                ]
+            })
+            .collect();
+        History {
+            nodes: vec!["a".into(), "b".into()],
+            at,
+        }
+    }
+
+    #[test]
+    fn checks_compare_ten_second_means_and_look_at_every_second() {
+        let h = history();
+        let all = |_: &str| true;
+        let a = vec!["a".to_string()];
+        // One second at 19 (3000) is above now (2700), but the means are 2000 → 2600.
+        assert!(h.check(&Check::PriceHigher(a.clone(), 19), &all).is_ok());
+        assert!(h.check(&Check::PriceLower(a.clone(), 19), &all).is_err());
+        assert!(h.check(&Check::Shed(a, 15), &all).is_ok());
+        let dead = h
+            .check(&Check::NoDeaths(0), &all)
+            .expect_err("a held b dead");
+        assert!(dead.contains("at 25 s"), "{dead}");
+        assert!(h.check(&Check::NoDeaths(26), &all).is_ok());
+        assert!(h.check(&Check::Alive("b".into()), &all).is_ok());
+        assert_eq!(
+            h.guests_conserved(&["g".into()]),
+            Ok("2 guests, each listed once".into())
+        );
     }
 }
