@@ -677,7 +677,8 @@ impl Market {
                 a.wallet_micro -= refund;
                 self.totals.refunded_micro = self.totals.refunded_micro.saturating_add(refund);
                 if !matches!(a.standing, Standing::Killed(_)) {
-                    *self.totals.kills.entry(*reason).or_default() += 1;
+                    let k = self.totals.kills.entry(*reason).or_default();
+                    *k = k.saturating_add(1);
                 }
                 a.standing = Standing::Closed(*reason);
                 a.share_mcores = 0;
@@ -785,9 +786,13 @@ impl Market {
 
     fn count(&mut self, c: Change) {
         match c {
-            Change::Pause => self.totals.pauses += 1,
-            Change::Resume => self.totals.resumes += 1,
-            Change::Kill(r) => *self.totals.kills.entry(r).or_default() += 1,
+            // Saturating: a doctored ledger may start the counts anywhere.
+            Change::Pause => self.totals.pauses = self.totals.pauses.saturating_add(1),
+            Change::Resume => self.totals.resumes = self.totals.resumes.saturating_add(1),
+            Change::Kill(r) => {
+                let k = self.totals.kills.entry(r).or_default();
+                *k = k.saturating_add(1);
+            }
         }
     }
 
