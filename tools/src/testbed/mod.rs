@@ -135,9 +135,9 @@ fn with_engine(a: &RunArgs, s: &Scenario, out: &Path) -> anyhow::Result<()> {
         setup::GUESTS_SHARE
     };
     let mut rack = rack::Rack::new(s.layout, a.seed, warm);
-    setup::prepare_dirs(s, out, &rack)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cpus = (cores / nodes.len() as f64).min(1.0);
+    setup::prepare_dirs(s, out, &rack, cpus)?;
     let compose = out.join("docker-compose.yml");
     std::fs::write(&compose, setup::compose_file(s, cpus, out))?;
     // SAFETY: installs a handler that only stores to an atomic.

@@ -45,13 +45,17 @@ pub(super) fn build_static() -> anyhow::Result<PathBuf> {
 /// Each node's hwmon tree (at the physics' starting state), data dir,
 /// shared cluster key, and guest specs (started by the agent itself, and
 /// again after a restart).
-pub(super) fn prepare_dirs(s: &Scenario, out: &Path, rack: &rack::Rack) -> anyhow::Result<()> {
+/// `cpus` is what each container may use, cores.
+pub(super) fn prepare_dirs(
+    s: &Scenario,
+    out: &Path,
+    rack: &rack::Rack,
+    cpus: f64,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let key = maxwell_node::mesh::keys::generate()?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     // All of an agent's guests take at most GUESTS_SHARE of its container.
-    let per_guest = (GUESTS_SHARE * cores / s.nodes().len() as f64 / s.guests.len().max(1) as f64)
-        .clamp(0.01, 1.0);
+    let per_guest = (GUESTS_SHARE * cpus / s.guests.len().max(1) as f64).clamp(0.01, 1.0);
     for (h, n) in s.nodes().iter().enumerate() {
         rack::write_hwmon(&out.join("hwmon").join(n), rack.reading(h))?;
         let data = out.join("data").join(n);
