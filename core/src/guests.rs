@@ -155,6 +155,18 @@ impl Book {
             .fold(GuestLoad::default(), |a, b| a + *b)
     }
 
+    /// The guests admitted and not seen killed, and what `admission` still
+    /// leaves; counts past `u32` saturate (no host holds that many).
+    pub(crate) fn room(&self, admission: &Admission) -> maxwell_gossip::Room {
+        let load = self.load();
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        maxwell_gossip::Room {
+            guests: narrow((self.starting.len() + self.live.len()) as u64),
+            free_vcpus: narrow(admission.max_vcpus().saturating_sub(load.vcpus)),
+            free_memory_mib: narrow(admission.max_memory_mib().saturating_sub(load.memory_mib)),
+        }
+    }
+
     /// A new request's ticket.
     pub(crate) fn ticket(&mut self) -> Ticket {
         self.next_ticket += 1;

@@ -244,7 +244,8 @@ impl NodeCore {
         let was_held = self.quote.as_ref().is_none_or(|q| q.held);
         let quote = self.controller.update(&input, now);
         let c = &self.config;
-        let heat = reading.heat(&c.position, c.default_critical, quote.price_milli);
+        let room = self.guests.room(&c.admission);
+        let heat = reading.heat(&c.position, c.default_critical, quote.price_milli, room);
         let unheld = was_held && !quote.held;
         self.quote = Some(quote);
         let why = publish::decide(

@@ -8,7 +8,8 @@
 //! placement: a jump of [`URGENT_JUMP`], the temperature coming within
 //! [`NEAR_CRITICAL`] of the limit or leaving it, headroom collapsing under
 //! a tenth of the cap or coming back, the price leaving its hysteresis band,
-//! or the sensor source changing.
+//! or the sensor source changing. A change in the guest room (a guest
+//! arrived or left) is news, not urgent.
 
 use crate::reading::Heat;
 use maxwell_types::MilliCelsius;
@@ -108,6 +109,7 @@ fn changed(last: &Heat, now: &Heat) -> bool {
         || (now.headroom.0 - last.headroom.0).abs() > power_band
         || now.power_cap != last.power_cap
         || now.position != last.position
+        || now.room != last.room
 }
 
 #[cfg(test)]
@@ -126,6 +128,7 @@ mod tests {
             headroom: MicroWatts::from_watts(200.0),
             price_milli: 1_000,
             source: SensorSource::Emulated,
+            room: Default::default(),
         }
     }
 

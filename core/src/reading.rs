@@ -1,7 +1,7 @@
 //! What the core reads from the host ([`Reading`]) and what it asks the
 //! driver to sign and gossip ([`Heat`]).
 
-use maxwell_gossip::SensorSource;
+use maxwell_gossip::{Room, SensorSource};
 use maxwell_types::{MicroWatts, MilliCelsius, Position};
 
 /// One sensor period, as the OS edge measured it. `None` means "not
@@ -33,6 +33,8 @@ pub struct Heat {
     pub headroom: MicroWatts,
     pub price_milli: u64,
     pub source: SensorSource,
+    /// The host's guests and the room left for more (the core's own book).
+    pub room: Room,
 }
 
 impl Reading {
@@ -45,13 +47,14 @@ impl Reading {
         self.hottest.unwrap_or((default_critical, default_critical))
     }
 
-    /// The report fields, at `price_milli`. No power reading is reported as
+    /// The report fields, at `price_milli` with `room`. No power reading is reported as
     /// zero draw, zero cap and zero headroom: no headroom, never spare power.
     pub fn heat(
         &self,
         position: &Position,
         default_critical: MilliCelsius,
         price_milli: u64,
+        room: Room,
     ) -> Heat {
         let (hottest, critical) = self.temperature_or_limit(default_critical);
         Heat {
@@ -63,6 +66,7 @@ impl Reading {
             headroom: self.headroom.unwrap_or(MicroWatts(0)),
             price_milli,
             source: self.source,
+            room,
         }
     }
 }

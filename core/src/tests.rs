@@ -60,6 +60,7 @@ fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
             headroom: MicroWatts::from_watts(200.0),
             price_milli: 1000,
             source: SensorSource::Emulated,
+            room: Default::default(),
         }),
         age_ms: 100,
         freshness: Freshness::Fresh,

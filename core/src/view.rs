@@ -24,6 +24,10 @@ pub struct MemberRow {
     pub headroom_microwatts: Option<MicroWatts>,
     pub price_milli: Option<u64>,
     pub sensor_source: Option<SensorSource>,
+    /// Guests the host runs, and the vCPUs and memory its admission still leaves.
+    pub guests: Option<u32>,
+    pub free_vcpus: Option<u32>,
+    pub free_memory_mib: Option<u32>,
     /// Age of the report, ms.
     pub age_ms: u64,
     /// False once the report is older than the TTL: shown, never acted on.
@@ -99,6 +103,9 @@ pub(crate) fn rows(
                 headroom_microwatts: None,
                 price_milli: None,
                 sensor_source: None,
+                guests: None,
+                free_vcpus: None,
+                free_memory_mib: None,
                 age_ms: age,
                 fresh,
                 counts: false,
@@ -136,6 +143,9 @@ fn row(
         headroom_microwatts: Some(r.headroom),
         price_milli: Some(r.price_milli),
         sensor_source: Some(r.source),
+        guests: Some(r.room.guests),
+        free_vcpus: Some(r.room.free_vcpus),
+        free_memory_mib: Some(r.room.free_memory_mib),
         age_ms,
         fresh,
         counts,

@@ -48,7 +48,8 @@ pub use membership::{
 };
 pub use node_id::{KeyedNodeId, NodeId};
 pub use report::{
-    HeatReport, Leave, Record, RecordError, RecordKind, SensorSource, Signable, RECORD_VERSION,
+    HeatReport, Leave, Record, RecordError, RecordKind, Room, SensorSource, Signable,
+    RECORD_VERSION,
 };
 pub use summary::{Offer, Scope, Summary};
 pub use verify::{

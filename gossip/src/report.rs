@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the record layout this crate writes and the only one it accepts.
 /// Postcard is not self-describing, so any change to a field of [`HeatReport`]
 /// or [`Leave`] (added, removed, reordered, retyped) needs a new version.
-pub const RECORD_VERSION: u16 = 1;
+pub const RECORD_VERSION: u16 = 2;
 
 /// Longest rack name, in bytes of UTF-8. Keeps every record small enough for
 /// one datagram easily (see [`crate::wire::MAX_ENCODED_LEN`]).
@@ -48,6 +48,16 @@ impl SensorSource {
             Self::Emulated => "emulated",
         }
     }
+}
+
+/// What a host has for guests: how many it runs, and the vCPUs and memory
+/// its admission limits still leave (version 2 of the record added it, for
+/// the dashboard and for placement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Room {
+    pub guests: u32,
+    pub free_vcpus: u32,
+    pub free_memory_mib: u32,
 }
 
 /// One node's signed statement of its heat and power at `timestamp_ms`.
@@ -87,6 +97,8 @@ pub struct HeatReport {
     pub price_milli: u64,
     /// Where the readings came from.
     pub source: SensorSource,
+    /// Its guests and the room left for more.
+    pub room: Room,
 }
 
 /// A node's signed statement that it is leaving the cluster for good in
@@ -355,6 +367,7 @@ pub(crate) mod tests {
             headroom: MicroWatts::from_watts(50.0),
             price_milli: 0,
             source: SensorSource::Sysfs,
+            room: Default::default(),
         }
     }
 

@@ -34,6 +34,7 @@ fn report(node: &Node, now_ms: u64, celsius: f64) -> HeatReport {
         headroom: MicroWatts::from_watts(100.0),
         price_milli: 0,
         source: SensorSource::Emulated,
+        room: Default::default(),
     }
 }
 

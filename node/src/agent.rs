@@ -491,14 +491,47 @@ impl Edge<'_> {
         let reading = self.state.snapshot().reading();
         let (usage, unmetered) = self.guests.meter(&b.metered());
         b.tick(now, price, Some(&reading), &usage, unmetered);
+        let mut seen = Vec::new();
         while let Some(action) = b.poll_action() {
             self.guests.market_act(action);
+            seen.push(action);
         }
-        self.state.set_market(b.view());
+        let view = b.view();
+        for a in seen {
+            let (kind, why) = match a.act {
+                maxwell_market::Act::Pause => ("paused", "outbid"),
+                maxwell_market::Act::Resume => ("resumed", "its bid meets the price again"),
+                maxwell_market::Act::Kill(reason) => ("killed", reason.as_str()),
+                maxwell_market::Act::Cap { .. } => continue,
+            };
+            let name = view
+                .accounts
+                .iter()
+                .find(|r| r.guest == a.vm)
+                .map_or("?", |r| r.name.as_str());
+            let detail = format!(
+                "guest {name} ({why}) at price {}",
+                crate::render::price(price)
+            );
+            self.state.note(self.state.node.id, kind, detail);
+        }
+        self.state.set_market(view);
         let spent = guests::thread_cpu_ns() - t0;
         self.guests
             .market_cpu_ns
             .fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Puts a membership change on the dashboard's event list.
+    fn board(&self, event: &Event) {
+        let (node, kind) = match event {
+            Event::Member(MembershipEvent::Joined { node, .. }) => (node, "joined"),
+            Event::Member(MembershipEvent::Left { node }) => (node, "left"),
+            Event::Member(MembershipEvent::Died { node }) => (node, "died"),
+            Event::Member(MembershipEvent::Recovered { node }) => (node, "recovered"),
+            _ => return,
+        };
+        self.state.note(*node, kind, String::new());
     }
 
     /// Hands the core what the mesh holds now, and shows it.
@@ -535,7 +568,10 @@ impl Edge<'_> {
                 }
                 Output::Guest(action) => self.desk.act(self.guests, action).await,
                 Output::Leave { linger_ms } => return Some(Duration::from_millis(linger_ms)),
-                Output::Event(event) => log(event),
+                Output::Event(event) => {
+                    self.board(&event);
+                    log(event);
+                }
             }
         }
         // The price moves at every reading and on every arrival, published

@@ -9,7 +9,7 @@
 //!
 //! Layers, each using only those before it (no import cycle): [`clock`],
 //! [`fsutil`], [`check`]; [`datadir`], [`identity`]; [`sensors`], [`mesh`],
-//! [`guests`] (each owning its config section); [`http`]; [`config`] (the
+//! [`guests`] (each owning its config section); [`board`]; [`http`]; [`config`] (the
 //! composition); [`logging`], [`render`], [`client`], [`cli`],
 //! [`guests_cli`]; [`agent`]; [`entry`].
 //!
@@ -24,6 +24,7 @@
 //!   datagram unless it is sealed under the cluster key.
 
 pub mod agent;
+pub mod board;
 pub mod check;
 pub mod cli;
 pub mod client;

@@ -189,7 +189,7 @@ pub fn status(s: &Status) -> String {
 pub fn members(m: &Members) -> String {
     let mut t = Table::new(&[
         "NAME", "ID", "ADDRESS", "STATUS", "RACK", "SLOT", "HOTTEST", "CRIT", "HEADROOM", "PRICE",
-        "AGE", "REPORT",
+        "GUESTS", "FREE", "AGE", "REPORT",
     ]);
     for row in &m.members {
         let name = if row.is_self {
@@ -213,6 +213,11 @@ pub fn members(m: &Members) -> String {
             opt(row.critical_millicelsius),
             opt(row.headroom_microwatts),
             opt(row.price_milli.map(price)),
+            opt(row.guests),
+            match (row.free_vcpus, row.free_memory_mib) {
+                (Some(c), Some(m)) => format!("{c} vCPU {m} MiB"),
+                _ => "-".into(),
+            },
             format!("{:.1} s", row.age_ms as f64 / 1000.0),
             report.to_string(),
         ]);

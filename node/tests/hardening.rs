@@ -267,6 +267,86 @@ fn reads_can_go_behind_the_token_and_no_auth_is_loopback_only() {
     );
 }
 
+/// The head of a GET answer, lower-cased.
+fn head_of(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, T).expect("connect");
+    s.set_read_timeout(Some(T)).expect("timeout");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map_or("", |(h, _)| h)
+        .to_ascii_lowercase()
+}
+
+#[test]
+fn the_dashboard_is_self_contained_and_open_while_its_data_needs_the_token() {
+    let agent = emulated_agent(&["--set", "api.auth_reads=true"]);
+    for (path, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let head = head_of(agent.addr, path);
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+        // The browser may load and connect to nothing but this agent.
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'")
+                && head.contains("connect-src 'self'"),
+            "{path}: {head}"
+        );
+    }
+    let (_, page) = raw(agent.addr, "GET", "/ui", &[], "");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page names no other origin"
+    );
+    let (code, _) = raw(agent.addr, "GET", "/v1/events", &[], "");
+    assert_eq!(code, 401, "the page's data needs the token");
+    let auth = bearer(&agent);
+    let (code, body) = raw(
+        agent.addr,
+        "GET",
+        "/v1/events",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let status: maxwell_node::http::Status = agent.api().get_json("/v1/status", T).expect("status");
+    let id = status.node.id;
+    let (code, body) = raw(
+        agent.addr,
+        "GET",
+        &format!("/v1/history/{id}?since_ms=0"),
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("history");
+    assert!(
+        v["points"].as_array().is_some_and(|p| !p.is_empty()),
+        "own history: {body}"
+    );
+    for bad in [
+        "/v1/history/zz",
+        "/v1/history/00?since_ms=soon",
+        "/v1/events?after=-1",
+    ] {
+        let (code, body) = raw(agent.addr, "GET", bad, &[("Authorization", &auth)], "");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        assert!(
+            code == 400 && v["error"].is_string(),
+            "{bad}: {code} {body}"
+        );
+    }
+    assert_eq!(agent.terminate(), Some(0));
+}
+
 #[test]
 fn the_emulated_route_exists_only_on_emulated_nodes() {
     let tree = tempfile::tempdir().expect("tempdir");

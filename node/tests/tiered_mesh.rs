@@ -32,6 +32,7 @@ fn heat(rack: &str, price_milli: u64) -> Heat {
         headroom: MicroWatts::from_watts(100.0),
         price_milli,
         source: SensorSource::Emulated,
+        room: Default::default(),
     }
 }
 

@@ -12,6 +12,11 @@
 //! ports it bound from its data dir
 //! ([`maxwell_types::addresses`]); [`wait_for_addresses`] does the same for
 //! an agent started by other means. Nothing here probes a port and hopes.
+//!
+//! [`browser`] drives a headless Chromium through chromedriver, a child
+//! like the others.
+
+pub mod browser;
 
 use maxwell_types::addresses::{Addresses, FILE_NAME};
 use std::ffi::OsStr;

@@ -214,6 +214,7 @@ impl Maxwell {
                 headroom: MicroWatts::from_watts(CAP_W - r.draw_w),
                 price_milli: r.price,
                 source: SensorSource::Emulated,
+                room: Default::default(),
             }),
             age_ms,
             freshness: Freshness::of(age_ms, self.ttl_ms),

@@ -52,6 +52,7 @@ fn cool_report(rogue: &SigningKey, victim: usize, now_ms: u64, seq: u64) -> Heat
         headroom: MicroWatts::from_watts(300.0),
         price_milli: 0,
         source: SensorSource::Sysfs,
+        room: Default::default(),
     }
 }
 

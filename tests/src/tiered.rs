@@ -301,5 +301,6 @@ fn report(i: usize, rack: usize, generation: u64, seq: u64, now: u64, price: u64
         headroom: MicroWatts::from_watts(100.0),
         price_milli: price,
         source: SensorSource::Emulated,
+        room: Default::default(),
     }
 }

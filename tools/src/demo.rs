@@ -110,6 +110,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         out.push_str(&view(&statuses, started.elapsed()));
         out.push_str(&guests_note);
         out.push_str(&format!(
+            "\nrack heat map in a browser (any agent serves it): http://{}/ui\n",
+            addrs[0]
+        ));
+        out.push_str(&format!(
             "\nAPI tokens (needed to change an agent): {}/node*/api.token\n",
             dir.display()
         ));

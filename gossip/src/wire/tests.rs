@@ -90,6 +90,7 @@ fn typical_and_largest_sizes() {
         headroom: MicroWatts(i64::MIN),
         price_milli: u64::MAX,
         source: SensorSource::Emulated,
+        room: Default::default(),
     };
     let signed = SignedRecord::sign(&largest, &k).expect("signable");
     assert_eq!(signed.body().len(), 235);

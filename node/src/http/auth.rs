@@ -8,7 +8,8 @@
 //!   `Origin` other than the API's own: a browser's cross-site "simple
 //!   request" can carry none of these.
 //! - With `api.auth_reads`, reads need the token too (`/healthz` stays open
-//!   for liveness probes).
+//!   for liveness probes, and the dashboard's page and assets, which hold
+//!   no data, for a browser to load and then ask for the token).
 //!
 //! The token is 32 random bytes in hex, written at first start to
 //! `DATA_DIR/api.token` (mode 0600), beside the host key.
@@ -50,6 +51,7 @@ pub struct RawApi {
     pub max_connections: Option<u32>,
     pub header_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub ui_history_s: Option<u64>,
 }
 
 /// The validated `[api]` section.
@@ -66,6 +68,8 @@ pub struct ApiConfig {
     pub header_timeout: Duration,
     /// A whole request, body included, must be answered within this.
     pub request_timeout: Duration,
+    /// How far back the dashboard's temperature and price history goes.
+    pub ui_history: Duration,
 }
 
 impl RawApi {
@@ -116,6 +120,15 @@ impl RawApi {
             max_connections: max_connections as usize,
             header_timeout: ms("api.header_timeout_ms", self.header_timeout_ms, 10_000)?,
             request_timeout: ms("api.request_timeout_ms", self.request_timeout_ms, 60_000)?,
+            ui_history: match self.ui_history_s.unwrap_or(300) {
+                s @ 10..=3_600 => Duration::from_secs(s),
+                s => {
+                    return Err(invalid(
+                        "api.ui_history_s",
+                        format!("{s} is outside 10 to 3600"),
+                    ))
+                }
+            },
         })
     }
 }
@@ -246,7 +259,8 @@ impl Gate {
             _ => return Err(Refusal::BadHost),
         };
         let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let needs_token = mutating || (self.config.auth_reads && path != "/healthz");
+        let open = path == "/healthz" || crate::http::ui::OPEN_PATHS.contains(&path);
+        let needs_token = mutating || (self.config.auth_reads && !open);
         if needs_token {
             if let Some(token) = &self.token {
                 let offered = headers
@@ -427,14 +441,25 @@ mod tests {
     }
 
     #[test]
-    fn reads_can_be_put_behind_the_token_but_not_healthz() {
+    fn reads_can_be_put_behind_the_token_but_not_healthz_or_the_bare_page() {
         let g = gate(true);
         let h = headers(&[("host", "localhost:7070")]);
-        assert_eq!(
-            g.check(&Method::GET, "/v1/status", &h),
-            Err(Refusal::MissingToken)
-        );
-        assert_eq!(g.check(&Method::GET, "/healthz", &h), Ok(()));
+        for data in [
+            "/v1/status",
+            "/v1/members",
+            "/v1/events",
+            "/v1/history/00",
+            "/ui/x",
+        ] {
+            assert_eq!(
+                g.check(&Method::GET, data, &h),
+                Err(Refusal::MissingToken),
+                "{data}"
+            );
+        }
+        for open in ["/healthz", "/ui", "/ui/app.js", "/ui/app.css"] {
+            assert_eq!(g.check(&Method::GET, open, &h), Ok(()), "{open}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The operator HTTP API: `/v1/status`, `/v1/members`, `/v1/guests` ([`guests`]),
-//! `/metrics`, `/healthz`, and `/v1/emulated` on emulated nodes only.
+//! `/metrics`, `/healthz`, the dashboard at `/ui` with its `/v1/history`
+//! and `/v1/events` ([`ui`]), and `/v1/emulated` on emulated nodes only.
 //!
 //! Every request passes [`auth::gate`] first; [`serve::serve`] bounds
 //! connections and times out slow or idle ones. Every error, of every
@@ -13,6 +14,7 @@ pub mod market;
 pub mod metrics;
 pub mod serve;
 pub mod state;
+pub mod ui;
 
 pub use auth::{ApiConfig, AuthMode, RawApi, Token};
 
@@ -54,6 +56,7 @@ pub fn router(state: Arc<AppState>, emulated: bool) -> Router {
         r = r.route("/v1/emulated", get(get_emulated).put(put_emulated));
     }
     r.merge(crate::http::guests::routes())
+        .merge(crate::http::ui::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -121,7 +124,7 @@ fn health(age: std::time::Duration, limit: std::time::Duration) -> (StatusCode, 
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "not found: try /v1/status, /v1/members, /v1/guests, /metrics, /healthz".into(),
+        "not found: try /ui, /v1/status, /v1/members, /v1/guests, /metrics, /healthz".into(),
     )
 }
 

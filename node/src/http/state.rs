@@ -89,6 +89,8 @@ pub struct AppState {
     emulated_change: Mutex<Option<crate::sensors::config::EmulatedParams>>,
     /// The market as of its last tick or call (None: no market here).
     market: RwLock<Option<crate::market::MarketView>>,
+    /// The dashboard's history and events.
+    board: Mutex<crate::board::Board>,
 }
 
 impl AppState {
@@ -99,7 +101,9 @@ impl AppState {
         guests: Arc<Guests>,
         gate: crate::http::auth::Gate,
     ) -> Self {
+        let points = gate.config.ui_history.as_millis() / u128::from(crate::board::SAMPLE_EVERY_MS);
         let state = Self {
+            board: Mutex::new(crate::board::Board::new(points as usize)),
             node,
             started: Instant::now(),
             counters: Counters::default(),
@@ -210,9 +214,30 @@ impl AppState {
 
     /// Replaces the membership view.
     pub fn set_members(&self, members: Members, counters: RejectCounters, protocol: SwimCounters) {
+        lock(&self.board).sample(crate::clock::unix_ms(), &members);
         *write(&self.members) = members;
         *write(&self.verify_counters) = counters;
         *write(&self.protocol_counters) = protocol;
+    }
+
+    /// Records an event on `node` for the dashboard; its name is the
+    /// member's as this agent knows it.
+    pub fn note(&self, node: maxwell_gossip::NodeId, kind: &'static str, detail: String) {
+        let name = if node == self.node.id {
+            self.node.name.clone()
+        } else {
+            read(&self.members)
+                .members
+                .iter()
+                .find(|m| m.id == node)
+                .map_or_else(|| node.to_string(), |m| m.name.clone())
+        };
+        lock(&self.board).event(crate::clock::unix_ms(), node, &name, kind, detail);
+    }
+
+    /// The dashboard's rings.
+    pub fn board(&self) -> std::sync::MutexGuard<'_, crate::board::Board> {
+        lock(&self.board)
     }
 
     /// Datagrams opened and refused, at the latest refresh.

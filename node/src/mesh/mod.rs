@@ -257,6 +257,7 @@ impl Mesh {
             headroom: heat.headroom,
             price_milli: heat.price_milli,
             source: heat.source,
+            room: heat.room,
         };
         let bytes = SignedRecord::sign(&report, &self.key)?.to_bytes();
         g.swim.publish(now, &bytes);

@@ -317,6 +317,7 @@ fn report_bytes(k: usize) -> usize {
         headroom: maxwell_gossip::MicroWatts(0),
         price_milli: 1_250,
         source: maxwell_gossip::SensorSource::Sysfs,
+        room: Default::default(),
     };
     maxwell_gossip::SignedRecord::sign(&report, &key).map_or(0, |s| s.to_bytes().len())
 }

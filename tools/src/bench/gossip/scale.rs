@@ -399,6 +399,7 @@ impl Sim {
             headroom: MicroWatts::from_watts(100.0),
             price_milli: node.price,
             source: SensorSource::Emulated,
+            room: Default::default(),
         };
         let bytes = SignedRecord::sign(&report, &node.key)
             .expect("a bench report is within bounds")
