@@ -61,6 +61,7 @@ fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
             price_milli: 1000,
             source: SensorSource::Emulated,
             room: Default::default(),
+            api: None,
         }),
         age_ms: 100,
         freshness: Freshness::Fresh,

@@ -28,6 +28,8 @@ pub struct MemberRow {
     pub guests: Option<u32>,
     pub free_vcpus: Option<u32>,
     pub free_memory_mib: Option<u32>,
+    /// Where its HTTP API listens, as it told.
+    pub api: Option<String>,
     /// Age of the report, ms.
     pub age_ms: u64,
     /// False once the report is older than the TTL: shown, never acted on.
@@ -106,6 +108,7 @@ pub(crate) fn rows(
                 guests: None,
                 free_vcpus: None,
                 free_memory_mib: None,
+                api: None,
                 age_ms: age,
                 fresh,
                 counts: false,
@@ -146,6 +149,7 @@ fn row(
         guests: Some(r.room.guests),
         free_vcpus: Some(r.room.free_vcpus),
         free_memory_mib: Some(r.room.free_memory_mib),
+        api: r.api.map(|a| a.to_string()),
         age_ms,
         fresh,
         counts,

@@ -51,8 +51,8 @@ impl SensorSource {
 }
 
 /// What a host has for guests: how many it runs, and the vCPUs and memory
-/// its admission limits still leave (version 2 of the record added it, for
-/// the dashboard and for placement).
+/// its admission limits still leave (version 2 of the record added it and
+/// the API address, for the dashboard and for placement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Room {
     pub guests: u32,
@@ -99,6 +99,9 @@ pub struct HeatReport {
     pub source: SensorSource,
     /// Its guests and the room left for more.
     pub room: Room,
+    /// Where its HTTP API listens, as bound (an unspecified IP means "my
+    /// gossip address"); the dashboard links to its page there.
+    pub api: Option<std::net::SocketAddr>,
 }
 
 /// A node's signed statement that it is leaving the cluster for good in
@@ -368,6 +371,7 @@ pub(crate) mod tests {
             price_milli: 0,
             source: SensorSource::Sysfs,
             room: Default::default(),
+            api: None,
         }
     }
 

@@ -29,8 +29,9 @@ use serde::Serialize;
 /// for this protocol signs nothing that could be mistaken for anything else.
 pub const SIGNING_CONTEXT: &[u8] = b"maxwell-gossip/record/v1\0";
 
-/// Longest accepted text form. The largest possible v1 record (a 64-byte rack
-/// and every integer at its widest varint) encodes to 443 characters.
+/// Longest accepted text form. The largest possible v2 record (a 64-byte rack,
+/// every integer at its widest varint, an IPv6 API address) encodes to 491
+/// characters.
 pub const MAX_ENCODED_LEN: usize = 512;
 
 /// Bytes in front of the body: kind, public key, signature.

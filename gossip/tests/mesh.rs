@@ -35,6 +35,7 @@ fn report(node: &Node, now_ms: u64, celsius: f64) -> HeatReport {
         price_milli: 0,
         source: SensorSource::Emulated,
         room: Default::default(),
+        api: None,
     }
 }
 

@@ -124,7 +124,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     .await?;
     state.set_admitted(core.guest_load());
     let mesh_clock: Clock = Arc::new(unix_ms);
-    let (mesh, gossip_addr) = start_agent_mesh(
+    let (mut mesh, gossip_addr) = start_agent_mesh(
         &config.gossip,
         &config.name,
         &config.rack,
@@ -136,6 +136,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         seed,
     )
     .await?;
+    mesh.advertise_api(http_addr);
     let mut edge = Edge {
         mesh: &mesh,
         state: &state,

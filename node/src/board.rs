@@ -153,6 +153,7 @@ mod tests {
             guests: Some(0),
             free_vcpus: Some(2),
             free_memory_mib: Some(512),
+            api: None,
             age_ms: 0,
             fresh,
             counts: fresh,

@@ -140,6 +140,22 @@ fn the_dashboard_shows_the_rack_live_in_chromium() {
         assert_eq!(h["temp"], format!("{celsius:.1} °C"), "{name}: {h}");
         assert_eq!(h["self"], if i == 0 { "true" } else { "false" });
     }
+    // A remote host's detail links to its own agent's page.
+    browser
+        .click("#rack-grid .host[data-name=\"r2-b\"]")
+        .expect("select r2-b");
+    let link = "return document.querySelector('a[data-page]')?.getAttribute('href') ?? null";
+    let want = format!("http://{}/ui", https[3]);
+    until(
+        &browser,
+        "a link to r2-b's own page",
+        Duration::from_secs(10),
+        link,
+        |v| *v == json!(want),
+    );
+    browser
+        .click("#rack-grid .host[data-self=\"true\"]")
+        .expect("select this agent");
     let cool = hosts["r2-a"]["classes"].as_str().unwrap_or("").to_string();
     assert!(
         cool.contains("heat-0"),

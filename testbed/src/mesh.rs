@@ -215,6 +215,7 @@ impl Maxwell {
                 price_milli: r.price,
                 source: SensorSource::Emulated,
                 room: Default::default(),
+                api: None,
             }),
             age_ms,
             freshness: Freshness::of(age_ms, self.ttl_ms),

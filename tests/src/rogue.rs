@@ -53,6 +53,7 @@ fn cool_report(rogue: &SigningKey, victim: usize, now_ms: u64, seq: u64) -> Heat
         price_milli: 0,
         source: SensorSource::Sysfs,
         room: Default::default(),
+        api: None,
     }
 }
 

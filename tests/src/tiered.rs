@@ -302,5 +302,6 @@ fn report(i: usize, rack: usize, generation: u64, seq: u64, now: u64, price: u64
         price_milli: price,
         source: SensorSource::Emulated,
         room: Default::default(),
+        api: None,
     }
 }

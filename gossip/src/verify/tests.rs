@@ -90,7 +90,8 @@ fn oversized_and_malformed_values() {
         Err(RejectReason::Malformed(DecodeError::TooShort { len: 3 }))
     );
     // Signed, but the body is cut short.
-    let body = postcard::to_allocvec(&(1u16, &report(&k, 1, 1, NOW))).expect("encodable");
+    let body =
+        postcard::to_allocvec(&(crate::RECORD_VERSION, &report(&k, 1, 1, NOW))).expect("encodable");
     let cut = sign_raw(RecordKind::Report, body[..30].to_vec(), &k).encode();
     assert_eq!(
         v.verify(&id(&k), &cut, NOW),
@@ -108,12 +109,13 @@ fn oversized_and_malformed_values() {
 #[test]
 fn unsupported_version() {
     let k = key(3);
-    let body = postcard::to_allocvec(&(2u16, &report(&k, 1, 1, NOW))).expect("encodable");
+    let body = postcard::to_allocvec(&(crate::RECORD_VERSION + 1, &report(&k, 1, 1, NOW)))
+        .expect("encodable");
     let value = sign_raw(RecordKind::Report, body, &k).encode();
     let mut v = verifier();
     assert_eq!(
         v.verify(&id(&k), &value, NOW),
-        Err(RejectReason::UnsupportedVersion(2))
+        Err(RejectReason::UnsupportedVersion(crate::RECORD_VERSION + 1))
     );
     assert_eq!(
         v.counters().rejected(&RejectReason::UnsupportedVersion(0)),
@@ -162,7 +164,8 @@ fn key_must_match_the_claimed_node() {
         })
     );
     // Signed by A's key, but naming B in the body.
-    let body = postcard::to_allocvec(&(1u16, &report(&b, 1, 1, NOW))).expect("encodable");
+    let body =
+        postcard::to_allocvec(&(crate::RECORD_VERSION, &report(&b, 1, 1, NOW))).expect("encodable");
     let value = sign_raw(RecordKind::Report, body, &a).encode();
     assert_eq!(
         v.verify(&id(&a), &value, NOW),

@@ -71,10 +71,10 @@ fn leave_round_trips_through_text() {
 fn typical_and_largest_sizes() {
     let k = key(3);
     let typical = SignedRecord::sign(&sample(id(&k)), &k).expect("signable");
-    // Measured: 59-byte body + 97-byte header = 156 bytes = 208 characters.
-    assert_eq!(typical.body().len(), 59);
-    assert_eq!(typical.to_bytes().len(), 156);
-    assert_eq!(typical.encode().len(), 208);
+    // Measured: 63-byte body + 97-byte header = 160 bytes = 214 characters.
+    assert_eq!(typical.body().len(), 63);
+    assert_eq!(typical.to_bytes().len(), 160);
+    assert_eq!(typical.encode().len(), 214);
 
     let largest = HeatReport {
         node_id: id(&k),
@@ -90,11 +90,22 @@ fn typical_and_largest_sizes() {
         headroom: MicroWatts(i64::MIN),
         price_milli: u64::MAX,
         source: SensorSource::Emulated,
-        room: Default::default(),
+        room: crate::Room {
+            guests: u32::MAX,
+            free_vcpus: u32::MAX,
+            free_memory_mib: u32::MAX,
+        },
+        api: Some(std::net::SocketAddr::new(
+            std::net::Ipv6Addr::new(
+                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            )
+            .into(),
+            u16::MAX,
+        )),
     };
     let signed = SignedRecord::sign(&largest, &k).expect("signable");
-    assert_eq!(signed.body().len(), 235);
-    assert_eq!(signed.encode().len(), 443);
+    assert_eq!(signed.body().len(), 271);
+    assert_eq!(signed.encode().len(), 491);
     assert!(signed.encode().len() <= MAX_ENCODED_LEN);
     assert_eq!(
         SignedRecord::decode(&signed.encode()).and_then(|s| s.open()),
@@ -203,10 +214,10 @@ fn kind_is_covered_by_the_signature() {
 fn body_checks_after_a_valid_signature() {
     let k = key(10);
     let report = sample(id(&k));
-    let v2 = postcard::to_allocvec(&(2u16, &report)).expect("encodable");
+    let v2 = postcard::to_allocvec(&(crate::RECORD_VERSION + 1, &report)).expect("encodable");
     assert_eq!(
         sign_raw(RecordKind::Report, v2, &k).open(),
-        Err(DecodeError::UnsupportedVersion(2))
+        Err(DecodeError::UnsupportedVersion(crate::RECORD_VERSION + 1))
     );
     let mut trailing = to_body(&report).expect("encodable");
     trailing.push(0);

@@ -108,6 +108,8 @@ pub struct Mesh {
     local_addr: SocketAddr,
     /// The upper tier's socket, in a tiered mesh.
     upper_addr: Option<SocketAddr>,
+    /// The HTTP API's address, told in every report.
+    api: Option<SocketAddr>,
     clock: Clock,
 }
 
@@ -214,6 +216,7 @@ impl Mesh {
             generation,
             local_addr,
             upper_addr,
+            api: None,
             clock,
         })
     }
@@ -221,6 +224,11 @@ impl Mesh {
     /// Our node id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// Tells peers, in every report from now on, where our HTTP API listens.
+    pub fn advertise_api(&mut self, addr: SocketAddr) {
+        self.api = Some(addr);
     }
 
     /// Where the gossip socket is bound.
@@ -258,6 +266,7 @@ impl Mesh {
             price_milli: heat.price_milli,
             source: heat.source,
             room: heat.room,
+            api: self.api,
         };
         let bytes = SignedRecord::sign(&report, &self.key)?.to_bytes();
         g.swim.publish(now, &bytes);

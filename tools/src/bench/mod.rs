@@ -7,6 +7,7 @@
 //! ([`maxwell_supervise::Procs`]);
 //! everything listens on 127.0.0.1 only.
 
+pub mod dashboard;
 pub mod gossip;
 pub mod market;
 pub mod thermal;
@@ -37,6 +38,9 @@ pub enum BenchKind {
     /// Thermal: the 4 × 40 host rack simulation, every scenario under the
     /// baselines, Maxwell's price law and the LP oracle, with Maxwell's ratio.
     Thermal(thermal::ThermalBenchArgs),
+    /// Dashboard: what `/ui` open in a headless Chromium costs the agent
+    /// serving it (CPU, requests and bytes per update), 24 agents.
+    Dashboard(dashboard::DashboardBenchArgs),
 }
 
 /// Runs the chosen benchmark and prints its table on stdout (progress on stderr).
@@ -46,5 +50,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Vmm(a) => vmm::run(&a),
         BenchKind::Thermal(a) => thermal::run(&a),
         BenchKind::Market(a) => market::run(&a),
+        BenchKind::Dashboard(a) => dashboard::run(&a),
     }
 }

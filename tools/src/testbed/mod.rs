@@ -326,6 +326,12 @@ impl<'a> Run<'a> {
         );
         println!("testbed: {line}");
         self.notes.push(line);
+        let ui = format!(
+            "the rack heat map, live while the run lasts (every agent serves it): http://{}/ui",
+            self.api(0)
+        );
+        println!("testbed: {ui}");
+        self.notes.push(ui);
         self.history.at.clear();
         let t0 = Instant::now();
         let (mut fi, mut ci) = (0, 0);

@@ -232,6 +232,21 @@ function guestTable(list) {
     el("tr", {}, ["guest", "class", "state", "share", "bid", "wallet", "J"].map((h) => el("th", {}, h))), rows.flat());
 }
 
+const loopback = (ip) => ip === "localhost" || ip.startsWith("127.") || ip === "[::1]";
+const splitAddr = (a) => { const i = a.lastIndexOf(":"); return [a.slice(0, i), a.slice(i + 1)]; };
+
+// Another host's own page, where this browser can reach it: its API as it
+// told it, on its gossip address when it listens on every interface. A
+// loopback API is reachable only when that host is this one's machine too.
+function pageOf(m) {
+  if (!m.api || m.addr === "-") return null;
+  let [ip, port] = splitAddr(m.api);
+  const [gossipIp] = splitAddr(m.addr);
+  if (ip === "0.0.0.0" || ip === "[::]") ip = gossipIp;
+  if (loopback(ip) && !(loopback(gossipIp) && loopback(location.hostname))) return null;
+  return `http://${ip}:${port}/ui`;
+}
+
 function renderDetail() {
   const box = document.getElementById("detail");
   const m = S.members.find((x) => x.id === S.selected);
@@ -255,8 +270,11 @@ function renderDetail() {
     if (S.guests) parts.push(S.guests.guests.length ? guestTable(S.guests) : el("p", { class: "hint" }, "No guests."));
     else parts.push(el("p", { class: "hint" }, "Guests are disabled on this agent."));
   } else {
-    parts.push(el("h3", {}, "Guests"), el("p", { class: "hint" },
-      `${m.guests ?? "?"} guests, as gossiped. Their shares, wallets and joules are served by that host's own agent: open /ui on its API address.`));
+    const url = pageOf(m);
+    parts.push(el("h3", {}, "Guests and price terms"), el("p", { class: "hint" },
+      `${m.guests ?? "?"} guests, as gossiped. Their shares, wallets and joules, and the terms of its price, are its own agent's to show: `,
+      url ? el("a", { href: url, "data-page": m.id }, `open ${m.name}'s dashboard`)
+        : "its API listens on loopback only, so its page opens on that host alone."));
   }
   if (m.is_self && S.status) {
     const st = S.status;

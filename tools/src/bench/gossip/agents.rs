@@ -318,6 +318,7 @@ fn report_bytes(k: usize) -> usize {
         price_milli: 1_250,
         source: maxwell_gossip::SensorSource::Sysfs,
         room: Default::default(),
+        api: None,
     };
     maxwell_gossip::SignedRecord::sign(&report, &key).map_or(0, |s| s.to_bytes().len())
 }

@@ -400,6 +400,7 @@ impl Sim {
             price_milli: node.price,
             source: SensorSource::Emulated,
             room: Default::default(),
+            api: None,
         };
         let bytes = SignedRecord::sign(&report, &node.key)
             .expect("a bench report is within bounds")
