@@ -59,16 +59,6 @@ fn until(
     }
 }
 
-fn write_tree(dir: &Path, celsius_milli: i64) {
-    let chip = dir.join("hwmon/hwmon0");
-    std::fs::create_dir_all(&chip).expect("mkdir");
-    std::fs::create_dir_all(dir.join("powercap")).expect("mkdir");
-    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
-    std::fs::write(chip.join("temp1_label"), "Package id 0\n").expect("write");
-    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
-    std::fs::write(chip.join("temp1_input"), format!("{celsius_milli}\n")).expect("write");
-}
-
 /// The hosts as the page shows them: `{name: {rack, slot, status, heat, temp, self}}`,
 /// where rack and slot are those of the grid cell the host is drawn in.
 const HOSTS: &str = "const out = {};
@@ -96,7 +86,7 @@ fn the_dashboard_shows_the_rack_live_in_chromium() {
     let mut seed = None;
     for (i, (name, rack, slot)) in LAYOUT.iter().enumerate() {
         let tree = scratch.path().join(format!("tree{i}"));
-        write_tree(&tree, 45_000 + i as i64 * 2_000);
+        common::write_tree(&tree, 45_000 + i as i64 * 2_000);
         let data = scratch.path().join(format!("data{i}"));
         if i > 0 {
             common::share_key(&scratch.path().join("data0"), &data);

@@ -12,7 +12,7 @@ use maxwell_gossip::MemberStatus;
 use maxwell_node::client;
 use maxwell_node::http::{MemberRow, Members};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -92,16 +92,6 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
-}
-
-fn write_tree(dir: &Path, celsius_milli: i64) {
-    let chip = dir.join("hwmon/hwmon0");
-    std::fs::create_dir_all(&chip).expect("mkdir");
-    std::fs::create_dir_all(dir.join("powercap")).expect("mkdir");
-    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
-    std::fs::write(chip.join("temp1_label"), "Package id 0\n").expect("write");
-    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
-    std::fs::write(chip.join("temp1_input"), format!("{celsius_milli}\n")).expect("write");
 }
 
 /// Polls until `ok` holds for every node in `observers`, or panics after `within`.
@@ -242,7 +232,7 @@ fn real_agents_form_one_mesh_and_survive_faults() {
     let mut nodes: Vec<Node> = (0..N)
         .map(|i| {
             let tree = scratch.path().join(format!("tree{i}"));
-            write_tree(&tree, 45_000 + i as i64 * 1_000);
+            common::write_tree(&tree, 45_000 + i as i64 * 1_000);
             Node {
                 child: None,
                 http: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -28,6 +28,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A one-sensor hwmon fixture at `dir`: a package at `celsius_milli`, its
+/// critical limit 100 °C, and no power files.
+pub fn write_tree(dir: &Path, celsius_milli: i64) {
+    let chip = dir.join("hwmon/hwmon0");
+    std::fs::create_dir_all(&chip).expect("mkdir");
+    std::fs::create_dir_all(dir.join("powercap")).expect("mkdir");
+    std::fs::write(chip.join("name"), "coretemp\n").expect("write");
+    std::fs::write(chip.join("temp1_label"), "Package id 0\n").expect("write");
+    std::fs::write(chip.join("temp1_crit"), "100000\n").expect("write");
+    std::fs::write(chip.join("temp1_input"), format!("{celsius_milli}\n")).expect("write");
+}
+
 /// Spawns `maxwell agent` on the sysfs fixture `tree` (read every 100 ms,
 /// the test gossip preset), data dir `data`, on ports of its choosing, with
 /// `extra` flags (which must not name the tree, data dir or ports).
