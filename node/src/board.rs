@@ -41,6 +41,8 @@ pub struct EventRow {
 /// The rings.
 #[derive(Debug)]
 pub struct Board {
+    /// When the agent started, unix ms: event numbers count from there.
+    boot_ms: u64,
     points: usize,
     last_sample_ms: Option<u64>,
     series: BTreeMap<NodeId, VecDeque<Point>>,
@@ -49,9 +51,10 @@ pub struct Board {
 }
 
 impl Board {
-    /// Keeps `points` points per member.
-    pub fn new(points: usize) -> Self {
+    /// Keeps `points` points per member, for an agent started at `boot_ms`.
+    pub fn new(points: usize, boot_ms: u64) -> Self {
         Self {
+            boot_ms,
             points: points.max(1),
             last_sample_ms: None,
             series: BTreeMap::new(),
@@ -61,17 +64,20 @@ impl Board {
     }
 
     /// Samples `members` at `now_ms` unless a sample was taken within
-    /// [`SAMPLE_EVERY_MS`]; forgets members no longer in the view.
+    /// [`SAMPLE_EVERY_MS`] before it (a clock stepped back samples at once,
+    /// rather than waiting for the old time); forgets members no longer in
+    /// the view.
     pub fn sample(&mut self, now_ms: u64, members: &Members) {
         if self
             .last_sample_ms
-            .is_some_and(|at| now_ms < at.saturating_add(SAMPLE_EVERY_MS))
+            .is_some_and(|at| (at..at.saturating_add(SAMPLE_EVERY_MS)).contains(&now_ms))
         {
             return;
         }
         self.last_sample_ms = Some(now_ms);
-        self.series
-            .retain(|id, _| members.members.iter().any(|m| m.id == *id));
+        let present: std::collections::BTreeSet<NodeId> =
+            members.members.iter().map(|m| m.id).collect();
+        self.series.retain(|id, _| present.contains(id));
         for m in &members.members {
             let ring = self.series.entry(m.id).or_default();
             if ring.len() == self.points {
@@ -115,6 +121,11 @@ impl Board {
             detail,
         });
         self.next_seq += 1;
+    }
+
+    /// When the agent started, unix ms.
+    pub fn boot_ms(&self) -> u64 {
+        self.boot_ms
     }
 
     /// The events numbered after `after`, oldest first.
@@ -170,7 +181,7 @@ mod tests {
 
     #[test]
     fn history_is_sampled_once_a_second_bounded_and_forgets_the_departed() {
-        let mut b = Board::new(3);
+        let mut b = Board::new(3, 0);
         for s in 0..10u64 {
             // Several views a second (every gossip change) make one point.
             for k in 0..4u64 {
@@ -186,11 +197,18 @@ mod tests {
         assert_eq!(b.history(&NodeId([1; 10]), 0)[2].1, None);
         b.sample(20_000, &view(vec![row(0, 40.0, true)]));
         assert!(b.history(&NodeId([1; 10]), 0).is_empty());
+        // The clock stepped back 15 s: sampling goes on.
+        b.sample(5_000, &view(vec![row(0, 41.0, true)]));
+        assert_eq!(b.history(&NodeId([0; 10]), 0).len(), 3);
+        assert!(b
+            .history(&NodeId([0; 10]), 0)
+            .iter()
+            .any(|p| p.1 == Some(41_000)));
     }
 
     #[test]
     fn events_are_numbered_bounded_and_paged() {
-        let mut b = Board::new(10);
+        let mut b = Board::new(10, 0);
         for i in 0..(MAX_EVENTS as u64 + 5) {
             b.event(i, NodeId([1; 10]), "n1", "died", String::new());
         }

@@ -103,7 +103,10 @@ impl AppState {
     ) -> Self {
         let points = gate.config.ui_history.as_millis() / u128::from(crate::board::SAMPLE_EVERY_MS);
         let state = Self {
-            board: Mutex::new(crate::board::Board::new(points as usize)),
+            board: Mutex::new(crate::board::Board::new(
+                points as usize,
+                crate::clock::unix_ms(),
+            )),
             node,
             started: Instant::now(),
             counters: Counters::default(),

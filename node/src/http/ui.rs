@@ -108,12 +108,17 @@ struct After {
 /// `GET /v1/events`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Events {
+    /// When the agent started, unix ms: after a restart the numbering
+    /// begins again, and a reader that sees this change starts over.
+    pub boot_ms: u64,
     /// Oldest first; page on with `?after=` the last `seq`.
     pub events: Vec<EventRow>,
 }
 
 async fn events(State(state): State<Arc<AppState>>, Query(q): Query<After>) -> Json<Events> {
+    let board = state.board();
     Json(Events {
-        events: state.board().events(q.after.unwrap_or(0)),
+        boot_ms: board.boot_ms(),
+        events: board.events(q.after.unwrap_or(0)),
     })
 }

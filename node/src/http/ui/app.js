@@ -52,15 +52,20 @@ function headers(json) {
   return h;
 }
 
+// A request that has not answered in this long has failed: an agent gone
+// from the network must show as an error, not as a frozen page.
+const TIMEOUT_MS = 5000;
+
 async function get(path) {
-  const r = await fetch(path, { cache: "no-store", headers: headers(false) });
+  const r = await fetch(path, { cache: "no-store", headers: headers(false), signal: AbortSignal.timeout(TIMEOUT_MS) });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401 && S.token) forgetToken("the agent refused the token: " + (body.error || r.status));
   if (!r.ok) throw new Error(`${path}: ${body.error || r.status}`);
   return body;
 }
 
 async function act(path, method, body) {
-  const r = await fetch(path, { method, headers: headers(true), body: JSON.stringify(body || {}) });
+  const r = await fetch(path, { method, headers: headers(true), body: JSON.stringify(body || {}), signal: AbortSignal.timeout(TIMEOUT_MS) });
   const answer = await r.json().catch(() => ({}));
   if (r.status === 401) forgetToken("the agent refused the token: " + (answer.error || r.status));
   if (!r.ok) throw new Error(answer.error || String(r.status));
@@ -140,7 +145,8 @@ function hostCell(m) {
 }
 
 function renderGrid() {
-  const hosts = S.members.filter((m) => m.rack !== "-");
+  // A peer without a verified report has no place yet (rack "-").
+  const hosts = S.members.filter((m) => m.rack !== "-" || m.name !== "-");
   const racks = [...new Set(hosts.map((m) => m.rack))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   const slots = [...new Set(hosts.map((m) => m.slot))].sort((a, b) => a - b);
   const grid = document.getElementById("rack-grid");
@@ -169,7 +175,8 @@ function chart(points, pick, cls, label, fmt, limit) {
     box.append(svg("text", { x: 8, y: 16 }, `${label}: collecting…`));
     return box;
   }
-  let lo = Math.min(...vals), hi = Math.max(...vals, limit ?? -Infinity);
+  const top = Math.max(...vals);
+  let lo = Math.min(...vals), hi = Math.max(top, limit ?? -Infinity);
   if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
   const t0 = points[0][0], t1 = points[points.length - 1][0];
   const x = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (W - 2 * pad);
@@ -183,7 +190,7 @@ function chart(points, pick, cls, label, fmt, limit) {
   }
   box.append(svg("path", { class: "line " + cls, d }));
   if (limit != null) box.append(svg("path", { class: "crit", d: `M${pad},${y(limit)} L${W - pad},${y(limit)}` }));
-  box.append(svg("text", { x: 6, y: 12 }, `${label} ${fmt(hi)} max`));
+  box.append(svg("text", { x: 6, y: 12 }, `${label} ${fmt(top)} max`));
   box.append(svg("text", { x: 6, y: H - 6 }, `${fmt(lo)} · last ${Math.round((t1 - t0) / 1000)} s`));
   return box;
 }
@@ -267,8 +274,8 @@ function renderDetail() {
   ];
   if (m.is_self) {
     parts.push(el("h3", {}, "Guests"));
-    if (S.guests) parts.push(S.guests.guests.length ? guestTable(S.guests) : el("p", { class: "hint" }, "No guests."));
-    else parts.push(el("p", { class: "hint" }, "Guests are disabled on this agent."));
+    if (S.guests?.guests) parts.push(S.guests.guests.length ? guestTable(S.guests) : el("p", { class: "hint" }, "No guests."));
+    else parts.push(el("p", { class: "hint" }, `No guest list: ${S.guests?.error ?? "not read yet"}`));
   } else {
     const url = pageOf(m);
     parts.push(el("h3", {}, "Guests and price terms"), el("p", { class: "hint" },
@@ -344,20 +351,30 @@ async function refresh() {
     const members = await get("/v1/members");
     S.members = members.members;
     if (!S.selected) S.selected = (S.members.find((m) => m.is_self) || {}).id || null;
-    const ev = await get("/v1/events?after=" + S.lastEvent);
+    let ev = await get("/v1/events?after=" + S.lastEvent);
+    if (S.boot !== undefined && ev.boot_ms !== S.boot) {
+      // The agent restarted: its numbering began again.
+      S.events = [];
+      S.lastEvent = 0;
+      ev = await get("/v1/events?after=0");
+    }
+    S.boot = ev.boot_ms;
     for (const e of ev.events) { S.events.push(e); S.lastEvent = e.seq; }
     S.events = S.events.slice(-256);
-    if (S.selected) {
-      const have = S.history.get(S.selected) || [];
+    const id = S.selected; // a click during the await must not file these points under another host
+    if (id) {
+      const have = S.history.get(id) || [];
       const since = have.length ? have[have.length - 1][0] : 0;
-      const h = await get(`/v1/history/${S.selected}?since_ms=${since}`);
-      const keepAfter = Date.now() - h.span_s * 1000;
-      S.history.set(S.selected, have.concat(h.points).filter((p) => p[0] >= keepAfter));
+      const h = await get(`/v1/history/${id}?since_ms=${since}`);
+      const all = have.concat(h.points);
+      // The agent's clock, not the browser's, bounds the span.
+      const keepAfter = all.length ? all[all.length - 1][0] - h.span_s * 1000 : 0;
+      S.history.set(id, all.filter((p) => p[0] >= keepAfter));
     }
     const self = S.members.find((m) => m.is_self);
     if (self && S.selected === self.id) {
       S.status = await get("/v1/status");
-      S.guests = await get("/v1/guests").catch(() => null);
+      S.guests = await get("/v1/guests").catch((e) => ({ error: e.message }));
     }
     showError("");
     render();
