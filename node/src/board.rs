@@ -11,7 +11,7 @@
 
 use maxwell_core::Members;
 use maxwell_gossip::NodeId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// One point per member per this many ms.
@@ -20,7 +20,7 @@ pub const SAMPLE_EVERY_MS: u64 = 1_000;
 pub const MAX_EVENTS: usize = 256;
 
 /// `[t_ms, millicelsius, price_milli]`: a JSON array, three numbers a point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Point(pub u64, pub Option<i64>, pub Option<u64>);
 
 /// One thing that happened, as this agent saw it.

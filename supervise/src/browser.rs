@@ -30,13 +30,7 @@ pub enum BrowserError {
 
 /// The browser and chromedriver binaries on PATH.
 pub fn find() -> Result<(PathBuf, PathBuf), BrowserError> {
-    let on_path = |name| {
-        std::env::var_os("PATH").and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|f| f.is_file())
-        })
-    };
+    use crate::on_path;
     Ok((
         on_path("chromium").ok_or(BrowserError::Missing("chromium"))?,
         on_path("chromedriver").ok_or(BrowserError::Missing("chromedriver"))?,

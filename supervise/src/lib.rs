@@ -18,6 +18,14 @@
 
 pub mod browser;
 
+/// Where `program` is on PATH, if anywhere.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(program))
+        .find(|f| f.is_file())
+}
+
 use maxwell_types::addresses::{Addresses, FILE_NAME};
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};

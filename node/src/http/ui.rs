@@ -79,7 +79,7 @@ pub struct History {
     pub span_s: u64,
     /// `[t_ms, millicelsius, price_milli]`, oldest first; `null` where the
     /// member was dead or its report stale.
-    pub points: Vec<(u64, Option<i64>, Option<u64>)>,
+    pub points: Vec<Point>,
 }
 
 async fn history(
@@ -90,12 +90,11 @@ async fn history(
     let id: NodeId = node
         .parse()
         .map_err(|e| ApiError::bad_request(format!("{node:?} is not a node id: {e}")))?;
-    let points = state.board().history(&id, q.since_ms.unwrap_or(0));
     Ok(Json(History {
         node: id,
         every_ms: crate::board::SAMPLE_EVERY_MS,
         span_s: state.gate.config.ui_history.as_secs(),
-        points: points.into_iter().map(|Point(t, c, p)| (t, c, p)).collect(),
+        points: state.board().history(&id, q.since_ms.unwrap_or(0)),
     }))
 }
 

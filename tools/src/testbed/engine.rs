@@ -39,8 +39,7 @@ fn docker() -> Command {
 }
 
 fn found(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+    maxwell_supervise::on_path(program).is_some()
 }
 
 /// No engine can run on this machine: the driver says why in one line and
