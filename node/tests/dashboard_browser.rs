@@ -212,10 +212,8 @@ fn the_dashboard_shows_the_rack_live_in_chromium() {
                 &disabled,
                 |v| *v == json!(true),
             );
-            let token = std::fs::read_to_string(agents[0].2.join("api.token")).expect("token");
-            browser
-                .type_into("#token", token.trim())
-                .expect("type the token");
+            let token = api.token.as_ref().expect("the agent's token").secret();
+            browser.type_into("#token", token).expect("type the token");
             browser
                 .click("#token-form button[type=submit]")
                 .expect("submit the token");
