@@ -163,8 +163,13 @@ function renderGrid() {
 function renderEvents() {
   const list = document.getElementById("events");
   const recent = S.events.slice(-60).reverse();
-  list.replaceChildren(...recent.map((e) => el("li", { class: "kind-" + e.kind },
-    el("span", { class: "t" }, clock(e.t_ms)), `${e.name} ${e.kind}`, e.detail ? `: ${e.detail}` : "")));
+  list.replaceChildren(...recent.map((e) => eventItem(e, `${e.name} ${e.kind}`)));
+}
+
+// One event as a list item, its text led by `what`.
+function eventItem(e, what) {
+  return el("li", { class: "kind-" + e.kind },
+    el("span", { class: "t" }, clock(e.t_ms)), what, e.detail ? `: ${e.detail}` : "");
 }
 
 function chart(points, pick, cls, label, fmt, limit) {
@@ -296,8 +301,7 @@ function renderDetail() {
   }
   const mine = S.events.filter((e) => e.node === m.id).slice(-20).reverse();
   parts.push(el("h3", {}, "Events"), mine.length
-    ? el("ol", { class: "events", reversed: true }, mine.map((e) => el("li", { class: "kind-" + e.kind },
-      el("span", { class: "t" }, clock(e.t_ms)), e.kind, e.detail ? `: ${e.detail}` : "")))
+    ? el("ol", { class: "events", reversed: true }, mine.map((e) => eventItem(e, e.kind)))
     : el("p", { class: "hint" }, "None seen by this agent."));
   box.replaceChildren(...parts);
 }
