@@ -146,6 +146,19 @@ fn the_dashboard_shows_the_rack_live_in_chromium() {
     browser
         .click("#rack-grid .host[data-self=\"true\"]")
         .expect("select this agent");
+    // Its temperature chart is labelled with the highest reading, not with
+    // the critical limit drawn beside it.
+    let label = "return document.querySelector('#detail svg.chart text')?.textContent ?? null";
+    until(
+        &browser,
+        "the chart's label",
+        Duration::from_secs(10),
+        label,
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.starts_with("temperature 45.0 °C max"))
+        },
+    );
     let cool = hosts["r2-a"]["classes"].as_str().unwrap_or("").to_string();
     assert!(
         cool.contains("heat-0"),
