@@ -94,6 +94,8 @@ pub enum Refusal {
     Memory { want_mib: u64, share: Admission },
     /// The node is leaving: it starts nothing more.
     Leaving,
+    /// An offered guest's bid is below this node's price.
+    AboveBid { bid_milli: u64, price_milli: u64 },
 }
 
 impl std::fmt::Display for Refusal {
@@ -116,6 +118,13 @@ impl std::fmt::Display for Refusal {
                 share.memory_fraction
             ),
             Refusal::Leaving => f.write_str("the agent is shutting down"),
+            Refusal::AboveBid {
+                bid_milli,
+                price_milli,
+            } => write!(
+                f,
+                "price {price_milli} milli-credits per CPU-second is above the bid {bid_milli}"
+            ),
         }
     }
 }

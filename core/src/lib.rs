@@ -32,12 +32,14 @@
 //! - a time earlier than one already seen is taken as no time passing.
 
 pub mod guests;
+pub mod placement;
 pub mod publish;
 mod reading;
 mod view;
 
 pub use guests::{Admission, GuestAction, GuestLoad, Refusal, Ticket};
 pub use maxwell_types::rng::Rng;
+pub use placement::{Need, PlaceParams, Placement, Skipped, Target};
 pub use publish::PublishPolicy;
 pub use reading::{Heat, Reading};
 pub use view::{MemberRow, Members};
@@ -327,6 +329,70 @@ impl NodeCore {
         };
         self.outputs.push_back(Output::Guest(action));
         ticket
+    }
+
+    /// A guest offered by another node's placement (or placed here by our
+    /// own): admitted as [`Self::request_guest`] does, once its bid (if it
+    /// has one) meets our price now.
+    pub fn offer_guest(&mut self, now_ms: u64, load: GuestLoad, bid_milli: Option<u64>) -> Ticket {
+        let price = self.quote.as_ref().map(|q| q.price_milli);
+        match (bid_milli, price) {
+            (Some(bid), Some(price)) if bid < price && !self.leaving => {
+                self.advance(now_ms);
+                let ticket = self.guests.ticket();
+                let why = Refusal::AboveBid {
+                    bid_milli: bid,
+                    price_milli: price,
+                };
+                self.outputs
+                    .push_back(Output::Guest(GuestAction::Refuse(ticket, why)));
+                ticket
+            }
+            _ => self.request_guest(now_ms, load),
+        }
+    }
+
+    /// Where to offer a guest that needs `need`: this node and the members
+    /// it sees, as [`placement`] chooses among them with the core's random
+    /// stream.
+    pub fn place(&mut self, now_ms: u64, need: &Need, params: &PlaceParams) -> Placement {
+        let now = self.advance(now_ms);
+        let local = self.local_seen();
+        let extra = now.saturating_sub(self.members_at_ms);
+        let ttl = self.config.report_ttl_ms;
+        let members = self
+            .members
+            .iter()
+            .map(|m| placement::Seen::member(m, extra, ttl));
+        placement::place(
+            std::iter::once(local).chain(members),
+            need,
+            params,
+            &mut self.rng,
+        )
+    }
+
+    /// This node as placement sees it: its latest reading at its price now.
+    fn local_seen(&self) -> Result<placement::Seen, placement::Why> {
+        let c = &self.config;
+        let (Some(reading), Some(quote)) = (self.last_reading.as_ref(), self.quote.as_ref()) else {
+            return Err(placement::Why::NotCounting);
+        };
+        if self.leaving || c.admission == Admission::NONE {
+            return Err(placement::Why::NotCounting);
+        }
+        let room = self.guests.room(&c.admission);
+        let heat = reading.heat(&c.position, c.default_critical, quote.price_milli, room);
+        Ok(placement::Seen {
+            target: Target::Local {
+                price_milli: quote.price_milli,
+            },
+            hottest: heat.hottest,
+            critical: heat.critical,
+            headroom: heat.headroom,
+            cap: heat.power_cap,
+            room,
+        })
     }
 
     /// The start of `ticket` finished: guest `started` runs, or (`None`)

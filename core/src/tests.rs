@@ -2,9 +2,9 @@ use super::*;
 use maxwell_gossip::{Freshness, RejectReason, SensorSource};
 use maxwell_types::{MicroWatts, NodeId, Position};
 
-const T0: u64 = 1_800_000_000_000;
+pub(crate) const T0: u64 = 1_800_000_000_000;
 
-fn config() -> CoreConfig {
+pub(crate) fn config() -> CoreConfig {
     CoreConfig {
         position: Position::new("r1", 2),
         default_critical: MilliCelsius::from_celsius(95.0),
@@ -26,7 +26,7 @@ fn config() -> CoreConfig {
     }
 }
 
-fn reading(celsius: f64) -> Reading {
+pub(crate) fn reading(celsius: f64) -> Reading {
     Reading {
         hottest: Some((
             MilliCelsius::from_celsius(celsius),
@@ -39,7 +39,7 @@ fn reading(celsius: f64) -> Reading {
     }
 }
 
-fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
+pub(crate) fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
     let id = NodeId([k; maxwell_types::node_id::NODE_ID_LEN]);
     Member {
         node_id: id,
@@ -62,6 +62,7 @@ fn peer(k: u8, slot: u16, celsius: f64, status: MemberStatus) -> Member {
             source: SensorSource::Emulated,
             room: Default::default(),
             api: None,
+            p2p: None,
         }),
         age_ms: 100,
         freshness: Freshness::Fresh,

@@ -30,6 +30,9 @@ pub struct MemberRow {
     pub free_memory_mib: Option<u32>,
     /// Where its HTTP API listens, as it told.
     pub api: Option<String>,
+    /// Where its p2p endpoint takes offers, as it told.
+    #[serde(default)]
+    pub p2p: Option<String>,
     /// Age of the report, ms.
     pub age_ms: u64,
     /// False once the report is older than the TTL: shown, never acted on.
@@ -109,6 +112,7 @@ pub(crate) fn rows(
                 free_vcpus: None,
                 free_memory_mib: None,
                 api: None,
+                p2p: None,
                 age_ms: age,
                 fresh,
                 counts: false,
@@ -150,6 +154,7 @@ fn row(
         free_vcpus: Some(r.room.free_vcpus),
         free_memory_mib: Some(r.room.free_memory_mib),
         api: r.api.map(|a| a.to_string()),
+        p2p: r.p2p.map(|a| a.to_string()),
         age_ms,
         fresh,
         counts,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the record layout this crate writes and the only one it accepts.
 /// Postcard is not self-describing, so any change to a field of [`HeatReport`]
 /// or [`Leave`] (added, removed, reordered, retyped) needs a new version.
-pub const RECORD_VERSION: u16 = 2;
+pub const RECORD_VERSION: u16 = 3;
 
 /// Longest rack name, in bytes of UTF-8. Keeps every record small enough for
 /// one datagram easily (see [`crate::wire::MAX_ENCODED_LEN`]).
@@ -102,6 +102,10 @@ pub struct HeatReport {
     /// Where its HTTP API listens, as bound (an unspecified IP means "my
     /// gossip address"); the dashboard links to its page there.
     pub api: Option<std::net::SocketAddr>,
+    /// Where its p2p endpoint takes placement offers, as bound (the same
+    /// rule; version 3 of the record added it). Its key is the one that
+    /// signs this report.
+    pub p2p: Option<std::net::SocketAddr>,
 }
 
 /// A node's signed statement that it is leaving the cluster for good in
@@ -372,6 +376,7 @@ pub(crate) mod tests {
             source: SensorSource::Sysfs,
             room: Default::default(),
             api: None,
+            p2p: None,
         }
     }
 

@@ -29,10 +29,10 @@ use serde::Serialize;
 /// for this protocol signs nothing that could be mistaken for anything else.
 pub const SIGNING_CONTEXT: &[u8] = b"maxwell-gossip/record/v1\0";
 
-/// Longest accepted text form. The largest possible v2 record (a 64-byte rack,
-/// every integer at its widest varint, an IPv6 API address) encodes to 491
-/// characters.
-pub const MAX_ENCODED_LEN: usize = 512;
+/// Longest accepted text form. The largest possible v3 record (a 64-byte
+/// name and rack, every integer at its widest varint, IPv6 API and p2p
+/// addresses) encodes to 519 characters.
+pub const MAX_ENCODED_LEN: usize = 576;
 
 /// Bytes in front of the body: kind, public key, signature.
 pub const HEADER_LEN: usize = 1 + 32 + 64;

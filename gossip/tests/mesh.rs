@@ -36,6 +36,7 @@ fn report(node: &Node, now_ms: u64, celsius: f64) -> HeatReport {
         source: SensorSource::Emulated,
         room: Default::default(),
         api: None,
+        p2p: None,
     }
 }
 

@@ -112,7 +112,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     if let Some(b) = &bazaar {
         state.set_market(b.view());
     }
-    let mut desk = Desk::default();
+    let mut desk = Desk::new(Arc::clone(&guests.placed));
     desk.start_specs(
         &mut core,
         || clock.now(),
@@ -137,12 +137,18 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     )
     .await?;
     mesh.advertise_api(http_addr);
+    let p2p = crate::p2p::start(&config.p2p, &identity, Arc::clone(&guests)).await?;
+    mesh.advertise_p2p(p2p.listen_addr);
+    let p2p_addr = p2p.listen_addr;
+    let _ = state.p2p.set(p2p.clone());
     let mut edge = Edge {
         mesh: &mesh,
         state: &state,
         guests: &guests,
         desk,
         clock,
+        p2p,
+        placement: config.placement,
     };
     // The first snapshot, read at start, then a first look at the members.
     core.handle_reading(edge.clock.now(), &first.reading());
@@ -170,6 +176,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         slot = config.slot,
         http = %http_addr,
         gossip = %gossip_addr,
+        p2p = %p2p_addr,
         sensors = first.source.as_str(),
         guests = guests.backend_name().map_or("disabled", |b| b.as_str()),
         seed,
@@ -179,6 +186,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
         pid: std::process::id(),
         http: http_addr,
         gossip: gossip_addr,
+        p2p: p2p_addr,
     };
     let json = serde_json::to_vec(&addresses).context("encoding agent.json")?;
     data_dir.write(
@@ -360,7 +368,7 @@ fn apply_reload(
     rest.sensors
         .exclude_chips
         .clone_from(&config.sensors.exclude_chips);
-    let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 11] = [
+    let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 13] = [
         ("name", &config.name, &rest.name),
         ("rack", &config.rack, &rest.rack),
         ("slot", &config.slot, &rest.slot),
@@ -372,6 +380,8 @@ fn apply_reload(
         ("emulated", &config.emulated, &rest.emulated),
         ("gossip", &config.gossip, &rest.gossip),
         ("guests", &config.guests, &rest.guests),
+        ("p2p", &config.p2p, &rest.p2p),
+        ("placement", &config.placement, &rest.placement),
     ];
     for (name, old, new) in sections {
         if differs(old, new) {
@@ -445,6 +455,9 @@ struct Edge<'a> {
     guests: &'a Guests,
     desk: Desk,
     clock: CoreClock,
+    /// The offer endpoint: its gate follows the counting members.
+    p2p: crate::p2p::P2p,
+    placement: maxwell_core::PlaceParams,
 }
 
 impl Edge<'_> {
@@ -457,6 +470,13 @@ impl Edge<'_> {
         msg: guests::GuestMsg,
     ) {
         let now = self.clock.now();
+        let msg = match msg {
+            guests::GuestMsg::Place { need, reply } => {
+                let _ = reply.send(core.place(now, &need, &self.placement));
+                return;
+            }
+            msg => msg,
+        };
         let Some(b) = bazaar else {
             if let guests::GuestMsg::Market(call) = msg {
                 crate::market::refuse(call, self.guests);
@@ -540,6 +560,13 @@ impl Edge<'_> {
         let events = self.mesh.refresh();
         let now = self.clock.now();
         core.handle_peers(now, self.mesh.members(), events);
+        let counting = core
+            .members()
+            .iter()
+            .filter(|m| m.counts())
+            .filter_map(|m| Some((m.node_id, m.report.as_ref()?.name.clone())))
+            .collect();
+        self.p2p.set_members(counting);
         let own = self.mesh.last_report();
         let rows = core.member_rows(now, own.as_ref(), self.mesh.gossip_peers());
         self.state

@@ -165,6 +165,7 @@ mod tests {
             free_vcpus: Some(2),
             free_memory_mib: Some(512),
             api: None,
+            p2p: None,
             age_ms: 0,
             fresh,
             counts: fresh,

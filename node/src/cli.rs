@@ -30,6 +30,8 @@ pub enum Command {
     Demo(Forward),
     /// List this node's guests, or start, pause, resume, cap or kill one.
     Guests(GuestsArgs),
+    /// Submit a guest to the mesh: it lands on a cool, cheap node (docs/placement.md).
+    Submit(SubmitArgs),
     /// Run a benchmark and print one table (runs `maxwell-tools bench`).
     Bench(Forward),
     /// A rack of agents in Docker containers, broken on a scenario's timeline (runs `maxwell-tools testbed`).
@@ -173,6 +175,21 @@ impl TokenArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// The agent's HTTP address.
+    #[arg(long, default_value = DEFAULT_HTTP_ADDR)]
+    pub http: SocketAddr,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+/// `maxwell submit FILE`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The spec file (TOML, or JSON if it ends in `.json`), as for `maxwell guests start`.
+    pub file: PathBuf,
+    /// The HTTP address of the agent to submit to (any node will do).
     #[arg(long, default_value = DEFAULT_HTTP_ADDR)]
     pub http: SocketAddr,
     /// Print JSON instead of a table.

@@ -53,6 +53,12 @@ pub struct RawConfig {
     /// The guest market (`docs/market.md`); every field has a default.
     #[serde(default)]
     pub market: crate::market::config::RawMarket,
+    /// The offer endpoint (`docs/placement.md`).
+    #[serde(default)]
+    pub p2p: crate::p2p::config::RawP2p,
+    /// How submissions are placed (`docs/placement.md`).
+    #[serde(default)]
+    pub placement: crate::p2p::config::RawPlacement,
     /// The price law (`docs/pricing.md`); every field has a default.
     #[serde(default)]
     pub pricing: maxwell_pricing::PriceConfig,
@@ -87,6 +93,10 @@ pub struct Config {
     pub guests: GuestsConfig,
     /// The guest market and its ledger.
     pub market: crate::market::config::MarketSettings,
+    /// The offer endpoint.
+    pub p2p: crate::p2p::config::P2pConfig,
+    /// How submissions are placed.
+    pub placement: maxwell_core::PlaceParams,
     /// The price law, validated.
     pub pricing: maxwell_pricing::PriceParams,
 }
@@ -201,6 +211,7 @@ impl RawConfig {
                 ),
             )
         })?;
+        let gossip = self.gossip.validate()?;
         if let Some(level) = &self.log_level {
             tracing_subscriber::EnvFilter::try_new(level)
                 .map_err(|e| invalid("log_level", format!("{}: {e}", excerpt(level, 64))))?;
@@ -218,7 +229,9 @@ impl RawConfig {
             sensors: self.sensors.validate()?,
             power: self.power.validate()?,
             emulated: self.emulated.validate()?,
-            gossip: self.gossip.validate()?,
+            p2p: self.p2p.validate(gossip.listen_addr)?,
+            placement: self.placement.validate()?,
+            gossip,
             guests: self.guests.validate()?,
             market: self.market.validate()?,
             pricing: self

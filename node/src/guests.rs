@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use maxwell_core::{Admission, Ticket};
+use maxwell_types::sync::lock;
 use maxwell_vmm::{
     open_backend, CapConfig, GuestBackend, GuestId, GuestInfo, GuestSpec, KvmBackend,
     ProcessBackend, RawGuestSpec, VmmError,
@@ -40,11 +41,52 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Where the answer to a start goes.
 pub type Reply = oneshot::Sender<Result<GuestInfo, ApiError>>;
 
+/// Where a guest came from, as `maxwell guests` shows it: the node whose
+/// placement sent it here (this node's own, for a submission placed here).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub node: maxwell_types::NodeId,
+    pub name: String,
+}
+
+/// The guests placed here: where each came from (a guest started through
+/// `POST /v1/guests` or a spec file has no origin), which are still held
+/// for their submitter's confirmation, and which the market has paused.
+#[derive(Debug, Default)]
+pub struct Placed {
+    pub origins: std::collections::BTreeMap<u64, Origin>,
+    pub held: std::collections::BTreeSet<u64>,
+    market_paused: std::collections::BTreeSet<u64>,
+}
+
+impl Placed {
+    /// Forgets every guest that no longer runs.
+    pub fn retain(&mut self, live: impl Fn(u64) -> bool) {
+        self.origins.retain(|vm, _| live(*vm));
+        self.held.retain(|vm| live(*vm));
+        self.market_paused.retain(|vm| live(*vm));
+    }
+}
+
+/// [`Placed`], shared by the desk, the API and the market's actions.
+pub type PlacedBook = Arc<std::sync::Mutex<Placed>>;
+
 /// What reaches the agent loop about guests, in the order it happened.
 #[derive(Debug)]
 pub enum GuestMsg {
-    /// Start this (validated) guest if the node admits it; answer on `reply`.
-    Start { spec: GuestSpec, reply: Reply },
+    /// Start this (validated) guest if the node admits it; answer on
+    /// `reply`. A placed guest (`origin`) must also bid at least our price,
+    /// and starts held (paused before it runs) until its submitter confirms.
+    Start {
+        spec: GuestSpec,
+        reply: Reply,
+        origin: Option<Origin>,
+    },
+    /// Where to offer a submitted guest (`maxwell submit`).
+    Place {
+        need: maxwell_core::Need,
+        reply: oneshot::Sender<maxwell_core::Placement>,
+    },
     /// An admitted start finished on the `guest-start` thread: `guest` runs
     /// (if it does), and `result` is the requester's answer.
     Started {
@@ -95,6 +137,8 @@ pub struct Guests {
     loop_tx: channel::UnboundedSender<GuestMsg>,
     /// A survey is queued and has not run: the next one is not queued.
     surveying: Arc<AtomicBool>,
+    /// The guests placed here: origins, holds.
+    pub placed: PlacedBook,
     /// CPU time spent on the market's work (metering, ticks, the ledger,
     /// and carrying out its actions), ns.
     pub market_cpu_ns: Arc<std::sync::atomic::AtomicU64>,
@@ -150,6 +194,7 @@ impl Guests {
             kernel_dir: None,
             loop_tx,
             surveying: Arc::default(),
+            placed: PlacedBook::default(),
             market_cpu_ns: Arc::default(),
         };
         (guests, inbox)
@@ -216,6 +261,7 @@ impl Guests {
             kernel_dir: cfg.kernel_dir.clone(),
             loop_tx,
             surveying: Arc::default(),
+            placed: PlacedBook::default(),
             market_cpu_ns: Arc::default(),
         };
         Ok((guests, inbox))
@@ -242,12 +288,65 @@ impl Guests {
     /// Asks the node to start `spec` and waits for the answer: the guest's
     /// first snapshot, or why not.
     pub async fn start(&self, spec: GuestSpec) -> Result<GuestInfo, ApiError> {
+        self.start_from(spec, None).await
+    }
+
+    /// As [`Self::start`], for a guest placed here from `origin`.
+    pub async fn start_from(
+        &self,
+        spec: GuestSpec,
+        origin: Option<Origin>,
+    ) -> Result<GuestInfo, ApiError> {
         self.backend()?;
         let (reply, answer) = oneshot::channel();
         self.loop_tx
-            .send(GuestMsg::Start { spec, reply })
+            .send(GuestMsg::Start {
+                spec,
+                reply,
+                origin,
+            })
             .map_err(|_| shutting_down())?;
         answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Asks the agent loop where a guest that needs `need` should go.
+    pub async fn place(
+        &self,
+        need: maxwell_core::Need,
+    ) -> Result<maxwell_core::Placement, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.loop_tx
+            .send(GuestMsg::Place { need, reply })
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())
+    }
+
+    /// Runs a held guest: its submitter confirmed it. One the market paused
+    /// meanwhile (outbid) stays paused: the market resumes it when it may.
+    pub async fn release(&self, vm: u64) -> Result<GuestInfo, ApiError> {
+        let run = {
+            let mut p = lock(&self.placed);
+            p.held.remove(&vm);
+            !p.market_paused.contains(&vm)
+        };
+        self.act(&vm.to_string(), move |b, id| {
+            if run {
+                b.resume(id)?;
+            }
+            b.info(id)
+        })
+        .await
+    }
+
+    /// The node a guest was placed from, if it was.
+    pub fn origin(&self, vm: u64) -> Option<Origin> {
+        lock(&self.placed).origins.get(&vm).cloned()
+    }
+
+    /// True while guest `vm` is held for its submitter's confirmation:
+    /// nothing but the confirmation may run it.
+    pub fn is_held(&self, vm: u64) -> bool {
+        lock(&self.placed).held.contains(&vm)
     }
 
     /// Runs `job` on the `guest-start` thread; false if it has stopped.
@@ -257,7 +356,8 @@ impl Guests {
 
     /// Starts an admitted guest on the `guest-start` thread; its outcome
     /// reaches the agent loop as [`GuestMsg::Started`].
-    pub(crate) fn dispatch_start(&self, ticket: Ticket, spec: GuestSpec) {
+    /// A `held` guest starts paused (a placed guest, until its submitter confirms).
+    pub(crate) fn dispatch_start(&self, ticket: Ticket, spec: GuestSpec, held: bool) {
         // Reported when dropped: after the start, if the backend panics, or
         // if the job never runs.
         let mut outcome = Outcome {
@@ -275,7 +375,11 @@ impl Guests {
         };
         let job: Job = Box::new(move || {
             let mut outcome = outcome;
-            match backend.start(&spec) {
+            let started = match held {
+                true => backend.start_held(&spec),
+                false => backend.start(&spec),
+            };
+            match started {
                 Ok(id) => {
                     outcome.guest = Some(id);
                     outcome.result = Some(backend.info(id).map_err(|e| ApiError {
@@ -406,12 +510,25 @@ impl Guests {
         };
         let tx = self.loop_tx.clone();
         let spent = Arc::clone(&self.market_cpu_ns);
+        let placed = Arc::clone(&self.placed);
         // On the guest-start thread: one guest's pause and resume must not
         // overtake each other, and a kill waits behind any start.
         self.on_starter(Box::new(move || {
             let t0 = thread_cpu_ns();
             let id = GuestId(action.vm);
+            // A held guest runs only when confirmed: the market's resume is
+            // remembered as "not paused by the market", not carried out.
+            let held = {
+                let mut p = lock(&placed);
+                match action.act {
+                    maxwell_market::Act::Pause => p.market_paused.insert(action.vm),
+                    maxwell_market::Act::Resume => p.market_paused.remove(&action.vm),
+                    _ => false,
+                };
+                p.held.contains(&action.vm)
+            };
             let r = match action.act {
+                maxwell_market::Act::Resume if held => Ok(()),
                 maxwell_market::Act::Cap { per_vcpu_milli } => {
                     // The adapter's cgroup quota has a floor of 1 %.
                     let f = (f64::from(per_vcpu_milli) / 1000.0).clamp(0.01, 1.0);

@@ -124,6 +124,38 @@ fn account(addr: SocketAddr, body: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `maxwell submit FILE`: the guest goes where the agent's placement sends it.
+pub fn submit(args: crate::cli::SubmitArgs) -> anyhow::Result<()> {
+    let addr = args.http;
+    let api = args.token.api(addr)?;
+    let raw = read_spec_file(&args.file)?;
+    let json = serde_json::to_string(&raw)?;
+    // The agent bounds a placement by its api.request_timeout_ms (60 s).
+    let answer = api
+        .post("/v1/submit", &json, Duration::from_secs(75))
+        .map_err(|e| refused(addr, e))?;
+    let landed: crate::http::submit::Submitted = decode(addr, &answer)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&landed)?);
+        return Ok(());
+    }
+    let mut t = Table::new(&["OFFER", "NODE", "PRICE", "OUTCOME"]);
+    for (i, a) in landed.offers.iter().enumerate() {
+        t.row(vec![
+            (i + 1).to_string(),
+            a.name.clone(),
+            crate::render::price(a.price_milli),
+            a.outcome.clone(),
+        ]);
+    }
+    print!("{}", t.render());
+    println!(
+        "guest {} runs on {} as g{} ({} candidate nodes)",
+        landed.guest_name, landed.name, landed.guest, landed.candidates
+    );
+    Ok(())
+}
+
 /// `maxwell receipts verify FILE --key KEY`.
 pub fn receipts(args: crate::cli::ReceiptsArgs) -> anyhow::Result<()> {
     let crate::cli::ReceiptsAction::Verify { file, key } = args.action;
@@ -204,7 +236,7 @@ pub fn render_market(live: &[GuestRow], closed: &[AccountRow]) -> String {
 /// The guests as a table, then why any of them exited.
 pub fn render(rows: &[GuestRow]) -> String {
     let mut t = Table::new(&[
-        "ID", "NAME", "KIND", "BACKEND", "STATE", "VCPUS", "MEM", "CAP", "CPU", "PROGRESS",
+        "ID", "NAME", "KIND", "BACKEND", "STATE", "VCPUS", "MEM", "CAP", "CPU", "PROGRESS", "FROM",
     ]);
     for g in rows {
         t.row(vec![
@@ -218,6 +250,7 @@ pub fn render(rows: &[GuestRow]) -> String {
             percent(g.cap),
             format!("{:.2} s", g.cpu_time_ns as f64 / 1e9),
             g.progress.to_string(),
+            g.origin.as_ref().map_or("-".into(), |o| o.name.clone()),
         ]);
     }
     let mut out = t.render();

@@ -9,7 +9,7 @@
 //!
 //! Layers, each using only those before it (no import cycle): [`clock`],
 //! [`fsutil`], [`check`]; [`datadir`], [`identity`]; [`sensors`], [`mesh`],
-//! [`guests`] (each owning its config section); [`board`]; [`http`]; [`config`] (the
+//! [`guests`], [`p2p`] (each owning its config section); [`board`]; [`http`]; [`config`] (the
 //! composition); [`logging`], [`render`], [`client`], [`cli`],
 //! [`guests_cli`]; [`agent`]; [`entry`].
 //!
@@ -40,5 +40,6 @@ pub mod identity;
 pub mod logging;
 pub mod market;
 pub mod mesh;
+pub mod p2p;
 pub mod render;
 pub mod sensors;

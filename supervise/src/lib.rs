@@ -298,7 +298,7 @@ mod tests {
     fn reporter(dir: &Path, pid: Option<u32>) -> Child {
         let pid = pid.map_or("$$".to_string(), |p| p.to_string());
         let script = format!(
-            "printf '{{\"pid\":%d,\"http\":\"127.0.0.1:7\",\"gossip\":\"127.0.0.1:9\"}}' {pid} > {}/agent.json; sleep 5",
+            "printf '{{\"pid\":%d,\"http\":\"127.0.0.1:7\",\"gossip\":\"127.0.0.1:9\",\"p2p\":\"127.0.0.1:8\"}}' {pid} > {}/agent.json; sleep 5",
             dir.display()
         );
         Command::new("sh")

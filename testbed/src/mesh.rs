@@ -216,6 +216,7 @@ impl Maxwell {
                 source: SensorSource::Emulated,
                 room: Default::default(),
                 api: None,
+                p2p: None,
             }),
             age_ms,
             freshness: Freshness::of(age_ms, self.ttl_ms),

@@ -54,6 +54,7 @@ fn cool_report(rogue: &SigningKey, victim: usize, now_ms: u64, seq: u64) -> Heat
         source: SensorSource::Sysfs,
         room: Default::default(),
         api: None,
+        p2p: None,
     }
 }
 

@@ -303,5 +303,6 @@ fn report(i: usize, rack: usize, generation: u64, seq: u64, now: u64, price: u64
         source: SensorSource::Emulated,
         room: Default::default(),
         api: None,
+        p2p: None,
     }
 }

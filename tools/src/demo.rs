@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// The node to heat, counted from 0 [default: 1, the second node of rack 1].
     #[arg(long, default_value_t = 1)]
     pub heat_node: u16,
+    /// After this many seconds, submit a guest to the heated node: it lands
+    /// on a cool, cheap one [default: 10 s after the heating].
+    #[arg(long)]
+    pub submit_at_s: Option<u64>,
 }
 
 /// Hosts per rack in the demo layout.
@@ -97,9 +101,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut event: Option<String> = None;
+    let mut placed: Option<String> = None;
+    let submit_at = args.submit_at_s.unwrap_or(args.heat_at_s + 10);
     loop {
         if event.is_none() && started.elapsed() >= Duration::from_secs(args.heat_at_s) {
             event = Some(heat(&addrs, &dir, args.heat_node).await);
+        }
+        if placed.is_none() && started.elapsed() >= Duration::from_secs(submit_at) {
+            let (addrs, dir, k) = (addrs.clone(), dir.clone(), args.heat_node);
+            placed = Some(tokio::task::spawn_blocking(move || submit(&addrs, &dir, k)).await?);
         }
         let polled = addrs.clone();
         let statuses = tokio::task::spawn_blocking(move || poll(&polled)).await?;
@@ -119,6 +129,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ));
         if let Some(e) = &event {
             out.push_str(e);
+        }
+        if let Some(p) = &placed {
+            out.push_str(p);
         }
         print!("{out}");
         std::io::stdout().flush()?;
@@ -274,6 +287,45 @@ fn market_cell(l: &GuestList) -> String {
     } else {
         cells.join(" · ")
     }
+}
+
+/// Submits a guest `batch` to node `k` (`POST /v1/submit`), bidding a
+/// fifth over the cheapest price that node sees: it cannot stay on the
+/// heated node, and lands on a cool, cheap one. Returns a line for the view.
+fn submit(addrs: &[SocketAddr], dir: &Path, k: u16) -> String {
+    let Some(addr) = addrs.get(usize::from(k)).copied() else {
+        return format!("\n(--heat-node {k}: there is no such node to submit to)\n");
+    };
+    let run = || -> anyhow::Result<String> {
+        let t = Duration::from_secs(60);
+        let token = client::read_token(None, &dir.join(format!("node{k}")))?;
+        let api = client::Api { addr, token };
+        let members: Members = api.get_json("/v1/members", t)?;
+        let cheapest = members
+            .members
+            .iter()
+            .filter(|m| m.counts)
+            .filter_map(|m| m.price_milli)
+            .min()
+            .unwrap_or(1_000);
+        let bid = cheapest * 6 / 5;
+        let spec = format!(
+            r#"{{"name": "batch", "kind": "workload", "vcpus": 1, "memory_mib": 8, "payload": "count", "bid_milli": {bid}, "wallet_milli": 100000000, "max_cpu": 0.05}}"#
+        );
+        let t0 = Instant::now();
+        let body = api.post("/v1/submit", &spec, t)?;
+        let took = t0.elapsed();
+        let landed: maxwell_node::http::submit::Submitted = serde_json::from_str(&body)?;
+        Ok(format!(
+            "\nevent: guest batch (bid {}) submitted to node {k}, the heated one: it landed on {} at price {} after {} offer(s), in {:.0} ms; `maxwell guests --http ADDR` there shows it came from node {k}.\n",
+            maxwell_node::render::price(bid),
+            landed.name,
+            landed.offers.last().map_or("?".into(), |o| maxwell_node::render::price(o.price_milli)),
+            landed.offers.len(),
+            took.as_secs_f64() * 1000.0
+        ))
+    };
+    run().unwrap_or_else(|e| format!("\ncould not submit to node {k}: {e:#}\n"))
 }
 
 /// Heats node `k`: its inlet air goes to 38 °C and it takes on extra load, as

@@ -19,4 +19,6 @@ pub struct Addresses {
     pub http: SocketAddr,
     /// The gossip socket, as bound.
     pub gossip: SocketAddr,
+    /// The p2p endpoint (placement offers), as bound.
+    pub p2p: SocketAddr,
 }

@@ -103,7 +103,8 @@ pub struct GuestInfo {
 /// threads; ids of killed guests become [`crate::VmmError::NoSuchGuest`].
 ///
 /// Contracts:
-/// * `start` either returns a running guest or leaves nothing behind.
+/// * `start` either returns a running guest or leaves nothing behind;
+///   `start_held` the same, with the guest paused before it ran.
 /// * `pause` returns once every vCPU is parked (counter frozen), or with
 ///   [`crate::VmmError::Timeout`] if a vCPU has not parked yet (the pause
 ///   stays requested and lands asynchronously).
@@ -114,6 +115,10 @@ pub trait GuestBackend: Send + Sync + fmt::Debug {
     fn name(&self) -> BackendName;
     /// Start a guest from a validated spec.
     fn start(&self, spec: &GuestSpec) -> Result<GuestId>;
+    /// Start a guest paused before its first instruction: it holds its
+    /// memory and runs nothing until `resume` (a placement offer's guest,
+    /// held until the submitter confirms it).
+    fn start_held(&self, spec: &GuestSpec) -> Result<GuestId>;
     /// Park every vCPU. Idempotent.
     fn pause(&self, id: GuestId) -> Result<()>;
     /// Un-park every vCPU. Idempotent.

@@ -343,6 +343,40 @@ impl ProcessBackend {
         self.hierarchy.mode()
     }
 
+    fn start_as(&self, spec: &GuestSpec, held: bool) -> Result<GuestId> {
+        let created_ns = monotonic_ns();
+        let GuestKind::Workload(w) = spec.kind else {
+            return Err(VmmError::Unsupported {
+                backend: BackendName::Process,
+                what: "linux guests need KVM".into(),
+            });
+        };
+        let len = (spec.memory.bytes() as usize).max(usize::from(spec.vcpus.get()) * SLOT);
+        let shm = Shm::new(len).map_err(|e| VmmError::host("map guest memory", "", e))?;
+        let g = ProcGuest {
+            core: GuestCore::new(spec, self.hierarchy.mode()),
+            created_ns,
+            children: Mutex::new(Vec::new()),
+            ctl: Arc::default(),
+            exit_reason: Mutex::new(None),
+            final_progress: AtomicU64::new(0),
+            shm: Mutex::new(Some(shm)),
+        };
+        let r = self
+            .fork_children(&g, w)
+            .and_then(|()| g.apply_caps(&self.hierarchy));
+        if let Err(e) = r {
+            let _ = g.teardown();
+            return Err(e);
+        }
+        // The children wait stopped at their start point: a held guest stays so.
+        match held {
+            true => lock(&g.ctl).paused = true,
+            false => signal_all(&g.pids(), libc::SIGCONT),
+        }
+        Ok(self.guests.insert(g))
+    }
+
     fn fork_children(&self, g: &ProcGuest, w: Workload) -> Result<()> {
         let parent = std::process::id() as libc::pid_t;
         for i in 0..g.core.n() {
@@ -380,33 +414,11 @@ impl GuestBackend for ProcessBackend {
     }
 
     fn start(&self, spec: &GuestSpec) -> Result<GuestId> {
-        let created_ns = monotonic_ns();
-        let GuestKind::Workload(w) = spec.kind else {
-            return Err(VmmError::Unsupported {
-                backend: BackendName::Process,
-                what: "linux guests need KVM".into(),
-            });
-        };
-        let len = (spec.memory.bytes() as usize).max(usize::from(spec.vcpus.get()) * SLOT);
-        let shm = Shm::new(len).map_err(|e| VmmError::host("map guest memory", "", e))?;
-        let g = ProcGuest {
-            core: GuestCore::new(spec, self.hierarchy.mode()),
-            created_ns,
-            children: Mutex::new(Vec::new()),
-            ctl: Arc::default(),
-            exit_reason: Mutex::new(None),
-            final_progress: AtomicU64::new(0),
-            shm: Mutex::new(Some(shm)),
-        };
-        let r = self
-            .fork_children(&g, w)
-            .and_then(|()| g.apply_caps(&self.hierarchy));
-        if let Err(e) = r {
-            let _ = g.teardown();
-            return Err(e);
-        }
-        signal_all(&g.pids(), libc::SIGCONT);
-        Ok(self.guests.insert(g))
+        self.start_as(spec, false)
+    }
+
+    fn start_held(&self, spec: &GuestSpec) -> Result<GuestId> {
+        self.start_as(spec, true)
     }
 
     fn pause(&self, id: GuestId) -> Result<()> {

@@ -212,3 +212,18 @@ fn bad_specs_give_clear_errors_and_change_nothing() {
         Err(VmmError::SpecParse(_))
     ));
 }
+
+#[test]
+fn a_held_guest_runs_nothing_until_resumed() {
+    let Some(b) = kvm_or_skip("held") else {
+        return;
+    };
+    let id = b.start_held(&hash_spec(2)).expect("start held");
+    assert_eq!(b.info(id).expect("info").state, GuestState::Paused);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(b.progress(id).expect("progress"), 0, "a held guest ran");
+    assert!(b.cpu_time(id).expect("cpu") < Duration::from_millis(2));
+    b.resume(id).expect("resume");
+    assert!(progress_exceeds(&b, id, 0), "no progress after resume");
+    b.kill(id).expect("kill");
+}

@@ -125,3 +125,15 @@ fn process_backend_refuses_linux_guests() {
     assert!(matches!(err, VmmError::Unsupported { .. }) && !err.state_changed());
     assert!(b.list().is_empty());
 }
+
+#[test]
+fn a_held_process_guest_runs_nothing_until_resumed() {
+    let b = ProcessBackend::new();
+    let id = b.start_held(&spec(1)).expect("start held");
+    assert_eq!(b.info(id).expect("info").state, GuestState::Paused);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(b.progress(id).expect("progress"), 0, "a held guest ran");
+    b.resume(id).expect("resume");
+    assert!(progress_exceeds(&b, id, 0), "no progress after resume");
+    b.kill(id).expect("kill");
+}

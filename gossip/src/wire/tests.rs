@@ -71,10 +71,10 @@ fn leave_round_trips_through_text() {
 fn typical_and_largest_sizes() {
     let k = key(3);
     let typical = SignedRecord::sign(&sample(id(&k)), &k).expect("signable");
-    // Measured: 63-byte body + 97-byte header = 160 bytes = 214 characters.
-    assert_eq!(typical.body().len(), 63);
-    assert_eq!(typical.to_bytes().len(), 160);
-    assert_eq!(typical.encode().len(), 214);
+    // Measured: 64-byte body + 97-byte header = 161 bytes = 215 characters.
+    assert_eq!(typical.body().len(), 64);
+    assert_eq!(typical.to_bytes().len(), 161);
+    assert_eq!(typical.encode().len(), 215);
 
     let largest = HeatReport {
         node_id: id(&k),
@@ -102,10 +102,17 @@ fn typical_and_largest_sizes() {
             .into(),
             u16::MAX,
         )),
+        p2p: Some(std::net::SocketAddr::new(
+            std::net::Ipv6Addr::new(
+                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            )
+            .into(),
+            u16::MAX,
+        )),
     };
     let signed = SignedRecord::sign(&largest, &k).expect("signable");
-    assert_eq!(signed.body().len(), 271);
-    assert_eq!(signed.encode().len(), 491);
+    assert_eq!(signed.body().len(), 292);
+    assert_eq!(signed.encode().len(), 519);
     assert!(signed.encode().len() <= MAX_ENCODED_LEN);
     assert_eq!(
         SignedRecord::decode(&signed.encode()).and_then(|s| s.open()),

@@ -140,6 +140,35 @@ fn shipped_example_config_is_valid_and_matches_the_defaults() {
     assert_eq!(c.sensors.default_critical, d.sensors.default_critical);
     assert_eq!(c.power.cap_sources, d.power.cap_sources);
     assert_eq!(c.emulated, d.emulated);
+    assert_eq!(c.p2p, d.p2p);
+    assert_eq!(c.placement, d.placement);
+}
+
+#[test]
+fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
+    let d = parse("").expect("defaults");
+    assert_eq!(d.p2p.listen_addr.to_string(), "0.0.0.0:7948");
+    assert_eq!(d.p2p.offer_timeout.as_millis(), 10_000);
+    assert_eq!((d.placement.choices, d.placement.max_offers), (2, 3));
+    // A test asking the OS for a gossip port gets a p2p port the same way.
+    let c = parse("[gossip]\nlisten_addr = \"127.0.0.1:0\"\n").expect("valid");
+    assert_eq!(c.p2p.listen_addr.to_string(), "127.0.0.1:0");
+    let c = parse("[p2p]\nlisten_addr = \"10.0.0.7:9000\"\n").expect("valid");
+    assert_eq!(c.p2p.listen_addr.to_string(), "10.0.0.7:9000");
+    for (text, field) in [
+        ("[p2p]\nlisten_addr = \"nowhere\"\n", "p2p.listen_addr"),
+        ("[p2p]\noffer_timeout_ms = 5\n", "p2p.offer_timeout_ms"),
+        ("[placement]\nchoices = 0\n", "placement.choices"),
+        ("[placement]\nmax_offers = 99\n", "placement.max_offers"),
+        (
+            "[placement]\nhot_margin_celsius = -1.0\n",
+            "placement.hot_margin_celsius",
+        ),
+        ("[placement]\nchoice = 2\n", "choice"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(err.contains(field), "{text}: {err}");
+    }
 }
 
 #[test]

@@ -2,21 +2,33 @@
 //! carries out the core's [`GuestAction`]s on [`Guests`], and answers each
 //! requester once its guest started, failed to start or was refused.
 
-use super::{load_of, ApiError, GuestMsg, Guests, Inbox, Reply};
+use super::{load_of, ApiError, GuestMsg, Guests, Inbox, Origin, PlacedBook, Reply};
 use crate::market::Bazaar;
 use axum::http::StatusCode;
 use maxwell_core::{GuestAction, NodeCore, Output, Refusal, Ticket};
+use maxwell_types::sync::lock;
 use maxwell_vmm::{GuestId, GuestInfo, GuestSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Requests between the core's ticket and their answer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Desk {
     /// Asked of the core, not yet admitted or refused.
-    asked: BTreeMap<Ticket, (GuestSpec, Reply)>,
-    /// Admitted and starting (with the spec, for its market terms).
-    starting: BTreeMap<Ticket, (Reply, GuestSpec)>,
+    asked: BTreeMap<Ticket, Asked>,
+    /// Admitted and starting.
+    starting: BTreeMap<Ticket, Asked>,
+    /// Where placed guests came from, and which are held, once they start.
+    placed: PlacedBook,
+}
+
+/// One request: the spec (for its market terms), the requester, and where
+/// a placed guest came from.
+#[derive(Debug)]
+struct Asked {
+    spec: GuestSpec,
+    reply: Reply,
+    origin: Option<Origin>,
 }
 
 /// A guest that started with market terms: it joins the market before its
@@ -54,14 +66,38 @@ impl Joining {
 }
 
 impl Desk {
+    /// A desk that records placed guests in `placed`.
+    pub fn new(placed: PlacedBook) -> Self {
+        Self {
+            asked: BTreeMap::new(),
+            starting: BTreeMap::new(),
+            placed,
+        }
+    }
+
     /// Feeds one message to the core. The core's answer is among its
     /// outputs: carry them out with [`Self::act`]. A started guest with
     /// market terms is handed back to join the market before it is answered.
     pub fn handle(&mut self, core: &mut NodeCore, now_ms: u64, msg: GuestMsg) -> Option<Joining> {
         match msg {
-            GuestMsg::Start { spec, reply } => {
-                let ticket = core.request_guest(now_ms, load_of(&spec));
-                self.asked.insert(ticket, (spec, reply));
+            GuestMsg::Start {
+                spec,
+                reply,
+                origin,
+            } => {
+                let load = load_of(&spec);
+                let ticket = match origin {
+                    Some(_) => core.offer_guest(now_ms, load, spec.terms.map(|t| t.bid_milli)),
+                    None => core.request_guest(now_ms, load),
+                };
+                self.asked.insert(
+                    ticket,
+                    Asked {
+                        spec,
+                        reply,
+                        origin,
+                    },
+                );
             }
             GuestMsg::Started {
                 ticket,
@@ -69,7 +105,16 @@ impl Desk {
                 result,
             } => {
                 core.handle_guest_started(now_ms, ticket, guest.map(|g| g.0));
-                let (reply, spec) = self.starting.remove(&ticket)?;
+                let Asked {
+                    spec,
+                    reply,
+                    origin,
+                } = self.starting.remove(&ticket)?;
+                if let (Some(vm), Some(origin)) = (guest, origin) {
+                    let mut p = lock(&self.placed);
+                    p.origins.insert(vm.0, origin);
+                    p.held.insert(vm.0);
+                }
                 match (guest, result) {
                     (Some(vm), Ok(info)) if spec.terms.is_some() => {
                         return Some(Joining {
@@ -86,9 +131,12 @@ impl Desk {
                 }
             }
             GuestMsg::Killed(id) => core.handle_guest_gone(now_ms, id.0),
-            GuestMsg::Surveyed(live) => core.handle_guests(now_ms, &live),
-            // The market's own requests are the agent's, never the desk's.
-            GuestMsg::Market(_) => {}
+            GuestMsg::Surveyed(live) => {
+                lock(&self.placed).retain(|vm| live.iter().any(|(id, _)| *id == vm));
+                core.handle_guests(now_ms, &live)
+            }
+            // The market's and placement's requests are the agent's, never the desk's.
+            GuestMsg::Market(_) | GuestMsg::Place { .. } => {}
         }
         None
     }
@@ -97,14 +145,15 @@ impl Desk {
     pub async fn act(&mut self, guests: &Guests, action: GuestAction) {
         match action {
             GuestAction::Start(ticket) => {
-                if let Some((spec, reply)) = self.asked.remove(&ticket) {
-                    self.starting.insert(ticket, (reply, spec.clone()));
-                    guests.dispatch_start(ticket, spec);
+                if let Some(asked) = self.asked.remove(&ticket) {
+                    let (spec, held) = (asked.spec.clone(), asked.origin.is_some());
+                    self.starting.insert(ticket, asked);
+                    guests.dispatch_start(ticket, spec, held);
                 }
             }
             GuestAction::Refuse(ticket, why) => {
-                if let Some((_, reply)) = self.asked.remove(&ticket) {
-                    let _ = reply.send(Err(refused(&why)));
+                if let Some(asked) = self.asked.remove(&ticket) {
+                    let _ = asked.reply.send(Err(refused(&why)));
                 }
             }
             GuestAction::Survey => guests.dispatch_survey(),
@@ -163,7 +212,11 @@ impl Desk {
         mut bazaar: Option<&mut Bazaar>,
     ) -> Result<GuestInfo, ApiError> {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
-        let mut msg = GuestMsg::Start { spec, reply };
+        let mut msg = GuestMsg::Start {
+            spec,
+            reply,
+            origin: None,
+        };
         loop {
             if let Some(joining) = self.handle(core, now(), msg) {
                 joining.settle(bazaar.as_deref_mut(), guests, now()).await;
@@ -185,11 +238,11 @@ impl Desk {
     }
 }
 
-/// A refusal as the requester hears it: 409 when the host is full, 503 when
-/// the node is leaving.
+/// A refusal as the requester hears it: 409 when the host is full or its
+/// price above the bid, 503 when the node is leaving.
 fn refused(why: &Refusal) -> ApiError {
     match why {
-        Refusal::Vcpus { .. } | Refusal::Memory { .. } => ApiError {
+        Refusal::Vcpus { .. } | Refusal::Memory { .. } | Refusal::AboveBid { .. } => ApiError {
             status: StatusCode::CONFLICT,
             message: why.to_string(),
             state_changed: false,

@@ -45,6 +45,9 @@ pub struct GuestRow {
     /// Its account in the market, if it is in it.
     #[serde(default)]
     pub market: Option<AccountRow>,
+    /// The node whose placement sent it here (`maxwell submit`), if any.
+    #[serde(default)]
+    pub origin: Option<crate::guests::Origin>,
 }
 
 /// `GET /v1/guests`.
@@ -108,6 +111,7 @@ impl From<&GuestInfo> for GuestRow {
             first_exit_us: g.first_exit_us,
             exit_reason: g.exit_reason.clone(),
             market: None,
+            origin: None,
         }
     }
 }
@@ -147,6 +151,7 @@ async fn list(State(state): State<Arc<AppState>>) -> Result<Json<GuestList>, Api
         .iter()
         .map(|g| GuestRow {
             market: account(g.id.0),
+            origin: state.guests.origin(g.id.0),
             ..GuestRow::from(g)
         })
         .collect();
@@ -193,6 +198,16 @@ async fn pause(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>)
 }
 
 async fn resume(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Answer {
+    let vm = crate::guests::parse_id(&id).map_err(ApiError::bad_request)?;
+    if state.guests.is_held(vm.0) {
+        return Err(ApiError {
+            status: axum::http::StatusCode::CONFLICT,
+            message: format!(
+                "guest {vm} is held for its submitter's confirmation (docs/placement.md); only that runs it"
+            ),
+            state_changed: false,
+        });
+    }
     let g = state
         .guests
         .act(&id, |b, id| b.resume(id).and_then(|()| b.info(id)))

@@ -51,6 +51,7 @@ pub fn render(state: &AppState) -> String {
         state.counters.api_connections.evicted.clone(),
     );
     gossip_metrics(&mut reg, state);
+    p2p_metrics(&mut reg, state);
     price_metrics(&mut reg, state);
     guest_metrics(&mut reg, state);
     if let Some(view) = state.market() {
@@ -446,6 +447,39 @@ fn gossip_metrics(reg: &mut Registry, state: &AppState) {
         "maxwell_gossip_send_errors",
         "Gossip sends that failed (dropped; gossip goes on)",
         errors,
+    );
+}
+
+fn p2p_metrics(reg: &mut Registry, state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(p) = state.p2p.get() else { return };
+    let c = &p.counters;
+    counter_family(
+        reg,
+        "maxwell_p2p_refused",
+        "p2p connections refused, by reason: not_a_member (the peer's key is not a counting member's), impostor (a member's address, another key)",
+        &[
+            ("reason", "not_a_member", c.denied.load(Relaxed)),
+            ("reason", "impostor", c.impostors.load(Relaxed)),
+        ],
+    );
+    let sent = Counter::<u64>::default();
+    sent.inc_by(c.offers_sent.load(Relaxed));
+    reg.register(
+        "maxwell_p2p_offers_sent",
+        "Placement offers this node sent",
+        sent,
+    );
+    counter_family(
+        reg,
+        "maxwell_p2p_offers_received",
+        "Placement offers received, by outcome: started (held), refused, and of those started, killed as undelivered (the answer could not be sent) or expired (no confirmation within the hold)",
+        &[
+            ("outcome", "started", c.offers_started.load(Relaxed)),
+            ("outcome", "refused", c.offers_refused.load(Relaxed)),
+            ("outcome", "undelivered", c.undelivered.load(Relaxed)),
+            ("outcome", "expired", c.expired.load(Relaxed)),
+        ],
     );
 }
 

@@ -14,6 +14,7 @@ pub mod market;
 pub mod metrics;
 pub mod serve;
 pub mod state;
+pub mod submit;
 pub mod ui;
 
 pub use auth::{ApiConfig, AuthMode, RawApi, Token};
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>, emulated: bool) -> Router {
         r = r.route("/v1/emulated", get(get_emulated).put(put_emulated));
     }
     r.merge(crate::http::guests::routes())
+        .merge(crate::http::submit::routes())
         .merge(crate::http::ui::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

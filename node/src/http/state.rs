@@ -91,6 +91,8 @@ pub struct AppState {
     market: RwLock<Option<crate::market::MarketView>>,
     /// The dashboard's history and events.
     board: Mutex<crate::board::Board>,
+    /// The p2p endpoint, once it listens; submissions are offered through it.
+    pub p2p: std::sync::OnceLock<crate::p2p::P2p>,
 }
 
 impl AppState {
@@ -128,6 +130,7 @@ impl AppState {
             emulated_change: Mutex::new(None),
             market: RwLock::new(None),
             guests,
+            p2p: std::sync::OnceLock::new(),
         };
         state.note_problems(&first.problems);
         state

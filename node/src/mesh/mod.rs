@@ -110,6 +110,8 @@ pub struct Mesh {
     upper_addr: Option<SocketAddr>,
     /// The HTTP API's address, told in every report.
     api: Option<SocketAddr>,
+    /// The p2p endpoint's address, told in every report.
+    p2p: Option<SocketAddr>,
     clock: Clock,
 }
 
@@ -217,6 +219,7 @@ impl Mesh {
             local_addr,
             upper_addr,
             api: None,
+            p2p: None,
             clock,
         })
     }
@@ -229,6 +232,11 @@ impl Mesh {
     /// Tells peers, in every report from now on, where our HTTP API listens.
     pub fn advertise_api(&mut self, addr: SocketAddr) {
         self.api = Some(addr);
+    }
+
+    /// Tells peers, in every report from now on, where our p2p endpoint listens.
+    pub fn advertise_p2p(&mut self, addr: SocketAddr) {
+        self.p2p = Some(addr);
     }
 
     /// Where the gossip socket is bound.
@@ -267,6 +275,7 @@ impl Mesh {
             source: heat.source,
             room: heat.room,
             api: self.api,
+            p2p: self.p2p,
         };
         let bytes = SignedRecord::sign(&report, &self.key)?.to_bytes();
         g.swim.publish(now, &bytes);

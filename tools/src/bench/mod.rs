@@ -10,6 +10,7 @@
 pub mod dashboard;
 pub mod gossip;
 pub mod market;
+pub mod placement;
 pub mod thermal;
 pub mod timing;
 pub mod vmm;
@@ -41,6 +42,10 @@ pub enum BenchKind {
     /// Dashboard: what `/ui` open in a headless Chromium costs the agent
     /// serving it (CPU, requests and bytes per update), 24 agents.
     Dashboard(dashboard::DashboardBenchArgs),
+    /// Placement: 500 submissions at once across 24 agents (hot and frozen
+    /// ones among them): latency, offers, load against the ideal, one random
+    /// choice and the two-choice bound, and where the guests landed.
+    Placement(placement::PlacementBenchArgs),
 }
 
 /// Runs the chosen benchmark and prints its table on stdout (progress on stderr).
@@ -51,5 +56,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Thermal(a) => thermal::run(&a),
         BenchKind::Market(a) => market::run(&a),
         BenchKind::Dashboard(a) => dashboard::run(&a),
+        BenchKind::Placement(a) => placement::run(&a),
     }
 }

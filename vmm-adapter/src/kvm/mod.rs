@@ -358,7 +358,16 @@ impl KvmBackend {
         Ok(())
     }
 
-    fn start_inner(&self, g: &KvmGuest) -> Result<()> {
+    fn start_as(&self, spec: &GuestSpec, held: bool) -> Result<GuestId> {
+        let g = self.build(spec, Instant::now())?;
+        if let Err(e) = self.start_inner(&g, held) {
+            let _ = g.teardown();
+            return Err(e);
+        }
+        Ok(self.guests.insert(g))
+    }
+
+    fn start_inner(&self, g: &KvmGuest, held: bool) -> Result<()> {
         let n = g.core.n();
         let (ios, regs) = match &g.core.spec.kind {
             GuestKind::Workload(w) => {
@@ -380,8 +389,11 @@ impl KvmBackend {
         };
         self.spawn_vcpus(g, ios, &regs)?;
         g.apply_caps(&self.hierarchy)?;
-        g.shared.lock().want = Want::Run;
-        g.shared.cv.notify_all();
+        // The vCPUs were spawned parked: a held guest stays so.
+        if !held {
+            g.shared.lock().want = Want::Run;
+            g.shared.cv.notify_all();
+        }
         Ok(())
     }
 }
@@ -464,12 +476,11 @@ impl GuestBackend for KvmBackend {
     }
 
     fn start(&self, spec: &GuestSpec) -> Result<GuestId> {
-        let g = self.build(spec, Instant::now())?;
-        if let Err(e) = self.start_inner(&g) {
-            let _ = g.teardown();
-            return Err(e);
-        }
-        Ok(self.guests.insert(g))
+        self.start_as(spec, false)
+    }
+
+    fn start_held(&self, spec: &GuestSpec) -> Result<GuestId> {
+        self.start_as(spec, true)
     }
 
     fn pause(&self, id: GuestId) -> Result<()> {

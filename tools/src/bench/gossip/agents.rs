@@ -319,6 +319,7 @@ fn report_bytes(k: usize) -> usize {
         source: maxwell_gossip::SensorSource::Sysfs,
         room: Default::default(),
         api: None,
+        p2p: None,
     };
     maxwell_gossip::SignedRecord::sign(&report, &key).map_or(0, |s| s.to_bytes().len())
 }

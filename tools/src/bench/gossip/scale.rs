@@ -401,6 +401,7 @@ impl Sim {
             source: SensorSource::Emulated,
             room: Default::default(),
             api: None,
+            p2p: None,
         };
         let bytes = SignedRecord::sign(&report, &node.key)
             .expect("a bench report is within bounds")

@@ -1,0 +1,92 @@
+//! The `[p2p]` and `[placement]` config sections, owned by the offer
+//! endpoint and by submission. Each default is declared once, in `validate`.
+
+use crate::check::{celsius, invalid, ConfigError};
+use crate::fsutil::excerpt;
+use maxwell_core::PlaceParams;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The endpoint's default TCP port (gossip is 7946/udp, the API 7070/tcp).
+pub const DEFAULT_PORT: u16 = 7948;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawP2p {
+    pub listen_addr: Option<String>,
+    pub offer_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlacement {
+    pub choices: Option<u64>,
+    pub max_offers: Option<u64>,
+    pub hot_margin_celsius: Option<f64>,
+}
+
+/// Validated endpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P2pConfig {
+    /// Where offers are taken (TCP).
+    pub listen_addr: SocketAddr,
+    /// How long an offer may take, from dialling to the target's answer.
+    pub offer_timeout: Duration,
+}
+
+impl RawP2p {
+    /// Validates the section. The listen address defaults to the gossip
+    /// address's IP and port 7948, or port 0 when gossip's port is 0 (a
+    /// test or a demo asking the OS for ports).
+    pub fn validate(self, gossip_listen: SocketAddr) -> Result<P2pConfig, ConfigError> {
+        let listen_addr = match self.listen_addr.as_deref() {
+            Some(text) => text.parse().map_err(|_| {
+                invalid(
+                    "p2p.listen_addr",
+                    format!("{} is not an address like 0.0.0.0:7948", excerpt(text, 64)),
+                )
+            })?,
+            None => {
+                let port = if gossip_listen.port() == 0 {
+                    0
+                } else {
+                    DEFAULT_PORT
+                };
+                SocketAddr::new(gossip_listen.ip(), port)
+            }
+        };
+        let ms = self.offer_timeout_ms.unwrap_or(10_000);
+        if !(100..=600_000).contains(&ms) {
+            return Err(invalid(
+                "p2p.offer_timeout_ms",
+                format!("{ms} is outside 100 to 600000"),
+            ));
+        }
+        Ok(P2pConfig {
+            listen_addr,
+            offer_timeout: Duration::from_millis(ms),
+        })
+    }
+}
+
+impl RawPlacement {
+    /// Validates the section: two choices, three offers, hot within 10 °C
+    /// of the limit.
+    pub fn validate(self) -> Result<PlaceParams, ConfigError> {
+        let count = |field, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+            n @ 1..=16 => Ok(n as usize),
+            n => Err(invalid(field, format!("{n} is outside 1 to 16"))),
+        };
+        Ok(PlaceParams {
+            choices: count("placement.choices", self.choices, 2)?,
+            max_offers: count("placement.max_offers", self.max_offers, 3)?,
+            hot_margin: celsius(
+                "placement.hot_margin_celsius",
+                self.hot_margin_celsius.unwrap_or(10.0),
+                0.0,
+                100.0,
+            )?,
+        })
+    }
+}

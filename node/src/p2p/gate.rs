@@ -1,0 +1,109 @@
+//! Who may connect: a peer whose key is that of a verified, counting member
+//! of our gossip view. Every other connection, inbound or outbound, is
+//! denied as it is established (after Noise has proved the peer's key) and
+//! counted.
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::swarm::{
+    dummy, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+use maxwell_gossip::KeyedNodeId;
+use maxwell_types::NodeId;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The node id of a peer, when its PeerId carries an ed25519 key (ours all
+/// do: the PeerId of a key that short is the key itself).
+pub fn node_of(peer: &PeerId) -> Option<NodeId> {
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    let key = key.try_into_ed25519().ok()?;
+    Some(NodeId::from_public_key_bytes(&key.to_bytes()))
+}
+
+/// The peer is not a counting member.
+#[derive(Debug, thiserror::Error)]
+#[error("peer {0} is not a verified member of the mesh")]
+pub struct NotAMember(pub PeerId);
+
+/// The members allowed, and how many connections were denied.
+#[derive(Debug)]
+pub struct Gate {
+    members: BTreeSet<NodeId>,
+    denied: Arc<AtomicU64>,
+}
+
+impl Gate {
+    /// A gate that admits no one yet; it counts denials in `denied`.
+    pub fn new(denied: Arc<AtomicU64>) -> Self {
+        Self {
+            members: BTreeSet::new(),
+            denied,
+        }
+    }
+
+    /// From now on, only these may connect.
+    pub fn set_members(&mut self, members: BTreeSet<NodeId>) {
+        self.members = members;
+    }
+
+    /// True when `peer` is a member now.
+    pub fn admits(&self, peer: &PeerId) -> bool {
+        node_of(peer).is_some_and(|n| self.members.contains(&n))
+    }
+
+    fn enforce(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
+        if self.admits(&peer) {
+            return Ok(dummy::ConnectionHandler);
+        }
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "p2p connection denied: not a member");
+        Err(ConnectionDenied::new(NotAMember(peer)))
+    }
+}
+
+impl NetworkBehaviour for Gate {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.enforce(peer)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.enforce(peer)
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
