@@ -189,14 +189,9 @@ pub struct QueryArgs {
 pub struct SubmitArgs {
     /// The spec file (TOML, or JSON if it ends in `.json`), as for `maxwell guests start`.
     pub file: PathBuf,
-    /// The HTTP address of the agent to submit to (any node will do).
-    #[arg(long, default_value = DEFAULT_HTTP_ADDR)]
-    pub http: SocketAddr,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// The agent to submit to (any node will do), and how to show the answer.
     #[command(flatten)]
-    pub token: TokenArgs,
+    pub query: QueryArgs,
 }
 
 /// `maxwell guests`: a table of this node's guests, or one action.

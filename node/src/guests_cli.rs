@@ -126,8 +126,8 @@ fn account(addr: SocketAddr, body: &str, json: bool) -> anyhow::Result<()> {
 
 /// `maxwell submit FILE`: the guest goes where the agent's placement sends it.
 pub fn submit(args: crate::cli::SubmitArgs) -> anyhow::Result<()> {
-    let addr = args.http;
-    let api = args.token.api(addr)?;
+    let addr = args.query.http;
+    let api = args.query.token.api(addr)?;
     let raw = read_spec_file(&args.file)?;
     let json = serde_json::to_string(&raw)?;
     // The agent bounds a placement by its api.request_timeout_ms (60 s).
@@ -135,7 +135,7 @@ pub fn submit(args: crate::cli::SubmitArgs) -> anyhow::Result<()> {
         .post("/v1/submit", &json, Duration::from_secs(75))
         .map_err(|e| refused(addr, e))?;
     let landed: crate::http::submit::Submitted = decode(addr, &answer)?;
-    if args.json {
+    if args.query.json {
         println!("{}", serde_json::to_string_pretty(&landed)?);
         return Ok(());
     }

@@ -377,4 +377,23 @@ fn a_target_that_stalls_or_crashes_mid_offer_leaves_the_guest_in_one_place() {
         [("cheap".to_string(), "submitter".to_string())],
         "{runs:#?}"
     );
+    // The operator's command does the same, and says where the guest went.
+    converged(&nodes, layout.len());
+    let file = dir.path().join("five.json");
+    std::fs::write(&file, spec("five", bid)).expect("spec file");
+    let out = std::process::Command::new(BIN)
+        .arg("submit")
+        .arg(&file)
+        .args(["--http", &nodes[0].api.addr.to_string()])
+        .arg("--data-dir")
+        .arg(&nodes[0].data)
+        .output()
+        .expect("maxwell submit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("guest five runs on cheap as g"), "{text}");
 }

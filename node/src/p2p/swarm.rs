@@ -379,7 +379,6 @@ impl Task {
             return;
         };
         let guests = Arc::clone(&self.guests);
-        let done = self.done_tx.clone();
         let counters = Arc::clone(&self.counters);
         match message {
             Request::Offer { .. }
@@ -397,8 +396,8 @@ impl Task {
                     node,
                     name: self.names.get(&node).cloned().unwrap_or_default(),
                 };
-                tokio::spawn(async move {
-                    let answer = match take_offer(&guests, &spec_json, origin).await {
+                let work = async move {
+                    match take_offer(&guests, &spec_json, origin).await {
                         Ok((guest, name)) => {
                             P2pCounters::bump(&counters.offers_started);
                             Answer::Started { guest, name }
@@ -407,15 +406,9 @@ impl Task {
                             P2pCounters::bump(&counters.offers_refused);
                             Answer::Refused { reason: e.message }
                         }
-                    };
-                    let _ = done.send(Delivery {
-                        request,
-                        answer,
-                        channel,
-                        origin: node,
-                    });
-                    drop(permit);
-                });
+                    }
+                };
+                self.answer_later((request, channel, node), permit, work);
             }
             Request::Confirm { guest } => {
                 if self.held.get(&guest) != Some(&node) {
@@ -430,30 +423,42 @@ impl Task {
                     return;
                 }
                 self.held.remove(&guest);
-                tokio::spawn(async move {
-                    let answer = match guests.release(guest).await {
+                let work = async move {
+                    match guests.release(guest).await {
                         Ok(_) => Answer::Confirmed,
                         Err(e) => {
                             // A guest that cannot run is no use held: free it.
                             let _ = guests.kill(&guest.to_string()).await;
-                            Answer::Refused {
-                                reason: format!(
-                                    "the held guest could not be resumed: {}",
-                                    e.message
-                                ),
-                            }
+                            let reason =
+                                format!("the held guest could not be resumed: {}", e.message);
+                            Answer::Refused { reason }
                         }
-                    };
-                    let _ = done.send(Delivery {
-                        request,
-                        answer,
-                        channel,
-                        origin: node,
-                    });
-                    drop(permit);
-                });
+                    }
+                };
+                self.answer_later((request, channel, node), permit, work);
             }
         }
+    }
+
+    /// Carries out `work` off this task, holding `permit`; its answer
+    /// comes back to [`Self::deliver`].
+    fn answer_later(
+        &self,
+        (request, channel, origin): (rr::InboundRequestId, rr::ResponseChannel<Answer>, NodeId),
+        permit: tokio::sync::OwnedSemaphorePermit,
+        work: impl std::future::Future<Output = Answer> + Send + 'static,
+    ) {
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let answer = work.await;
+            let _ = done.send(Delivery {
+                request,
+                answer,
+                channel,
+                origin,
+            });
+            drop(permit);
+        });
     }
 
     /// Hands an answer to the swarm. A started guest is held for its

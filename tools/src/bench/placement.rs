@@ -16,10 +16,10 @@ use maxwell_node::http::submit::Submitted;
 use maxwell_node::http::Members;
 use maxwell_supervise::Procs;
 use maxwell_types::rng::Rng;
+use maxwell_types::MilliCelsius;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,21 +57,6 @@ struct Agent {
     api: Api,
 }
 
-/// Writes the fixture of an agent at `celsius` (limit 100 °C).
-fn fixture(tree: &Path, celsius: f64) -> anyhow::Result<()> {
-    let chip = tree.join("hwmon/hwmon0");
-    std::fs::create_dir_all(&chip)?;
-    std::fs::create_dir_all(tree.join("powercap"))?;
-    std::fs::write(chip.join("name"), "coretemp\n")?;
-    std::fs::write(chip.join("temp1_label"), "Package id 0\n")?;
-    std::fs::write(chip.join("temp1_crit"), "100000\n")?;
-    std::fs::write(
-        chip.join("temp1_input"),
-        format!("{}\n", (celsius * 1000.0) as i64),
-    )?;
-    Ok(())
-}
-
 /// Runs the benchmark and prints its table.
 pub fn run(args: &PlacementBenchArgs) -> anyhow::Result<()> {
     let n = usize::from(args.agents);
@@ -105,7 +90,8 @@ pub fn run(args: &PlacementBenchArgs) -> anyhow::Result<()> {
     for (k, celsius) in temps.iter().enumerate() {
         let (rack, slot) = (k as u16 % RACKS + 1, k as u16 / RACKS + 1);
         let tree = dir.join(format!("tree{k}"));
-        fixture(&tree, *celsius)?;
+        super::gossip::agents::write_fixture(&tree, MilliCelsius((celsius * 1000.0) as i64))?;
+        std::fs::create_dir_all(tree.join("powercap"))?;
         let cfg = dir.join(format!("node{k}.toml"));
         let seeds = seed.map_or(String::new(), |s| format!("\"{s}\""));
         std::fs::write(

@@ -344,8 +344,9 @@ fn bytes_out(addr: SocketAddr) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `<dir>/hwmon/hwmon0`: one coretemp package sensor at `temp`.
-fn write_fixture(dir: &Path, temp: MilliCelsius) -> anyhow::Result<()> {
+/// `<dir>/hwmon/hwmon0`: one coretemp package sensor at `temp`, limit 100 °C
+/// (and `<dir>/data`).
+pub(crate) fn write_fixture(dir: &Path, temp: MilliCelsius) -> anyhow::Result<()> {
     let chip = dir.join("hwmon/hwmon0");
     std::fs::create_dir_all(&chip)?;
     std::fs::create_dir_all(dir.join("data"))?;
