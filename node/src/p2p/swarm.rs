@@ -221,14 +221,12 @@ impl Task {
                 request,
                 reply,
             } => match self.connected.get(&node) {
-                // A connection closing under the request is dialled again,
-                // at the gossiped address, for this peer's key only.
                 Some((peer, _)) => {
                     let id = self
                         .swarm
                         .behaviour_mut()
                         .offers
-                        .send_request_with_addresses(peer, request, vec![multiaddr(endpoint)]);
+                        .send_request(peer, request);
                     self.waiting.insert(id, reply);
                 }
                 None => {
