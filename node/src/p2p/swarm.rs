@@ -358,24 +358,14 @@ impl Task {
         let member = node_of(&peer).filter(|_| self.swarm.behaviour().gate.admits(&peer));
         let Some(node) = member else {
             // Its membership ended after it connected.
-            let reason = "the submitter is not a verified member".to_string();
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .offers
-                .send_response(channel, Answer::Refused { reason });
+            self.refuse(channel, "the submitter is not a verified member".into());
             return;
         };
-        let busy = |why: &str| Answer::Refused {
-            reason: why.to_string(),
-        };
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
-            let answer = busy("busy: too many offers under way here; try another node");
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .offers
-                .send_response(channel, answer);
+            self.refuse(
+                channel,
+                "busy: too many offers under way here; try another node".into(),
+            );
             return;
         };
         let guests = Arc::clone(&self.guests);
@@ -384,12 +374,8 @@ impl Task {
             Request::Offer { .. }
                 if self.held.values().filter(|o| **o == node).count() >= MAX_HELD_PER_ORIGIN =>
             {
-                let answer = busy("too many of your guests are held here unconfirmed");
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .offers
-                    .send_response(channel, answer);
+                let why = "too many of your guests are held here unconfirmed";
+                self.refuse(channel, why.into());
             }
             Request::Offer { spec_json } => {
                 let origin = Origin {
@@ -415,11 +401,7 @@ impl Task {
                     let reason = format!(
                         "no guest {guest} is held here for this node (its hold ended, or it was never offered)"
                     );
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .offers
-                        .send_response(channel, Answer::Refused { reason });
+                    self.refuse(channel, reason);
                     return;
                 }
                 self.held.remove(&guest);
@@ -438,6 +420,16 @@ impl Task {
                 self.answer_later((request, channel, node), permit, work);
             }
         }
+    }
+
+    /// Answers a request with a refusal at once.
+    fn refuse(&mut self, channel: rr::ResponseChannel<Answer>, reason: String) {
+        let answer = Answer::Refused { reason };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .offers
+            .send_response(channel, answer);
     }
 
     /// Carries out `work` off this task, holding `permit`; its answer
