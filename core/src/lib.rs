@@ -4,7 +4,9 @@
 //! when to read its sensors and observe its peers, what it reports about
 //! itself (unknowns made pessimistic), its price (the law of
 //! `maxwell_pricing`, fed with the verified members of `maxwell_gossip`),
-//! which members may be acted on, and what operators are told. Everything a
+//! which members may be acted on, where a submitted guest goes
+//! ([`placement`]), which guest to move away from heat and when
+//! ([`moves`]), and what operators are told. Everything a
 //! node *does* (reading sysfs, signing, UDP, HTTP, KVM) is a driver's job.
 //! The agent, the turmoil suite, the simulated gossip bench and the rack
 //! simulation all drive this same core.
@@ -29,9 +31,12 @@
 //! - a refusal of a gossiped record reaches operators at most once per
 //!   reason every [`REFUSAL_EVENT_EVERY_MS`]; the rest are counted by the
 //!   verifier, not dropped silently;
-//! - a time earlier than one already seen is taken as no time passing.
+//! - a time earlier than one already seen is taken as no time passing;
+//! - a guest moves away by itself only to a peer cheaper by the margin,
+//!   at most `max_per_minute` a minute, and not within its cooldown.
 
 pub mod guests;
+pub mod moves;
 pub mod placement;
 pub mod publish;
 mod reading;
@@ -39,6 +44,7 @@ mod view;
 
 pub use guests::{Admission, GuestAction, GuestLoad, Refusal, Ticket};
 pub use maxwell_types::rng::Rng;
+pub use moves::{Movable, Move, MoveParams};
 pub use placement::{Need, PlaceParams, Placement, Skipped, Target};
 pub use publish::PublishPolicy;
 pub use reading::{Heat, Reading};
@@ -143,6 +149,7 @@ pub struct NodeCore {
     outputs: VecDeque<Output>,
     leaving: bool,
     guests: guests::Book,
+    mover: moves::Mover,
     rng: Rng,
 }
 
@@ -169,6 +176,7 @@ impl NodeCore {
             outputs: VecDeque::new(),
             leaving: false,
             guests: guests::Book::default(),
+            mover: moves::Mover::default(),
             rng: Rng::new(seed),
         }
     }
@@ -370,6 +378,31 @@ impl NodeCore {
             params,
             &mut self.rng,
         )
+    }
+
+    /// The guest to move away from this node now, and where, if the rule
+    /// of [`moves`] calls for one; `movable` are the guests that could go.
+    pub fn plan_move(
+        &mut self,
+        now_ms: u64,
+        movable: &[Movable],
+        place: &PlaceParams,
+        params: &MoveParams,
+    ) -> Option<Move> {
+        let now = self.advance(now_ms);
+        let price = match (&self.quote, self.leaving) {
+            (Some(q), false) => q.price_milli,
+            _ => return None,
+        };
+        let extra = now.saturating_sub(self.members_at_ms);
+        let ttl = self.config.report_ttl_ms;
+        let peers = self
+            .members
+            .iter()
+            .filter_map(|m| placement::Seen::member(m, extra, ttl).ok())
+            .collect();
+        self.mover
+            .plan(now, price, peers, movable, (place, params), &mut self.rng)
     }
 
     /// This node as placement sees it: its latest reading at its price now.

@@ -114,7 +114,7 @@ impl Seen {
         })
     }
 
-    fn price_milli(&self) -> u64 {
+    pub(crate) fn price_milli(&self) -> u64 {
         match self.target {
             Target::Local { price_milli } | Target::Peer { price_milli, .. } => price_milli,
         }
@@ -128,7 +128,7 @@ impl Seen {
         }
     }
 
-    fn check(&self, need: &Need, hot_margin: MilliCelsius) -> Result<(), Why> {
+    pub(crate) fn check(&self, need: &Need, hot_margin: MilliCelsius) -> Result<(), Why> {
         if self.hottest.0 >= self.critical.0.saturating_sub(hot_margin.0) {
             return Err(Why::Hot);
         }
@@ -155,7 +155,25 @@ pub(crate) enum Why {
     NoEndpoint,
 }
 
+impl Why {
+    /// What it says of a node.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Why::NotCounting => "dead, stale or unverified",
+            Why::Hot => "hot",
+            Why::AboveBid => "priced above the bid",
+            Why::NoRoom => "without room",
+            Why::NoEndpoint => "without an offer endpoint",
+        }
+    }
+}
+
 impl Skipped {
+    /// Nodes left out, for any reason.
+    pub fn total(&self) -> usize {
+        self.not_counting + self.hot + self.above_bid + self.no_room + self.no_endpoint
+    }
+
     fn count(&mut self, why: Why) {
         let n = match why {
             Why::NotCounting => &mut self.not_counting,

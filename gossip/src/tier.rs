@@ -358,6 +358,11 @@ impl Tiered {
         &self.rack
     }
 
+    /// Adds a seed of the rack's tier (one found on the network segment).
+    pub fn add_rack_seed(&mut self, addr: std::net::SocketAddr) {
+        self.rack.add_seed(addr);
+    }
+
     /// The upper tier, while this node carries its rack.
     pub fn upper(&self) -> Option<&Swim> {
         self.upper.as_ref()

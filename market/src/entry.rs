@@ -10,6 +10,7 @@
 use crate::market::Snapshot;
 use crate::order::Order;
 use crate::receipt::Receipt;
+use crate::transfer::{Settled, Transfer};
 use serde::{Deserialize, Serialize};
 
 /// A guest's account on this node (never reused).
@@ -147,6 +148,36 @@ pub enum Entry {
     Limit {
         account: AccountId,
         max_cpu_milli: u32,
+        at_ms: u64,
+    },
+    /// The guest left for `transfer.to` with its wallet (the source's
+    /// side): its account closes as moved and the wallet is held in escrow
+    /// until the transfer is settled. `signature` is this node's, over
+    /// [`Transfer::bytes`].
+    Out {
+        transfer: Transfer,
+        signature: String,
+        /// Where the target took offers, to ask it the outcome after a
+        /// restart here.
+        endpoint: Option<std::net::SocketAddr>,
+    },
+    /// A guest arrived from `transfer.from` with its wallet (the target's
+    /// side): it opens an account funded by the transfer, not a deposit.
+    /// The source's key and signature are kept beside this node's own.
+    In {
+        account: AccountId,
+        vm: u64,
+        order: Order,
+        transfer: Transfer,
+        source_key: String,
+        source_signature: String,
+        signature: String,
+        at_ms: u64,
+    },
+    /// How the transfer out of `account` ended (the source's side).
+    Settle {
+        account: AccountId,
+        outcome: Settled,
         at_ms: u64,
     },
 }

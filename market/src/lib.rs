@@ -20,7 +20,9 @@
 //! - every credit moved is an [`Entry`], and the state is what applying the
 //!   entries in order gives ([`Market::apply`]): live, the market applies
 //!   its own entries through the same code a replay uses; money is exact
-//!   (micro-credits), and `deposits = wallets + revenue + tax + refunds`;
+//!   (micro-credits), and `deposits + moved in = wallets + revenue + tax +
+//!   refunds + moved out + escrow` ([`transfer`]: a wallet moves with its
+//!   guest between two ledgers by a presumed-abort two-phase commit);
 //! - shares never exceed the capacity; a guest below the price has none
 //!   unless it is critical; wallets never go negative;
 //! - a guest is killed for rent only after `grace_ms` unable to pay; a
@@ -38,6 +40,7 @@ pub mod ledger;
 mod market;
 pub mod order;
 pub mod receipt;
+pub mod transfer;
 
 pub use capacity::{Conditions, Curve};
 pub use entry::{AccountId, Change, Entry, Line, Reason, Tick};
@@ -48,3 +51,4 @@ pub use market::{
 };
 pub use order::{Class, Invalid, MarketConfig, Order};
 pub use receipt::{verify_chain, ChainSummary, Receipt, ReceiptBody, ReceiptError};
+pub use transfer::{Outbound, Seals, Settled, Side, Transfer};

@@ -5,10 +5,13 @@ use crate::entry::{AccountId, Change, Entry, Line, Reason, Tick};
 use crate::fill::{self, Fill, Level};
 use crate::order::{Class, Invalid, MarketConfig, Order, MAX_CREDIT_MILLI};
 use crate::receipt::{genesis, ReceiptBody};
+use crate::transfer::Outbound;
 use maxwell_types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+mod moves;
 
 /// Where an account is indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,14 @@ pub struct Totals {
     pub revenue_micro: u64,
     pub taxed_micro: u64,
     pub refunded_micro: u64,
+    /// Wallets that arrived with their guests, and that left with them
+    /// (delivered), and that left and are not yet settled.
+    #[serde(default)]
+    pub moved_in_micro: u64,
+    #[serde(default)]
+    pub moved_out_micro: u64,
+    #[serde(default)]
+    pub escrow_micro: u64,
     pub pauses: u64,
     pub resumes: u64,
     pub kills: BTreeMap<Reason, u64>,
@@ -108,6 +119,11 @@ pub struct Snapshot {
     pub totals: Totals,
     /// Receipt bodies made and not yet signed.
     pub unsigned: Vec<ReceiptBody>,
+    /// Transfers out not yet settled, and every transfer taken in.
+    #[serde(default)]
+    pub outbound: Vec<Outbound>,
+    #[serde(default)]
+    pub arrived: Vec<(NodeId, AccountId)>,
 }
 
 /// What the driver must do to a guest.
@@ -178,6 +194,8 @@ pub struct Market {
     accounts: HashMap<AccountId, Account>,
     totals: Totals,
     unsigned: VecDeque<ReceiptBody>,
+    outbound: BTreeMap<AccountId, Outbound>,
+    arrived: BTreeSet<(NodeId, AccountId)>,
     // Derived from the accounts (rebuilt on replay):
     fill: Fill,
     /// Accounts indexed somewhere (each keeps its [`Place`], to be taken
@@ -211,6 +229,8 @@ impl Market {
             accounts: HashMap::new(),
             totals: Totals::default(),
             unsigned: VecDeque::new(),
+            outbound: BTreeMap::new(),
+            arrived: BTreeSet::new(),
             fill: Fill::new(),
             placed: 0,
             running: BinaryHeap::new(),
@@ -220,6 +240,11 @@ impl Market {
             actions: VecDeque::new(),
             recent_closed: VecDeque::new(),
         }
+    }
+
+    /// The node whose market this is.
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
     pub fn config(&self) -> &MarketConfig {
@@ -291,6 +316,8 @@ impl Market {
             },
             totals: self.totals.clone(),
             unsigned: self.unsigned.iter().cloned().collect(),
+            outbound: self.outbound.values().cloned().collect(),
+            arrived: self.arrived.iter().copied().collect(),
         }
     }
 
@@ -559,47 +586,25 @@ impl Market {
                 at_ms,
             } => {
                 let deposit = order.wallet_milli.saturating_mul(1000);
-                let a = Account {
-                    id: *account,
-                    vm: *vm,
-                    order: order.clone(),
-                    standing: Standing::Running,
-                    wallet_micro: deposit,
-                    arrears_micro: 0,
-                    paid_micro: 0,
-                    cpu_ms: 0,
-                    joules_micro: 0,
-                    share_mcores: 0,
-                    rent_micro_per_s: 0,
-                    broke_since_ms: None,
-                    memory_carry: 0,
-                    window: Window {
-                        from_ms: *at_ms,
-                        ..Window::default()
-                    },
-                    receipts: 0,
-                    chain_head: genesis(),
-                    hold: Hold::default(),
-                    place: None,
-                };
-                self.next_account = self.next_account.max(account.saturating_add(1));
                 self.totals.deposited_micro = self.totals.deposited_micro.saturating_add(deposit);
-                self.accounts.insert(*account, a);
-                self.reindex(*account);
-                // It starts paused if its bid does not meet the price.
-                let pausable = order.class != Class::Critical && order.bid_milli < self.price_milli;
-                if pausable {
-                    let change = match order.class {
-                        Class::Evictable => Change::Kill(Reason::Outbid),
-                        _ => Change::Pause,
-                    };
-                    self.set_standing(*account, change, *at_ms);
-                    self.count(change);
-                    if live_mode {
-                        self.act(*account, change);
-                    }
-                }
+                self.insert_account(*account, *vm, order, deposit, *at_ms, live_mode);
             }
+            Entry::Out {
+                transfer, endpoint, ..
+            } => self.apply_out(transfer, *endpoint),
+            Entry::In {
+                account,
+                vm,
+                order,
+                transfer,
+                at_ms,
+                ..
+            } => self.apply_in(*account, *vm, order, transfer, *at_ms, live_mode),
+            Entry::Settle {
+                account,
+                outcome,
+                at_ms,
+            } => self.apply_settle(*account, *outcome, *at_ms, live_mode),
             Entry::Bid {
                 account, bid_milli, ..
             } => {
@@ -676,21 +681,7 @@ impl Market {
                 let refund = (*refund_micro).min(a.wallet_micro);
                 a.wallet_micro -= refund;
                 self.totals.refunded_micro = self.totals.refunded_micro.saturating_add(refund);
-                if !matches!(a.standing, Standing::Killed(_)) {
-                    let k = self.totals.kills.entry(*reason).or_default();
-                    *k = k.saturating_add(1);
-                }
-                a.standing = Standing::Closed(*reason);
-                a.share_mcores = 0;
-                self.reindex(*account);
-                self.close_window(*account, *at_ms);
-                self.applied_cap.remove(account);
-                self.recent_closed.push_back(*account);
-                while self.recent_closed.len() > RECENT_CLOSED {
-                    if let Some(old) = self.recent_closed.pop_front() {
-                        self.accounts.remove(&old);
-                    }
-                }
+                self.close_account(*account, *reason, *at_ms);
             }
             Entry::Receipt(r) => {
                 if self.unsigned.front() == Some(&r.body) {
@@ -934,6 +925,28 @@ impl Market {
         }
     }
 
+    /// Closes an account whose wallet has been emptied (refunded, or sent).
+    fn close_account(&mut self, account: AccountId, reason: Reason, at_ms: u64) {
+        let Some(a) = self.accounts.get_mut(&account) else {
+            return;
+        };
+        if !matches!(a.standing, Standing::Killed(_)) {
+            let k = self.totals.kills.entry(reason).or_default();
+            *k = k.saturating_add(1);
+        }
+        a.standing = Standing::Closed(reason);
+        a.share_mcores = 0;
+        self.reindex(account);
+        self.close_window(account, at_ms);
+        self.applied_cap.remove(&account);
+        self.recent_closed.push_back(account);
+        while self.recent_closed.len() > RECENT_CLOSED {
+            if let Some(old) = self.recent_closed.pop_front() {
+                self.accounts.remove(&old);
+            }
+        }
+    }
+
     fn close_window(&mut self, id: AccountId, at_ms: u64) {
         let node = self.node;
         let Some(a) = self.accounts.get_mut(&id) else {
@@ -968,6 +981,58 @@ impl Market {
         self.unsigned.push_back(body);
     }
 
+    /// A new account with `wallet_micro` in it (from a deposit, a transfer
+    /// in, or an escrow come back); paused at once if it is outbid.
+    fn insert_account(
+        &mut self,
+        account: AccountId,
+        vm: u64,
+        order: &Order,
+        wallet_micro: u64,
+        at_ms: u64,
+        live_mode: bool,
+    ) {
+        let a = Account {
+            id: account,
+            vm,
+            order: order.clone(),
+            standing: Standing::Running,
+            wallet_micro,
+            arrears_micro: 0,
+            paid_micro: 0,
+            cpu_ms: 0,
+            joules_micro: 0,
+            share_mcores: 0,
+            rent_micro_per_s: 0,
+            broke_since_ms: None,
+            memory_carry: 0,
+            window: Window {
+                from_ms: at_ms,
+                ..Window::default()
+            },
+            receipts: 0,
+            chain_head: genesis(),
+            hold: Hold::default(),
+            place: None,
+        };
+        self.next_account = self.next_account.max(account.saturating_add(1));
+        self.accounts.insert(account, a);
+        self.reindex(account);
+        // It starts paused if its bid does not meet the price.
+        let pausable = order.class != Class::Critical && order.bid_milli < self.price_milli;
+        if pausable {
+            let change = match order.class {
+                Class::Evictable => Change::Kill(Reason::Outbid),
+                _ => Change::Pause,
+            };
+            self.set_standing(account, change, at_ms);
+            self.count(change);
+            if live_mode {
+                self.act(account, change);
+            }
+        }
+    }
+
     fn restore(&mut self, s: &Snapshot) {
         let config = self.config.clone();
         let node = self.node;
@@ -977,6 +1042,12 @@ impl Market {
         self.last_tick_ms = s.last_tick_ms;
         self.totals = s.totals.clone();
         self.unsigned = s.unsigned.iter().cloned().collect();
+        self.outbound = s
+            .outbound
+            .iter()
+            .map(|o| (o.transfer.account, o.clone()))
+            .collect();
+        self.arrived = s.arrived.iter().copied().collect();
         for a in &s.accounts {
             let a = Account {
                 place: None,

@@ -137,10 +137,15 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     )
     .await?;
     mesh.advertise_api(http_addr);
-    let p2p = crate::p2p::start(&config.p2p, &identity, Arc::clone(&guests)).await?;
+    let (p2p, mut found_seeds) =
+        crate::p2p::start(&config.p2p, &identity, Arc::clone(&guests), gossip_addr).await?;
     mesh.advertise_p2p(p2p.listen_addr);
     let p2p_addr = p2p.listen_addr;
     let _ = state.p2p.set(p2p.clone());
+    let resolver = tokio::spawn(crate::p2p::migrate::resolve(
+        Arc::clone(&guests),
+        p2p.clone(),
+    ));
     let mut edge = Edge {
         mesh: &mesh,
         state: &state,
@@ -206,11 +211,16 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
             _ = tokio::time::sleep(market_wake) => {
                 if let Some(b) = bazaar.as_mut() {
                     edge.market_tick(&core, b);
+                    edge.plan_move(&mut core, b);
                 }
             }
             Some(msg) = inbox.recv() => edge.guest_msg(&mut core, bazaar.as_mut(), msg).await,
             // New records or members: re-price on arrival, not at the next tick.
             () = mesh.changed() => edge.observe(&mut core),
+            Some(seed) = found_seeds.recv() => {
+                tracing::info!(%seed, "mdns: a peer found on the network segment; saying hello to it while no member is known");
+                mesh.add_seed(seed);
+            }
             Some(snap) = reader.next() => {
                 core.handle_reading(edge.clock.now(), &snap.reading());
                 state.publish(snap);
@@ -237,6 +247,7 @@ pub async fn run(mut config: Config, reload: Reload) -> anyhow::Result<()> {
     // reply is dropped; later ones are refused at the channel.
     drop(inbox);
     drop(edge);
+    resolver.abort();
     if let Err(e) = mesh.leave(linger).await {
         tracing::warn!(error = %e, "could not announce our leave; peers will detect the failure");
     }
@@ -451,13 +462,13 @@ fn core_seed(identity: &Identity, generation: u64) -> u64 {
 /// The OS side of the agent: where the core's outputs are carried out.
 struct Edge<'a> {
     mesh: &'a Mesh,
-    state: &'a AppState,
-    guests: &'a Guests,
+    state: &'a Arc<AppState>,
+    guests: &'a Arc<Guests>,
     desk: Desk,
     clock: CoreClock,
     /// The offer endpoint: its gate follows the counting members.
     p2p: crate::p2p::P2p,
-    placement: maxwell_core::PlaceParams,
+    placement: crate::p2p::config::PlacementConfig,
 }
 
 impl Edge<'_> {
@@ -472,7 +483,16 @@ impl Edge<'_> {
         let now = self.clock.now();
         let msg = match msg {
             guests::GuestMsg::Place { need, reply } => {
-                let _ = reply.send(core.place(now, &need, &self.placement));
+                let _ = reply.send(core.place(now, &need, &self.placement.place));
+                return;
+            }
+            guests::GuestMsg::Endpoint { node, reply } => {
+                let _ = reply.send(core.endpoint_of(now, node));
+                return;
+            }
+            guests::GuestMsg::MoveTarget { need, to, reply } => {
+                let target = core.move_target(now, &need, to.as_deref(), &self.placement.place);
+                let _ = reply.send(target);
                 return;
             }
             msg => msg,
@@ -541,6 +561,58 @@ impl Edge<'_> {
         self.guests
             .market_cpu_ns
             .fetch_add(spent, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Starts the move the core's rule calls for, if any (docs/placement.md,
+    /// "Moving away from heat"); it runs on its own task.
+    fn plan_move(&mut self, core: &mut NodeCore, b: &crate::market::Bazaar) {
+        if self.placement.moves.max_per_minute == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let movable = self
+            .guests
+            .movable(&b.movable(), |vm| self.p2p.is_moving(vm));
+        if movable.is_empty() {
+            return;
+        }
+        let Some(mv) = core.plan_move(now, &movable, &self.placement.place, &self.placement.moves)
+        else {
+            return;
+        };
+        let maxwell_core::Target::Peer {
+            node,
+            name,
+            endpoint,
+            price_milli,
+        } = mv.target
+        else {
+            return;
+        };
+        let peer = crate::p2p::migrate::Peer {
+            node,
+            name,
+            endpoint,
+        };
+        let own = core.quote().map_or(0, |q| q.price_milli);
+        tracing::info!(guest = mv.vm, to = %peer.name, price = own, target_price = price_milli, "moving a guest away from heat");
+        let (guests, p2p, state) = (
+            Arc::clone(self.guests),
+            self.p2p.clone(),
+            Arc::clone(self.state),
+        );
+        tokio::spawn(async move {
+            match crate::p2p::migrate::migrate(&guests, &p2p, mv.vm, &peer).await {
+                Ok(m) => {
+                    tracing::info!(guest = m.guest, to = %m.to, to_guest = m.to_guest, paused_ms = m.paused_ms, "guest moved away from heat");
+                    let detail = format!("guest g{} to {} (away from heat)", m.guest, m.to);
+                    state.note(state.node.id, "moved", detail);
+                }
+                Err(e) => {
+                    tracing::warn!(guest = mv.vm, to = %peer.name, error = %e.message, "a move away from heat did not happen; the guest runs on here")
+                }
+            }
+        });
     }
 
     /// Puts a membership change on the dashboard's event list.

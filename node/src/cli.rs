@@ -32,6 +32,8 @@ pub enum Command {
     Guests(GuestsArgs),
     /// Submit a guest to the mesh: it lands on a cool, cheap node (docs/placement.md).
     Submit(SubmitArgs),
+    /// Move a running guest, with its wallet, to another node (docs/placement.md).
+    Move(MoveArgs),
     /// Run a benchmark and print one table (runs `maxwell-tools bench`).
     Bench(Forward),
     /// A rack of agents in Docker containers, broken on a scenario's timeline (runs `maxwell-tools testbed`).
@@ -190,6 +192,20 @@ pub struct SubmitArgs {
     /// The spec file (TOML, or JSON if it ends in `.json`), as for `maxwell guests start`.
     pub file: PathBuf,
     /// The agent to submit to (any node will do), and how to show the answer.
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// `maxwell move GUEST`.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The guest on this node (`g3` or `3`).
+    pub guest: String,
+    /// The member to move it to (name or id); by default one the node
+    /// picks as it would place a submission.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The agent the guest runs on, and how to show the answer.
     #[command(flatten)]
     pub query: QueryArgs,
 }

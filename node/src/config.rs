@@ -96,7 +96,7 @@ pub struct Config {
     /// The offer endpoint.
     pub p2p: crate::p2p::config::P2pConfig,
     /// How submissions are placed.
-    pub placement: maxwell_core::PlaceParams,
+    pub placement: crate::p2p::config::PlacementConfig,
     /// The price law, validated.
     pub pricing: maxwell_pricing::PriceParams,
 }

@@ -110,6 +110,7 @@ fn run(
         Command::Demo(f) => forward("demo", f, log_level),
         Command::Guests(args) => guests_cli::cli(args),
         Command::Submit(args) => guests_cli::submit(args),
+        Command::Move(args) => guests_cli::move_guest(args),
         Command::Bench(f) => forward("bench", f, log_level),
         Command::Testbed(f) => forward("testbed", f, log_level),
         Command::Receipts(r) => crate::guests_cli::receipts(r),

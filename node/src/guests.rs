@@ -47,6 +47,9 @@ pub type Reply = oneshot::Sender<Result<GuestInfo, ApiError>>;
 pub struct Origin {
     pub node: maxwell_types::NodeId,
     pub name: String,
+    /// It ran there and moved here (rather than being submitted there).
+    #[serde(default)]
+    pub moved: bool,
 }
 
 /// The guests placed here: where each came from (a guest started through
@@ -57,6 +60,11 @@ pub struct Placed {
     pub origins: std::collections::BTreeMap<u64, Origin>,
     pub held: std::collections::BTreeSet<u64>,
     market_paused: std::collections::BTreeSet<u64>,
+    /// When moved guests arrived (the move rule's cooldown), unix ms.
+    pub arrived: std::collections::BTreeMap<u64, u64>,
+    /// Guests of `guests.specs_dir`: this host's config runs them (and
+    /// starts them again after a restart), so they never move.
+    pub pinned: std::collections::BTreeSet<u64>,
 }
 
 impl Placed {
@@ -65,6 +73,8 @@ impl Placed {
         self.origins.retain(|vm, _| live(*vm));
         self.held.retain(|vm| live(*vm));
         self.market_paused.retain(|vm| live(*vm));
+        self.arrived.retain(|vm, _| live(*vm));
+        self.pinned.retain(|vm| live(*vm));
     }
 }
 
@@ -81,11 +91,25 @@ pub enum GuestMsg {
         spec: GuestSpec,
         reply: Reply,
         origin: Option<Origin>,
+        /// A migrated KVM guest's memory and registers: it is restored
+        /// (held) rather than started afresh.
+        snapshot: Option<Box<maxwell_vmm::GuestSnapshot>>,
     },
     /// Where to offer a submitted guest (`maxwell submit`).
     Place {
         need: maxwell_core::Need,
         reply: oneshot::Sender<maxwell_core::Placement>,
+    },
+    /// Where member `node` takes offers now, as gossiped.
+    Endpoint {
+        node: maxwell_types::NodeId,
+        reply: oneshot::Sender<Option<std::net::SocketAddr>>,
+    },
+    /// Where a guest could move (`maxwell move`): the member `to`, or any.
+    MoveTarget {
+        need: maxwell_core::Need,
+        to: Option<String>,
+        reply: oneshot::Sender<Result<maxwell_core::Target, String>>,
     },
     /// An admitted start finished on the `guest-start` thread: `guest` runs
     /// (if it does), and `result` is the requester's answer.
@@ -116,6 +140,9 @@ pub enum MarketCall {
         bid_milli: u64,
         reply: oneshot::Sender<Result<crate::market::AccountRow, ApiError>>,
     },
+    /// A wallet transfer's steps (docs/placement.md): see
+    /// [`crate::market::Moving`].
+    Move(Box<crate::market::Moving>),
 }
 
 /// The agent loop's end of the [`GuestMsg`] channel.
@@ -288,7 +315,7 @@ impl Guests {
     /// Asks the node to start `spec` and waits for the answer: the guest's
     /// first snapshot, or why not.
     pub async fn start(&self, spec: GuestSpec) -> Result<GuestInfo, ApiError> {
-        self.start_from(spec, None).await
+        self.start_from(spec, None, None).await
     }
 
     /// As [`Self::start`], for a guest placed here from `origin`.
@@ -296,6 +323,7 @@ impl Guests {
         &self,
         spec: GuestSpec,
         origin: Option<Origin>,
+        snapshot: Option<Box<maxwell_vmm::GuestSnapshot>>,
     ) -> Result<GuestInfo, ApiError> {
         self.backend()?;
         let (reply, answer) = oneshot::channel();
@@ -304,6 +332,7 @@ impl Guests {
                 spec,
                 reply,
                 origin,
+                snapshot,
             })
             .map_err(|_| shutting_down())?;
         answer.await.map_err(|_| shutting_down())?
@@ -317,6 +346,26 @@ impl Guests {
         let (reply, answer) = oneshot::channel();
         self.loop_tx
             .send(GuestMsg::Place { need, reply })
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())
+    }
+
+    /// Where member `node` takes offers now, if it is known.
+    pub async fn endpoint_of(&self, node: maxwell_types::NodeId) -> Option<std::net::SocketAddr> {
+        let (reply, answer) = oneshot::channel();
+        self.loop_tx.send(GuestMsg::Endpoint { node, reply }).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Asks the agent loop where a guest that needs `need` could move.
+    pub async fn move_target(
+        &self,
+        need: maxwell_core::Need,
+        to: Option<String>,
+    ) -> Result<Result<maxwell_core::Target, String>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.loop_tx
+            .send(GuestMsg::MoveTarget { need, to, reply })
             .map_err(|_| shutting_down())?;
         answer.await.map_err(|_| shutting_down())
     }
@@ -338,6 +387,59 @@ impl Guests {
         .await
     }
 
+    /// Marks guest `vm` as moving: held, so nothing but the move runs it
+    /// (the market's resumes wait, an operator's are refused).
+    pub fn begin_move(&self, vm: u64) -> Result<(), ApiError> {
+        let mut p = lock(&self.placed);
+        may_move(&p, vm)?;
+        p.held.insert(vm);
+        Ok(())
+    }
+
+    /// Why guest `vm` cannot move now, if it cannot.
+    pub fn may_move(&self, vm: u64) -> Result<(), ApiError> {
+        may_move(&lock(&self.placed), vm)
+    }
+
+    /// Guest `vm` is no longer moving (it left, or was killed).
+    pub fn end_move(&self, vm: u64) {
+        lock(&self.placed).held.remove(&vm);
+    }
+
+    /// Of the market's `accounts`, those that can move now: running or
+    /// paused (not exited), not held, pinned or moving, and of a kind that moves (a KVM Linux guest's devices do
+    /// not), each with its arrival time if it moved here.
+    pub fn movable(
+        &self,
+        accounts: &[maxwell_core::Movable],
+        moving: impl Fn(u64) -> bool,
+    ) -> Vec<maxwell_core::Movable> {
+        let Some(backend) = &self.backend else {
+            return Vec::new();
+        };
+        let p = lock(&self.placed);
+        accounts
+            .iter()
+            .filter(|m| !p.held.contains(&m.vm) && !p.pinned.contains(&m.vm) && !moving(m.vm))
+            .filter(|m| {
+                let live = backend.info(GuestId(m.vm)).is_ok_and(|i| {
+                    matches!(
+                        i.state,
+                        maxwell_vmm::GuestState::Running | maxwell_vmm::GuestState::Paused
+                    )
+                });
+                live && backend.spec(GuestId(m.vm)).is_ok_and(|s| {
+                    backend.name() != maxwell_vmm::BackendName::Kvm
+                        || matches!(s.kind, maxwell_vmm::GuestKind::Workload(_))
+                })
+            })
+            .map(|m| maxwell_core::Movable {
+                arrived_at_ms: p.arrived.get(&m.vm).copied(),
+                ..*m
+            })
+            .collect()
+    }
+
     /// The node a guest was placed from, if it was.
     pub fn origin(&self, vm: u64) -> Option<Origin> {
         lock(&self.placed).origins.get(&vm).cloned()
@@ -357,7 +459,14 @@ impl Guests {
     /// Starts an admitted guest on the `guest-start` thread; its outcome
     /// reaches the agent loop as [`GuestMsg::Started`].
     /// A `held` guest starts paused (a placed guest, until its submitter confirms).
-    pub(crate) fn dispatch_start(&self, ticket: Ticket, spec: GuestSpec, held: bool) {
+    /// A `snapshot` is restored (held) instead.
+    pub(crate) fn dispatch_start(
+        &self,
+        ticket: Ticket,
+        spec: GuestSpec,
+        held: bool,
+        snapshot: Option<Box<maxwell_vmm::GuestSnapshot>>,
+    ) {
         // Reported when dropped: after the start, if the backend panics, or
         // if the job never runs.
         let mut outcome = Outcome {
@@ -375,9 +484,10 @@ impl Guests {
         };
         let job: Job = Box::new(move || {
             let mut outcome = outcome;
-            let started = match held {
-                true => backend.start_held(&spec),
-                false => backend.start(&spec),
+            let started = match (snapshot, held) {
+                (Some(snap), _) => backend.restore_held(&spec, &snap),
+                (None, true) => backend.start_held(&spec),
+                (None, false) => backend.start(&spec),
             };
             match started {
                 Ok(id) => {
@@ -502,6 +612,15 @@ impl Guests {
         answer.await.map_err(|_| shutting_down())?
     }
 
+    /// A step of a wallet transfer, answered once its entry is on disk.
+    pub async fn moving<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> crate::market::Moving,
+    ) -> Result<T, ApiError> {
+        self.market_call(|reply| MarketCall::Move(Box::new(make(reply))))
+            .await
+    }
+
     /// Carries out one of the market's actions off the runtime; a kill is
     /// reported to the agent loop like any other.
     pub fn market_act(&self, action: maxwell_market::Action) {
@@ -560,6 +679,21 @@ impl Guests {
         })
         .await
     }
+}
+
+fn may_move(p: &Placed, vm: u64) -> Result<(), ApiError> {
+    let why = if p.pinned.contains(&vm) {
+        "was started from guests.specs_dir: this host's config runs it, so it does not move"
+    } else if p.held.contains(&vm) {
+        "is held: placed here and not yet confirmed, or already moving"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError {
+        status: StatusCode::CONFLICT,
+        message: format!("guest g{vm} {why}"),
+        state_changed: false,
+    })
 }
 
 /// What a start came to; reported to the agent loop when dropped, so a

@@ -156,6 +156,38 @@ pub fn submit(args: crate::cli::SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `maxwell move GUEST [--to NODE]`.
+pub fn move_guest(args: crate::cli::MoveArgs) -> anyhow::Result<()> {
+    let addr = args.query.http;
+    let api = args.query.token.api(addr)?;
+    let id = parse_id(&args.guest).map_err(|e| anyhow!(e))?;
+    let body = serde_json::json!({ "to": args.to }).to_string();
+    let answer = api
+        .post(
+            &format!("/v1/guests/{}/move", id.0),
+            &body,
+            Duration::from_secs(75),
+        )
+        .map_err(|e| refused(addr, e))?;
+    let moved: crate::p2p::migrate::Moved = decode(addr, &answer)?;
+    if args.query.json {
+        println!("{}", serde_json::to_string_pretty(&moved)?);
+        return Ok(());
+    }
+    let how = match moved.restored {
+        true => "restored where it stopped",
+        false => "restarted",
+    };
+    let wallet = moved.wallet_milli.map_or(String::new(), |w| {
+        format!(", with its wallet of {:.3} credits", w as f64 / 1000.0)
+    });
+    println!(
+        "guest g{} moved to {} as g{} ({how}{wallet}): paused {:.1} ms, {} bytes sent",
+        moved.guest, moved.to, moved.to_guest, moved.paused_ms, moved.bytes
+    );
+    Ok(())
+}
+
 /// `maxwell receipts verify FILE --key KEY`.
 pub fn receipts(args: crate::cli::ReceiptsArgs) -> anyhow::Result<()> {
     let crate::cli::ReceiptsAction::Verify { file, key } = args.action;

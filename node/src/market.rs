@@ -12,6 +12,9 @@
 //! wallets refunded, in the ledger).
 
 pub mod config;
+mod moves;
+
+pub use moves::{Moving, Signed};
 
 use crate::guests::{ApiError, MarketCall};
 use axum::http::StatusCode;
@@ -348,7 +351,27 @@ impl Bazaar {
             } => {
                 let _ = reply.send(self.bid(vm, bid_milli, now_ms));
             }
+            MarketCall::Move(step) => self.moving(*step, now_ms),
         }
+    }
+
+    /// The guests in the market that could move, as the move rule sees
+    /// them (their arrival time is the caller's to add).
+    pub fn movable(&self) -> Vec<maxwell_core::Movable> {
+        self.market
+            .accounts()
+            .filter(|a| matches!(a.standing, Standing::Running | Standing::Paused))
+            .filter(|a| a.arrears_micro == 0 && a.broke_since_ms.is_none())
+            .map(|a| maxwell_core::Movable {
+                vm: a.vm,
+                load: maxwell_core::GuestLoad {
+                    vcpus: u64::from(a.order.vcpus),
+                    memory_mib: a.order.memory_mib,
+                },
+                bid_milli: a.order.bid_milli,
+                arrived_at_ms: None,
+            })
+            .collect()
     }
 
     /// The guests whose CPU time the next tick needs.
@@ -503,6 +526,13 @@ pub fn refuse(call: MarketCall, guests: &crate::guests::Guests) {
         MarketCall::Fund { reply, .. } | MarketCall::Bid { reply, .. } => {
             let _ = reply.send(Err(e));
         }
+        MarketCall::Move(step) => match *step {
+            Moving::Terms { reply, .. } => drop(reply.send(Ok(None))),
+            Moving::Arrived { reply, .. } => drop(reply.send(Ok(false))),
+            Moving::Outbound { reply } => drop(reply.send(Ok(Vec::new()))),
+            Moving::Out { reply, .. } => drop(reply.send(Err(e))),
+            Moving::In { reply, .. } | Moving::Settle { reply, .. } => drop(reply.send(Err(e))),
+        },
     }
 }
 

@@ -201,6 +201,11 @@ fn lifecycle(backend: &str) {
     assert_eq!((first.vcpus, first.memory_mib, first.cap), (1, 16, 0.5));
     let p = advances(addr, first.id, first.progress);
     advances(addr, first.id, p);
+    // This host's config runs it: it does not move, and says why.
+    let (code, body) = call(addr, "POST", &format!("/v1/guests/{}/move", first.id), "{}");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("guests.specs_dir"), "{body}");
+    assert_eq!(guest(addr, first.id).state.as_str(), "running");
 
     // New work submitted over HTTP.
     let second = ok_row(

@@ -6,139 +6,12 @@
 
 mod common;
 
-use maxwell_node::client::{self, Api};
-use maxwell_node::http::guests::GuestList;
+use common::mesh::{converged, mesh, offers_received, price_of, running, until_members, BIN};
+use maxwell_node::client::Api;
 use maxwell_node::http::submit::Submitted;
-use maxwell_node::http::Members;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_maxwell");
-
-/// One agent of a test mesh; killed on drop.
-struct Node {
-    name: String,
-    child: Child,
-    tree: PathBuf,
-    data: PathBuf,
-    api: Api,
-    flags: Vec<String>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn signal(&self, sig: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, sig) };
-    }
-
-    /// SIGKILL, then the same agent again on its data dir (a new generation).
-    fn crash_and_restart(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-        let mut child = common::spawn_on_tree(BIN, &self.tree, &self.data, &self.flags);
-        let bound = common::served(&mut child, &self.data);
-        self.child = child;
-        self.api.addr = bound.http;
-    }
-
-    fn guests(&self) -> GuestList {
-        self.api
-            .get_json("/v1/guests", Duration::from_secs(5))
-            .expect("guests")
-    }
-
-    fn members(&self) -> Members {
-        self.api
-            .get_json("/v1/members", Duration::from_secs(5))
-            .expect("members")
-    }
-}
-
-/// Starts one agent per `(name, rack, slot, °C)` on its own fixture tree,
-/// all in one cluster, each with `extra` flags.
-fn mesh(dir: &Path, layout: &[(&str, &str, u16, f64)], extra: &[String]) -> Vec<Node> {
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut seed = None;
-    for (i, (name, rack, slot, celsius)) in layout.iter().enumerate() {
-        let tree = dir.join(format!("tree{i}"));
-        common::write_tree(&tree, (celsius * 1000.0) as i64);
-        let data = dir.join(format!("data{i}"));
-        if i > 0 {
-            common::share_key(&dir.join("data0"), &data);
-        }
-        let mut flags: Vec<String> = ["--name", name, "--rack", rack, "--slot", &slot.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        flags.extend(common::seed_flags(seed));
-        flags.extend(extra.iter().cloned());
-        let mut child = common::spawn_on_tree(BIN, &tree, &data, &flags);
-        let bound = common::served(&mut child, &data);
-        seed.get_or_insert(bound.gossip);
-        let api = Api {
-            addr: bound.http,
-            token: client::read_token(None, &data).expect("token"),
-        };
-        nodes.push(Node {
-            name: name.to_string(),
-            child,
-            tree,
-            data,
-            api,
-            flags,
-        });
-    }
-    nodes
-}
-
-/// Waits until `node` sees `pred` hold of its members view.
-fn until_members(node: &Node, what: &str, pred: impl Fn(&Members) -> bool) -> Members {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = node.members();
-        if pred(&m) {
-            return m;
-        }
-        assert!(Instant::now() < deadline, "{what}: not seen; last: {m:#?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Every node counts every other, with its offer endpoint and price.
-fn converged(nodes: &[Node], n: usize) {
-    for node in nodes {
-        until_members(
-            node,
-            "every member counting, with a price and an endpoint",
-            |m| {
-                m.members.len() == n
-                    && m.members
-                        .iter()
-                        .all(|r| r.counts && r.p2p.is_some() && r.price_milli.is_some())
-            },
-        );
-    }
-}
-
-fn price_of(m: &Members, name: &str) -> u64 {
-    m.members
-        .iter()
-        .find(|r| r.name == name)
-        .and_then(|r| r.price_milli)
-        .unwrap_or_else(|| panic!("{name} has no price: {m:#?}"))
-}
 
 /// A workload guest that finishes at once (keeping its share), bidding `bid`.
 fn spec(name: &str, bid: u64) -> String {
@@ -152,35 +25,6 @@ fn submit(api: &Api, spec: &str) -> Submitted {
         .post("/v1/submit", spec, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("submit: {e}"));
     serde_json::from_str(&body).expect("a placement")
-}
-
-/// Where each guest runs, by guest name: (node, origin's name).
-fn running(nodes: &[Node]) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for n in nodes {
-        for g in n.guests().guests {
-            let origin = g.origin.map_or("-".into(), |o| o.name);
-            out.entry(g.name)
-                .or_default()
-                .push((n.name.clone(), origin));
-        }
-    }
-    out
-}
-
-/// `maxwell_p2p_offers_received_total` by outcome, from the node's metrics.
-fn offers_received(node: &Node) -> BTreeMap<String, u64> {
-    let text = node
-        .api
-        .get("/metrics", Duration::from_secs(5))
-        .expect("metrics");
-    text.lines()
-        .filter_map(|l| l.strip_prefix("maxwell_p2p_offers_received_total{outcome=\""))
-        .filter_map(|l| {
-            let (outcome, value) = l.split_once("\"} ")?;
-            Some((outcome.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
 }
 
 #[test]

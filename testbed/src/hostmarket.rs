@@ -83,7 +83,7 @@ impl HostMarkets {
         let mut here: Vec<usize> = w.on_host[h].clone();
         here.sort_unstable();
         for &g in &here {
-            if !accounts.contains_key(&g) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = accounts.entry(g) {
                 let value = VALUES[w.guests[g].class];
                 let bid = (value * BID_PER_VALUE_MILLI) as u64;
                 let order = Order::new(
@@ -98,7 +98,7 @@ impl HostMarkets {
                 .expect("a valid order");
                 let e = m.open(g as u64, order, now);
                 if let Entry::Open { account, .. } = &e {
-                    accounts.insert(g, *account);
+                    slot.insert(*account);
                 }
                 record(m, e);
             }

@@ -180,6 +180,7 @@ fn start_guests(addrs: &[SocketAddr], dir: &Path) -> String {
         "
 Each agent runs two guests in its market: gold bids the price ceiling, spot 30 % over its node's price at start.
          When a node heats, its price passes spot's bid and spot is paused; gold runs on at a smaller share.
+         Once it has stayed dear for 15 s it moves its guests, lowest bid first, to cool, cheap nodes (shown there as spot<-NODE).
 "
             .into()
     } else {
@@ -267,15 +268,20 @@ fn view(statuses: &[Polled], elapsed: Duration) -> String {
     )
 }
 
-/// `gold 0.05 running · spot paused`.
+/// `gold 0.05 running · spot paused`; a guest that moved here says from
+/// where (`spot<-node2`).
 fn market_cell(l: &GuestList) -> String {
     let cells: Vec<String> = l
         .guests
         .iter()
-        .filter_map(|g| g.market.as_ref())
-        .map(|a| {
+        .filter_map(|g| Some((g, g.market.as_ref()?)))
+        .map(|(g, a)| {
+            let from = match &g.origin {
+                Some(o) if o.moved => format!("<-{}", o.name),
+                _ => String::new(),
+            };
             format!(
-                "{} {:.2} {}",
+                "{}{from} {:.2} {}",
                 a.name,
                 a.share_mcores as f64 / 1000.0,
                 a.state

@@ -119,6 +119,24 @@ pub trait GuestBackend: Send + Sync + fmt::Debug {
     /// memory and runs nothing until `resume` (a placement offer's guest,
     /// held until the submitter confirms it).
     fn start_held(&self, spec: &GuestSpec) -> Result<GuestId>;
+    /// Capture a paused guest whole: its memory and its vCPUs' registers
+    /// (KVM workload guests; other backends and kinds refuse).
+    fn snapshot(&self, id: GuestId) -> Result<crate::GuestSnapshot> {
+        let _ = id;
+        Err(crate::VmmError::Unsupported {
+            backend: self.name(),
+            what: "snapshots".into(),
+        })
+    }
+    /// A new guest of `spec` from `snap`, held (paused before it runs on):
+    /// it goes on from where the snapshot's guest stopped.
+    fn restore_held(&self, spec: &GuestSpec, snap: &crate::GuestSnapshot) -> Result<GuestId> {
+        let _ = (spec, snap);
+        Err(crate::VmmError::Unsupported {
+            backend: self.name(),
+            what: "snapshots".into(),
+        })
+    }
     /// Park every vCPU. Idempotent.
     fn pause(&self, id: GuestId) -> Result<()>;
     /// Un-park every vCPU. Idempotent.
@@ -136,6 +154,8 @@ pub trait GuestBackend: Send + Sync + fmt::Debug {
     fn kill(&self, id: GuestId) -> Result<GuestInfo>;
     /// Snapshots of all live (not yet killed) guests, ordered by id.
     fn list(&self) -> Vec<GuestInfo>;
+    /// The spec a guest was started from.
+    fn spec(&self, id: GuestId) -> Result<GuestSpec>;
 
     /// Kill every guest (clean agent shutdown). Returns the final snapshots;
     /// errors are impossible by contract of `kill` except for races with a

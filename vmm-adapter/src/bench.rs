@@ -88,6 +88,10 @@ pub struct BenchReport {
     pub kill: Stats,
     /// Cap accuracy.
     pub caps: Vec<CapSample>,
+    /// A paused guest's snapshot, restored into a new VM on this host and
+    /// running again (from `snapshot` to its counter moving on), and the
+    /// memory carried; `None` where the backend has no snapshots.
+    pub snapshot_restore: Option<(Stats, usize)>,
 }
 
 fn ms(d: Duration) -> String {
@@ -131,6 +135,17 @@ impl fmt::Display for BenchReport {
                 c.measured * 100.0,
                 (c.measured - c.target) * 100.0
             )?;
+        }
+        match &self.snapshot_restore {
+            Some((s, bytes)) => writeln!(
+                f,
+                "{:<24} {:>6} {:>12} {:>12}  ({bytes} bytes of memory carried; same host, no network)",
+                "snapshot -> restored",
+                s.n,
+                ms(s.p50),
+                ms(s.p99)
+            )?,
+            None => writeln!(f, "{:<24} not supported by this backend", "snapshot -> restored")?,
         }
         Ok(())
     }
@@ -209,6 +224,53 @@ fn cap_accuracy(b: &dyn GuestBackend, target: f64, window: Duration) -> Result<C
     })
 }
 
+/// `n` times: a 2-vCPU counting guest paused, captured, killed, restored
+/// into a new VM and resumed; the time from the snapshot call until its
+/// counter moves past where it stopped, and the bytes carried.
+fn snapshots(b: &dyn GuestBackend, n: usize) -> Result<Option<(Vec<Duration>, usize)>> {
+    let spec = GuestSpec::workload("bench-snap", 2, 4, PayloadLoop::Count)?;
+    let (mut times, mut bytes) = (Vec::new(), 0);
+    for _ in 0..n {
+        let id = b.start(&spec)?;
+        let moved = |id, above| {
+            let t0 = Instant::now();
+            while b.progress(id).unwrap_or(0) <= above {
+                if t0.elapsed() > Duration::from_secs(5) {
+                    return false;
+                }
+                std::thread::yield_now();
+            }
+            true
+        };
+        let ran = moved(id, 0);
+        b.pause(id)?;
+        let at = b.progress(id)?;
+        let t0 = Instant::now();
+        let snap = match b.snapshot(id) {
+            Ok(s) => s,
+            Err(VmmError::Unsupported { .. }) => {
+                b.kill(id)?;
+                return Ok(None);
+            }
+            Err(e) => {
+                b.kill(id)?;
+                return Err(e);
+            }
+        };
+        b.kill(id)?;
+        let to = b.restore_held(&spec, &snap)?;
+        b.resume(to)?;
+        let on = moved(to, at);
+        let took = t0.elapsed();
+        b.kill(to)?;
+        if ran && on {
+            times.push(took);
+        }
+        bytes = snap.memory_carried();
+    }
+    Ok(Some((times, bytes)))
+}
+
 /// Run the benchmark on `backend`. Every guest it starts is killed before
 /// it returns, on success or error.
 pub fn run_bench(backend: &dyn GuestBackend, opts: &BenchOptions) -> Result<BenchReport> {
@@ -225,7 +287,9 @@ pub fn run_bench(backend: &dyn GuestBackend, opts: &BenchOptions) -> Result<Benc
         backend.kill(id)?;
         m.ok()
     };
+    let snapshot_restore = snapshots(backend, opts.cycles.min(50))?.map(|(t, b)| (Stats::of(t), b));
     Ok(BenchReport {
+        snapshot_restore,
         backend: backend.name(),
         cap_mode,
         create_to_first_exit: Stats::of(first),

@@ -52,6 +52,7 @@ pub use backend::{BackendName, CapMode, GuestBackend, GuestId, GuestInfo, GuestS
 pub use bench::{run_bench, BenchOptions, BenchReport};
 pub use cgroup::{CapConfig, CapPolicy};
 pub use error::{Result, VmmError};
+pub use kvm::snapshot::GuestSnapshot;
 pub use kvm::{kvm_available, KvmBackend};
 pub use process::ProcessBackend;
 

@@ -253,6 +253,10 @@ macro_rules! backend_methods {
             self.$guests.kill(id)
         }
 
+        fn spec(&self, id: $crate::GuestId) -> $crate::Result<$crate::GuestSpec> {
+            Ok(self.$guests.get(id)?.core().spec.clone())
+        }
+
         fn list(&self) -> Vec<$crate::GuestInfo> {
             self.$guests.list()
         }

@@ -457,6 +457,37 @@ impl GuestSpec {
         .validate()
     }
 
+    /// The spec as it would be written, which [`RawGuestSpec::validate_in`]
+    /// turns back into this one: what a migration sends, for the target to
+    /// check against its own limits and kernel dir.
+    pub fn to_raw(&self) -> RawGuestSpec {
+        let mut raw = RawGuestSpec {
+            name: Some(self.name.clone()),
+            kind: self.kind.name().as_str().to_owned(),
+            vcpus: u32::from(self.vcpus.get()),
+            memory_mib: u64::from(self.memory.mib()),
+            cap: Some(self.cap.fraction()),
+            ..RawGuestSpec::default()
+        };
+        match &self.kind {
+            GuestKind::Workload(w) => {
+                raw.payload = Some(w.payload);
+                raw.stop_after = w.stop_after.map(std::num::NonZeroU64::get);
+            }
+            GuestKind::Linux(l) => {
+                raw.kernel = Some(l.kernel.clone());
+                raw.cmdline = Some(l.cmdline.clone());
+            }
+        }
+        if let Some(t) = self.terms {
+            raw.bid_milli = Some(t.bid_milli);
+            raw.wallet_milli = Some(t.wallet_milli);
+            raw.class = Some(t.class);
+            raw.max_cpu = t.max_cpu.map(CpuCap::fraction);
+        }
+        raw
+    }
+
     /// The same spec with another cap.
     pub fn with_cap(mut self, cap: CpuCap) -> Self {
         self.cap = cap;
@@ -475,6 +506,17 @@ impl GuestSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_written_back_validates_to_itself() {
+        let text = r#"{"name":"w","kind":"workload","vcpus":2,"memory_mib":4,"cap":0.5,
+            "payload":"count","stop_after":9,"bid_milli":7,"wallet_milli":3,
+            "class":"evictable","max_cpu":0.25}"#;
+        let spec = GuestSpec::from_json(text).expect("valid");
+        assert_eq!(spec.to_raw().validate().expect("valid"), spec);
+        let plain = GuestSpec::workload("p", 1, 2, PayloadLoop::Hash).expect("valid");
+        assert_eq!(plain.to_raw().validate().expect("valid"), plain);
+    }
 
     #[test]
     fn toml_workload_parses() {

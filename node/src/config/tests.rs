@@ -149,7 +149,16 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
     let d = parse("").expect("defaults");
     assert_eq!(d.p2p.listen_addr.to_string(), "0.0.0.0:7948");
     assert_eq!(d.p2p.offer_timeout.as_millis(), 10_000);
-    assert_eq!((d.placement.choices, d.placement.max_offers), (2, 3));
+    assert!(!d.p2p.mdns, "mDNS is off by default");
+    assert_eq!(
+        (d.placement.place.choices, d.placement.place.max_offers),
+        (2, 3)
+    );
+    let m = d.placement.moves;
+    assert_eq!(
+        (m.margin_milli, m.after_ms, m.max_per_minute, m.cooldown_ms),
+        (500, 15_000, 2, 120_000)
+    );
     // A test asking the OS for a gossip port gets a p2p port the same way.
     let c = parse("[gossip]\nlisten_addr = \"127.0.0.1:0\"\n").expect("valid");
     assert_eq!(c.p2p.listen_addr.to_string(), "127.0.0.1:0");
@@ -165,6 +174,14 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
             "placement.hot_margin_celsius",
         ),
         ("[placement]\nchoice = 2\n", "choice"),
+        (
+            "[placement]\nmax_moves_per_minute = 61\n",
+            "placement.max_moves_per_minute",
+        ),
+        (
+            "[placement]\nmove_margin_milli = 0\n",
+            "placement.move_margin_milli",
+        ),
     ] {
         let err = parse(text).expect_err(text);
         assert!(err.contains(field), "{text}: {err}");

@@ -29,6 +29,7 @@ struct Asked {
     spec: GuestSpec,
     reply: Reply,
     origin: Option<Origin>,
+    snapshot: Option<Box<maxwell_vmm::GuestSnapshot>>,
 }
 
 /// A guest that started with market terms: it joins the market before its
@@ -84,6 +85,7 @@ impl Desk {
                 spec,
                 reply,
                 origin,
+                snapshot,
             } => {
                 let load = load_of(&spec);
                 let ticket = match origin {
@@ -96,6 +98,7 @@ impl Desk {
                         spec,
                         reply,
                         origin,
+                        snapshot,
                     },
                 );
             }
@@ -109,14 +112,21 @@ impl Desk {
                     spec,
                     reply,
                     origin,
+                    ..
                 } = self.starting.remove(&ticket)?;
+                // A moved guest's account opens with its wallet when the
+                // move commits, not with a deposit now.
+                let moved = origin.as_ref().is_some_and(|o| o.moved);
                 if let (Some(vm), Some(origin)) = (guest, origin) {
                     let mut p = lock(&self.placed);
                     p.origins.insert(vm.0, origin);
                     p.held.insert(vm.0);
+                    if moved {
+                        p.arrived.insert(vm.0, now_ms);
+                    }
                 }
                 match (guest, result) {
-                    (Some(vm), Ok(info)) if spec.terms.is_some() => {
+                    (Some(vm), Ok(info)) if spec.terms.is_some() && !moved => {
                         return Some(Joining {
                             vm,
                             spec,
@@ -136,7 +146,10 @@ impl Desk {
                 core.handle_guests(now_ms, &live)
             }
             // The market's and placement's requests are the agent's, never the desk's.
-            GuestMsg::Market(_) | GuestMsg::Place { .. } => {}
+            GuestMsg::Market(_)
+            | GuestMsg::Place { .. }
+            | GuestMsg::MoveTarget { .. }
+            | GuestMsg::Endpoint { .. } => {}
         }
         None
     }
@@ -145,10 +158,11 @@ impl Desk {
     pub async fn act(&mut self, guests: &Guests, action: GuestAction) {
         match action {
             GuestAction::Start(ticket) => {
-                if let Some(asked) = self.asked.remove(&ticket) {
+                if let Some(mut asked) = self.asked.remove(&ticket) {
                     let (spec, held) = (asked.spec.clone(), asked.origin.is_some());
+                    let snapshot = asked.snapshot.take();
                     self.starting.insert(ticket, asked);
-                    guests.dispatch_start(ticket, spec, held);
+                    guests.dispatch_start(ticket, spec, held, snapshot);
                 }
             }
             GuestAction::Refuse(ticket, why) => {
@@ -186,13 +200,17 @@ impl Desk {
                 .start_one(core, &now, guests, inbox, spec, bazaar.as_deref_mut())
                 .await
             {
-                Ok(g) => tracing::info!(
-                    guest = %g.id,
-                    name = %g.name,
-                    file = %path.display(),
-                    backend = %g.backend,
-                    "guest started"
-                ),
+                Ok(g) => {
+                    // This host's config runs it: it never moves away.
+                    lock(&self.placed).pinned.insert(g.id.0);
+                    tracing::info!(
+                        guest = %g.id,
+                        name = %g.name,
+                        file = %path.display(),
+                        backend = %g.backend,
+                        "guest started"
+                    )
+                }
                 Err(e) => {
                     guests.stop_all().await;
                     anyhow::bail!("guest spec {}: cannot start: {}", path.display(), e.message);
@@ -216,6 +234,7 @@ impl Desk {
             spec,
             reply,
             origin: None,
+            snapshot: None,
         };
         loop {
             if let Some(joining) = self.handle(core, now(), msg) {

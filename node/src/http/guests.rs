@@ -203,7 +203,7 @@ async fn resume(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>
         return Err(ApiError {
             status: axum::http::StatusCode::CONFLICT,
             message: format!(
-                "guest {vm} is held for its submitter's confirmation (docs/placement.md); only that runs it"
+                "guest {vm} is held: placed here and awaiting its submitter's confirmation, or moving to another node (docs/placement.md); only that runs it"
             ),
             state_changed: false,
         });

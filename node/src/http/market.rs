@@ -158,6 +158,24 @@ pub fn metrics(reg: &mut prometheus_client::registry::Registry, view: &crate::ma
         Some(credits(t.refunded_micro)),
         reg,
     );
+    gauge(
+        "maxwell_market_moved_in_credits",
+        "Credits that arrived with moved guests' wallets (counter)",
+        Some(credits(t.moved_in_micro)),
+        reg,
+    );
+    gauge(
+        "maxwell_market_moved_out_credits",
+        "Credits delivered with guests moved away (counter)",
+        Some(credits(t.moved_out_micro)),
+        reg,
+    );
+    gauge(
+        "maxwell_market_escrow_credits",
+        "Credits of guests moving away, held until the target answers",
+        Some(credits(t.escrow_micro)),
+        reg,
+    );
     let kills: Vec<(&str, &str, u64)> = maxwell_market::Reason::ALL
         .iter()
         .map(|r| ("reason", r.as_str(), t.kills.get(r).copied().unwrap_or(0)))

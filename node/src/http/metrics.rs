@@ -481,6 +481,16 @@ fn p2p_metrics(reg: &mut Registry, state: &AppState) {
             ("outcome", "expired", c.expired.load(Relaxed)),
         ],
     );
+    counter_family(
+        reg,
+        "maxwell_moves",
+        "Guest moves, by direction and outcome: out/moved (it runs on the target, with its wallet), out/aborted (it runs on here), in/committed (a moved guest runs here)",
+        &[
+            ("outcome", "out_moved", c.moves_out.load(Relaxed)),
+            ("outcome", "out_aborted", c.moves_aborted.load(Relaxed)),
+            ("outcome", "in_committed", c.moves_in.load(Relaxed)),
+        ],
+    );
 }
 
 fn price_metrics(reg: &mut Registry, state: &AppState) {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod guests;
 pub mod market;
 pub mod metrics;
+pub mod moves;
 pub mod serve;
 pub mod state;
 pub mod submit;
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>, emulated: bool) -> Router {
     }
     r.merge(crate::http::guests::routes())
         .merge(crate::http::submit::routes())
+        .merge(crate::http::moves::routes())
         .merge(crate::http::ui::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

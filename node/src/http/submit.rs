@@ -105,6 +105,7 @@ pub async fn place(state: &AppState, spec_json: &str) -> Result<Submitted, ApiEr
     let me = Origin {
         node: state.node.id,
         name: state.node.name.clone(),
+        moved: false,
     };
     // A new offer starts only while one more (offer and confirmation) fits
     // in the API's request timeout.
@@ -190,7 +191,7 @@ async fn here(state: &AppState, spec_json: &str, me: Origin) -> Result<(u64, Str
         .map_err(|e| ApiError::from(e).message)?;
     let g = state
         .guests
-        .start_from(spec, Some(me))
+        .start_from(spec, Some(me), None)
         .await
         .map_err(|e| e.message)?;
     if let Err(e) = state.guests.release(g.id.0).await {
@@ -215,14 +216,21 @@ async fn there(
     let (guest, name) = match p2p.send(node, endpoint, offer).await {
         Ok(Answer::Started { guest, name, .. }) => (guest, name),
         Ok(Answer::Refused { reason }) => return Ok(Err(reason)),
-        Ok(Answer::Confirmed) => return Ok(Err("an answer out of turn".into())),
+        Ok(
+            Answer::Confirmed | Answer::Outcome { .. } | Answer::Pending | Answer::Gossip { .. },
+        ) => return Ok(Err("an answer out of turn".into())),
         Err(e) => return Ok(Err(e.to_string())),
     };
     match p2p.send(node, endpoint, Request::Confirm { guest }).await {
         Ok(Answer::Confirmed) => Ok(Ok((guest, name))),
         // Its hold ended first: it killed the guest.
         Ok(Answer::Refused { reason }) => Ok(Err(reason)),
-        Ok(Answer::Started { .. }) => Err(Unsure("an answer out of turn".into())),
+        Ok(
+            Answer::Started { .. }
+            | Answer::Outcome { .. }
+            | Answer::Pending
+            | Answer::Gossip { .. },
+        ) => Err(Unsure("an answer out of turn".into())),
         Err(e) => Err(Unsure(format!(
             "guest g{guest} was held there, and its confirmation got no answer ({e})"
         ))),

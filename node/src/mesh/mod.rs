@@ -224,6 +224,12 @@ impl Mesh {
         })
     }
 
+    /// Says hello to `addr` while no member is known (a seed found by mDNS).
+    pub fn add_seed(&self, addr: SocketAddr) {
+        maxwell_types::sync::lock(&self.shared).swim.add_seed(addr);
+        self.wake.notify_one();
+    }
+
     /// Our node id.
     pub fn node_id(&self) -> NodeId {
         self.node_id

@@ -24,6 +24,14 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// Adds a seed of the node's own tier.
+    pub fn add_seed(&mut self, addr: std::net::SocketAddr) {
+        match self {
+            Proto::Flat(s) => s.add_seed(addr),
+            Proto::Tiered(t) => t.add_rack_seed(addr),
+        }
+    }
+
     /// The node's own tier: every member it gossips reports with.
     pub fn own(&self) -> &Swim {
         match self {

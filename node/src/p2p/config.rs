@@ -3,7 +3,7 @@
 
 use crate::check::{celsius, invalid, ConfigError};
 use crate::fsutil::excerpt;
-use maxwell_core::PlaceParams;
+use maxwell_core::{MoveParams, PlaceParams};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +16,7 @@ pub const DEFAULT_PORT: u16 = 7948;
 pub struct RawP2p {
     pub listen_addr: Option<String>,
     pub offer_timeout_ms: Option<u64>,
+    pub mdns: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +25,18 @@ pub struct RawPlacement {
     pub choices: Option<u64>,
     pub max_offers: Option<u64>,
     pub hot_margin_celsius: Option<f64>,
+    pub move_margin_milli: Option<u64>,
+    pub move_after_ms: Option<u64>,
+    pub max_moves_per_minute: Option<u64>,
+    pub move_cooldown_ms: Option<u64>,
+}
+
+/// Validated placement settings: where submissions go, and when guests
+/// move away from heat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacementConfig {
+    pub place: PlaceParams,
+    pub moves: MoveParams,
 }
 
 /// Validated endpoint settings.
@@ -33,6 +46,8 @@ pub struct P2pConfig {
     pub listen_addr: SocketAddr,
     /// How long an offer may take, from dialling to the target's answer.
     pub offer_timeout: Duration,
+    /// Find seeds on the network segment by mDNS (off by default).
+    pub mdns: bool,
 }
 
 impl RawP2p {
@@ -66,19 +81,53 @@ impl RawP2p {
         Ok(P2pConfig {
             listen_addr,
             offer_timeout: Duration::from_millis(ms),
+            mdns: self.mdns.unwrap_or(false),
         })
     }
 }
 
 impl RawPlacement {
     /// Validates the section: two choices, three offers, hot within 10 °C
-    /// of the limit.
-    pub fn validate(self) -> Result<PlaceParams, ConfigError> {
+    /// of the limit; a node 0.5 dearer than its cheapest peer for 15 s
+    /// moves a guest, at most 2 a minute, each then staying 2 minutes.
+    pub fn validate(self) -> Result<PlacementConfig, ConfigError> {
         let count = |field, v: Option<u64>, default: u64| match v.unwrap_or(default) {
             n @ 1..=16 => Ok(n as usize),
             n => Err(invalid(field, format!("{n} is outside 1 to 16"))),
         };
-        Ok(PlaceParams {
+        let within = |field, v: Option<u64>, default: u64, (lo, hi): (u64, u64)| match v
+            .unwrap_or(default)
+        {
+            n if (lo..=hi).contains(&n) => Ok(n),
+            n => Err(invalid(field, format!("{n} is outside {lo} to {hi}"))),
+        };
+        let moves = MoveParams {
+            margin_milli: within(
+                "placement.move_margin_milli",
+                self.move_margin_milli,
+                500,
+                (1, 1_000_000),
+            )?,
+            after_ms: within(
+                "placement.move_after_ms",
+                self.move_after_ms,
+                15_000,
+                (0, 3_600_000),
+            )?,
+            max_per_minute: within(
+                "placement.max_moves_per_minute",
+                self.max_moves_per_minute,
+                2,
+                (0, 60),
+            )? as usize,
+            cooldown_ms: within(
+                "placement.move_cooldown_ms",
+                self.move_cooldown_ms,
+                120_000,
+                (0, 86_400_000),
+            )?,
+        };
+        let place = PlaceParams {
             choices: count("placement.choices", self.choices, 2)?,
             max_offers: count("placement.max_offers", self.max_offers, 3)?,
             hot_margin: celsius(
@@ -87,6 +136,7 @@ impl RawPlacement {
                 0.0,
                 100.0,
             )?,
-        })
+        };
+        Ok(PlacementConfig { place, moves })
     }
 }

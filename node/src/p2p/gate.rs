@@ -21,9 +21,14 @@ use std::task::{Context, Poll};
 /// The node id of a peer, when its PeerId carries an ed25519 key (ours all
 /// do: the PeerId of a key that short is the key itself).
 pub fn node_of(peer: &PeerId) -> Option<NodeId> {
+    Some(NodeId::from_public_key_bytes(key_of(peer)?.as_bytes()))
+}
+
+/// The ed25519 key a peer id holds.
+pub fn key_of(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
     let key = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
     let key = key.try_into_ed25519().ok()?;
-    Some(NodeId::from_public_key_bytes(&key.to_bytes()))
+    ed25519_dalek::VerifyingKey::from_bytes(&key.to_bytes()).ok()
 }
 
 /// The peer is not a counting member.
@@ -35,6 +40,9 @@ pub struct NotAMember(pub PeerId);
 #[derive(Debug)]
 pub struct Gate {
     members: BTreeSet<NodeId>,
+    /// Peers found by mDNS, not yet members: they may connect to say
+    /// hello (and nothing more: requests need membership).
+    discovered: BTreeSet<NodeId>,
     denied: Arc<AtomicU64>,
 }
 
@@ -43,13 +51,22 @@ impl Gate {
     pub fn new(denied: Arc<AtomicU64>) -> Self {
         Self {
             members: BTreeSet::new(),
+            discovered: BTreeSet::new(),
             denied,
         }
     }
 
     /// From now on, only these may connect.
     pub fn set_members(&mut self, members: BTreeSet<NodeId>) {
+        self.discovered.retain(|n| !members.contains(n));
         self.members = members;
+    }
+
+    /// A peer found by mDNS may connect, until it is a member.
+    pub fn discover(&mut self, node: NodeId) {
+        if !self.members.contains(&node) {
+            self.discovered.insert(node);
+        }
     }
 
     /// True when `peer` is a member now.
@@ -58,7 +75,8 @@ impl Gate {
     }
 
     fn enforce(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
-        if self.admits(&peer) {
+        let found = node_of(&peer).is_some_and(|n| self.discovered.contains(&n));
+        if found || self.admits(&peer) {
             return Ok(dummy::ConnectionHandler);
         }
         self.denied.fetch_add(1, Ordering::Relaxed);

@@ -16,9 +16,11 @@
 
 pub mod config;
 pub mod gate;
+pub mod migrate;
 mod swarm;
 
 use crate::guests::{ApiError, Origin};
+use maxwell_market::{AccountId, Order};
 use maxwell_types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-pub use swarm::{start, MAX_MESSAGE};
+pub use swarm::{start, MAX_MESSAGE, MAX_MOVE};
 
 /// What a submitter sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +39,32 @@ pub enum Request {
     Offer { spec_json: String },
     /// Run the guest you hold for me.
     Confirm { guest: u64 },
+    /// Where do you gossip? The one request a peer found by mDNS, and not
+    /// yet a member, may make.
+    Hello,
+    /// Take this guest, which runs here, and hold it until `Commit`: a KVM
+    /// workload guest is restored from `snapshot` (its postcard bytes, hex)
+    /// where it stopped; any other starts afresh from its spec. `wallet`
+    /// is its account here and its order, when it is in the market.
+    Migrate {
+        /// The sender's name for this move (random), to ask its outcome by.
+        move_id: u64,
+        spec_json: String,
+        wallet: Option<(AccountId, Order)>,
+        snapshot: Option<String>,
+    },
+    /// Run the moved guest you hold: its wallet is yours (this node's
+    /// signed transfer, when it has one).
+    Commit {
+        guest: u64,
+        transfer: Option<crate::market::Signed>,
+    },
+    /// How did my move `move_id` (or the move of the wallet of my
+    /// `account`) end? A move not yet committed is aborted.
+    Outcome {
+        move_id: Option<u64>,
+        account: Option<AccountId>,
+    },
 }
 
 /// The target's answer.
@@ -47,6 +75,13 @@ pub enum Answer {
     Started { guest: u64, name: String },
     /// The held guest runs.
     Confirmed,
+    /// Where the answering node gossips (to a peer found by mDNS); an
+    /// unspecified IP means the one the peer dialled.
+    Gossip { addr: SocketAddr },
+    /// How a move ended: the guest (and its wallet) arrived, or not.
+    Outcome { arrived: bool },
+    /// Its commit is being carried out: ask again.
+    Pending,
     /// Not done, and why.
     Refused { reason: String },
 }
@@ -84,6 +119,12 @@ pub struct P2pCounters {
     pub undelivered: AtomicU64,
     /// Guests killed because no confirmation came within the hold.
     pub expired: AtomicU64,
+    /// Guests moved away from here, and moves that ended with the guest
+    /// still here.
+    pub moves_out: AtomicU64,
+    pub moves_aborted: AtomicU64,
+    /// Moved guests committed here.
+    pub moves_in: AtomicU64,
 }
 
 impl P2pCounters {
@@ -113,6 +154,21 @@ pub struct P2p {
     pub listen_addr: SocketAddr,
     pub counters: Arc<P2pCounters>,
     offer_timeout: std::time::Duration,
+    /// Guests being moved away by this node, by backend id.
+    moving: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+}
+
+/// Marks a guest as being moved while it lives.
+#[derive(Debug)]
+pub struct Flight {
+    moving: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+    vm: u64,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        maxwell_types::sync::lock(&self.moving).remove(&self.vm);
+    }
 }
 
 impl P2p {
@@ -143,6 +199,20 @@ impl P2p {
         }
     }
 
+    /// Marks guest `vm` as being moved until the guard drops.
+    pub fn moving(&self, vm: u64) -> Flight {
+        maxwell_types::sync::lock(&self.moving).insert(vm);
+        Flight {
+            moving: Arc::clone(&self.moving),
+            vm,
+        }
+    }
+
+    /// True while guest `vm` is being moved away.
+    pub fn is_moving(&self, vm: u64) -> bool {
+        maxwell_types::sync::lock(&self.moving).contains(&vm)
+    }
+
     /// How long an offer may take (`p2p.offer_timeout_ms`).
     pub fn offer_timeout(&self) -> std::time::Duration {
         self.offer_timeout
@@ -163,7 +233,27 @@ async fn take_offer(
 ) -> Result<(u64, String), ApiError> {
     guests.backend()?;
     let spec = maxwell_vmm::GuestSpec::from_json_in(spec_json, guests.kernel_dir())?;
-    let g = guests.start_from(spec, Some(origin)).await?;
+    let g = guests.start_from(spec, Some(origin), None).await?;
+    Ok((g.id.0, g.name))
+}
+
+/// Starts (held) a guest moving here from `origin`: restored from its
+/// snapshot, if it has one, else afresh.
+async fn take_move(
+    guests: &crate::guests::Guests,
+    spec_json: &str,
+    snapshot: Option<&str>,
+    origin: Origin,
+) -> Result<(u64, String), ApiError> {
+    guests.backend()?;
+    let spec = maxwell_vmm::GuestSpec::from_json_in(spec_json, guests.kernel_dir())?;
+    let snapshot = match snapshot {
+        Some(hex) => Some(Box::new(
+            migrate::decode_snapshot(hex).map_err(ApiError::bad_request)?,
+        )),
+        None => None,
+    };
+    let g = guests.start_from(spec, Some(origin), snapshot).await?;
     Ok((g.id.0, g.name))
 }
 

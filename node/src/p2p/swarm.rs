@@ -2,8 +2,8 @@
 //! offers, and keeps the gate's member set.
 
 use super::gate::{node_of, Gate};
-use super::{take_offer, Answer, Cmd, OfferError, P2p, P2pCounters, Request};
-use crate::guests::{Guests, Origin};
+use super::{Answer, Cmd, OfferError, P2p, P2pCounters, Request};
+use crate::guests::Guests;
 use crate::identity::Identity;
 use anyhow::Context;
 use libp2p::futures::StreamExt;
@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 const PROTOCOL: &str = "/maxwell/offer/1";
 /// An offer carries one spec; an answer one line.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// A move carries a guest's snapshot too (a few MiB of memory at most).
+pub const MAX_MOVE: usize = 16 * 1024 * 1024;
 /// Requests carried out at once (starts, releases); more are refused as busy.
 const MAX_IN_FLIGHT: usize = 32;
 /// Guests held here for one submitter at once.
@@ -33,26 +35,25 @@ struct Behaviour {
     limits: libp2p::connection_limits::Behaviour,
     gate: Gate,
     offers: json::Behaviour<Request, Answer>,
+    /// Seed discovery on the network segment (`p2p.mdns`, off by default).
+    mdns: libp2p::swarm::behaviour::toggle::Toggle<libp2p::mdns::tokio::Behaviour>,
 }
 
 type Reply = oneshot::Sender<Result<Answer, OfferError>>;
 
-/// An answer back from the work it asked for (a start, a release).
-struct Delivery {
-    request: rr::InboundRequestId,
-    answer: Answer,
-    channel: rr::ResponseChannel<Answer>,
-    /// The submitter.
-    origin: NodeId,
-}
+mod inbound;
+use inbound::{Delivery, Held};
 
 /// Binds the endpoint at `config.listen_addr` with the host key and starts
-/// its task; offers received start guests on `guests`.
+/// its task; offers received start guests on `guests`. With `p2p.mdns`,
+/// the gossip addresses of peers found on the network segment come out of
+/// the receiver (this node tells its own, `gossip_addr`, to those that ask).
 pub async fn start(
     config: &super::config::P2pConfig,
     identity: &Identity,
     guests: Arc<Guests>,
-) -> anyhow::Result<P2p> {
+    gossip_addr: SocketAddr,
+) -> anyhow::Result<(P2p, mpsc::UnboundedReceiver<SocketAddr>)> {
     let mut secret = identity.signing_key().to_bytes();
     let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret)
         .context("the host key as a libp2p key")?;
@@ -60,7 +61,7 @@ pub async fn start(
     let gate = Gate::new(Arc::clone(&counters.denied));
     let timeout = config.offer_timeout;
     let codec = json::codec::Codec::default()
-        .set_request_size_maximum(MAX_MESSAGE as u64)
+        .set_request_size_maximum(MAX_MOVE as u64)
         .set_response_size_maximum(MAX_MESSAGE as u64);
     let offers = json::Behaviour::with_codec(
         codec,
@@ -84,10 +85,20 @@ pub async fn start(
             libp2p::yamux::Config::default,
         )
         .context("the p2p transport")?
-        .with_behaviour(|_| Behaviour {
-            limits,
-            gate,
-            offers,
+        .with_behaviour(|key| {
+            let mdns = match config.mdns {
+                true => Some(libp2p::mdns::tokio::Behaviour::new(
+                    libp2p::mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?),
+                false => None,
+            };
+            Ok(Behaviour {
+                limits,
+                gate,
+                offers,
+                mdns: mdns.into(),
+            })
         })
         .context("the p2p behaviour")?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -115,11 +126,13 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (expire_tx, expire_rx) = mpsc::unbounded_channel();
+    let (seed_tx, seed_rx) = mpsc::unbounded_channel();
     let p2p = P2p {
         tx,
         listen_addr: SocketAddr::new(listen.ip(), port),
         counters: Arc::clone(&counters),
         offer_timeout: timeout,
+        moving: Arc::default(),
     };
     let task = Task {
         swarm,
@@ -132,12 +145,18 @@ pub async fn start(
         done_tx,
         delivering: HashMap::new(),
         held: HashMap::new(),
+        gossip_addr,
+        hellos: HashMap::new(),
+        asked: std::collections::HashSet::new(),
+        seed_tx,
+        committing: HashMap::new(),
+        committed: std::collections::VecDeque::new(),
         hold: timeout,
         expire_tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     };
     tokio::spawn(task.run(rx, done_rx, expire_rx));
-    Ok(p2p)
+    Ok((p2p, seed_rx))
 }
 
 fn multiaddr(addr: SocketAddr) -> Multiaddr {
@@ -171,7 +190,19 @@ struct Task {
     /// they fail.
     delivering: HashMap<rr::InboundRequestId, u64>,
     /// Held guests, by id, with the submitter that may confirm them.
-    held: HashMap<u64, NodeId>,
+    held: HashMap<u64, Held>,
+    /// Where this node gossips, for a peer that says hello.
+    gossip_addr: SocketAddr,
+    /// Hellos sent to peers found by mDNS, with the address found.
+    hellos: HashMap<OutboundRequestId, Multiaddr>,
+    /// Peers already asked, this run.
+    asked: std::collections::HashSet<PeerId>,
+    /// Their gossip addresses, to the agent (as seeds).
+    seed_tx: mpsc::UnboundedSender<SocketAddr>,
+    /// Moved guests whose commit is being carried out.
+    committing: HashMap<u64, inbound::MoveKey>,
+    /// Moves committed here (source, guest here), newest last; bounded.
+    committed: std::collections::VecDeque<(NodeId, u64)>,
     /// How long a guest is held for its confirmation.
     hold: Duration,
     /// Back to this task, when a hold ends.
@@ -221,12 +252,14 @@ impl Task {
                 request,
                 reply,
             } => match self.connected.get(&node) {
+                // A connection closing under the request is dialled again,
+                // at the gossiped address, for this peer's key only.
                 Some((peer, _)) => {
                     let id = self
                         .swarm
                         .behaviour_mut()
                         .offers
-                        .send_request(peer, request);
+                        .send_request_with_addresses(peer, request, vec![multiaddr(endpoint)]);
                     self.waiting.insert(id, reply);
                 }
                 None => {
@@ -302,8 +335,49 @@ impl Task {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Offers(e)) => self.offers(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                self.discovered(found)
+            }
             _ => {}
         }
+    }
+
+    /// Peers found by mDNS: each not yet a member is let through the gate
+    /// and asked, once, where it gossips.
+    fn discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let me = *self.swarm.local_peer_id();
+        for (peer, addr) in found {
+            let Some(node) = node_of(&peer) else { continue };
+            if peer == me || self.names.contains_key(&node) || !self.asked.insert(peer) {
+                continue;
+            }
+            tracing::debug!(%peer, %addr, "mdns: a peer found; asking where it gossips");
+            self.swarm.behaviour_mut().gate.discover(node);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .offers
+                .send_request_with_addresses(&peer, Request::Hello, vec![addr.clone()]);
+            self.hellos.insert(id, addr);
+        }
+    }
+
+    /// A found peer's gossip address, with the IP it was found at when it
+    /// gossips on every interface: a seed for the agent.
+    fn hello_answered(&mut self, found: &Multiaddr, answer: Answer) {
+        let Answer::Gossip { addr } = answer else {
+            return;
+        };
+        let ip = found.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        });
+        let seed = match (addr.ip().is_unspecified(), ip) {
+            (true, Some(ip)) => SocketAddr::new(ip, addr.port()),
+            _ => addr,
+        };
+        let _ = self.seed_tx.send(seed);
     }
 
     fn offers(&mut self, event: rr::Event<Request, Answer>) {
@@ -320,6 +394,8 @@ impl Task {
                 } => {
                     if let Some(reply) = self.waiting.remove(&request_id) {
                         let _ = reply.send(Ok(response));
+                    } else if let Some(found) = self.hellos.remove(&request_id) {
+                        self.hello_answered(&found, response);
                     }
                 }
             },
@@ -328,6 +404,8 @@ impl Task {
             } => {
                 if let Some(reply) = self.waiting.remove(&request_id) {
                     let _ = reply.send(Err(OfferError::Failed(error.to_string())));
+                } else if let Some(found) = self.hellos.remove(&request_id) {
+                    tracing::debug!(%found, %error, "mdns: a peer found did not say where it gossips");
                 }
             }
             rr::Event::InboundFailure {
@@ -344,152 +422,5 @@ impl Task {
                 self.delivering.remove(&request_id);
             }
         }
-    }
-
-    /// A request from `peer`: carried out off this task, answered by
-    /// [`Self::deliver`].
-    fn take(
-        &mut self,
-        peer: PeerId,
-        request: rr::InboundRequestId,
-        message: Request,
-        channel: rr::ResponseChannel<Answer>,
-    ) {
-        let member = node_of(&peer).filter(|_| self.swarm.behaviour().gate.admits(&peer));
-        let Some(node) = member else {
-            // Its membership ended after it connected.
-            self.refuse(channel, "the submitter is not a verified member".into());
-            return;
-        };
-        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
-            self.refuse(
-                channel,
-                "busy: too many offers under way here; try another node".into(),
-            );
-            return;
-        };
-        let guests = Arc::clone(&self.guests);
-        let counters = Arc::clone(&self.counters);
-        match message {
-            Request::Offer { .. }
-                if self.held.values().filter(|o| **o == node).count() >= MAX_HELD_PER_ORIGIN =>
-            {
-                let why = "too many of your guests are held here unconfirmed";
-                self.refuse(channel, why.into());
-            }
-            Request::Offer { spec_json } => {
-                let origin = Origin {
-                    node,
-                    name: self.names.get(&node).cloned().unwrap_or_default(),
-                };
-                let work = async move {
-                    match take_offer(&guests, &spec_json, origin).await {
-                        Ok((guest, name)) => {
-                            P2pCounters::bump(&counters.offers_started);
-                            Answer::Started { guest, name }
-                        }
-                        Err(e) => {
-                            P2pCounters::bump(&counters.offers_refused);
-                            Answer::Refused { reason: e.message }
-                        }
-                    }
-                };
-                self.answer_later((request, channel, node), permit, work);
-            }
-            Request::Confirm { guest } => {
-                if self.held.get(&guest) != Some(&node) {
-                    let reason = format!(
-                        "no guest {guest} is held here for this node (its hold ended, or it was never offered)"
-                    );
-                    self.refuse(channel, reason);
-                    return;
-                }
-                self.held.remove(&guest);
-                let work = async move {
-                    match guests.release(guest).await {
-                        Ok(_) => Answer::Confirmed,
-                        Err(e) => {
-                            // A guest that cannot run is no use held: free it.
-                            let _ = guests.kill(&guest.to_string()).await;
-                            let reason =
-                                format!("the held guest could not be resumed: {}", e.message);
-                            Answer::Refused { reason }
-                        }
-                    }
-                };
-                self.answer_later((request, channel, node), permit, work);
-            }
-        }
-    }
-
-    /// Answers a request with a refusal at once.
-    fn refuse(&mut self, channel: rr::ResponseChannel<Answer>, reason: String) {
-        let answer = Answer::Refused { reason };
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .offers
-            .send_response(channel, answer);
-    }
-
-    /// Carries out `work` off this task, holding `permit`; its answer
-    /// comes back to [`Self::deliver`].
-    fn answer_later(
-        &self,
-        (request, channel, origin): (rr::InboundRequestId, rr::ResponseChannel<Answer>, NodeId),
-        permit: tokio::sync::OwnedSemaphorePermit,
-        work: impl std::future::Future<Output = Answer> + Send + 'static,
-    ) {
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let answer = work.await;
-            let _ = done.send(Delivery {
-                request,
-                answer,
-                channel,
-                origin,
-            });
-            drop(permit);
-        });
-    }
-
-    /// Hands an answer to the swarm. A started guest is held for its
-    /// submitter's confirmation, and killed at once if its answer cannot go out.
-    fn deliver(&mut self, d: Delivery) {
-        let started = match &d.answer {
-            Answer::Started { guest, .. } => Some(*guest),
-            _ => None,
-        };
-        let offers = &mut self.swarm.behaviour_mut().offers;
-        match (offers.send_response(d.channel, d.answer), started) {
-            // Settled by its ResponseSent, or its InboundFailure.
-            (Ok(()), Some(guest)) => {
-                self.delivering.insert(d.request, guest);
-                self.held.insert(guest, d.origin);
-                let (tx, hold) = (self.expire_tx.clone(), self.hold);
-                tokio::spawn(async move {
-                    tokio::time::sleep(hold).await;
-                    let _ = tx.send(guest);
-                });
-            }
-            (Err(_), Some(guest)) => {
-                P2pCounters::bump(&self.counters.undelivered);
-                self.kill(guest, "the submitter is gone");
-            }
-            _ => {}
-        }
-    }
-
-    /// Kills a guest that was offered here and will not run here.
-    fn kill(&self, guest: u64, why: &str) {
-        tracing::warn!(
-            guest,
-            reason = why,
-            "p2p: killing an offered guest held here, as its submitter places it elsewhere"
-        );
-        let guests = Arc::clone(&self.guests);
-        tokio::spawn(async move {
-            let _ = guests.kill(&guest.to_string()).await;
-        });
     }
 }

@@ -21,8 +21,10 @@ async fn endpoint(seed: u8) -> (Identity, P2p) {
     let config = P2pConfig {
         listen_addr: "127.0.0.1:0".parse().expect("addr"),
         offer_timeout: Duration::from_secs(5),
+        mdns: false,
     };
-    let p2p = start(&config, &identity, Arc::new(guests))
+    let gossip = "127.0.0.1:7946".parse().expect("addr");
+    let (p2p, _seeds) = start(&config, &identity, Arc::new(guests), gossip)
         .await
         .expect("endpoint");
     (identity, p2p)

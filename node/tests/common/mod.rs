@@ -1,6 +1,8 @@
 //! Helpers shared by the process tests.
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use maxwell_node::client;
 use maxwell_node::http::Status;
 use maxwell_types::addresses::Addresses;

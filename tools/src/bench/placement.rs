@@ -11,9 +11,10 @@ use super::timing::{quantile, Waited};
 use anyhow::{bail, Context};
 use clap::Args;
 use maxwell_node::client::{self, Api};
-use maxwell_node::http::guests::GuestList;
+use maxwell_node::http::guests::{GuestList, GuestRow};
 use maxwell_node::http::submit::Submitted;
 use maxwell_node::http::Members;
+use maxwell_node::p2p::migrate::Moved;
 use maxwell_supervise::Procs;
 use maxwell_types::rng::Rng;
 use maxwell_types::MilliCelsius;
@@ -41,6 +42,10 @@ pub struct PlacementBenchArgs {
     /// Seed of the layout and of who submits where.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Running KVM guests then moved, one at a time, between random
+    /// eligible agents (`POST /v1/guests/{id}/move`); 0: none.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(0..=500))]
+    pub moves: u16,
 }
 
 const RACKS: u16 = 4;
@@ -247,7 +252,123 @@ fn measure(
         let list: GuestList = a.api.get_json("/v1/guests", Duration::from_secs(10))?;
         load.insert(a.name.clone(), list.guests.len());
     }
-    Ok(table(args, agents, frozen, &outcomes, &load, &prices, wall))
+    let eligible: Vec<usize> = (0..n)
+        .filter(|&k| k != frozen && agents[k].celsius < 90.0)
+        .collect();
+    let moves = migrations(args, agents, &eligible, rng);
+    let mut out = table(args, agents, frozen, &outcomes, &load, &prices, wall);
+    out.push_str(&moves_table(&moves));
+    Ok(out)
+}
+
+/// One move: from the request to its answer, and what the answer says.
+type MoveOutcome = Result<(Duration, Moved), String>;
+
+/// Moves `args.moves` running guests, one at a time, each started on a
+/// random eligible agent and moved to another (then killed there).
+fn migrations(
+    args: &PlacementBenchArgs,
+    agents: &[Agent],
+    eligible: &[usize],
+    rng: &mut Rng,
+) -> Vec<MoveOutcome> {
+    if eligible.len() < 2 || args.moves == 0 {
+        return Vec::new();
+    }
+    eprintln!("placement bench: {} moves, one at a time ...", args.moves);
+    (0..args.moves)
+        .map(|i| {
+            let pick = |rng: &mut Rng| eligible[rng.below(eligible.len() as u64) as usize];
+            let from = pick(rng);
+            let to = loop {
+                let k = pick(rng);
+                if k != from {
+                    break k;
+                }
+            };
+            one_move(&agents[from], &agents[to], i)
+        })
+        .collect()
+}
+
+fn one_move(from: &Agent, to: &Agent, i: u16) -> MoveOutcome {
+    let spec = format!(
+        r#"{{"name": "m{i}", "kind": "workload", "vcpus": 1, "memory_mib": 4, "payload": "count", "bid_milli": {BID_MILLI}, "wallet_milli": 1000000}}"#
+    );
+    let started = from
+        .api
+        .post("/v1/guests", &spec, T)
+        .map_err(|e| e.to_string())?;
+    let g: GuestRow = serde_json::from_str(&started).map_err(|e| e.to_string())?;
+    // Moved once it has run a while (its memory and counter are not blank).
+    std::thread::sleep(Duration::from_millis(200));
+    let body = format!(r#"{{"to": "{}"}}"#, to.name);
+    let t0 = Instant::now();
+    let answer = from
+        .api
+        .post(&format!("/v1/guests/{}/move", g.id), &body, T);
+    let took = t0.elapsed();
+    let moved: Moved = match answer {
+        Ok(b) => serde_json::from_str(&b).map_err(|e| e.to_string())?,
+        Err(e) => {
+            let _ = from.api.post(&format!("/v1/guests/{}/kill", g.id), "", T);
+            return Err(e.to_string());
+        }
+    };
+    let _ = to
+        .api
+        .post(&format!("/v1/guests/{}/kill", moved.to_guest), "", T);
+    Ok((took, moved))
+}
+
+fn moves_table(moves: &[MoveOutcome]) -> String {
+    let mut out = String::new();
+    if moves.is_empty() {
+        return out;
+    }
+    let ok: Vec<&(Duration, Moved)> = moves.iter().filter_map(|m| m.as_ref().ok()).collect();
+    let requests: Vec<Option<Duration>> = ok.iter().map(|(t, _)| Some(*t)).collect();
+    let paused: Vec<Option<Duration>> = ok
+        .iter()
+        .map(|(_, m)| Some(Duration::from_secs_f64(m.paused_ms / 1000.0)))
+        .collect();
+    let ms = |w: Waited| match w {
+        Waited::Done(d) => format!("{:.1} ms", d.as_secs_f64() * 1000.0),
+        other => other.to_string(),
+    };
+    let bytes = ok.iter().map(|(_, m)| m.bytes).sum::<u64>() / ok.len().max(1) as u64;
+    let restored = ok.iter().filter(|(_, m)| m.restored).count();
+    let _ = writeln!(
+        out,
+        "
+migration: {} running KVM workload guests (1 vCPU, 4 MiB, with a wallet), each moved once between two random eligible agents, one at a time",
+        moves.len()
+    );
+    let row = |out: &mut String, what: &str, ours: String| {
+        let _ = writeln!(out, "{what:<44} {ours:>14}");
+    };
+    row(
+        &mut out,
+        "moved / failed (restored where they stopped)",
+        format!("{} / {} ({restored})", ok.len(), moves.len() - ok.len()),
+    );
+    row(
+        &mut out,
+        "request to running there, p50",
+        ms(quantile(&requests, 0.5)),
+    );
+    row(&mut out, "  p99", ms(quantile(&requests, 0.99)));
+    row(
+        &mut out,
+        "paused (pause to resumed there), p50",
+        ms(quantile(&paused, 0.5)),
+    );
+    row(&mut out, "  p99", ms(quantile(&paused, 0.99)));
+    row(&mut out, "bytes moved per guest, mean", bytes.to_string());
+    if let Some(Err(e)) = moves.iter().find(|m| m.is_err()) {
+        let _ = writeln!(out, "first failed move: {e}");
+    }
+    out
 }
 
 /// The expected fullest node when `m` guests are placed by the rule the
@@ -447,12 +568,6 @@ fn table(
         &mut out,
         "landed on a hot or stale node",
         on_bad.to_string(),
-        "",
-    );
-    row(
-        &mut out,
-        "migration (pause to resumed on target)",
-        "not built".into(),
         "",
     );
     if let Some(e) = failed.first() {

@@ -5,6 +5,7 @@
 pub mod layout;
 mod linux;
 pub mod payload;
+pub mod snapshot;
 mod vcpu;
 
 use crate::backend::BackendName;
@@ -25,6 +26,7 @@ use crate::managed::{backend_methods, GuestCore, GuestTable, Managed};
 use crate::spec::{CpuCap, GuestKind, GuestSpec, Workload};
 use crate::sys;
 use maxwell_types::sync::lock;
+use snapshot::{GuestSnapshot, VcpuState, PAGE, SNAPSHOT_VERSION};
 use vcpu::{ConsoleSink, Ctl, Io, Shared, ThreadIds, VcpuThread, Want};
 
 /// How long `pause`/`resume` wait for every vCPU to acknowledge.
@@ -295,7 +297,13 @@ impl KvmBackend {
         })
     }
 
-    fn create_vcpu(&self, g: &KvmGuest, i: usize, regs: &kvm_regs) -> Result<VcpuFd> {
+    fn create_vcpu(
+        &self,
+        g: &KvmGuest,
+        i: usize,
+        regs: &kvm_regs,
+        restored: Option<&VcpuState>,
+    ) -> Result<VcpuFd> {
         let user = matches!(g.core.spec.kind, GuestKind::Workload(_));
         let vm = lock(&g.vm);
         let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.core.id))?;
@@ -319,12 +327,26 @@ impl KvmBackend {
         };
         fd.set_fpu(&fpu)
             .map_err(|e| VmmError::kvm("KVM_SET_FPU", e))?;
+        if let Some(s) = restored {
+            fd.set_sregs(&s.sregs()?)
+                .map_err(|e| VmmError::kvm("KVM_SET_SREGS", e))?;
+            fd.set_regs(&s.regs()?)
+                .map_err(|e| VmmError::kvm("KVM_SET_REGS", e))?;
+            fd.set_fpu(&s.fpu()?)
+                .map_err(|e| VmmError::kvm("KVM_SET_FPU", e))?;
+        }
         Ok(fd)
     }
 
-    fn spawn_vcpus(&self, g: &KvmGuest, mut ios: Vec<Io>, regs: &[kvm_regs]) -> Result<()> {
+    fn spawn_vcpus(
+        &self,
+        g: &KvmGuest,
+        mut ios: Vec<Io>,
+        regs: &[kvm_regs],
+        restored: Option<&[VcpuState]>,
+    ) -> Result<()> {
         for (i, r) in regs.iter().enumerate() {
-            let fd = self.create_vcpu(g, i, r)?;
+            let fd = self.create_vcpu(g, i, r, restored.and_then(|s| s.get(i)))?;
             let final_cpu_ns = Arc::new(AtomicU64::new(0));
             let t = VcpuThread {
                 index: i,
@@ -360,14 +382,128 @@ impl KvmBackend {
 
     fn start_as(&self, spec: &GuestSpec, held: bool) -> Result<GuestId> {
         let g = self.build(spec, Instant::now())?;
-        if let Err(e) = self.start_inner(&g, held) {
+        if let Err(e) = self.start_inner(&g, held, None) {
             let _ = g.teardown();
             return Err(e);
         }
         Ok(self.guests.insert(g))
     }
 
-    fn start_inner(&self, g: &KvmGuest, held: bool) -> Result<()> {
+    fn capture(&self, id: GuestId) -> Result<GuestSnapshot> {
+        let g = self.guests.get(id)?;
+        if !matches!(g.core.spec.kind, GuestKind::Workload(_)) {
+            return Err(VmmError::Unsupported {
+                backend: BackendName::Kvm,
+                what: "snapshots of Linux guests (their devices are not carried)".into(),
+            });
+        }
+        let n = g.core.n();
+        if g.shared.lock().want != Want::Pause {
+            return Err(VmmError::invalid(
+                "snapshot",
+                format!("guest {id} is not paused"),
+            ));
+        }
+        // A guest just paused (or just started held) may still have vCPU
+        // threads on their way to the control point: wait for all of them.
+        if !vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| c.parked >= n || c.exited > 0) {
+            return Err(VmmError::timeout(id, "snapshot", ACK_TIMEOUT));
+        }
+        {
+            let mut c = g.shared.lock();
+            if c.exited > 0 {
+                return Err(VmmError::exited(id, "snapshot"));
+            }
+            if c.want != Want::Pause {
+                return Err(VmmError::invalid(
+                    "snapshot",
+                    format!("guest {id} is not paused"),
+                ));
+            }
+            c.capture = Some(vec![None; n]);
+        }
+        g.shared.cv.notify_all();
+        let filled = vcpu::wait_until(&g.shared, ACK_TIMEOUT, |c| {
+            c.capture
+                .as_ref()
+                .is_some_and(|s| s.iter().all(Option::is_some))
+        });
+        let slots = g.shared.lock().capture.take().unwrap_or_default();
+        if !filled {
+            return Err(VmmError::timeout(id, "snapshot", ACK_TIMEOUT));
+        }
+        let vcpus = slots
+            .into_iter()
+            .flatten()
+            .collect::<std::result::Result<Vec<_>, String>>()
+            .map_err(|e| VmmError::host("snapshot a vCPU", "", std::io::Error::other(e)))?;
+        let vm = lock(&g.vm);
+        let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(id))?;
+        let mut pages = Vec::new();
+        let mut page = vec![0u8; PAGE];
+        for region in vm.mem.iter() {
+            let (start, len) = (region.start_addr().0, region.len());
+            for off in (0..len).step_by(PAGE) {
+                vm.mem
+                    .read_slice(&mut page, GuestAddress(start + off))
+                    .map_err(|e| {
+                        VmmError::host(
+                            "read guest memory",
+                            "",
+                            std::io::Error::other(e.to_string()),
+                        )
+                    })?;
+                if page.iter().any(|&b| b != 0) {
+                    pages.push((start + off, page.clone()));
+                }
+            }
+        }
+        Ok(GuestSnapshot {
+            version: SNAPSHOT_VERSION,
+            memory_bytes: g.core.spec.memory.bytes(),
+            pages,
+            vcpus,
+        })
+    }
+
+    fn restore(&self, spec: &GuestSpec, snap: &GuestSnapshot) -> Result<GuestId> {
+        let bad = |why: String| VmmError::invalid("snapshot", why);
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(bad(format!(
+                "version {} is not {SNAPSHOT_VERSION}",
+                snap.version
+            )));
+        }
+        if !matches!(spec.kind, GuestKind::Workload(_)) {
+            return Err(bad("only workload guests are restored".into()));
+        }
+        if snap.memory_bytes != spec.memory.bytes()
+            || snap.vcpus.len() != usize::from(spec.vcpus.get())
+        {
+            return Err(bad(
+                "the snapshot's memory or vCPUs are not the spec's".into()
+            ));
+        }
+        let g = self.build(spec, Instant::now())?;
+        let written = (|| {
+            let vm = lock(&g.vm);
+            let vm = vm.as_ref().ok_or(VmmError::NoSuchGuest(g.core.id))?;
+            for (gpa, data) in &snap.pages {
+                if data.len() != PAGE {
+                    return Err(bad(format!("a page of {} bytes", data.len())));
+                }
+                write(&vm.mem, *gpa, data)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written.and_then(|()| self.start_inner(&g, true, Some(&snap.vcpus))) {
+            let _ = g.teardown();
+            return Err(e);
+        }
+        Ok(self.guests.insert(g))
+    }
+
+    fn start_inner(&self, g: &KvmGuest, held: bool, restored: Option<&[VcpuState]>) -> Result<()> {
         let n = g.core.n();
         let (ios, regs) = match &g.core.spec.kind {
             GuestKind::Workload(w) => {
@@ -387,7 +523,7 @@ impl KvmBackend {
                 (vec![io], vec![regs])
             }
         };
-        self.spawn_vcpus(g, ios, &regs)?;
+        self.spawn_vcpus(g, ios, &regs, restored)?;
         g.apply_caps(&self.hierarchy)?;
         // The vCPUs were spawned parked: a held guest stays so.
         if !held {
@@ -481,6 +617,14 @@ impl GuestBackend for KvmBackend {
 
     fn start_held(&self, spec: &GuestSpec) -> Result<GuestId> {
         self.start_as(spec, true)
+    }
+
+    fn snapshot(&self, id: GuestId) -> Result<GuestSnapshot> {
+        self.capture(id)
+    }
+
+    fn restore_held(&self, spec: &GuestSpec, snap: &GuestSnapshot) -> Result<GuestId> {
+        self.restore(spec, snap)
     }
 
     fn pause(&self, id: GuestId) -> Result<()> {

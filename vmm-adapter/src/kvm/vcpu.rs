@@ -21,6 +21,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::layout::{MMIO_DONE, MMIO_REPORT};
+use super::snapshot::VcpuState;
 use crate::sys;
 
 /// Offset of the kick signal from `SIGRTMIN`.
@@ -82,6 +83,8 @@ pub struct Ctl {
     pub exited: usize,
     /// First exit reason, if any vCPU stopped by itself.
     pub exit_reason: Option<String>,
+    /// A snapshot asked of the parked vCPUs: each fills its slot.
+    pub capture: Option<Vec<Option<Result<VcpuState, String>>>>,
 }
 
 /// Shared per-guest state.
@@ -109,6 +112,7 @@ impl Shared {
                 parked: 0,
                 exited: 0,
                 exit_reason: None,
+                capture: None,
             }),
             cv: Condvar::new(),
             created,
@@ -237,7 +241,7 @@ impl VcpuThread {
     /// `None` when stopped by the controller, `Some(reason)` otherwise.
     fn run_loop(&mut self) -> Option<String> {
         loop {
-            if !control_point(&self.shared) {
+            if !control_point(&self.shared, self.index, &mut self.fd) {
                 return None;
             }
             let result = self.fd.run();
@@ -258,11 +262,20 @@ impl VcpuThread {
     }
 }
 
-/// Park while paused or throttled; `false` means leave the thread.
-fn control_point(shared: &Shared) -> bool {
+/// Park while paused or throttled, capturing the registers when a
+/// snapshot is asked; `false` means leave the thread.
+fn control_point(shared: &Shared, index: usize, fd: &mut VcpuFd) -> bool {
     let mut g = shared.lock();
     let mut parked = false;
     loop {
+        if parked {
+            if let Some(slot) = g.capture.as_mut().and_then(|c| c.get_mut(index)) {
+                if slot.is_none() {
+                    *slot = Some(capture(fd));
+                    shared.cv.notify_all();
+                }
+            }
+        }
         match g.want {
             Want::Stop => {
                 if parked {
@@ -285,6 +298,25 @@ fn control_point(shared: &Shared) -> bool {
         shared.cv.notify_all();
     }
     true
+}
+
+/// This vCPU's registers, once any I/O it exited for is complete: a
+/// `KVM_RUN` with `immediate_exit` set finishes it and returns at once
+/// (the KVM API's way to reach a consistent state without running on).
+fn capture(fd: &mut VcpuFd) -> Result<VcpuState, String> {
+    fd.set_kvm_immediate_exit(1);
+    let run = fd.run().map(|_| ());
+    fd.set_kvm_immediate_exit(0);
+    match run {
+        Err(e) if e.errno() != libc::EINTR && e.errno() != libc::EAGAIN => {
+            return Err(format!("KVM_RUN to complete I/O: {e}"));
+        }
+        _ => {}
+    }
+    let regs = fd.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    let sregs = fd.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    let fpu = fd.get_fpu().map_err(|e| format!("KVM_GET_FPU: {e}"))?;
+    Ok(VcpuState::new(&regs, &sregs, &fpu))
 }
 
 /// Serve one exit; `Some(reason)` ends the vCPU.

@@ -1,0 +1,193 @@
+//! Moving away from heat: which of this node's guests to hand to a cheaper
+//! node, and when (docs/placement.md, "Moving away from heat").
+//!
+//! The rule: once this node's price has stayed at least `margin` above the
+//! cheapest counting, cool peer's for `after`, it moves its lowest-bidding
+//! movable guest to a peer chosen as a submission's would be (power of d
+//! choices among those with room, at or below the guest's bid), and only to
+//! one at least `margin` cheaper than here. Then it waits `after` again.
+//! At most `max_per_minute` moves start in any minute; a guest that arrived
+//! here, or was picked, within `cooldown` is not picked. A guest that just
+//! moved to a cheaper node can only come back once that node is dearer by
+//! the margin than this one, and not before its cooldown: no ping-pong.
+
+use crate::guests::GuestLoad;
+use crate::placement::{self, Need, PlaceParams, Target};
+use maxwell_types::rng::Rng;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The rule's settings; validated by their owner (the agent's `[placement]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoveParams {
+    /// How much dearer than the cheapest peer this node must be, milli-credits.
+    pub margin_milli: u64,
+    /// For how long, ms.
+    pub after_ms: u64,
+    /// The most moves started per minute; 0: guests never move by themselves.
+    pub max_per_minute: usize,
+    /// How long a guest that arrived or was picked stays put, ms.
+    pub cooldown_ms: u64,
+}
+
+/// A guest the driver could move (in the market, not held, of a kind that
+/// moves), with what it pays and when it arrived, if it was moved here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Movable {
+    pub vm: u64,
+    pub load: GuestLoad,
+    pub bid_milli: u64,
+    pub arrived_at_ms: Option<u64>,
+}
+
+/// Move guest `vm` to `target` (a peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub vm: u64,
+    pub target: Target,
+}
+
+/// The rule's memory.
+#[derive(Debug, Default)]
+pub(crate) struct Mover {
+    /// Since when this node has been dearer by the margin.
+    dear_since: Option<u64>,
+    /// When recent moves started.
+    started: VecDeque<u64>,
+    /// Guests picked, until when they are not picked again.
+    cooling: BTreeMap<u64, u64>,
+}
+
+impl Mover {
+    /// The move to start now, if the rule calls for one. `peers` are the
+    /// counting peers as placement sees them; `price` is ours.
+    pub(crate) fn plan(
+        &mut self,
+        now: u64,
+        price: u64,
+        peers: Vec<placement::Seen>,
+        movable: &[Movable],
+        (place, p): (&PlaceParams, &MoveParams),
+        rng: &mut Rng,
+    ) -> Option<Move> {
+        self.cooling.retain(|_, until| *until > now);
+        while self
+            .started
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= 60_000)
+        {
+            self.started.pop_front();
+        }
+        let cool =
+            |s: &&placement::Seen| s.hottest.0 < s.critical.0.saturating_sub(place.hot_margin.0);
+        let cheapest = peers
+            .iter()
+            .filter(cool)
+            .map(placement::Seen::price_milli)
+            .min();
+        if p.max_per_minute == 0
+            || cheapest.is_none_or(|c| c.saturating_add(p.margin_milli) > price)
+        {
+            self.dear_since = None;
+            return None;
+        }
+        let since = *self.dear_since.get_or_insert(now);
+        if now.saturating_sub(since) < p.after_ms || self.started.len() >= p.max_per_minute {
+            return None;
+        }
+        let cheap: Vec<placement::Seen> = peers
+            .into_iter()
+            .filter(|s| s.price_milli().saturating_add(p.margin_milli) <= price)
+            .collect();
+        let mut order: Vec<&Movable> = movable
+            .iter()
+            .filter(|m| !self.cooling.contains_key(&m.vm))
+            .filter(|m| {
+                m.arrived_at_ms
+                    .is_none_or(|t| now.saturating_sub(t) >= p.cooldown_ms)
+            })
+            .collect();
+        order.sort_by_key(|m| (m.bid_milli, m.vm));
+        for m in order {
+            let need = Need {
+                load: m.load,
+                bid_milli: Some(m.bid_milli),
+            };
+            let one = PlaceParams {
+                max_offers: 1,
+                ..*place
+            };
+            let seen = cheap.iter().cloned().map(Ok);
+            if let Some(target) = placement::place(seen, &need, &one, rng).targets.pop() {
+                self.started.push_back(now);
+                self.cooling.insert(m.vm, now.saturating_add(p.cooldown_ms));
+                self.dear_since = Some(now);
+                return Some(Move { vm: m.vm, target });
+            }
+        }
+        None
+    }
+}
+
+impl crate::NodeCore {
+    /// Where member `node` takes offers, as its latest report says (an
+    /// unspecified IP read as the one it gossips from).
+    pub fn endpoint_of(
+        &mut self,
+        now_ms: u64,
+        node: maxwell_types::NodeId,
+    ) -> Option<std::net::SocketAddr> {
+        let now = self.advance(now_ms);
+        let extra = now.saturating_sub(self.members_at_ms);
+        let ttl = self.config.report_ttl_ms;
+        let m = self.members.iter().find(|m| m.node_id == node)?;
+        match placement::Seen::member(m, extra, ttl).ok()?.target {
+            Target::Peer { endpoint, .. } => Some(endpoint),
+            Target::Local { .. } => None,
+        }
+    }
+
+    /// Where a guest that needs `need` could move now: the peer named (or
+    /// with the id) `to`, if it is a candidate, else a peer drawn as a
+    /// submission's first offer would be. The error says why not.
+    pub fn move_target(
+        &mut self,
+        now_ms: u64,
+        need: &Need,
+        to: Option<&str>,
+        place: &PlaceParams,
+    ) -> Result<Target, String> {
+        let now = self.advance(now_ms);
+        let extra = now.saturating_sub(self.members_at_ms);
+        let ttl = self.config.report_ttl_ms;
+        let seen = self
+            .members
+            .iter()
+            .map(|m| (m, placement::Seen::member(m, extra, ttl)));
+        let Some(to) = to else {
+            let one = PlaceParams {
+                max_offers: 1,
+                ..*place
+            };
+            let p = placement::place(seen.map(|(_, s)| s), need, &one, &mut self.rng);
+            return p
+                .targets
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("no peer is a candidate ({} left out)", p.skipped.total()));
+        };
+        let named = |m: &&maxwell_gossip::Member| {
+            m.node_id.to_string() == to || m.report.as_ref().is_some_and(|r| r.name == to)
+        };
+        let (_, s) = seen
+            .into_iter()
+            .find(|(m, _)| named(m))
+            .ok_or_else(|| format!("no member {to} is known here"))?;
+        let s = s.map_err(|why| format!("{to} is {}", why.as_str()))?;
+        s.check(need, place.hot_margin)
+            .map_err(|why| format!("{to} is {}", why.as_str()))?;
+        Ok(s.target)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+use super::*;
+use crate::placement::Seen;
+use maxwell_gossip::Room;
+use maxwell_types::{MicroWatts, MilliCelsius, NodeId};
+use std::net::SocketAddr;
+
+const PLACE: PlaceParams = PlaceParams {
+    choices: 2,
+    max_offers: 3,
+    hot_margin: MilliCelsius(10_000),
+};
+
+const RULE: MoveParams = MoveParams {
+    margin_milli: 500,
+    after_ms: 10_000,
+    max_per_minute: 2,
+    cooldown_ms: 120_000,
+};
+
+fn peer(k: u8, celsius: i64, price_milli: u64) -> Seen {
+    Seen {
+        target: Target::Peer {
+            node: NodeId([k; 10]),
+            name: format!("n{k}"),
+            endpoint: SocketAddr::from(([127, 0, 0, k], 7948)),
+            price_milli,
+        },
+        hottest: MilliCelsius(celsius * 1000),
+        critical: MilliCelsius(95_000),
+        headroom: MicroWatts(50_000_000),
+        cap: MicroWatts(100_000_000),
+        room: Room {
+            guests: 0,
+            free_vcpus: 4,
+            free_memory_mib: 1024,
+        },
+    }
+}
+
+fn guest(vm: u64, bid_milli: u64) -> Movable {
+    Movable {
+        vm,
+        load: GuestLoad {
+            vcpus: 1,
+            memory_mib: 64,
+        },
+        bid_milli,
+        arrived_at_ms: None,
+    }
+}
+
+fn to(m: &Option<Move>) -> Option<(u64, String)> {
+    m.as_ref().map(|m| match &m.target {
+        Target::Peer { name, .. } => (m.vm, name.clone()),
+        Target::Local { .. } => (m.vm, "local".into()),
+    })
+}
+
+/// Plans at `now` with our price `price` among two peers priced 1000 and 3000.
+fn plan(mover: &mut Mover, now: u64, price: u64, movable: &[Movable]) -> Option<(u64, String)> {
+    let peers = vec![peer(1, 40, 1_000), peer(2, 40, 3_000)];
+    let mut rng = Rng::new(3);
+    to(&mover.plan(now, price, peers, movable, (&PLACE, &RULE), &mut rng))
+}
+
+#[test]
+fn a_node_dear_for_long_enough_moves_its_lowest_bid_to_a_cheaper_peer() {
+    let mut m = Mover::default();
+    let g = [guest(7, 5_000), guest(8, 2_000), guest(9, 9_000)];
+    assert_eq!(plan(&mut m, 0, 4_000, &g), None, "dear only just now");
+    assert_eq!(
+        plan(&mut m, 9_999, 4_000, &g),
+        None,
+        "not yet for long enough"
+    );
+    // The lowest bid goes, to the one peer cheaper by the margin that its
+    // bid affords (3000 is within 500 of 4000 in any case).
+    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((8, "n1".into())));
+    // Then it waits out `after` again, and the next lowest goes.
+    assert_eq!(plan(&mut m, 15_000, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 20_000, 4_000, &g), Some((7, "n1".into())));
+    // Two in a minute is the bound.
+    assert_eq!(plan(&mut m, 45_000, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 70_000, 4_000, &g), Some((9, "n1".into())));
+}
+
+#[test]
+fn a_price_within_the_margin_or_a_dip_below_it_restarts_the_wait() {
+    let mut m = Mover::default();
+    let g = [guest(7, 5_000)];
+    assert_eq!(
+        plan(&mut m, 0, 1_400, &g),
+        None,
+        "within the margin of 1000"
+    );
+    assert_eq!(plan(&mut m, 20_000, 1_400, &g), None);
+    assert_eq!(plan(&mut m, 21_000, 4_000, &g), None, "dear from 21 s");
+    assert_eq!(plan(&mut m, 25_000, 1_200, &g), None, "cheap again");
+    assert_eq!(plan(&mut m, 31_000, 4_000, &g), None, "dear from 31 s");
+    assert_eq!(plan(&mut m, 41_000, 4_000, &g), Some((7, "n1".into())));
+}
+
+#[test]
+fn guests_arrived_or_picked_recently_stay_and_hot_or_unaffordable_peers_are_no_target() {
+    let mut m = Mover::default();
+    let mut arrived = guest(7, 5_000);
+    arrived.arrived_at_ms = Some(0);
+    assert_eq!(plan(&mut m, 0, 4_000, &[arrived]), None);
+    assert_eq!(
+        plan(&mut m, 60_000, 4_000, &[arrived]),
+        None,
+        "arrived 60 s ago"
+    );
+    assert_eq!(
+        plan(&mut m, 120_000, 4_000, &[arrived]),
+        Some((7, "n1".into()))
+    );
+    // Picked (the move may have failed): not picked again until cooled.
+    assert_eq!(plan(&mut m, 200_000, 4_000, &[arrived]), None);
+    assert_eq!(
+        plan(&mut m, 240_001, 4_000, &[arrived]),
+        Some((7, "n1".into()))
+    );
+    // A bid below every cheaper peer's price: nowhere to go.
+    let mut m = Mover::default();
+    assert_eq!(plan(&mut m, 0, 4_000, &[guest(3, 900)]), None);
+    assert_eq!(plan(&mut m, 10_000, 4_000, &[guest(3, 900)]), None);
+    // The only cheaper peer is hot: no move, and no wait running.
+    let mut m = Mover::default();
+    let mut rng = Rng::new(3);
+    let hot = || vec![peer(1, 90, 1_000)];
+    let g = [guest(7, 5_000)];
+    for now in [0, 10_000, 20_000] {
+        let planned = m.plan(now, 4_000, hot(), &g, (&PLACE, &RULE), &mut rng);
+        assert_eq!(planned, None);
+    }
+    // Switched off.
+    let mut m = Mover::default();
+    let off = MoveParams {
+        max_per_minute: 0,
+        ..RULE
+    };
+    for now in [0, 10_000, 20_000] {
+        let peers = vec![peer(1, 40, 1_000)];
+        assert_eq!(
+            m.plan(now, 4_000, peers, &g, (&PLACE, &off), &mut rng),
+            None
+        );
+    }
+}
+
+#[test]
+fn a_core_without_a_price_plans_no_move() {
+    let mut core = crate::NodeCore::new(crate::tests::config(), crate::tests::T0, 7);
+    let g = [guest(7, 5_000)];
+    assert_eq!(
+        core.plan_move(crate::tests::T0 + 60_000, &g, &PLACE, &RULE),
+        None
+    );
+}
