@@ -270,6 +270,8 @@ pub struct Swim {
     timers: BTreeMap<(u64, u64), Timer<Peer>>,
     timer_seq: u64,
     next_sync_ms: u64,
+    /// Members still to sync with this round, taken in a shuffled order.
+    sync_round: Vec<NodeId>,
     next_hello_ms: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<SwimEvent>,
@@ -331,6 +333,7 @@ impl Swim {
             timers: BTreeMap::new(),
             timer_seq: 0,
             next_sync_ms: now_ms + config.sync_every_ms,
+            sync_round: Vec::new(),
             next_hello_ms: now_ms,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -661,7 +664,7 @@ impl Swim {
         }
         if now_ms >= self.next_sync_ms {
             self.next_sync_ms = now_ms + self.config.sync_every_ms;
-            if let Some(peer) = self.random_members(1, &[]).pop() {
+            if let Some(peer) = self.next_sync_partner() {
                 self.send_checksums(peer.addr);
             }
             self.forget_absent();
@@ -935,6 +938,26 @@ impl Swim {
             .filter(|p| store.get(&p.id).and_then(Held::rack) == Some(rack))
             .cloned()
             .collect()
+    }
+
+    /// The next member to sync with: every member once a round, in a
+    /// fresh random order each round (SWIM's round-robin probe order). A
+    /// random pick each time could keep picking the one member that cannot
+    /// answer us, and leave us without the others' news for many rounds.
+    fn next_sync_partner(&mut self) -> Option<Peer> {
+        loop {
+            if self.sync_round.is_empty() {
+                self.sync_round = self
+                    .random_members(usize::MAX, &[])
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect();
+            }
+            let id = self.sync_round.pop()?;
+            if let Some(m) = self.foca.iter_members().find(|m| m.id().id == id) {
+                return Some(m.id().clone());
+            }
+        }
     }
 
     fn random_members(&mut self, n: usize, except: &[Peer]) -> Vec<Peer> {

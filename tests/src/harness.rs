@@ -276,6 +276,7 @@ async fn node_main(
             Duration::from_millis(at.saturating_sub(clock()))
         });
         let arrived = tokio::select! {
+            biased;
             () = tokio::time::sleep(wake) => false,
             () = mesh.changed() => true,
         };

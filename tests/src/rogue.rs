@@ -131,6 +131,7 @@ pub async fn rogue_main(
         let now = clock();
         let wait = swim.poll_timeout().unwrap_or(now + 100).min(next_forgery);
         tokio::select! {
+            biased;
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = r?;
                 swim.handle_datagram(clock(), from, &buf[..n]);

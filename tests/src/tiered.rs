@@ -269,6 +269,7 @@ async fn host_main(
         let wake = tiered.poll_timeout().unwrap_or(u64::MAX);
         let sleep = Duration::from_millis(wake.saturating_sub(clock())).min(LOOK_EVERY);
         tokio::select! {
+            biased;
             got = rack_socket.recv_from(&mut rack_buf) => {
                 let (len, from) = got?;
                 tiered.handle_datagram(clock(), Tier::Rack, from, &rack_buf[..len]);

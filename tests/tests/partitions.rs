@@ -4,7 +4,7 @@
 use maxwell_tests::harness::{run, Op, Scenario, Seen, Who};
 use std::time::Duration;
 
-const SEEDS: [u64; 3] = [1, 2, 3];
+const SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
 const GOSSIP: Duration = Duration::from_millis(200);
 
 fn s(secs: u64) -> Duration {

@@ -729,3 +729,25 @@ fn kills_at_thirty_nodes_are_known_everywhere_within_five_seconds() {
     assert!(at(95) <= 4_000, "95th percentile {} ms: {took:?}", at(95));
     assert!(at(100) <= 5_000, "slowest {} ms: {took:?}", at(100));
 }
+
+#[test]
+fn a_sync_round_visits_every_member_once_before_any_twice() {
+    let mut net = Net::new(6, 6);
+    net.run(5_000);
+    assert_eq!(net.nodes[2].swim.num_members(), 5);
+    let others: BTreeSet<NodeId> = (0..6)
+        .filter(|i| *i != 2)
+        .map(|i| net.nodes[i].id())
+        .collect();
+    // Start at a round's beginning (the run has been syncing already).
+    net.nodes[2].swim.sync_round.clear();
+    for _round in 0..4 {
+        let picked: BTreeSet<NodeId> = (0..5)
+            .filter_map(|_| net.nodes[2].swim.next_sync_partner())
+            .map(|p| p.id)
+            .collect();
+        // A random pick each time would repeat one within five picks at
+        // odds of 1 - 5!/5^5 = 96 %.
+        assert_eq!(picked, others);
+    }
+}

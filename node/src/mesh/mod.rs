@@ -423,18 +423,22 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            // Biased, so a seeded simulation replays exactly (tokio's random
+            // branch order is not seeded); timers first, so a datagram flood
+            // cannot starve them.
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => self.take(Tier::Rack, r, &buf).await,
-                r = upper => self.take(Tier::Upper, r, &upper_buf).await,
+                biased;
+                _ = stop.changed() => {
+                    self.flush().await;
+                    return;
+                }
                 _ = tokio::time::sleep(wait) => {
                     let now = (self.clock)();
                     lock(&self.shared).swim.handle_timeout(now);
                 }
                 _ = self.wake.notified() => {}
-                _ = stop.changed() => {
-                    self.flush().await;
-                    return;
-                }
+                r = self.socket.recv_from(&mut buf) => self.take(Tier::Rack, r, &buf).await,
+                r = upper => self.take(Tier::Upper, r, &upper_buf).await,
             }
         }
     }
