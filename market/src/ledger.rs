@@ -1,7 +1,9 @@
 //! The durable ledger: an append-only log of [`Entry`]s in the data dir.
 //!
 //! Format: segment files `ledger/<seq>.log`, each an 8-byte magic and then
-//! frames of `[len: u32 LE][crc32: u32 LE][postcard(Entry)]`. Every segment
+//! frames of `[len: u32 LE][crc32: u32 LE][postcard(Entry)]`. The magic
+//! is the format's version: `MXLEDG2` now; `MXLEDG1` segments (before
+//! transfers) still read, see [`legacy`]. Every segment
 //! after the first starts with a [`Entry::Snapshot`], so a restart replays
 //! only the newest segment; older ones are kept (up to `keep_segments`) for
 //! receipts and audit, then deleted.
@@ -15,7 +17,10 @@
 //!   once per tick);
 //! - opening scans the newest segment: a torn or corrupt tail (a crash in
 //!   mid-write) is cut at the last whole frame and reported once; damage in
-//!   an older, closed segment is an error, never silently dropped;
+//!   an older, closed segment is an error, never silently dropped. A frame
+//!   whose checksum holds but which does not decode (another version wrote
+//!   it), or an unknown header, is an error too: a crash cannot write one,
+//!   so cutting it would drop acknowledged entries;
 //! - a new segment is written under a temporary name, synced and renamed,
 //!   so a crash while rotating leaves the old segment in force.
 //!
@@ -30,7 +35,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-const MAGIC: &[u8; 8] = b"MXLEDG1\n";
+const MAGIC: &[u8; 8] = b"MXLEDG2\n";
+
+mod legacy;
 /// The largest frame accepted (a snapshot of many guests is the biggest).
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -128,7 +135,18 @@ impl Ledger {
                 torn: None,
             });
         };
-        let (entries, good, total, why) = scan(&path)?;
+        let (entries, good, total, stop) = scan(&path)?;
+        let why = match stop {
+            Some(Stop::Damaged(why)) => {
+                return Err(LedgerError::Damaged {
+                    path,
+                    offset: good,
+                    why,
+                })
+            }
+            Some(Stop::Torn(why)) => Some(why),
+            None => None,
+        };
         if seq > 1 && !matches!(entries.first(), Some(Entry::Snapshot(_))) {
             // A later segment is born with its snapshot (synced, then
             // renamed): without one, replaying it would lose every wallet.
@@ -327,7 +345,7 @@ fn frame(entry: &Entry) -> Result<Vec<u8>, LedgerError> {
 
 /// Reads a segment: its whole frames, the offset after the last, the
 /// file's length, and what stopped the scan early.
-fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<String>), LedgerError> {
+fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<Stop>), LedgerError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -336,36 +354,68 @@ fn scan(path: &Path) -> Result<(Vec<Entry>, u64, u64, Option<String>), LedgerErr
     Ok((entries, good, bytes.len() as u64, why))
 }
 
+/// Why a segment's scan stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// What a crash in mid-write leaves: cut on open.
+    Torn(String),
+    /// What no crash can leave: never cut.
+    Damaged(String),
+}
+
 /// Decodes a segment's bytes: its whole frames, the offset after the last
 /// one, and what stopped the scan before the end (never a panic: any bytes
 /// at all are a prefix of frames and a reason).
-pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<String>) {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return (Vec::new(), 0, Some("no ledger header".into()));
-    }
+pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
+    let head = &bytes[..bytes.len().min(MAGIC.len())];
+    let v1 = match head {
+        h if h == MAGIC => false,
+        h if h == legacy::MAGIC_V1 => true,
+        // A segment is born whole (written aside, synced, renamed): only a
+        // first segment cut while it was created can lack its header.
+        h if MAGIC.starts_with(h) => {
+            return (Vec::new(), 0, Some(Stop::Torn("no ledger header".into())))
+        }
+        _ => {
+            return (
+                Vec::new(),
+                0,
+                Some(Stop::Damaged("an unknown ledger header".into())),
+            )
+        }
+    };
     let mut at = MAGIC.len();
     let mut entries = Vec::new();
+    let torn = |why: String| Some(Stop::Torn(why));
     let why = loop {
         if at == bytes.len() {
             break None;
         }
         let Some(head) = bytes.get(at..at + 8) else {
-            break Some("a partial frame header".to_string());
+            break torn("a partial frame header".to_string());
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_FRAME {
-            break Some(format!("a frame length of {len}"));
+            break torn(format!("a frame length of {len}"));
         }
         let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
-            break Some(format!("a frame of {len} bytes cut short"));
+            break torn(format!("a frame of {len} bytes cut short"));
         };
         if crc32(payload) != crc {
-            break Some("a checksum mismatch".into());
+            break torn("a checksum mismatch".into());
         }
-        match postcard::from_bytes::<Entry>(payload) {
+        let entry = match v1 {
+            true => legacy::decode(payload),
+            false => postcard::from_bytes::<Entry>(payload),
+        };
+        match entry {
             Ok(e) => entries.push(e),
-            Err(e) => break Some(format!("an undecodable entry ({e})")),
+            Err(e) => {
+                break Some(Stop::Damaged(format!(
+                "a whole entry that does not decode ({e}): written by another version of maxwell?"
+            )))
+            }
         }
         at += 8 + len as usize;
     };
@@ -411,5 +461,62 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    fn open_entry(i: u64) -> Entry {
+        let order =
+            crate::order::Order::new("g", 1, 64, 1_000, i, crate::order::Class::Pausable, None);
+        Entry::Open {
+            account: i,
+            vm: i,
+            order: order.expect("order"),
+            at_ms: i,
+        }
+    }
+
+    fn whole_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+        f.extend(crc32(payload).to_le_bytes());
+        f.extend(payload);
+        f
+    }
+
+    #[test]
+    fn what_no_crash_can_write_is_an_error_and_is_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("00000001.log");
+        let mut good = MAGIC.to_vec();
+        good.extend(frame(&open_entry(1)).expect("frame"));
+        // A whole frame (its checksum holds) of a variant this build lacks.
+        let mut newer = good.clone();
+        newer.extend(whole_frame(&[200, 1, 2, 3]));
+        newer.extend(frame(&open_entry(2)).expect("frame"));
+        let mut alien = b"MXLEDG9\n".to_vec();
+        alien.extend(&good[8..]);
+        for bytes in [newer, alien] {
+            fs::write(&path, &bytes).expect("write");
+            let err = Ledger::open(dir.path(), LedgerConfig::default()).expect_err("damaged");
+            assert!(matches!(err, LedgerError::Damaged { .. }), "{err}");
+            assert_eq!(fs::read(&path).expect("read"), bytes, "nothing was cut");
+        }
+    }
+
+    #[test]
+    fn a_version_1_segment_replays_and_takes_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("00000001.log");
+        let mut v1 = legacy::MAGIC_V1.to_vec();
+        v1.extend(frame(&open_entry(1)).expect("frame"));
+        fs::write(&path, &v1).expect("write");
+        let opened = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        assert_eq!(opened.entries, vec![open_entry(1)]);
+        assert!(opened.torn.is_none());
+        let mut ledger = opened.ledger;
+        ledger.append(&open_entry(2)).expect("append");
+        ledger.sync().expect("sync");
+        drop(ledger);
+        let again = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        assert_eq!(again.entries, vec![open_entry(1), open_entry(2)]);
+        assert_eq!(&fs::read(&path).expect("read")[..8], legacy::MAGIC_V1);
     }
 }

@@ -44,7 +44,7 @@ pub mod transfer;
 
 pub use capacity::{Conditions, Curve};
 pub use entry::{AccountId, Change, Entry, Line, Reason, Tick};
-pub use ledger::{Ledger, LedgerConfig, LedgerError, Opened, Torn};
+pub use ledger::{Ledger, LedgerConfig, LedgerError, Opened, Stop, Torn};
 pub use market::{
     Account, Act, Action, Market, MarketError, Power, Snapshot, Standing, TickInput, Totals,
     Window, RECENT_CLOSED,

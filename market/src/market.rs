@@ -97,12 +97,10 @@ pub struct Totals {
     pub taxed_micro: u64,
     pub refunded_micro: u64,
     /// Wallets that arrived with their guests, and that left with them
-    /// (delivered), and that left and are not yet settled.
-    #[serde(default)]
+    /// (delivered), and that left and are not yet settled. (A new field
+    /// is a new ledger version: postcard has no defaults; see `ledger`.)
     pub moved_in_micro: u64,
-    #[serde(default)]
     pub moved_out_micro: u64,
-    #[serde(default)]
     pub escrow_micro: u64,
     pub pauses: u64,
     pub resumes: u64,
@@ -120,9 +118,7 @@ pub struct Snapshot {
     /// Receipt bodies made and not yet signed.
     pub unsigned: Vec<ReceiptBody>,
     /// Transfers out not yet settled, and every transfer taken in.
-    #[serde(default)]
     pub outbound: Vec<Outbound>,
-    #[serde(default)]
     pub arrived: Vec<(NodeId, AccountId)>,
 }
 
@@ -179,6 +175,8 @@ pub enum MarketError {
     Closed(AccountId),
     #[error("a top-up of {0} milli-credits is not in 1..={MAX_CREDIT_MILLI}")]
     Amount(u64),
+    #[error("a transfer of {0} micro-credits is above {MAX_CREDIT_MILLI} milli-credits")]
+    TransferAmount(u64),
 }
 
 /// The market. See the crate documentation.
@@ -930,7 +928,8 @@ impl Market {
         let Some(a) = self.accounts.get_mut(&account) else {
             return;
         };
-        if !matches!(a.standing, Standing::Killed(_)) {
+        // A guest that moved away was not killed: moves are counted apart.
+        if !matches!(a.standing, Standing::Killed(_)) && reason != Reason::Moved {
             let k = self.totals.kills.entry(reason).or_default();
             *k = k.saturating_add(1);
         }

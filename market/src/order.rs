@@ -109,6 +109,29 @@ impl Order {
         })
     }
 
+    /// An order as it came over the wire, checked as [`Order::new`] checks
+    /// one: what a peer sends is not trusted to have been made by it.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if !(1..=1000).contains(&self.max_cpu_milli) {
+            return Err(invalid(
+                "max_cpu_milli",
+                format!("{} is not in 1..=1000", self.max_cpu_milli),
+            ));
+        }
+        let max_cpu = f64::from(self.max_cpu_milli) / 1000.0;
+        let made = Self::new(
+            &self.name,
+            self.vcpus,
+            self.memory_mib,
+            self.bid_milli,
+            self.wallet_milli,
+            self.class,
+            Some(max_cpu),
+        )?;
+        debug_assert_eq!(made.max_cpu_milli, self.max_cpu_milli);
+        Ok(())
+    }
+
     /// The most the guest may use in all, milli-cores.
     pub fn cap_mcores(&self) -> u64 {
         u64::from(self.vcpus) * u64::from(self.max_cpu_milli)

@@ -130,8 +130,10 @@ fn a_tail_torn_at_any_offset_is_cut_back_to_the_last_whole_entry() {
         let cut = rng.below(whole.len() as u64 + 1) as usize;
         let mut bytes = whole[..cut].to_vec();
         // Half the time, garbage after the cut (a write that never finished
-        // its frame, or a stray block).
-        if rng.below(2) == 0 {
+        // its frame, or a stray block). Not in the header: a segment is
+        // born whole (written aside and renamed), and a header that is
+        // neither ours nor a prefix of it is refused, never cut.
+        if rng.below(2) == 0 && cut >= 8 {
             bytes.extend((0..rng.below(64)).map(|_| rng.below(256) as u8));
         }
         std::fs::write(&path, &bytes).expect("write");

@@ -89,15 +89,21 @@ pub struct Bazaar {
     defer_until_ms: u64,
 }
 
-fn unavailable(e: &LedgerError) -> ApiError {
+/// A ledger that failed a call; `made`: the call's entries were written
+/// and count, but are not known to be on disk (the sync failed).
+fn unavailable(e: &LedgerError, made: bool) -> ApiError {
     let status = match e {
         LedgerError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
+    let message = match made {
+        false => format!("the market's ledger cannot be written: {e}"),
+        true => format!("the change was made, but the market's ledger could not sync it to disk: {e}; the market is halted until it can"),
+    };
     ApiError {
         status,
-        message: format!("the market's ledger cannot be written: {e}"),
-        state_changed: false,
+        message,
+        state_changed: made,
     }
 }
 
@@ -229,14 +235,19 @@ impl Bazaar {
                 state_changed: false,
             });
         }
+        let mut made = false;
         for e in entries {
-            self.ledger.append(&e).map_err(|err| {
+            // A failed append leaves nothing in the file: nothing applies.
+            if let Err(err) = self.ledger.append(&e) {
                 self.halt(&err);
-                unavailable(&err)
-            })?;
+                return Err(unavailable(&err, made));
+            }
             self.market.apply(&e, true);
+            made = true;
         }
-        self.sync().map_err(|e| unavailable(&e))
+        // Written and applied: a failed sync does not undo them (a replay
+        // would find them), so the caller is told the change was made.
+        self.sync().map_err(|e| unavailable(&e, made))
     }
 
     /// A started guest joins the market if its spec has terms.

@@ -3,7 +3,7 @@
 
 use super::{live, Market, MarketError, Standing};
 use crate::entry::{AccountId, Entry, Reason};
-use crate::order::{Class, Invalid, Order};
+use crate::order::{Class, Invalid, Order, MAX_CREDIT_MILLI};
 use crate::transfer::{Outbound, Seals, Settled, Transfer};
 use maxwell_types::NodeId;
 
@@ -47,8 +47,13 @@ impl Market {
         transfer: Transfer,
         seals: Seals,
         now_ms: u64,
-    ) -> Entry {
-        Entry::In {
+    ) -> Result<Entry, MarketError> {
+        order.check()?;
+        // As a deposit is bounded, so that sums never overflow.
+        if transfer.amount_micro > MAX_CREDIT_MILLI * 1000 {
+            return Err(MarketError::TransferAmount(transfer.amount_micro));
+        }
+        Ok(Entry::In {
             account: self.next_account,
             vm,
             order,
@@ -57,7 +62,7 @@ impl Market {
             source_key: seals.source_key,
             source_signature: seals.source_signature,
             signature: seals.signature,
-        }
+        })
     }
 
     /// Whether the books balance: `deposits + moved in = wallets +

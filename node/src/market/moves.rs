@@ -71,6 +71,20 @@ fn refused(why: impl std::fmt::Display) -> ApiError {
     }
 }
 
+/// A step's commit: one that was made but not synced (the market halts
+/// until it is) took effect all the same, and must not be answered as a
+/// refusal, or a wallet would be taken in one ledger and handed back in
+/// the other.
+fn taken(r: Result<(), ApiError>) -> Result<(), ApiError> {
+    match r {
+        Err(e) if e.state_changed => {
+            tracing::error!(error = %e.message, "market: a transfer step is recorded but not yet synced; it stands");
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 impl Bazaar {
     /// Carries out one step and answers it.
     pub(super) fn moving(&mut self, step: Moving, now_ms: u64) {
@@ -116,7 +130,7 @@ impl Bazaar {
                             back = back_vm.is_some(),
                             "market: a transfer out settled"
                         );
-                        self.commit(vec![e])
+                        taken(self.commit(vec![e]))
                     });
                 let _ = reply.send(r);
             }
@@ -151,7 +165,7 @@ impl Bazaar {
             signature: signature.clone(),
             endpoint: Some(endpoint),
         };
-        self.commit(vec![e])?;
+        taken(self.commit(vec![e]))?;
         tracing::info!(guest = %format!("g{vm}"), account, to = %to, amount_milli = transfer.amount_micro / 1000, "market: a wallet left with its guest (in escrow until settled)");
         Ok(Signed {
             transfer,
@@ -181,9 +195,32 @@ impl Bazaar {
             source_signature: signed.signature.clone(),
             signature: t.sign(&self.key, Side::Target),
         };
-        let e = self.market.transfer_in(vm, order, t.clone(), seals, now_ms);
-        self.commit(vec![e])?;
+        let e = self
+            .market
+            .transfer_in(vm, order, t.clone(), seals, now_ms)
+            .map_err(refused)?;
+        taken(self.commit(vec![e]))?;
         tracing::info!(guest = %format!("g{vm}"), from = %t.from, amount_milli = t.amount_micro / 1000, "market: a guest arrived with its wallet");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(state_changed: bool) -> Result<(), ApiError> {
+        Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "fsync: EIO".into(),
+            state_changed,
+        })
+    }
+
+    #[test]
+    fn a_step_written_but_not_synced_stands_and_one_not_written_is_refused() {
+        assert!(taken(failed(true)).is_ok());
+        assert!(taken(failed(false)).is_err());
+        assert!(taken(Ok(())).is_ok());
     }
 }

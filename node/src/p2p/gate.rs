@@ -31,6 +31,10 @@ pub fn key_of(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
     ed25519_dalek::VerifyingKey::from_bytes(&key.to_bytes()).ok()
 }
 
+/// Found peers let through at once to say hello: a segment full of
+/// strangers opens no more than this.
+const MAX_DISCOVERED: usize = 64;
+
 /// The peer is not a counting member.
 #[derive(Debug, thiserror::Error)]
 #[error("peer {0} is not a verified member of the mesh")]
@@ -62,11 +66,23 @@ impl Gate {
         self.members = members;
     }
 
-    /// A peer found by mDNS may connect, until it is a member.
-    pub fn discover(&mut self, node: NodeId) {
-        if !self.members.contains(&node) {
-            self.discovered.insert(node);
+    /// A peer found by mDNS may connect while it is asked where it
+    /// gossips (see [`Self::forget`]); false if too many are already.
+    pub fn discover(&mut self, node: NodeId) -> bool {
+        if self.members.contains(&node) {
+            return true;
         }
+        if self.discovered.len() >= MAX_DISCOVERED {
+            return false;
+        }
+        self.discovered.insert(node);
+        true
+    }
+
+    /// A found peer has answered (or failed to): the gate closes to it
+    /// again, unless it is a member.
+    pub fn forget(&mut self, node: NodeId) {
+        self.discovered.remove(&node);
     }
 
     /// True when `peer` is a member now.

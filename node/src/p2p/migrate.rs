@@ -6,7 +6,7 @@
 //! once the target has answered that the guest runs there; until an answer
 //! is final it stays paused here, so the guest never runs in two places.
 
-use super::{Answer, OfferError, P2p, P2pCounters, Request};
+use super::{Answer, P2p, P2pCounters, Request};
 use crate::guests::{ApiError, Guests};
 use crate::market::{Moving, Signed};
 use axum::http::StatusCode;
@@ -68,12 +68,12 @@ fn error(status: StatusCode, message: String) -> ApiError {
 /// Moves guest `vm` to `to`, and returns once the move is final: the
 /// guest runs there (and its copy here is killed), or it runs on here.
 pub async fn migrate(guests: &Guests, p2p: &P2p, vm: u64, to: &Peer) -> Result<Moved, ApiError> {
-    guests.begin_move(vm)?;
-    let _flight = p2p.moving(vm);
-    let t0 = Instant::now();
     let mut id = [0u8; 8];
     getrandom::getrandom(&mut id).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let move_id = u64::from_le_bytes(id);
+    guests.begin_move(vm)?;
+    let _flight = p2p.moving(vm);
+    let t0 = Instant::now();
     let offered = offer(guests, vm, move_id).await;
     let (request, bytes, wallet, restored) = match offered {
         Ok(o) => o,
@@ -150,10 +150,13 @@ pub async fn migrate(guests: &Guests, p2p: &P2p, vm: u64, to: &Peer) -> Result<M
         return Err(error(StatusCode::INSUFFICIENT_STORAGE, message));
     }
     P2pCounters::bump(&p2p.counters.moves_out);
-    if let Err(e) = guests.kill(&vm.to_string()).await {
-        tracing::warn!(guest = vm, error = %e.message, "move: the copy left here could not be killed");
+    match guests.kill(&vm.to_string()).await {
+        Ok(_) => guests.end_move(vm),
+        // Still marked as moving, so that nothing resumes it: it runs there.
+        Err(e) => {
+            tracing::error!(guest = vm, error = %e.message, "move: the paused copy left here could not be killed; it stays paused (delete it)")
+        }
     }
-    guests.end_move(vm);
     Ok(Moved {
         guest: vm,
         to: to.name.clone(),
@@ -182,9 +185,19 @@ async fn offer(
     let wallet = guests.moving(|reply| Moving::Terms { vm, reply }).await?;
     let mut raw = spec.to_raw();
     // The terms in force, not the ones it was started with.
-    if let Some((_, order)) = &wallet {
-        raw.bid_milli = Some(order.bid_milli);
-        raw.max_cpu = (order.max_cpu_milli < 1000).then(|| f64::from(order.max_cpu_milli) / 1000.0);
+    match &wallet {
+        Some((_, order)) => {
+            raw.bid_milli = Some(order.bid_milli);
+            raw.max_cpu =
+                (order.max_cpu_milli < 1000).then(|| f64::from(order.max_cpu_milli) / 1000.0);
+        }
+        // Not in the market here (no account): none there either.
+        None => {
+            raw.bid_milli = None;
+            raw.wallet_milli = None;
+            raw.class = None;
+            raw.max_cpu = None;
+        }
     }
     let spec_json = serde_json::to_string(&raw).map_err(|e| ApiError::internal(e.to_string()))?;
     guests.act(&vm.to_string(), |b, id| b.pause(id)).await?;
@@ -288,7 +301,9 @@ async fn outcome(
         match p2p.send(to.node, endpoint, ask).await {
             Ok(Answer::Outcome { arrived }) => return arrived,
             Ok(answer) => tracing::debug!(?answer, "move: the outcome is not known yet"),
-            Err(OfferError::Stopped) => return false,
+            // Even a stopped endpoint is no answer: the target may have
+            // committed, so this copy stays paused (a restart settles the
+            // wallet by asking again, and this copy dies with the process).
             Err(e) => {
                 tracing::info!(to = %to.name, error = %e, "move: cannot ask the target how the move ended; asking again")
             }

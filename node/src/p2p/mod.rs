@@ -243,10 +243,29 @@ async fn take_move(
     guests: &crate::guests::Guests,
     spec_json: &str,
     snapshot: Option<&str>,
+    wallet: Option<&maxwell_market::Order>,
     origin: Origin,
 ) -> Result<(u64, String), ApiError> {
     guests.backend()?;
     let spec = maxwell_vmm::GuestSpec::from_json_in(spec_json, guests.kernel_dir())?;
+    // A moved guest joins no market here but through its wallet: one with
+    // terms and no wallet would run unbilled.
+    match (spec.terms.is_some(), wallet) {
+        (true, None) => {
+            return Err(ApiError::bad_request(
+                "a moved guest with market terms must bring its wallet",
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a moved guest without market terms brings no wallet",
+            ))
+        }
+        (_, Some(order)) => order
+            .check()
+            .map_err(|e| ApiError::bad_request(format!("the moved guest's order: {e}")))?,
+        (false, None) => {}
+    }
     let snapshot = match snapshot {
         Some(hex) => Some(Box::new(
             migrate::decode_snapshot(hex).map_err(ApiError::bad_request)?,

@@ -29,6 +29,9 @@ pub const MAX_MOVE: usize = 16 * 1024 * 1024;
 const MAX_IN_FLIGHT: usize = 32;
 /// Guests held here for one submitter at once.
 const MAX_HELD_PER_ORIGIN: usize = 16;
+/// Peers found by mDNS and asked where they gossip, in one run; past it,
+/// new ones are not asked (a seed or a member finds them instead).
+const MAX_ASKED: usize = 4096;
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -348,17 +351,29 @@ impl Task {
         let me = *self.swarm.local_peer_id();
         for (peer, addr) in found {
             let Some(node) = node_of(&peer) else { continue };
-            if peer == me || self.names.contains_key(&node) || !self.asked.insert(peer) {
+            let known = peer == me || self.names.contains_key(&node);
+            if known || self.asked.len() >= MAX_ASKED || !self.asked.insert(peer) {
+                continue;
+            }
+            if !self.swarm.behaviour_mut().gate.discover(node) {
+                tracing::debug!(%peer, "mdns: too many found peers are being asked already");
+                self.asked.remove(&peer);
                 continue;
             }
             tracing::debug!(%peer, %addr, "mdns: a peer found; asking where it gossips");
-            self.swarm.behaviour_mut().gate.discover(node);
             let id = self
                 .swarm
                 .behaviour_mut()
                 .offers
                 .send_request_with_addresses(&peer, Request::Hello, vec![addr.clone()]);
             self.hellos.insert(id, addr);
+        }
+    }
+
+    /// A found peer was asked: only membership lets it through again.
+    fn forget_found(&mut self, peer: &PeerId) {
+        if let Some(node) = node_of(peer) {
+            self.swarm.behaviour_mut().gate.forget(node);
         }
     }
 
@@ -395,16 +410,21 @@ impl Task {
                     if let Some(reply) = self.waiting.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     } else if let Some(found) = self.hellos.remove(&request_id) {
+                        self.forget_found(&peer);
                         self.hello_answered(&found, response);
                     }
                 }
             },
             rr::Event::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 if let Some(reply) = self.waiting.remove(&request_id) {
                     let _ = reply.send(Err(OfferError::Failed(error.to_string())));
                 } else if let Some(found) = self.hellos.remove(&request_id) {
+                    self.forget_found(&peer);
                     tracing::debug!(%found, %error, "mdns: a peer found did not say where it gossips");
                 }
             }

@@ -1,6 +1,6 @@
 use crate::capacity::Conditions;
 use crate::entry::Entry;
-use crate::market::{Market, Standing, TickInput};
+use crate::market::{Market, MarketError, Standing, TickInput};
 use crate::order::{Class, MarketConfig, Order};
 use crate::transfer::{Seals, Settled, Side};
 use ed25519_dalek::SigningKey;
@@ -89,7 +89,20 @@ fn send(a: &mut Market, b: &mut Market, logs: (&mut Vec<Entry>, &mut Vec<Entry>)
         signature: t.sign(&kb, Side::Target),
         ..Seals::default()
     };
-    let e = b.transfer_in(9, order(), t, seals, 10_000);
+    // What a peer sends is checked: a bad order or a wallet no deposit
+    // could make is refused.
+    let mut bad = order();
+    bad.max_cpu_milli = 0;
+    assert!(b
+        .transfer_in(9, bad, t.clone(), seals.clone(), 10_000)
+        .is_err());
+    let mut vast = t.clone();
+    vast.amount_micro = u64::MAX;
+    assert!(matches!(
+        b.transfer_in(9, order(), vast, seals.clone(), 10_000),
+        Err(MarketError::TransferAmount(_))
+    ));
+    let e = b.transfer_in(9, order(), t, seals, 10_000).expect("in");
     put(b, &e, logs.1);
     // A repeated arrival (a retried commit) moves nothing twice.
     put(b, &e, logs.1);
@@ -113,6 +126,7 @@ fn a_delivered_wallet_is_in_exactly_one_ledger_at_every_step() {
         a.account(1).map(|x| x.standing),
         Some(Standing::Closed(crate::Reason::Moved))
     );
+    assert!(a.totals().kills.is_empty(), "a move is no kill");
     assert_eq!(b.account(1).map(|x| x.wallet_micro), Some(wallet));
     assert!(b.has_arrived(A, 1) && !b.has_arrived(A, 2));
     let s = a.settle(1, true, None, 10_050).expect("outbound");

@@ -145,8 +145,10 @@ impl Task {
                 snapshot,
             } => {
                 let (origin, counters) = (origin(true), Arc::clone(&self.counters));
+                let order = wallet.as_ref().map(|w| w.1.clone());
                 let work = async move {
-                    let r = take_move(&guests, &spec_json, snapshot.as_deref(), origin).await;
+                    let (snapshot, order) = (snapshot.as_deref(), order.as_ref());
+                    let r = take_move(&guests, &spec_json, snapshot, order, origin).await;
                     started(&counters, r)
                 };
                 let held = Held {
