@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn the_snapshot_variant_is_where_postcard_puts_it() {
         let m = Market::new(MarketConfig::default(), NodeId([1; 10]));
-        let bytes = postcard::to_stdvec(&Entry::Snapshot(Box::new(m.snapshot()))).unwrap();
+        let bytes = postcard::to_stdvec(&Entry::Snapshot(Box::new(m.snapshot()))).expect("encodes");
         assert_eq!(u32::from(bytes[0]), SNAPSHOT_VARIANT);
     }
 
@@ -116,11 +116,11 @@ mod tests {
             },
             Vec::<ReceiptBody>::new(),
         );
-        let bytes = postcard::to_stdvec(&old).unwrap();
+        let bytes = postcard::to_stdvec(&old).expect("encodes");
         // Read as today's shape, the fields slide: it must not be.
         let today = postcard::from_bytes::<Entry>(&bytes);
         assert!(!matches!(&today, Ok(Entry::Snapshot(s)) if s.totals.pauses == 3));
-        let Entry::Snapshot(s) = decode(&bytes).unwrap() else {
+        let Entry::Snapshot(s) = decode(&bytes).expect("decodes") else {
             panic!("not a snapshot")
         };
         assert_eq!((s.next_account, s.price_milli), (9, 1_250));
