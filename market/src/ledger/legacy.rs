@@ -16,6 +16,7 @@ pub const MAGIC_V1: &[u8; 8] = b"MXLEDG1\n";
 const SNAPSHOT_VARIANT: u32 = 7;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct TotalsV1 {
     deposited_micro: u64,
     revenue_micro: u64,
@@ -74,18 +75,6 @@ mod tests {
     use crate::market::Market;
     use crate::order::MarketConfig;
     use maxwell_types::NodeId;
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    struct TotalsOut {
-        deposited_micro: u64,
-        revenue_micro: u64,
-        taxed_micro: u64,
-        refunded_micro: u64,
-        pauses: u64,
-        resumes: u64,
-        kills: BTreeMap<Reason, u64>,
-    }
 
     #[test]
     fn the_snapshot_variant_is_where_postcard_puts_it() {
@@ -105,7 +94,7 @@ mod tests {
             1_250u64,
             Some(1_700_000_000_000u64),
             Vec::<Account>::new(),
-            TotalsOut {
+            TotalsV1 {
                 deposited_micro: 5_000_000,
                 revenue_micro: 1_000_000,
                 taxed_micro: 250_000,
