@@ -94,6 +94,9 @@ pub struct Ledger {
     seq: u64,
     file: File,
     len: u64,
+    /// The open segment is version 1: closed at the first chance, so that
+    /// no entry a version-1 build cannot read goes under its header.
+    legacy: bool,
 }
 
 fn io_err(path: &Path, source: io::Error) -> LedgerError {
@@ -178,8 +181,12 @@ impl Ledger {
             });
         }
         let len = good.max(MAGIC.len() as u64);
-        file.seek(SeekFrom::Start(len))
+        let mut head = [0u8; 8];
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_exact(&mut head))
+            .and_then(|()| file.seek(SeekFrom::Start(len)))
             .map_err(|e| io_err(&path, e))?;
+        let legacy = &head == legacy::MAGIC_V1;
         Ok(Opened {
             ledger: Ledger {
                 dir: dir.to_owned(),
@@ -187,6 +194,7 @@ impl Ledger {
                 seq,
                 file,
                 len,
+                legacy,
             },
             entries,
             torn,
@@ -227,6 +235,7 @@ impl Ledger {
             seq,
             file,
             len: bytes.len() as u64,
+            legacy: false,
         })
     }
 
@@ -250,9 +259,10 @@ impl Ledger {
         self.file.sync_data().map_err(|e| io_err(&path, e))
     }
 
-    /// Whether the open segment is due to be closed.
+    /// Whether the open segment is due to be closed: it is full, or of
+    /// version 1.
     pub fn wants_rotation(&self) -> bool {
-        self.len >= self.config.segment_bytes
+        self.legacy || self.len >= self.config.segment_bytes
     }
 
     /// Closes the open segment and starts a new one from `snapshot`,
@@ -396,7 +406,9 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > MAX_FRAME {
+        // No entry encodes to nothing: a zero length is a zero-filled
+        // tail (a crash can leave one), even though its checksum holds.
+        if len == 0 || len > MAX_FRAME {
             break torn(format!("a frame length of {len}"));
         }
         let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
@@ -407,7 +419,7 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
         }
         let entry = match v1 {
             true => legacy::decode(payload),
-            false => postcard::from_bytes::<Entry>(payload),
+            false => whole::<Entry>(payload),
         };
         match entry {
             Ok(e) => entries.push(e),
@@ -420,6 +432,15 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
         at += 8 + len as usize;
     };
     (entries, at as u64, why)
+}
+
+/// `payload` decoded, with nothing left over: bytes past the end would be
+/// fields of a newer version, silently dropped.
+fn whole<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, postcard::Error> {
+    match postcard::take_from_bytes::<T>(payload)? {
+        (t, []) => Ok(t),
+        _ => Err(postcard::Error::SerdeDeCustom),
+    }
 }
 
 /// The bytes a segment starts with.
@@ -493,12 +514,32 @@ mod tests {
         newer.extend(frame(&open_entry(2)).expect("frame"));
         let mut alien = b"MXLEDG9\n".to_vec();
         alien.extend(&good[8..]);
-        for bytes in [newer, alien] {
+        // A whole entry with bytes after it: fields a newer version added.
+        let mut longer = postcard::to_stdvec(&open_entry(2)).expect("encodes");
+        longer.push(0);
+        let mut grown = good.clone();
+        grown.extend(whole_frame(&longer));
+        for bytes in [newer, alien, grown] {
             fs::write(&path, &bytes).expect("write");
             let err = Ledger::open(dir.path(), LedgerConfig::default()).expect_err("damaged");
             assert!(matches!(err, LedgerError::Damaged { .. }), "{err}");
             assert_eq!(fs::read(&path).expect("read"), bytes, "nothing was cut");
         }
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_torn_and_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("00000001.log");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(frame(&open_entry(1)).expect("frame"));
+        let end = bytes.len() as u64;
+        // Eight zeros read as a frame of length 0 whose CRC-32 holds.
+        bytes.extend([0u8; 4096]);
+        fs::write(&path, &bytes).expect("write");
+        let opened = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        assert_eq!(opened.entries, vec![open_entry(1)]);
+        assert_eq!(opened.torn.map(|t| t.at), Some(end));
     }
 
     #[test]
@@ -518,5 +559,15 @@ mod tests {
         let again = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
         assert_eq!(again.entries, vec![open_entry(1), open_entry(2)]);
         assert_eq!(&fs::read(&path).expect("read")[..8], legacy::MAGIC_V1);
+        // It is closed at the first chance; the next segment is version 2.
+        let mut ledger = again.ledger;
+        assert!(ledger.wants_rotation());
+        let m = crate::market::Market::new(Default::default(), maxwell_types::NodeId([1; 10]));
+        ledger
+            .rotate(&Entry::Snapshot(Box::new(m.snapshot())))
+            .expect("rotate");
+        assert!(!ledger.wants_rotation());
+        let next = fs::read(dir.path().join("00000002.log")).expect("read");
+        assert_eq!(&next[..8], MAGIC);
     }
 }

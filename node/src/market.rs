@@ -80,6 +80,9 @@ pub struct Bazaar {
     /// Entries applied but not yet written (the disk was full).
     unwritten: VecDeque<Entry>,
     halted: Option<String>,
+    /// A sync failed: entries written since the last good one may not be
+    /// on disk, whatever a later sync says.
+    in_doubt: bool,
     idle_micro_w: Option<u64>,
     lowest_draw: Option<u64>,
     last_busy_ms: Option<u64>,
@@ -134,6 +137,7 @@ impl Bazaar {
             key,
             unwritten: VecDeque::new(),
             halted: None,
+            in_doubt: false,
             idle_micro_w: settings.idle_micro_w,
             lowest_draw: None,
             last_busy_ms: None,
@@ -203,12 +207,13 @@ impl Bazaar {
     fn sync(&mut self) -> Result<(), LedgerError> {
         let r = self.ledger.sync();
         if let Err(e) = &r {
+            self.in_doubt = true;
             self.halt(e);
         }
         r
     }
 
-    /// Writes what is waiting; true once nothing is.
+    /// Writes what is waiting and makes it durable; true once it is.
     fn flush(&mut self) -> bool {
         while let Some(e) = self.unwritten.front() {
             if let Err(err) = self.ledger.append(e) {
@@ -217,13 +222,32 @@ impl Bazaar {
             }
             self.unwritten.pop_front();
         }
-        if self.sync().is_err() {
+        if self.in_doubt {
+            // After a failed fsync the kernel may have dropped the pages,
+            // and a retried fsync can succeed all the same: only a new
+            // segment, written from the market's state and synced, is
+            // known to be on disk.
+            let snap = Entry::Snapshot(Box::new(self.market.snapshot()));
+            if let Err(err) = self.ledger.rotate(&snap) {
+                self.halt(&err);
+                return false;
+            }
+            self.in_doubt = false;
+            tracing::info!(
+                "ledger: what a failed sync left in doubt is on disk now, in a new segment"
+            );
+        } else if self.sync().is_err() {
             return false;
         }
         if self.halted.take().is_some() {
             tracing::info!("market resumed: the ledger is writable again");
         }
         true
+    }
+
+    /// Whether every entry applied is known to be on disk.
+    pub(crate) fn durable(&self) -> bool {
+        !self.in_doubt && self.unwritten.is_empty()
     }
 
     /// Entries an API call made: written and synced before it returns.
@@ -405,7 +429,7 @@ impl Bazaar {
         unmetered_mcores: u64,
     ) {
         self.defer_until_ms = now_ms + self.market.config().tick_ms;
-        if !self.unwritten.is_empty() && !self.flush() {
+        if (self.halted.is_some() || !self.unwritten.is_empty()) && !self.flush() {
             return;
         }
         let temperature = reading.and_then(|r| r.hottest).map(|(t, c)| (t.0, c.0));
@@ -541,6 +565,7 @@ pub fn refuse(call: MarketCall, guests: &crate::guests::Guests) {
             Moving::Terms { reply, .. } => drop(reply.send(Ok(None))),
             Moving::Arrived { reply, .. } => drop(reply.send(Ok(false))),
             Moving::Outbound { reply } => drop(reply.send(Ok(Vec::new()))),
+            Moving::Durable { reply } => drop(reply.send(Ok(true))),
             Moving::Out { reply, .. } => drop(reply.send(Err(e))),
             Moving::In { reply, .. } | Moving::Settle { reply, .. } => drop(reply.send(Err(e))),
         },
@@ -568,3 +593,6 @@ fn host_busy_ms() -> Option<u64> {
         .max(1);
     Some(busy * 1000 / hz)
 }
+
+#[cfg(test)]
+mod tests;

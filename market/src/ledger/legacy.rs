@@ -41,7 +41,7 @@ struct SnapshotV1 {
 pub fn decode(payload: &[u8]) -> Result<Entry, postcard::Error> {
     match postcard::take_from_bytes::<u32>(payload) {
         Ok((SNAPSHOT_VARIANT, rest)) => {
-            let s: SnapshotV1 = postcard::from_bytes(rest)?;
+            let s: SnapshotV1 = super::whole(rest)?;
             let t = s.totals;
             Ok(Entry::Snapshot(Box::new(Snapshot {
                 next_account: s.next_account,
@@ -65,7 +65,7 @@ pub fn decode(payload: &[u8]) -> Result<Entry, postcard::Error> {
                 arrived: Vec::new(),
             })))
         }
-        _ => postcard::from_bytes(payload),
+        _ => super::whole(payload),
     }
 }
 

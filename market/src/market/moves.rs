@@ -27,6 +27,11 @@ impl Market {
                 why: format!("account {account} owes arrears: it pays them here before it moves"),
             }));
         }
+        // A target takes no more than one deposit may bring: a wallet
+        // grown past it by top-ups stays (asking would only bounce).
+        if a.wallet_micro > MAX_CREDIT_MILLI * 1000 {
+            return Err(MarketError::TransferAmount(a.wallet_micro));
+        }
         Ok(Transfer {
             from: self.node,
             to,

@@ -61,6 +61,11 @@ pub enum Moving {
     Outbound {
         reply: Sender<Result<Vec<Outbound>, ApiError>>,
     },
+    /// Whether every step recorded is on disk (a failed sync leaves it in
+    /// doubt until the ledger starts a new segment).
+    Durable {
+        reply: Sender<Result<bool, ApiError>>,
+    },
 }
 
 fn refused(why: impl std::fmt::Display) -> ApiError {
@@ -78,7 +83,7 @@ fn refused(why: impl std::fmt::Display) -> ApiError {
 fn taken(r: Result<(), ApiError>) -> Result<(), ApiError> {
     match r {
         Err(e) if e.state_changed => {
-            tracing::error!(error = %e.message, "market: a transfer step is recorded but not yet synced; it stands");
+            tracing::error!(error = %e.message, "market: a transfer step is recorded but not yet synced; it stands, and the move waits until it is on disk");
             Ok(())
         }
         r => r,
@@ -139,10 +144,18 @@ impl Bazaar {
                 account,
                 reply,
             } => {
-                let _ = reply.send(Ok(self.market.has_arrived(from, account)));
+                // An `In` not yet on disk could vanish in a crash: no answer.
+                let r = match self.durable() {
+                    true => Ok(self.market.has_arrived(from, account)),
+                    false => Err(refused("the ledger here is in doubt until its next sync")),
+                };
+                let _ = reply.send(r);
             }
             Moving::Outbound { reply } => {
                 let _ = reply.send(Ok(self.market.outbound().cloned().collect()));
+            }
+            Moving::Durable { reply } => {
+                let _ = reply.send(Ok(self.durable()));
             }
         }
     }

@@ -415,17 +415,13 @@ impl Driver {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut buf = vec![0u8; RECV_BUF];
         let mut upper_buf = vec![0u8; if self.upper.is_some() { RECV_BUF } else { 0 }];
+        let mut upper_first = false;
         loop {
             let wait = self.flush().await;
-            let upper = async {
-                match &self.upper {
-                    Some(s) => s.recv_from(&mut upper_buf).await,
-                    None => std::future::pending().await,
-                }
-            };
             // Biased, so a seeded simulation replays exactly (tokio's random
             // branch order is not seeded); timers first, so a datagram flood
-            // cannot starve them.
+            // cannot starve them, and the two sockets in turns, so a flood
+            // on one tier cannot starve the other.
             tokio::select! {
                 biased;
                 _ = stop.changed() => {
@@ -437,8 +433,41 @@ impl Driver {
                     lock(&self.shared).swim.handle_timeout(now);
                 }
                 _ = self.wake.notified() => {}
-                r = self.socket.recv_from(&mut buf) => self.take(Tier::Rack, r, &buf).await,
-                r = upper => self.take(Tier::Upper, r, &upper_buf).await,
+                (tier, r) = self.recv(&mut buf, &mut upper_buf, upper_first) => {
+                    upper_first = tier == Tier::Rack;
+                    let got = if tier == Tier::Rack { &buf } else { &upper_buf };
+                    self.take(tier, r, got).await;
+                }
+            }
+        }
+    }
+
+    /// The next datagram on either socket, `upper_first` or not.
+    async fn recv(
+        &self,
+        buf: &mut [u8],
+        upper_buf: &mut [u8],
+        upper_first: bool,
+    ) -> (Tier, std::io::Result<(usize, SocketAddr)>) {
+        let rack = self.socket.recv_from(buf);
+        let upper = async {
+            match &self.upper {
+                Some(s) => s.recv_from(upper_buf).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(rack, upper);
+        if upper_first {
+            tokio::select! {
+                biased;
+                r = &mut upper => (Tier::Upper, r),
+                r = &mut rack => (Tier::Rack, r),
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = &mut rack => (Tier::Rack, r),
+                r = &mut upper => (Tier::Upper, r),
             }
         }
     }

@@ -12,11 +12,12 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 use maxwell_gossip::KeyedNodeId;
 use maxwell_types::NodeId;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// The node id of a peer, when its PeerId carries an ed25519 key (ours all
 /// do: the PeerId of a key that short is the key itself).
@@ -34,6 +35,10 @@ pub fn key_of(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
 /// Found peers let through at once to say hello: a segment full of
 /// strangers opens no more than this.
 const MAX_DISCOVERED: usize = 64;
+/// How long a found peer is let through to say hello: two of mDNS's
+/// query intervals (5 min), so that a peer that finds this node only at
+/// its next query still gets through to ask where it gossips.
+const FOUND_FOR: Duration = Duration::from_secs(600);
 
 /// The peer is not a counting member.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +49,9 @@ pub struct NotAMember(pub PeerId);
 #[derive(Debug)]
 pub struct Gate {
     members: BTreeSet<NodeId>,
-    /// Peers found by mDNS, not yet members: they may connect to say
-    /// hello (and nothing more: requests need membership).
-    discovered: BTreeSet<NodeId>,
+    /// Peers found by mDNS, not yet members, and until when: they may
+    /// connect to say hello (and nothing more: requests need membership).
+    discovered: BTreeMap<NodeId, Instant>,
     denied: Arc<AtomicU64>,
 }
 
@@ -55,34 +60,31 @@ impl Gate {
     pub fn new(denied: Arc<AtomicU64>) -> Self {
         Self {
             members: BTreeSet::new(),
-            discovered: BTreeSet::new(),
+            discovered: BTreeMap::new(),
             denied,
         }
     }
 
     /// From now on, only these may connect.
     pub fn set_members(&mut self, members: BTreeSet<NodeId>) {
-        self.discovered.retain(|n| !members.contains(n));
+        self.discovered.retain(|n, _| !members.contains(n));
         self.members = members;
     }
 
-    /// A peer found by mDNS may connect while it is asked where it
-    /// gossips (see [`Self::forget`]); false if too many are already.
+    /// A peer found by mDNS may connect for [`FOUND_FOR`], long enough for
+    /// it to find this node too and ask where it gossips (a peer lets
+    /// through only those it found); false if too many are let through.
     pub fn discover(&mut self, node: NodeId) -> bool {
         if self.members.contains(&node) {
             return true;
         }
-        if self.discovered.len() >= MAX_DISCOVERED {
+        let now = Instant::now();
+        self.discovered.retain(|_, until| *until > now);
+        if self.discovered.len() >= MAX_DISCOVERED && !self.discovered.contains_key(&node) {
             return false;
         }
-        self.discovered.insert(node);
+        self.discovered.insert(node, now + FOUND_FOR);
         true
-    }
-
-    /// A found peer has answered (or failed to): the gate closes to it
-    /// again, unless it is a member.
-    pub fn forget(&mut self, node: NodeId) {
-        self.discovered.remove(&node);
     }
 
     /// True when `peer` is a member now.
@@ -91,7 +93,10 @@ impl Gate {
     }
 
     fn enforce(&self, peer: PeerId) -> Result<THandler<Self>, ConnectionDenied> {
-        let found = node_of(&peer).is_some_and(|n| self.discovered.contains(&n));
+        let now = Instant::now();
+        let found = node_of(&peer)
+            .and_then(|n| self.discovered.get(&n))
+            .is_some_and(|until| *until > now);
         if found || self.admits(&peer) {
             return Ok(dummy::ConnectionHandler);
         }

@@ -113,6 +113,9 @@ pub async fn migrate(guests: &Guests, p2p: &P2p, vm: u64, to: &Peer) -> Result<M
         },
         None => None,
     };
+    if transfer.is_some() {
+        durable(guests).await;
+    }
     let amount = transfer.as_ref().map(|t| t.transfer.amount_micro / 1000);
     let commit = Request::Commit {
         guest: to_guest,
@@ -141,8 +144,9 @@ pub async fn migrate(guests: &Guests, p2p: &P2p, vm: u64, to: &Peer) -> Result<M
         }
         // Its wallet did not come back to an account: it must not run
         // unpaid. The resolver refunds the escrow.
-        let _ = guests.kill(&vm.to_string()).await;
-        guests.end_move(vm);
+        if guests.kill(&vm.to_string()).await.is_ok() {
+            guests.end_move(vm);
+        }
         let message = format!(
             "{} did not commit the move, and the ledger here could not take the wallet back: the guest was stopped and its wallet will be refunded",
             to.name
@@ -309,6 +313,19 @@ async fn outcome(
             }
         }
         tokio::time::sleep(ASK_EVERY).await;
+    }
+}
+
+/// Returns once every ledger step here is on disk: no message that counts
+/// on a step goes out before it is. Normally at once; after a failed sync,
+/// once the ledger has started a new segment (at a market tick).
+pub(crate) async fn durable(guests: &Guests) {
+    loop {
+        match guests.moving(|reply| Moving::Durable { reply }).await {
+            Ok(false) => tokio::time::sleep(ASK_EVERY).await,
+            // Durable, or no market to ask (then it has no steps).
+            _ => return,
+        }
     }
 }
 

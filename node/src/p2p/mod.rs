@@ -261,9 +261,19 @@ async fn take_move(
                 "a moved guest without market terms brings no wallet",
             ))
         }
-        (_, Some(order)) => order
-            .check()
-            .map_err(|e| ApiError::bad_request(format!("the moved guest's order: {e}")))?,
+        (_, Some(order)) => {
+            order
+                .check()
+                .map_err(|e| ApiError::bad_request(format!("the moved guest's order: {e}")))?;
+            // What it pays for is what runs.
+            let (vcpus, mib) = (u32::from(spec.vcpus.get()), u64::from(spec.memory.mib()));
+            if order.vcpus != vcpus || order.memory_mib != mib {
+                return Err(ApiError::bad_request(format!(
+                    "the moved guest's order is for {} vCPUs and {} MiB, its spec {vcpus} and {mib}",
+                    order.vcpus, order.memory_mib
+                )));
+            }
+        }
         (false, None) => {}
     }
     let snapshot = match snapshot {

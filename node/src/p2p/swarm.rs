@@ -370,13 +370,6 @@ impl Task {
         }
     }
 
-    /// A found peer was asked: only membership lets it through again.
-    fn forget_found(&mut self, peer: &PeerId) {
-        if let Some(node) = node_of(peer) {
-            self.swarm.behaviour_mut().gate.forget(node);
-        }
-    }
-
     /// A found peer's gossip address, with the IP it was found at when it
     /// gossips on every interface: a seed for the agent.
     fn hello_answered(&mut self, found: &Multiaddr, answer: Answer) {
@@ -410,7 +403,6 @@ impl Task {
                     if let Some(reply) = self.waiting.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     } else if let Some(found) = self.hellos.remove(&request_id) {
-                        self.forget_found(&peer);
                         self.hello_answered(&found, response);
                     }
                 }
@@ -424,7 +416,9 @@ impl Task {
                 if let Some(reply) = self.waiting.remove(&request_id) {
                     let _ = reply.send(Err(OfferError::Failed(error.to_string())));
                 } else if let Some(found) = self.hellos.remove(&request_id) {
-                    self.forget_found(&peer);
+                    // Asked again when mDNS finds it again (it may not have
+                    // found this node yet, and so refused it).
+                    self.asked.remove(&peer);
                     tracing::debug!(%found, %error, "mdns: a peer found did not say where it gossips");
                 }
             }

@@ -214,6 +214,9 @@ impl Task {
                             let reason = format!("its wallet was not taken: {}", e.message);
                             return Answer::Refused { reason };
                         }
+                        // Its `In` on disk before the source hears of it
+                        // (meanwhile the source's asks are answered pending).
+                        crate::p2p::migrate::durable(&guests).await;
                     }
                     // From here the guest and its wallet are this node's:
                     // one that cannot resume is this node's failure, closed
