@@ -94,8 +94,9 @@ pub struct Ledger {
     seq: u64,
     file: File,
     len: u64,
-    /// The open segment is version 1: closed at the first chance, so that
-    /// no entry a version-1 build cannot read goes under its header.
+    /// The open segment is version 1: the driver closes it before it
+    /// writes, so that no entry a version-1 build cannot read goes under
+    /// its header.
     legacy: bool,
 }
 
@@ -269,6 +270,13 @@ impl Ledger {
     /// deleting closed segments beyond `keep_segments`.
     pub fn rotate(&mut self, snapshot: &Entry) -> Result<(), LedgerError> {
         self.sync()?;
+        self.start_from(snapshot)
+    }
+
+    /// Starts a new segment from `snapshot` without syncing the open one:
+    /// for a segment whose sync failed, which no later sync can vouch for
+    /// (the snapshot holds all it held).
+    pub fn start_from(&mut self, snapshot: &Entry) -> Result<(), LedgerError> {
         let next = Self::create(&self.dir, self.config, self.seq + 1, Some(snapshot))?;
         *self = next;
         let segments = list(&self.dir, "log")?;
@@ -406,8 +414,12 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        // No entry encodes to nothing: a zero length is a zero-filled
-        // tail (a crash can leave one), even though its checksum holds.
+        // No entry encodes to nothing: zeros to the end are a zero-filled
+        // tail (a crash can leave one), even though their checksum holds;
+        // zeros with data after them are damage.
+        if len == 0 && bytes[at..].iter().any(|b| *b != 0) {
+            break Some(Stop::Damaged("a hole of zeros before more data".into()));
+        }
         if len == 0 || len > MAX_FRAME {
             break torn(format!("a frame length of {len}"));
         }
@@ -519,7 +531,11 @@ mod tests {
         longer.push(0);
         let mut grown = good.clone();
         grown.extend(whole_frame(&longer));
-        for bytes in [newer, alien, grown] {
+        // Zeros, then a whole frame: a hole, not a tail.
+        let mut holed = good.clone();
+        holed.extend([0u8; 64]);
+        holed.extend(frame(&open_entry(2)).expect("frame"));
+        for bytes in [newer, alien, grown, holed] {
             fs::write(&path, &bytes).expect("write");
             let err = Ledger::open(dir.path(), LedgerConfig::default()).expect_err("damaged");
             assert!(matches!(err, LedgerError::Damaged { .. }), "{err}");

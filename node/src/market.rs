@@ -145,6 +145,13 @@ impl Bazaar {
             cores,
             defer_until_ms: 0,
         };
+        if bazaar.ledger.wants_rotation() {
+            // A version-1 (or full) segment is closed before anything is
+            // written: nothing a version-1 build cannot read goes under
+            // its header.
+            let snap = Entry::Snapshot(Box::new(bazaar.market.snapshot()));
+            bazaar.ledger.rotate(&snap)?;
+        }
         let mut stale: Vec<AccountId> = bazaar
             .market
             .accounts()
@@ -228,7 +235,7 @@ impl Bazaar {
             // segment, written from the market's state and synced, is
             // known to be on disk.
             let snap = Entry::Snapshot(Box::new(self.market.snapshot()));
-            if let Err(err) = self.ledger.rotate(&snap) {
+            if let Err(err) = self.ledger.start_from(&snap) {
                 self.halt(&err);
                 return false;
             }
@@ -397,6 +404,7 @@ impl Bazaar {
             .accounts()
             .filter(|a| matches!(a.standing, Standing::Running | Standing::Paused))
             .filter(|a| a.arrears_micro == 0 && a.broke_since_ms.is_none())
+            .filter(|a| a.wallet_micro <= maxwell_market::order::MAX_CREDIT_MILLI * 1000)
             .map(|a| maxwell_core::Movable {
                 vm: a.vm,
                 load: maxwell_core::GuestLoad {

@@ -95,11 +95,15 @@ impl Bazaar {
     pub(super) fn moving(&mut self, step: Moving, now_ms: u64) {
         match step {
             Moving::Terms { vm, reply } => {
-                let terms = self
-                    .market
-                    .account_of_vm(vm)
-                    .map(|a| (a.id, a.order.clone()));
-                let _ = reply.send(Ok(terms));
+                let max = maxwell_market::order::MAX_CREDIT_MILLI * 1000;
+                let terms = match self.market.account_of_vm(vm) {
+                    // Asked before the guest is paused: refused at once.
+                    Some(a) if a.wallet_micro > max => Err(refused(format!(
+                        "guest g{vm}'s wallet is more than one deposit may bring, so no node takes it"
+                    ))),
+                    a => Ok(a.map(|a| (a.id, a.order.clone()))),
+                };
+                let _ = reply.send(terms);
             }
             Moving::Out {
                 vm,

@@ -76,3 +76,44 @@ fn a_call_refused_by_a_full_disk_halts_the_market_until_a_tick_finds_room() {
         before + 10_000
     );
 }
+
+#[test]
+fn a_ledger_in_doubt_answers_no_arrival_until_a_new_segment_holds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = RawMarket::default().validate().expect("defaults");
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let mut b = Bazaar::open(&settings, dir.path(), NodeId([3; 10]), key, 2, 1_000).expect("open");
+    let spec = GuestSpec::from_json(
+        r#"{"name":"g","kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","bid_milli":7,"wallet_milli":5000}"#,
+    )
+    .expect("spec");
+    b.join(1, &spec, 1_000).expect("join");
+    // What a failed fsync leaves (tmpfs cannot fail one): in doubt, halted.
+    b.in_doubt = true;
+    b.halted = Some("fsync: EIO".into());
+    assert!(!b.durable());
+    let arrived = |b: &mut Bazaar| {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let from = NodeId([9; 10]);
+        b.moving(
+            Moving::Arrived {
+                from,
+                account: 1,
+                reply,
+            },
+            1_500,
+        );
+        rx.blocking_recv().expect("answered")
+    };
+    assert!(arrived(&mut b).is_err(), "no answer while in doubt");
+    assert!(!dir.path().join("ledger/00000002.log").exists());
+    b.tick(2_000, 100, None, &BTreeMap::new(), 0);
+    assert!(b.durable() && b.halted.is_none());
+    assert_eq!(arrived(&mut b).map_err(|e| e.message), Ok(false));
+    // The new segment starts from a snapshot that holds the account.
+    let opened = Ledger::open(&dir.path().join("ledger"), settings.ledger).expect("reopen");
+    match opened.entries.first() {
+        Some(Entry::Snapshot(s)) => assert!(s.accounts.iter().any(|a| a.id == 1)),
+        other => panic!("the new segment starts with {other:?}"),
+    }
+}
