@@ -247,6 +247,22 @@ fn take_lock(dir: &Path) -> Result<File, DataDirError> {
     Ok(handle)
 }
 
+/// Opens `dir` once its last opener has let go: a child another test
+/// forked may hold the directory's descriptor (and so its lock) for the
+/// moment until it execs.
+#[cfg(test)]
+pub(crate) fn open_when_free(dir: &Path) -> Result<DataDir, DataDirError> {
+    for _ in 0..200 {
+        match DataDir::open(dir) {
+            Err(DataDirError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+    DataDir::open(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +278,18 @@ mod tests {
             "{text}"
         );
         drop(first);
-        DataDir::open(dir.path()).expect("free again once the holder is gone");
+        // Free again once the holder is gone (a child another test forked
+        // may hold the descriptor for the moment until it execs).
+        let again = (0..200).find_map(|_| match DataDir::open(dir.path()) {
+            Err(DataDirError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                None
+            }
+            r => Some(r),
+        });
+        again
+            .expect("unlocked")
+            .expect("free again once the holder is gone");
     }
 
     #[test]

@@ -130,7 +130,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn open(path: &std::path::Path) -> DataDir {
-        DataDir::open(path).expect("data dir")
+        crate::datadir::open_when_free(path).expect("data dir")
     }
 
     #[test]
