@@ -354,11 +354,16 @@ fn frame(entry: &Entry) -> Result<Vec<u8>, LedgerError> {
     let len = len.ok_or_else(|| {
         LedgerError::Encode(format!("{} bytes is too large a frame", payload.len()))
     })?;
+    Ok(framed(len, &payload))
+}
+
+/// `payload` as a frame: its length (checked by the caller), its CRC-32, itself.
+fn framed(len: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.extend(len.to_le_bytes());
-    out.extend(crc32(&payload).to_le_bytes());
+    out.extend(crc32(payload).to_le_bytes());
     out.extend(payload);
-    Ok(out)
+    out
 }
 
 /// Reads a segment: its whole frames, the offset after the last, the
@@ -508,10 +513,7 @@ mod tests {
     }
 
     fn whole_frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
-        f.extend(crc32(payload).to_le_bytes());
-        f.extend(payload);
-        f
+        framed(payload.len() as u32, payload)
     }
 
     #[test]

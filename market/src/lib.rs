@@ -51,4 +51,4 @@ pub use market::{
 };
 pub use order::{Class, Invalid, MarketConfig, Order};
 pub use receipt::{verify_chain, ChainSummary, Receipt, ReceiptBody, ReceiptError};
-pub use transfer::{Outbound, Seals, Settled, Side, Transfer};
+pub use transfer::{Outbound, Seals, Settled, Side, Transfer, MAX_TRANSFER_MICRO};

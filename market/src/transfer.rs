@@ -17,6 +17,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use maxwell_types::{hex, NodeId};
 use serde::{Deserialize, Serialize};
 
+/// The most one transfer carries: what one deposit may bring (so that
+/// sums never overflow).
+pub const MAX_TRANSFER_MICRO: u64 = crate::order::MAX_CREDIT_MILLI * 1000;
+
 /// What both sides sign: a guest's wallet going from `from` to `to`.
 /// `(from, account)` names the transfer: an account is never reused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -402,9 +402,9 @@ impl Bazaar {
     pub fn movable(&self) -> Vec<maxwell_core::Movable> {
         self.market
             .accounts()
-            .filter(|a| matches!(a.standing, Standing::Running | Standing::Paused))
-            .filter(|a| a.arrears_micro == 0 && a.broke_since_ms.is_none())
-            .filter(|a| a.wallet_micro <= maxwell_market::order::MAX_CREDIT_MILLI * 1000)
+            .filter(|a| self.market.may_move(a.id).is_ok())
+            // Nor one whose wallet runs dry: it pays here or dies here.
+            .filter(|a| a.broke_since_ms.is_none())
             .map(|a| maxwell_core::Movable {
                 vm: a.vm,
                 load: maxwell_core::GuestLoad {

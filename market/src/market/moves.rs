@@ -1,22 +1,17 @@
 //! The market's side of a wallet transfer (see [`crate::transfer`]): the
 //! calls that make the three entries, and how each is applied.
 
-use super::{live, Market, MarketError, Standing};
+use super::{live, Account, Market, MarketError, Standing};
 use crate::entry::{AccountId, Entry, Reason};
-use crate::order::{Class, Invalid, Order, MAX_CREDIT_MILLI};
-use crate::transfer::{Outbound, Seals, Settled, Transfer};
+use crate::order::{Class, Invalid, Order};
+use crate::transfer::{Outbound, Seals, Settled, Transfer, MAX_TRANSFER_MICRO};
 use maxwell_types::NodeId;
 
 impl Market {
-    /// The transfer that would send `account`'s guest, with its wallet, to
-    /// `to`: for the driver to sign and record as [`Entry::Out`]. A guest
-    /// that owes arrears, or is being killed, does not move.
-    pub fn transfer_out(
-        &self,
-        account: AccountId,
-        to: NodeId,
-        now_ms: u64,
-    ) -> Result<Transfer, MarketError> {
+    /// Why `account`'s guest cannot move now, if it cannot: it is not
+    /// running or paused, it owes arrears (it pays them here first), or
+    /// its wallet is more than one deposit may bring (no target takes it).
+    pub fn may_move(&self, account: AccountId) -> Result<&Account, MarketError> {
         let a = self.open_account(account)?;
         if !live(a) {
             return Err(MarketError::Closed(account));
@@ -27,11 +22,22 @@ impl Market {
                 why: format!("account {account} owes arrears: it pays them here before it moves"),
             }));
         }
-        // A target takes no more than one deposit may bring: a wallet
-        // grown past it by top-ups stays (asking would only bounce).
-        if a.wallet_micro > MAX_CREDIT_MILLI * 1000 {
+        if a.wallet_micro > MAX_TRANSFER_MICRO {
             return Err(MarketError::TransferAmount(a.wallet_micro));
         }
+        Ok(a)
+    }
+
+    /// The transfer that would send `account`'s guest, with its wallet, to
+    /// `to`: for the driver to sign and record as [`Entry::Out`]. A guest
+    /// that cannot move ([`Self::may_move`]) does not.
+    pub fn transfer_out(
+        &self,
+        account: AccountId,
+        to: NodeId,
+        now_ms: u64,
+    ) -> Result<Transfer, MarketError> {
+        let a = self.may_move(account)?;
         Ok(Transfer {
             from: self.node,
             to,
@@ -55,7 +61,7 @@ impl Market {
     ) -> Result<Entry, MarketError> {
         order.check()?;
         // As a deposit is bounded, so that sums never overflow.
-        if transfer.amount_micro > MAX_CREDIT_MILLI * 1000 {
+        if transfer.amount_micro > MAX_TRANSFER_MICRO {
             return Err(MarketError::TransferAmount(transfer.amount_micro));
         }
         Ok(Entry::In {

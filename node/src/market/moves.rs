@@ -95,13 +95,15 @@ impl Bazaar {
     pub(super) fn moving(&mut self, step: Moving, now_ms: u64) {
         match step {
             Moving::Terms { vm, reply } => {
-                let max = maxwell_market::order::MAX_CREDIT_MILLI * 1000;
+                // Asked before the guest is paused: one that cannot move is
+                // refused at once.
                 let terms = match self.market.account_of_vm(vm) {
-                    // Asked before the guest is paused: refused at once.
-                    Some(a) if a.wallet_micro > max => Err(refused(format!(
-                        "guest g{vm}'s wallet is more than one deposit may bring, so no node takes it"
-                    ))),
-                    a => Ok(a.map(|a| (a.id, a.order.clone()))),
+                    Some(a) => self
+                        .market
+                        .may_move(a.id)
+                        .map(|a| Some((a.id, a.order.clone())))
+                        .map_err(refused),
+                    None => Ok(None),
                 };
                 let _ = reply.send(terms);
             }
