@@ -96,6 +96,8 @@ pub enum Refusal {
     Leaving,
     /// An offered guest's bid is below this node's price.
     AboveBid { bid_milli: u64, price_milli: u64 },
+    /// A moved guest came within `every_ms` of the last one taken.
+    Paced { ago_ms: u64, every_ms: u64 },
 }
 
 impl std::fmt::Display for Refusal {
@@ -124,6 +126,11 @@ impl std::fmt::Display for Refusal {
             } => write!(
                 f,
                 "price {price_milli} milli-credits per CPU-second is above the bid {bid_milli}"
+            ),
+            Refusal::Paced { ago_ms, every_ms } => write!(
+                f,
+                "this node took a moved guest {ago_ms} ms ago and takes one per {every_ms} ms \
+                 (placement.move_admit_every_ms)"
             ),
         }
     }

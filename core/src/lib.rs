@@ -33,7 +33,8 @@
 //!   verifier, not dropped silently;
 //! - a time earlier than one already seen is taken as no time passing;
 //! - a guest moves away by itself only to a peer cheaper by the margin,
-//!   at most `max_per_minute` a minute, and not within its cooldown.
+//!   at most `max_per_minute` a minute, and not within its cooldown; a
+//!   node takes at most one such guest per `admit_moved_every_ms`.
 
 pub mod guests;
 pub mod moves;
@@ -85,6 +86,9 @@ pub struct CoreConfig {
     pub admission: Admission,
     /// When a reading is published (see [`publish`]).
     pub publish: PublishPolicy,
+    /// A moved guest is taken at most once per this long, ms (0: no limit;
+    /// [`MoveParams::admit_every_ms`]).
+    pub admit_moved_every_ms: u64,
 }
 
 /// What the core asks of its driver.
@@ -149,6 +153,8 @@ pub struct NodeCore {
     outputs: VecDeque<Output>,
     leaving: bool,
     guests: guests::Book,
+    /// When a moved guest was last taken.
+    moved_in_at_ms: Option<u64>,
     mover: moves::Mover,
     rng: Rng,
 }
@@ -176,6 +182,7 @@ impl NodeCore {
             outputs: VecDeque::new(),
             leaving: false,
             guests: guests::Book::default(),
+            moved_in_at_ms: None,
             mover: moves::Mover::default(),
             rng: Rng::new(seed),
         }
@@ -358,6 +365,37 @@ impl NodeCore {
             }
             _ => self.request_guest(now_ms, load),
         }
+    }
+
+    /// A guest moving here from another node: taken as
+    /// [`Self::offer_guest`] takes an offer, but at most one per
+    /// `admit_moved_every_ms`.
+    pub fn offer_moved_guest(
+        &mut self,
+        now_ms: u64,
+        load: GuestLoad,
+        bid_milli: Option<u64>,
+    ) -> Ticket {
+        let now = self.advance(now_ms);
+        let every_ms = self.config.admit_moved_every_ms;
+        if let Some(at) = self
+            .moved_in_at_ms
+            .filter(|at| now < at.saturating_add(every_ms))
+        {
+            let ticket = self.guests.ticket();
+            let why = Refusal::Paced {
+                ago_ms: now - at,
+                every_ms,
+            };
+            self.outputs
+                .push_back(Output::Guest(GuestAction::Refuse(ticket, why)));
+            return ticket;
+        }
+        let ticket = self.offer_guest(now_ms, load, bid_milli);
+        if self.outputs.back() == Some(&Output::Guest(GuestAction::Start(ticket))) {
+            self.moved_in_at_ms = Some(now);
+        }
+        ticket
     }
 
     /// Where to offer a guest that needs `need`: this node and the members

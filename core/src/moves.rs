@@ -2,10 +2,12 @@
 //! node, and when (docs/placement.md, "Moving away from heat").
 //!
 //! The rule: once this node's price has stayed at least `margin` above the
-//! cheapest counting, cool peer's for `after`, it moves its lowest-bidding
-//! movable guest to a peer chosen as a submission's would be (power of d
-//! choices among those with room, at or below the guest's bid), and only to
-//! one at least `margin` cheaper than here. Then it waits `after` again.
+//! cheapest counting, cool peer's for `after`, it moves the largest of its
+//! lowest-bidding movable guests (the most heat per move) to a peer chosen
+//! as a submission's would be (power of d choices among those with room, at
+//! or below the guest's bid), and only to one at least `margin` cheaper than
+//! here. Then it waits `after` again. The target takes one such guest per
+//! `admit_every_ms` ([`crate::NodeCore::offer_moved_guest`]).
 //! At most `max_per_minute` moves start in any minute; a guest that arrived
 //! here, or was picked, within `cooldown` is not picked. A guest that just
 //! moved to a cheaper node can only come back once that node is dearer by
@@ -27,6 +29,24 @@ pub struct MoveParams {
     pub max_per_minute: usize,
     /// How long a guest that arrived or was picked stays put, ms.
     pub cooldown_ms: u64,
+    /// A node takes at most one moved guest per this long, ms (0: no
+    /// limit): hot nodes that all heard of the same cheap one cannot pile
+    /// onto it before its heat, and so its price, shows what it took.
+    pub admit_every_ms: u64,
+}
+
+impl MoveParams {
+    /// The agent's defaults, declared once: a node 0.5 dearer than its
+    /// cheapest cool peer for 3 s moves a guest, at most 6 a minute, each
+    /// then staying 2 minutes; a node takes one moved guest per 10 s
+    /// (docs/placement.md says why, from the rack simulation).
+    pub const DEFAULT: Self = Self {
+        margin_milli: 500,
+        after_ms: 3_000,
+        max_per_minute: 6,
+        cooldown_ms: 120_000,
+        admit_every_ms: 10_000,
+    };
 }
 
 /// A guest the driver could move (in the market, not held, of a kind that
@@ -106,7 +126,8 @@ impl Mover {
                     .is_none_or(|t| now.saturating_sub(t) >= p.cooldown_ms)
             })
             .collect();
-        order.sort_by_key(|m| (m.bid_milli, m.vm));
+        // Of the lowest bidders, the largest first: the most heat per move.
+        order.sort_by_key(|m| (m.bid_milli, std::cmp::Reverse(m.load.vcpus), m.vm));
         for m in order {
             let need = Need {
                 load: m.load,

@@ -40,6 +40,16 @@ pub struct PlaceParams {
     pub hot_margin: MilliCelsius,
 }
 
+impl PlaceParams {
+    /// The agent's defaults, declared once: two choices, three offers, hot
+    /// within 10 °C of the limit.
+    pub const DEFAULT: Self = Self {
+        choices: 2,
+        max_offers: 3,
+        hot_margin: MilliCelsius(10_000),
+    };
+}
+
 /// A node to offer the guest to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

@@ -23,6 +23,7 @@ pub(crate) fn config() -> CoreConfig {
             memory_fraction: 0.5,
         },
         publish: PublishPolicy::EVERY_READING,
+        admit_moved_every_ms: 10_000,
     }
 }
 
@@ -364,6 +365,59 @@ fn guests_are_admitted_against_everything_admitted_before_even_while_starting() 
     assert_eq!(core.guest_load(), ONE);
     let f = core.request_guest(T0, ONE);
     assert_eq!(guest_actions(&mut core), [GuestAction::Start(f)]);
+}
+
+#[test]
+fn a_node_takes_one_guest_moved_by_rule_per_pace_and_offers_as_they_come() {
+    let mut core = NodeCore::new(config(), T0, 1);
+    let a = core.offer_moved_guest(T0, ONE, None);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(a)]);
+    // Within the pace: refused, and the refusal says why and for how long.
+    let b = core.offer_moved_guest(T0 + 4_000, ONE, None);
+    let acts = guest_actions(&mut core);
+    assert_eq!(
+        acts,
+        [GuestAction::Refuse(
+            b,
+            Refusal::Paced {
+                ago_ms: 4_000,
+                every_ms: 10_000
+            }
+        )]
+    );
+    assert!(
+        acts_text(&acts).contains("placement.move_admit_every_ms"),
+        "{acts:?}"
+    );
+    // Offers (submissions) are not paced.
+    let c = core.offer_guest(T0 + 4_000, ONE, None);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(c)]);
+    // A move refused for room does not restart the pace; one taken does.
+    let full = GuestLoad {
+        vcpus: 9,
+        memory_mib: 1,
+    };
+    let d = core.offer_moved_guest(T0 + 10_000, full, None);
+    assert!(matches!(
+        &guest_actions(&mut core)[..],
+        [GuestAction::Refuse(t, Refusal::Vcpus { .. })] if *t == d
+    ));
+    let e = core.offer_moved_guest(T0 + 10_000, GuestLoad::default(), None);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(e)]);
+    let f = core.offer_moved_guest(T0 + 19_999, GuestLoad::default(), None);
+    assert!(matches!(
+        &guest_actions(&mut core)[..],
+        [GuestAction::Refuse(t, Refusal::Paced { ago_ms: 9_999, .. })] if *t == f
+    ));
+}
+
+fn acts_text(acts: &[GuestAction]) -> String {
+    acts.iter()
+        .map(|a| match a {
+            GuestAction::Refuse(_, why) => why.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
 }
 
 #[test]

@@ -602,7 +602,7 @@ impl Edge<'_> {
             Arc::clone(self.state),
         );
         tokio::spawn(async move {
-            match crate::p2p::migrate::migrate(&guests, &p2p, mv.vm, &peer).await {
+            match crate::p2p::migrate::migrate(&guests, &p2p, mv.vm, &peer, true).await {
                 Ok(m) => {
                     tracing::info!(guest = m.guest, to = %m.to, to_guest = m.to_guest, paused_ms = m.paused_ms, "guest moved away from heat");
                     let detail = format!("guest g{} to {} (away from heat)", m.guest, m.to);

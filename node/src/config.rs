@@ -124,6 +124,7 @@ impl Config {
                 deadband: true,
                 reprice_on_arrival: true,
             },
+            admit_moved_every_ms: self.placement.moves.admit_every_ms,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Origin {
     /// It ran there and moved here (rather than being submitted there).
     #[serde(default)]
     pub moved: bool,
+    /// Its move was the heat rule's there, not an operator's.
+    #[serde(default)]
+    pub by_rule: bool,
 }
 
 /// The guests placed here: where each came from (a guest started through

@@ -17,6 +17,11 @@ use std::collections::{BTreeMap, HashMap};
 /// well above the base price.
 pub const BID_PER_VALUE_MILLI: f64 = 6_000.0;
 
+/// What a guest of value class `class` bids, milli-credits per CPU-second.
+pub fn bid_milli(class: usize) -> u64 {
+    (VALUES[class] * BID_PER_VALUE_MILLI) as u64
+}
+
 /// Every host's market.
 #[derive(Debug)]
 pub struct HostMarkets {
@@ -84,8 +89,7 @@ impl HostMarkets {
         here.sort_unstable();
         for &g in &here {
             if let std::collections::hash_map::Entry::Vacant(slot) = accounts.entry(g) {
-                let value = VALUES[w.guests[g].class];
-                let bid = (value * BID_PER_VALUE_MILLI) as u64;
+                let bid = bid_milli(w.guests[g].class);
                 let order = Order::new(
                     &format!("g{g}"),
                     1,

@@ -4,38 +4,38 @@
 //! probability `loss`, nothing across a partition; a report older than the
 //! gossip TTL is stale, as the verifier would say), the agent's market core
 //! on every host ([`crate::hostmarket`]: who gets how much of the host),
-//! and trading between hosts: a host whose price is well above
-//! a cheaper offer it has heard of lets its lowest-value guest go there, if
-//! the destination (the authority on its own admission) has room.
+//! and the agent's heat rule between hosts ([`NodeCore::plan_move`] at the
+//! agent's default `[placement]`, and [`NodeCore::offer_moved_guest`] at
+//! the destination, the authority on its own admission).
 
+use crate::hostmarket::bid_milli;
 use crate::policies::Policy;
 use crate::rng::Rng;
 use crate::world::World;
-use maxwell_core::{CoreConfig, NodeCore, Output, Reading};
-use maxwell_gossip::Position;
+use maxwell_core::{
+    Admission, CoreConfig, GuestAction, GuestLoad, Movable, MoveParams, NodeCore, Output,
+    PlaceParams, Reading, Target,
+};
 use maxwell_gossip::{
     node_id::NODE_ID_LEN, Freshness, HeatReport, Member, MemberStatus, MicroWatts, MilliCelsius,
     NodeId, SensorSource, VerifierConfig,
 };
+use maxwell_gossip::{Position, Room};
 use maxwell_pricing::PriceParams;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Power cap of every simulated host, W.
 pub const CAP_W: f64 = 400.0;
-/// A host sells a guest when its price exceeds an offer by this much (milli).
-pub const MOVE_MARGIN_MILLI: u64 = 250;
-/// Rounds a host waits after letting a guest go.
-pub const COOLDOWN_S: u64 = 5;
-/// A host admits at most one incoming guest per this many rounds.
-pub const ADMIT_EVERY_S: u64 = 10;
-/// A host admits a guest only if its demand stays under this.
+/// A host admits a guest only if its demand stays under this (the agent's
+/// admission share).
 pub const ADMIT_LIMIT: f64 = 0.75;
-/// A seller asks at most this many destinations per round, each the
-/// cheaper of two random offers that qualify (power of two choices).
-pub const OFFER_TRIES: usize = 6;
-/// Offers older than this are ignored by the market, ms.
-pub const OFFER_TTL_MS: u64 = 5_000;
+/// A simulated vCPU is this fraction of a host: room and guests' loads are
+/// counted in them, as the agent counts its admission share.
+pub const VCPUS_PER_HOST: f64 = 1000.0;
+/// Memory every simulated guest holds, MiB, and every host has room for.
+const GUEST_MIB: u64 = 1024;
+const HOST_MIB: u64 = 1 << 20;
 
 /// What a node gossips about itself each round.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,8 +44,8 @@ struct Report {
     temp: MilliCelsius,
     critical: MilliCelsius,
     draw_w: f64,
-    demand: f64,
     price: u64,
+    room: Room,
 }
 
 /// The Maxwell policy.
@@ -59,8 +59,10 @@ pub struct Maxwell {
     prices: Vec<u64>,
     published: VecDeque<Vec<Report>>,
     view: Vec<Vec<Option<Report>>>,
-    cooldown: Vec<u64>,
-    admitted_at: Vec<Option<u64>>,
+    /// Each host's room, as its core last published it.
+    rooms: Vec<Room>,
+    /// When each moved guest arrived where it is, ms.
+    arrived_at: HashMap<usize, u64>,
     rng: Rng,
     delay: usize,
     loss: f64,
@@ -72,6 +74,25 @@ fn node(h: usize) -> NodeId {
     let mut id = [0u8; NODE_ID_LEN];
     id[..8].copy_from_slice(&(h as u64).to_be_bytes());
     NodeId(id)
+}
+
+/// Host `h`'s offer endpoint, as its report gives it.
+fn endpoint(h: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (h >> 8) as u8, h as u8], 7948))
+}
+
+fn host_of(node: NodeId) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&node.0[..8]);
+    u64::from_be_bytes(b) as usize
+}
+
+/// What guest `g` takes of its host now, in simulated vCPUs (rounded up).
+fn load(w: &World, g: usize) -> GuestLoad {
+    GuestLoad {
+        vcpus: (w.demand(g, w.t).max(0.0) * VCPUS_PER_HOST).ceil() as u64,
+        memory_mib: GUEST_MIB,
+    }
 }
 
 fn watts(w: f64) -> Option<MicroWatts> {
@@ -97,8 +118,14 @@ fn core_config(
         stuck_after_ms: 10_000,
         report_ttl_ms: VerifierConfig::default().ttl_ms,
         leave_linger_ms: 3_000,
-        admission: maxwell_core::Admission::NONE,
+        admission: Admission {
+            cores: VCPUS_PER_HOST as u64,
+            memory_mib: HOST_MIB,
+            cpu_fraction: ADMIT_LIMIT,
+            memory_fraction: 1.0,
+        },
         publish: maxwell_core::PublishPolicy::EVERY_READING,
+        admit_moved_every_ms: MoveParams::DEFAULT.admit_every_ms,
     }
 }
 
@@ -122,8 +149,8 @@ impl Maxwell {
             prices: vec![params.config().base_milli; hosts],
             published: VecDeque::new(),
             view: vec![vec![None; hosts]; hosts],
-            cooldown: vec![0; hosts],
-            admitted_at: vec![None; hosts],
+            rooms: vec![Room::default(); hosts],
+            arrived_at: HashMap::new(),
             rng: Rng::derive(seed, 0x3E5),
             delay,
             loss,
@@ -139,8 +166,8 @@ impl Maxwell {
                 temp: MilliCelsius::from_celsius(w.thermal[h].die_c),
                 critical: MilliCelsius::from_celsius(w.models[h].critical_c),
                 draw_w: w.power_w[h],
-                demand: w.host_demand[h],
                 price: self.prices[h],
+                room: self.rooms[h],
             })
             .collect();
         self.published.push_back(own);
@@ -170,7 +197,12 @@ impl Maxwell {
             .filter_map(|(j, r)| Some((j, (*r)?)))
             .map(|(j, r)| self.member(w, j, r, now_ms))
             .collect();
+        let live: Vec<(u64, GuestLoad)> = w.on_host[h]
+            .iter()
+            .map(|&g| (g as u64, load(w, g)))
+            .collect();
         let core = &mut self.cores[h];
+        core.handle_guests(now_ms, &live);
         core.handle_peers(now_ms, members, Vec::new());
         let reading = Reading {
             hottest: Some((
@@ -186,6 +218,7 @@ impl Maxwell {
         while let Some(output) = core.poll_output() {
             if let Output::Publish(heat) = output {
                 self.prices[h] = heat.price_milli;
+                self.rooms[h] = heat.room;
             }
         }
     }
@@ -214,65 +247,61 @@ impl Maxwell {
                 headroom: MicroWatts::from_watts(CAP_W - r.draw_w),
                 price_milli: r.price,
                 source: SensorSource::Emulated,
-                room: Default::default(),
+                room: r.room,
                 api: None,
-                p2p: None,
+                p2p: Some(endpoint(j)),
             }),
             age_ms,
             freshness: Freshness::of(age_ms, self.ttl_ms),
         }
     }
 
-    /// The market step of host `h`: offer its lowest-value guest (the
-    /// smallest of them) to a few fresh offers it has heard of that have
-    /// room for it and undercut it by the margin, each the cheaper of two
-    /// picked at random. The destination decides on what it knows
-    /// now: it admits one guest per [`ADMIT_EVERY_S`], if the guest fits
-    /// under [`ADMIT_LIMIT`] and its own current price still undercuts the
-    /// seller's by the margin.
+    /// The market step of host `h`: the agent's own heat rule
+    /// ([`NodeCore::plan_move`], with the agent's default `[placement]`)
+    /// picks a guest and a cheaper, cool peer with room for it, from what
+    /// gossip brought. The destination's core takes it or not, on what it
+    /// knows now, as the agent's target does
+    /// ([`NodeCore::offer_moved_guest`]: room, price within the bid, one
+    /// moved guest per `admit_every_ms`).
     fn trade(&mut self, w: &World, h: usize, moves: &mut Vec<(usize, usize)>) {
-        if self.cooldown[h] > w.t {
-            return;
-        }
         let now_ms = w.t * 1000;
-        let mine = self.prices[h];
-        let Some((g, d)) = w.on_host[h]
+        let movable: Vec<Movable> = w.on_host[h]
             .iter()
             .filter(|&&g| w.guests[g].frozen_until <= w.t)
-            .map(|&g| (g, w.demand(g, w.t), w.guests[g].class))
-            .min_by(|a, b| a.2.cmp(&b.2).then(a.1.total_cmp(&b.1)))
-            .map(|(g, d, _)| (g, d))
-        else {
+            .map(|&g| Movable {
+                vm: g as u64,
+                load: load(w, g),
+                bid_milli: bid_milli(w.guests[g].class),
+                arrived_at_ms: self.arrived_at.get(&g).copied(),
+            })
+            .collect();
+        if movable.is_empty() {
+            return;
+        }
+        let rule = (&PlaceParams::DEFAULT, &MoveParams::DEFAULT);
+        let Some(mv) = self.cores[h].plan_move(now_ms, &movable, rule.0, rule.1) else {
             return;
         };
-        let offers: Vec<(u64, usize)> = self.view[h]
-            .iter()
-            .enumerate()
-            .filter_map(|(j, r)| r.map(|r| (j, r)))
-            .filter(|(_, r)| {
-                now_ms.saturating_sub(r.at_ms) <= OFFER_TTL_MS && r.demand + d <= ADMIT_LIMIT
-            })
-            .filter(|(_, r)| r.price + MOVE_MARGIN_MILLI < mine)
-            .map(|(j, r)| (r.price, j))
-            .collect();
-        // Power of two choices over every offer that qualifies: everyone
-        // hears of the same cheapest hosts, and asking only those queues.
-        let mut tries = Vec::with_capacity(OFFER_TRIES);
-        for _ in 0..OFFER_TRIES.min(offers.len()) {
-            let a = offers[self.rng.below(offers.len())];
-            let b = offers[self.rng.below(offers.len())];
-            tries.push(a.min(b));
+        let Target::Peer { node, .. } = mv.target else {
+            return;
+        };
+        let (g, dest) = (mv.vm as usize, host_of(node));
+        if dest >= w.layout.hosts() || !w.reachable(h, dest) {
+            return;
         }
-        for &(_, dest) in &tries {
-            let busy = self.admitted_at[dest].is_some_and(|at| w.t < at + ADMIT_EVERY_S);
-            let fits = w.host_demand[dest] + d <= ADMIT_LIMIT;
-            let cheaper = self.prices[dest] + MOVE_MARGIN_MILLI < mine;
-            if !busy && fits && cheaper && w.reachable(h, dest) {
-                moves.push((g, dest));
-                self.admitted_at[dest] = Some(w.t);
-                self.cooldown[h] = w.t + COOLDOWN_S;
-                return;
+        let core = &mut self.cores[dest];
+        let bid = Some(bid_milli(w.guests[g].class));
+        let ticket = core.offer_moved_guest(now_ms, load(w, g), bid);
+        let mut taken = false;
+        while let Some(output) = core.poll_output() {
+            if output == Output::Guest(GuestAction::Start(ticket)) {
+                core.handle_guest_started(now_ms, ticket, Some(mv.vm));
+                taken = true;
             }
+        }
+        if taken {
+            moves.push((g, dest));
+            self.arrived_at.insert(g, now_ms);
         }
     }
 }

@@ -221,6 +221,7 @@ pub fn core_config(i: usize, interval: Duration) -> CoreConfig {
             deadband: true,
             reprice_on_arrival: true,
         },
+        admit_moved_every_ms: 0,
     }
 }
 

@@ -15,6 +15,7 @@ const RULE: MoveParams = MoveParams {
     after_ms: 10_000,
     max_per_minute: 2,
     cooldown_ms: 120_000,
+    admit_every_ms: 10_000,
 };
 
 fn peer(k: u8, celsius: i64, price_milli: u64) -> Seen {
@@ -82,6 +83,32 @@ fn a_node_dear_for_long_enough_moves_its_lowest_bid_to_a_cheaper_peer() {
     // Two in a minute is the bound.
     assert_eq!(plan(&mut m, 45_000, 4_000, &g), None);
     assert_eq!(plan(&mut m, 70_000, 4_000, &g), Some((9, "n1".into())));
+}
+
+#[test]
+fn of_the_lowest_bidders_the_largest_goes_first_for_the_most_heat_per_move() {
+    let sized = |vm, bid, vcpus| Movable {
+        load: GuestLoad {
+            vcpus,
+            memory_mib: 64,
+        },
+        ..guest(vm, bid)
+    };
+    let g = [
+        sized(1, 2_000, 1),
+        sized(2, 2_000, 3),
+        sized(3, 2_000, 2),
+        sized(4, 9_000, 4),
+    ];
+    let mut m = Mover::default();
+    assert_eq!(plan(&mut m, 0, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((2, "n1".into())));
+    assert_eq!(plan(&mut m, 20_000, 4_000, &g), Some((3, "n1".into())));
+    // One the peers have no room for is passed over for the next.
+    let g = [sized(5, 2_000, 5), sized(6, 2_000, 1)];
+    let mut m = Mover::default();
+    assert_eq!(plan(&mut m, 0, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((6, "n1".into())));
 }
 
 #[test]

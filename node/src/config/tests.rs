@@ -156,8 +156,19 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
     );
     let m = d.placement.moves;
     assert_eq!(
-        (m.margin_milli, m.after_ms, m.max_per_minute, m.cooldown_ms),
-        (500, 15_000, 2, 120_000)
+        (
+            m.margin_milli,
+            m.after_ms,
+            m.max_per_minute,
+            m.cooldown_ms,
+            m.admit_every_ms
+        ),
+        (500, 3_000, 6, 120_000, 10_000)
+    );
+    // The core hears the pace its moved guests are taken at.
+    assert_eq!(
+        d.core(maxwell_core::Admission::NONE).admit_moved_every_ms,
+        10_000
     );
     // A test asking the OS for a gossip port gets a p2p port the same way.
     let c = parse("[gossip]\nlisten_addr = \"127.0.0.1:0\"\n").expect("valid");
@@ -181,6 +192,10 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
         (
             "[placement]\nmove_margin_milli = 0\n",
             "placement.move_margin_milli",
+        ),
+        (
+            "[placement]\nmove_admit_every_ms = 3600001\n",
+            "placement.move_admit_every_ms",
         ),
     ] {
         let err = parse(text).expect_err(text);

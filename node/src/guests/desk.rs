@@ -88,8 +88,10 @@ impl Desk {
                 snapshot,
             } => {
                 let load = load_of(&spec);
-                let ticket = match origin {
-                    Some(_) => core.offer_guest(now_ms, load, spec.terms.map(|t| t.bid_milli)),
+                let bid = spec.terms.map(|t| t.bid_milli);
+                let ticket = match &origin {
+                    Some(o) if o.by_rule => core.offer_moved_guest(now_ms, load, bid),
+                    Some(_) => core.offer_guest(now_ms, load, bid),
                     None => core.request_guest(now_ms, load),
                 };
                 self.asked.insert(
@@ -257,11 +259,15 @@ impl Desk {
     }
 }
 
-/// A refusal as the requester hears it: 409 when the host is full or its
-/// price above the bid, 503 when the node is leaving.
+/// A refusal as the requester hears it: 409 when the host is full, its
+/// price above the bid or a moved guest came too soon after another, 503
+/// when the node is leaving.
 fn refused(why: &Refusal) -> ApiError {
     match why {
-        Refusal::Vcpus { .. } | Refusal::Memory { .. } | Refusal::AboveBid { .. } => ApiError {
+        Refusal::Vcpus { .. }
+        | Refusal::Memory { .. }
+        | Refusal::AboveBid { .. }
+        | Refusal::Paced { .. } => ApiError {
             status: StatusCode::CONFLICT,
             message: why.to_string(),
             state_changed: false,

@@ -92,7 +92,7 @@ pub async fn move_to(state: &AppState, vm: u64, to: Option<String>) -> Result<Mo
         name,
         endpoint,
     };
-    let moved = migrate::migrate(&state.guests, p2p, vm, &peer).await?;
+    let moved = migrate::migrate(&state.guests, p2p, vm, &peer, false).await?;
     tracing::info!(guest = vm, to = %moved.to, to_guest = moved.to_guest, paused_ms = moved.paused_ms, bytes = moved.bytes, "guest moved");
     state.note(
         state.node.id,

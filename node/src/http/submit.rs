@@ -106,6 +106,7 @@ pub async fn place(state: &AppState, spec_json: &str) -> Result<Submitted, ApiEr
         node: state.node.id,
         name: state.node.name.clone(),
         moved: false,
+        by_rule: false,
     };
     // A new offer starts only while one more (offer and confirmation) fits
     // in the API's request timeout.

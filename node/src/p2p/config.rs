@@ -29,6 +29,7 @@ pub struct RawPlacement {
     pub move_after_ms: Option<u64>,
     pub max_moves_per_minute: Option<u64>,
     pub move_cooldown_ms: Option<u64>,
+    pub move_admit_every_ms: Option<u64>,
 }
 
 /// Validated placement settings: where submissions go, and when guests
@@ -87,9 +88,8 @@ impl RawP2p {
 }
 
 impl RawPlacement {
-    /// Validates the section: two choices, three offers, hot within 10 °C
-    /// of the limit; a node 0.5 dearer than its cheapest peer for 15 s
-    /// moves a guest, at most 2 a minute, each then staying 2 minutes.
+    /// Validates the section; the defaults are the core's
+    /// ([`PlaceParams::DEFAULT`], [`MoveParams::DEFAULT`]).
     pub fn validate(self) -> Result<PlacementConfig, ConfigError> {
         let count = |field, v: Option<u64>, default: u64| match v.unwrap_or(default) {
             n @ 1..=16 => Ok(n as usize),
@@ -101,38 +101,50 @@ impl RawPlacement {
             n if (lo..=hi).contains(&n) => Ok(n),
             n => Err(invalid(field, format!("{n} is outside {lo} to {hi}"))),
         };
+        let (dp, dm) = (PlaceParams::DEFAULT, MoveParams::DEFAULT);
         let moves = MoveParams {
             margin_milli: within(
                 "placement.move_margin_milli",
                 self.move_margin_milli,
-                500,
+                dm.margin_milli,
                 (1, 1_000_000),
             )?,
             after_ms: within(
                 "placement.move_after_ms",
                 self.move_after_ms,
-                15_000,
+                dm.after_ms,
                 (0, 3_600_000),
             )?,
             max_per_minute: within(
                 "placement.max_moves_per_minute",
                 self.max_moves_per_minute,
-                2,
+                dm.max_per_minute as u64,
                 (0, 60),
             )? as usize,
             cooldown_ms: within(
                 "placement.move_cooldown_ms",
                 self.move_cooldown_ms,
-                120_000,
+                dm.cooldown_ms,
                 (0, 86_400_000),
+            )?,
+            admit_every_ms: within(
+                "placement.move_admit_every_ms",
+                self.move_admit_every_ms,
+                dm.admit_every_ms,
+                (0, 3_600_000),
             )?,
         };
         let place = PlaceParams {
-            choices: count("placement.choices", self.choices, 2)?,
-            max_offers: count("placement.max_offers", self.max_offers, 3)?,
+            choices: count("placement.choices", self.choices, dp.choices as u64)?,
+            max_offers: count(
+                "placement.max_offers",
+                self.max_offers,
+                dp.max_offers as u64,
+            )?,
             hot_margin: celsius(
                 "placement.hot_margin_celsius",
-                self.hot_margin_celsius.unwrap_or(10.0),
+                self.hot_margin_celsius
+                    .unwrap_or(dp.hot_margin.0 as f64 / 1000.0),
                 0.0,
                 100.0,
             )?,

@@ -67,14 +67,22 @@ fn error(status: StatusCode, message: String) -> ApiError {
 
 /// Moves guest `vm` to `to`, and returns once the move is final: the
 /// guest runs there (and its copy here is killed), or it runs on here.
-pub async fn migrate(guests: &Guests, p2p: &P2p, vm: u64, to: &Peer) -> Result<Moved, ApiError> {
+/// `by_rule`: the heat rule asked for it, not an operator (the target
+/// paces such moves).
+pub async fn migrate(
+    guests: &Guests,
+    p2p: &P2p,
+    vm: u64,
+    to: &Peer,
+    by_rule: bool,
+) -> Result<Moved, ApiError> {
     let mut id = [0u8; 8];
     getrandom::getrandom(&mut id).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let move_id = u64::from_le_bytes(id);
     guests.begin_move(vm)?;
     let _flight = p2p.moving(vm);
     let t0 = Instant::now();
-    let offered = offer(guests, vm, move_id).await;
+    let offered = offer(guests, vm, move_id, by_rule).await;
     let (request, bytes, wallet, restored) = match offered {
         Ok(o) => o,
         Err(e) => {
@@ -178,6 +186,7 @@ async fn offer(
     guests: &Guests,
     vm: u64,
     move_id: u64,
+    by_rule: bool,
 ) -> Result<(Request, u64, Option<(AccountId, Order)>, bool), ApiError> {
     let backend = guests.backend()?;
     let spec = guests.act(&vm.to_string(), |b, id| b.spec(id)).await?;
@@ -216,6 +225,7 @@ async fn offer(
         spec_json,
         wallet: wallet.clone(),
         snapshot,
+        by_rule,
     };
     let bytes = serde_json::to_vec(&request).map_or(0, |v| v.len() as u64);
     if bytes > super::MAX_MOVE as u64 {

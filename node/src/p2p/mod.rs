@@ -52,6 +52,11 @@ pub enum Request {
         spec_json: String,
         wallet: Option<(AccountId, Order)>,
         snapshot: Option<String>,
+        /// The sender's heat rule asked for this move (an operator's move
+        /// says false): the target takes one such per
+        /// `placement.move_admit_every_ms`.
+        #[serde(default)]
+        by_rule: bool,
     },
     /// Run the moved guest you hold: its wallet is yours (this node's
     /// signed transfer, when it has one).

@@ -92,3 +92,15 @@ async fn only_members_get_through_and_a_key_that_is_not_the_members_is_refused()
     }
     assert_eq!(denied(&ep_b), 1);
 }
+
+#[test]
+fn a_move_from_an_agent_that_names_no_rule_reads_as_an_operators() {
+    let old = r#"{"Migrate": {"move_id": 7, "spec_json": "{}", "wallet": null, "snapshot": null}}"#;
+    let Ok(Request::Migrate {
+        move_id, by_rule, ..
+    }) = serde_json::from_str(old)
+    else {
+        panic!("an older agent's move no longer reads");
+    };
+    assert_eq!((move_id, by_rule), (7, false));
+}

@@ -120,14 +120,15 @@ impl Task {
             asked(None, None).refuse(self, why);
             return;
         }
-        let origin = |moved| Origin {
+        let origin = |moved, by_rule| Origin {
             node,
             name: self.names.get(&node).cloned().unwrap_or_default(),
             moved,
+            by_rule,
         };
         match message {
             Request::Offer { spec_json } => {
-                let (origin, counters) = (origin(false), Arc::clone(&self.counters));
+                let (origin, counters) = (origin(false, false), Arc::clone(&self.counters));
                 let work = async move {
                     started(&counters, take_offer(&guests, &spec_json, origin).await)
                 };
@@ -143,8 +144,9 @@ impl Task {
                 spec_json,
                 wallet,
                 snapshot,
+                by_rule,
             } => {
-                let (origin, counters) = (origin(true), Arc::clone(&self.counters));
+                let (origin, counters) = (origin(true, by_rule), Arc::clone(&self.counters));
                 let order = wallet.as_ref().map(|w| w.1.clone());
                 let work = async move {
                     let (snapshot, order) = (snapshot.as_deref(), order.as_ref());

@@ -338,6 +338,7 @@ fn core_config(k: usize, interval: Duration) -> CoreConfig {
         admission: maxwell_core::Admission::NONE,
         // Every reading is news: the changes timed here are the ones published.
         publish: maxwell_core::PublishPolicy::EVERY_READING,
+        admit_moved_every_ms: 0,
     }
 }
 
