@@ -268,6 +268,11 @@ impl fmt::Display for ThermalBenchReport {
         for (s, e) in &self.oracle_errors {
             writeln!(f, "{s}: oracle LP failed: {e}")?;
         }
-        writeln!(f, "value: value-weighted host-seconds of work delivered; react-s: event -> every host back under critical-10°C (- = not back); osc-m: price oscillation amplitude (milli, detrended, last 300 s); settle: s after event until no price steps > 100 milli")
+        writeln!(f, "value: value-weighted host-seconds of work delivered; react-s: event -> every host back under critical-10°C (- = not back); osc-m: price oscillation amplitude (milli, detrended, last 300 s); settle: s after event until no price steps > 100 milli")?;
+        writeln!(f, "goals (docs/pricing.md §4), maxwell in each scenario:")?;
+        for v in crate::goals::verdicts(&self.rows) {
+            writeln!(f, "{v}")?;
+        }
+        Ok(())
     }
 }

@@ -9,17 +9,20 @@
 //! - [`scenarios`]: steady load, cooling failure, fan failure, burst, partition.
 //! - [`sim`]: guests with seeded demand traces, one step per simulated second.
 //! - [`policies`]: the baselines; [`mesh`]: Maxwell (the agent's `NodeCore`
-//!   over simulated gossip with delay and loss, trading between hosts) and
-//!   [`hostmarket`]: the agent's market core serving each host's guests.
+//!   over simulated gossip with delay and loss, moving guests by the
+//!   agent's heat rule) and [`hostmarket`]: the agent's market core serving
+//!   each host's guests.
 //! - [`oracle`]: omniscient divisible placement as a linear program (`microlp`).
 //! - [`metrics`], [`plot`] (hand-written SVG), [`bench`](mod@bench):
-//!   [`run_thermal_bench_with`] and its printable [`ThermalBenchReport`].
+//!   [`run_thermal_bench_with`] and its printable [`ThermalBenchReport`],
+//!   which ends with [`goals`]: the market issue's goals, met or not.
 //!
 //! Contracts: no I/O except [`ThermalBenchReport::write_plots`]; no wall
 //! clock; every random choice comes from the seed, so the same
 //! [`BenchConfig`] gives the same report, bit for bit.
 
 pub mod bench;
+pub mod goals;
 pub mod hostmarket;
 pub mod mesh;
 pub mod metrics;

@@ -106,3 +106,16 @@ fn plots_are_svg_files() {
         );
     }
 }
+
+#[test]
+fn the_report_ends_with_a_verdict_on_every_goal_in_every_scenario() {
+    let r = report();
+    let text = r.to_string();
+    let verdicts = maxwell_testbed::goals::verdicts(&r.rows);
+    assert_eq!(verdicts.len(), 6);
+    for v in &verdicts {
+        assert!(text.contains(&v.to_string()), "{v} missing from\n{text}");
+        let mx = &row(r, v.scenario, "maxwell").metrics;
+        assert_eq!(v.moves.0, mx.moves);
+    }
+}
