@@ -7,7 +7,8 @@
 //! as a submission's would be (power of d choices among those with room, at
 //! or below the guest's bid), and only to one at least `margin` cheaper than
 //! here. Then it waits `after` again. The target takes one such guest per
-//! `admit_every_ms` ([`crate::NodeCore::offer_moved_guest`]).
+//! `admit_every_ms` ([`crate::NodeCore::offer_moved_guest`]), so for that
+//! long this node sends no other there.
 //! At most `max_per_minute` moves start in any minute; a guest that arrived
 //! here, or was picked, within `cooldown` is not picked. A guest that just
 //! moved to a cheaper node can only come back once that node is dearer by
@@ -15,7 +16,7 @@
 
 use crate::guests::GuestLoad;
 use crate::placement::{self, Need, PlaceParams, Target};
-use maxwell_types::rng::Rng;
+use maxwell_types::{rng::Rng, NodeId};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The rule's settings; validated by their owner (the agent's `[placement]`).
@@ -75,6 +76,9 @@ pub(crate) struct Mover {
     started: VecDeque<u64>,
     /// Guests picked, until when they are not picked again.
     cooling: BTreeMap<u64, u64>,
+    /// Peers sent a guest, and when: each takes one per `admit_every_ms`,
+    /// so another sent there sooner would be refused.
+    sent: BTreeMap<NodeId, u64>,
 }
 
 impl Mover {
@@ -90,6 +94,8 @@ impl Mover {
         rng: &mut Rng,
     ) -> Option<Move> {
         self.cooling.retain(|_, until| *until > now);
+        self.sent
+            .retain(|_, at| now < at.saturating_add(p.admit_every_ms));
         while self
             .started
             .front()
@@ -114,9 +120,11 @@ impl Mover {
         if now.saturating_sub(since) < p.after_ms || self.started.len() >= p.max_per_minute {
             return None;
         }
+        let sent = &self.sent;
         let cheap: Vec<placement::Seen> = peers
             .into_iter()
             .filter(|s| s.price_milli().saturating_add(p.margin_milli) <= price)
+            .filter(|s| !matches!(&s.target, Target::Peer { node, .. } if sent.contains_key(node)))
             .collect();
         let mut order: Vec<&Movable> = movable
             .iter()
@@ -139,6 +147,9 @@ impl Mover {
             };
             let seen = cheap.iter().cloned().map(Ok);
             if let Some(target) = placement::place(seen, &need, &one, rng).targets.pop() {
+                if let Target::Peer { node, .. } = &target {
+                    self.sent.insert(*node, now);
+                }
                 self.started.push_back(now);
                 self.cooling.insert(m.vm, now.saturating_add(p.cooldown_ms));
                 self.dear_since = Some(now);

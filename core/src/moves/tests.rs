@@ -112,6 +112,31 @@ fn of_the_lowest_bidders_the_largest_goes_first_for_the_most_heat_per_move() {
 }
 
 #[test]
+fn no_second_guest_goes_to_a_peer_before_it_takes_one_again() {
+    // Both peers are cheaper by the margin; n1 is the cheapest.
+    let quick = MoveParams {
+        after_ms: 1_000,
+        max_per_minute: 6,
+        ..RULE
+    };
+    let g = [guest(7, 5_000), guest(8, 5_000), guest(9, 5_000)];
+    let mut m = Mover::default();
+    let mut rng = Rng::new(3);
+    let mut at = |now| {
+        let peers = vec![peer(1, 40, 1_000), peer(2, 40, 3_000)];
+        to(&m.plan(now, 4_000, peers, &g, (&PLACE, &quick), &mut rng)).map(|(_, n)| n)
+    };
+    assert_eq!(at(0), None);
+    let first = at(1_000).expect("a move");
+    // n1 took one 1 s ago, and takes one per 10 s: the next goes elsewhere.
+    let second = at(2_000).expect("a move");
+    assert_ne!(first, second);
+    // Both have taken one within 10 s: nowhere to send the third yet.
+    assert_eq!(at(3_000), None);
+    assert!(at(11_000).is_some(), "the first peer takes one again");
+}
+
+#[test]
 fn a_price_within_the_margin_or_a_dip_below_it_restarts_the_wait() {
     let mut m = Mover::default();
     let g = [guest(7, 5_000)];
