@@ -153,8 +153,8 @@ pub struct NodeCore {
     outputs: VecDeque<Output>,
     leaving: bool,
     guests: guests::Book,
-    /// When a moved guest was last taken.
-    moved_in_at_ms: Option<u64>,
+    /// When the last moved guest was taken, and its start.
+    moved_in: Option<(u64, Ticket)>,
     mover: moves::Mover,
     rng: Rng,
 }
@@ -182,7 +182,7 @@ impl NodeCore {
             outputs: VecDeque::new(),
             leaving: false,
             guests: guests::Book::default(),
-            moved_in_at_ms: None,
+            moved_in: None,
             mover: moves::Mover::default(),
             rng: Rng::new(seed),
         }
@@ -350,26 +350,36 @@ impl NodeCore {
     /// own): admitted as [`Self::request_guest`] does, once its bid (if it
     /// has one) meets our price now.
     pub fn offer_guest(&mut self, now_ms: u64, load: GuestLoad, bid_milli: Option<u64>) -> Ticket {
+        match self.above_bid(bid_milli) {
+            Some(why) => self.refuse(now_ms, why),
+            None => self.request_guest(now_ms, load),
+        }
+    }
+
+    /// An offer's bid below our price now (a leaving node refuses for that).
+    fn above_bid(&self, bid_milli: Option<u64>) -> Option<Refusal> {
         let price = self.quote.as_ref().map(|q| q.price_milli);
         match (bid_milli, price) {
-            (Some(bid), Some(price)) if bid < price && !self.leaving => {
-                self.advance(now_ms);
-                let ticket = self.guests.ticket();
-                let why = Refusal::AboveBid {
-                    bid_milli: bid,
-                    price_milli: price,
-                };
-                self.outputs
-                    .push_back(Output::Guest(GuestAction::Refuse(ticket, why)));
-                ticket
-            }
-            _ => self.request_guest(now_ms, load),
+            (Some(bid), Some(price)) if bid < price && !self.leaving => Some(Refusal::AboveBid {
+                bid_milli: bid,
+                price_milli: price,
+            }),
+            _ => None,
         }
+    }
+
+    fn refuse(&mut self, now_ms: u64, why: Refusal) -> Ticket {
+        self.advance(now_ms);
+        let ticket = self.guests.ticket();
+        self.outputs
+            .push_back(Output::Guest(GuestAction::Refuse(ticket, why)));
+        ticket
     }
 
     /// A guest moving here from another node: taken as
     /// [`Self::offer_guest`] takes an offer, but at most one per
-    /// `admit_moved_every_ms`.
+    /// `admit_moved_every_ms` (a start that fails does not count). A
+    /// leaving node, or one dearer than the bid, says so rather than this.
     pub fn offer_moved_guest(
         &mut self,
         now_ms: u64,
@@ -378,22 +388,19 @@ impl NodeCore {
     ) -> Ticket {
         let now = self.advance(now_ms);
         let every_ms = self.config.admit_moved_every_ms;
-        if let Some(at) = self
-            .moved_in_at_ms
-            .filter(|at| now < at.saturating_add(every_ms))
-        {
-            let ticket = self.guests.ticket();
+        let due = self
+            .moved_in
+            .filter(|(at, _)| now < at.saturating_add(every_ms));
+        if let (Some((at, _)), false, None) = (due, self.leaving, self.above_bid(bid_milli)) {
             let why = Refusal::Paced {
                 ago_ms: now - at,
                 every_ms,
             };
-            self.outputs
-                .push_back(Output::Guest(GuestAction::Refuse(ticket, why)));
-            return ticket;
+            return self.refuse(now_ms, why);
         }
         let ticket = self.offer_guest(now_ms, load, bid_milli);
         if self.outputs.back() == Some(&Output::Guest(GuestAction::Start(ticket))) {
-            self.moved_in_at_ms = Some(now);
+            self.moved_in = Some((now, ticket));
         }
         ticket
     }
@@ -471,6 +478,10 @@ impl NodeCore {
     pub fn handle_guest_started(&mut self, now_ms: u64, ticket: Ticket, started: Option<u64>) {
         self.advance(now_ms);
         self.guests.started(ticket, started);
+        // A moved guest that never started took nothing here.
+        if started.is_none() && self.moved_in.is_some_and(|(_, t)| t == ticket) {
+            self.moved_in = None;
+        }
     }
 
     /// Guest `guest` was killed; its share is free again.

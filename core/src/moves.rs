@@ -10,7 +10,8 @@
 //! `admit_every_ms` ([`crate::NodeCore::offer_moved_guest`]), so for that
 //! long this node sends no other there.
 //! At most `max_per_minute` moves start in any minute; a guest that arrived
-//! here, or was picked, within `cooldown` is not picked. A guest that just
+//! here, or was picked, within `cooldown` is not picked, unless the driver
+//! says its move did not happen ([`crate::NodeCore::handle_move_failed`]). A guest that just
 //! moved to a cheaper node can only come back once that node is dearer by
 //! the margin than this one, and not before its cooldown: no ping-pong.
 
@@ -160,7 +161,22 @@ impl Mover {
     }
 }
 
+impl Mover {
+    /// Guest `vm`'s move did not happen: it may be picked again at once.
+    pub(crate) fn failed(&mut self, vm: u64) {
+        self.cooling.remove(&vm);
+    }
+}
+
 impl crate::NodeCore {
+    /// The move of guest `vm` that [`crate::NodeCore::plan_move`] asked for
+    /// did not happen (refused, unreachable, or aborted): the guest is not
+    /// held to its cooldown; the rule's wait and rate still count the try.
+    pub fn handle_move_failed(&mut self, now_ms: u64, vm: u64) {
+        self.advance(now_ms);
+        self.mover.failed(vm);
+    }
+
     /// Where member `node` takes offers, as its latest report says (an
     /// unspecified IP read as the one it gossips from).
     pub fn endpoint_of(

@@ -409,6 +409,34 @@ fn a_node_takes_one_guest_moved_by_rule_per_pace_and_offers_as_they_come() {
         &guest_actions(&mut core)[..],
         [GuestAction::Refuse(t, Refusal::Paced { ago_ms: 9_999, .. })] if *t == f
     ));
+    // A moved guest whose start failed took nothing: the next may come.
+    let g = core.offer_moved_guest(T0 + 20_000, GuestLoad::default(), None);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(g)]);
+    core.handle_guest_started(T0 + 20_000, g, None);
+    let h = core.offer_moved_guest(T0 + 20_001, GuestLoad::default(), None);
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(h)]);
+    // Within the pace, a leaving node still says it is leaving.
+    core.handle_command(T0 + 20_002, Command::Leave);
+    drain(&mut core);
+    let i = core.offer_moved_guest(T0 + 20_002, GuestLoad::default(), None);
+    assert_eq!(
+        guest_actions(&mut core),
+        [GuestAction::Refuse(i, Refusal::Leaving)]
+    );
+}
+
+#[test]
+fn within_the_pace_a_bid_below_the_price_is_refused_as_such() {
+    let mut core = NodeCore::new(config(), T0, 1);
+    core.handle_reading(T0, &reading(40.0));
+    let price = published_price(&mut core);
+    let a = core.offer_moved_guest(T0, ONE, Some(price));
+    assert_eq!(guest_actions(&mut core), [GuestAction::Start(a)]);
+    let b = core.offer_moved_guest(T0 + 1, ONE, Some(price - 1));
+    assert!(matches!(
+        &guest_actions(&mut core)[..],
+        [GuestAction::Refuse(t, Refusal::AboveBid { .. })] if *t == b
+    ));
 }
 
 fn acts_text(acts: &[GuestAction]) -> String {

@@ -495,6 +495,10 @@ impl Edge<'_> {
                 let _ = reply.send(target);
                 return;
             }
+            guests::GuestMsg::MoveFailed(vm) => {
+                core.handle_move_failed(now, vm);
+                return;
+            }
             msg => msg,
         };
         let Some(b) = bazaar else {
@@ -609,7 +613,8 @@ impl Edge<'_> {
                     state.note(state.node.id, "moved", detail);
                 }
                 Err(e) => {
-                    tracing::warn!(guest = mv.vm, to = %peer.name, error = %e.message, "a move away from heat did not happen; the guest runs on here")
+                    tracing::warn!(guest = mv.vm, to = %peer.name, error = %e.message, "a move away from heat did not happen; the guest runs on here");
+                    guests.move_failed(mv.vm);
                 }
             }
         });

@@ -128,6 +128,8 @@ pub enum GuestMsg {
     Surveyed(Vec<(u64, maxwell_core::GuestLoad)>),
     /// A call on the market (a top-up, a bid).
     Market(MarketCall),
+    /// A move the heat rule asked for did not happen: the guest runs on here.
+    MoveFailed(u64),
 }
 
 /// A market call from the API, answered once its entry is on disk.
@@ -339,6 +341,12 @@ impl Guests {
             })
             .map_err(|_| shutting_down())?;
         answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Tells the agent loop that the heat rule's move of `vm` did not
+    /// happen (a loop that has stopped has nothing left to tell).
+    pub fn move_failed(&self, vm: u64) {
+        let _ = self.loop_tx.send(GuestMsg::MoveFailed(vm));
     }
 
     /// Asks the agent loop where a guest that needs `need` should go.

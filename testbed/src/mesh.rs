@@ -287,6 +287,7 @@ impl Maxwell {
         };
         let (g, dest) = (mv.vm as usize, host_of(node));
         if dest >= w.layout.hosts() || !w.reachable(h, dest) {
+            self.cores[h].handle_move_failed(now_ms, mv.vm);
             return;
         }
         let core = &mut self.cores[dest];
@@ -302,6 +303,8 @@ impl Maxwell {
         if taken {
             moves.push((g, dest));
             self.arrived_at.insert(g, now_ms);
+        } else {
+            self.cores[h].handle_move_failed(now_ms, mv.vm);
         }
     }
 }
@@ -315,7 +318,13 @@ impl Policy for Maxwell {
         for h in 0..w.layout.hosts() {
             self.quote(w, h);
         }
-        for h in 0..w.layout.hosts() {
+        // Hosts trade in a new random order each second: a destination
+        // takes one moved guest per pace, and no host wins every race.
+        let mut order: Vec<usize> = (0..w.layout.hosts()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.below(i + 1));
+        }
+        for h in order {
             self.trade(w, h, moves);
         }
     }

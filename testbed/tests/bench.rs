@@ -115,7 +115,7 @@ fn the_report_ends_with_a_verdict_on_every_goal_in_every_scenario() {
     assert_eq!(verdicts.len(), 6);
     for v in &verdicts {
         assert!(text.contains(&v.to_string()), "{v} missing from\n{text}");
-        let mx = &row(r, v.scenario, "maxwell").metrics;
-        assert_eq!(v.moves.0, mx.moves);
+        // Only the heavy scenario is held to the oracle's value.
+        assert_eq!(v.value_share.is_some(), v.scenario == "heavy85+cool");
     }
 }

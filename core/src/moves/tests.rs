@@ -137,6 +137,20 @@ fn no_second_guest_goes_to_a_peer_before_it_takes_one_again() {
 }
 
 #[test]
+fn a_guest_whose_move_failed_may_go_again_without_its_cooldown() {
+    let g = [guest(7, 5_000), guest(8, 6_000)];
+    let mut m = Mover::default();
+    assert_eq!(plan(&mut m, 0, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((7, "n1".into())));
+    m.failed(7);
+    // The wait still counts the try; then the same guest goes again.
+    assert_eq!(plan(&mut m, 15_000, 4_000, &g), None);
+    assert_eq!(plan(&mut m, 20_000, 4_000, &g), Some((7, "n1".into())));
+    // One that moved stays picked: the next is another.
+    assert_eq!(plan(&mut m, 70_000, 4_000, &g), Some((8, "n1".into())));
+}
+
+#[test]
 fn a_price_within_the_margin_or_a_dip_below_it_restarts_the_wait() {
     let mut m = Mover::default();
     let g = [guest(7, 5_000)];

@@ -149,6 +149,7 @@ impl Desk {
             }
             // The market's and placement's requests are the agent's, never the desk's.
             GuestMsg::Market(_)
+            | GuestMsg::MoveFailed(_)
             | GuestMsg::Place { .. }
             | GuestMsg::MoveTarget { .. }
             | GuestMsg::Endpoint { .. } => {}
@@ -273,5 +274,65 @@ fn refused(why: &Refusal) -> ApiError {
             state_changed: false,
         },
         Refusal::Leaving => super::shutting_down(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maxwell_core::Admission;
+
+    fn start(desk: &mut Desk, core: &mut NodeCore, now: u64, by_rule: Option<bool>) -> GuestAction {
+        let spec = GuestSpec::from_json(
+            r#"{"kind": "workload", "vcpus": 1, "memory_mib": 4, "payload": "count"}"#,
+        )
+        .expect("spec");
+        let origin = by_rule.map(|by_rule| Origin {
+            node: maxwell_types::NodeId([1; 10]),
+            name: "src".into(),
+            moved: true,
+            by_rule,
+        });
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let msg = GuestMsg::Start {
+            spec,
+            reply,
+            origin,
+            snapshot: None,
+        };
+        assert!(desk.handle(core, now, msg).is_none());
+        std::iter::from_fn(|| core.poll_output())
+            .find_map(|o| match o {
+                Output::Guest(a) => Some(a),
+                _ => None,
+            })
+            .expect("an answer")
+    }
+
+    #[test]
+    fn a_guest_moved_by_the_heat_rule_is_paced_and_one_an_operator_moved_is_not() {
+        let config = crate::config::RawConfig::from_toml("")
+            .expect("empty")
+            .validate()
+            .expect("defaults");
+        let admission = Admission {
+            cores: 8,
+            memory_mib: 1024,
+            cpu_fraction: 1.0,
+            memory_fraction: 1.0,
+        };
+        let mut core = NodeCore::new(config.core(admission), 0, 1);
+        let mut desk = Desk::new(PlacedBook::default());
+        let started = |a: &GuestAction| matches!(a, GuestAction::Start(_));
+        assert!(started(&start(&mut desk, &mut core, 0, Some(true))));
+        let paced = start(&mut desk, &mut core, 1_000, Some(true));
+        assert!(
+            matches!(paced, GuestAction::Refuse(_, Refusal::Paced { .. })),
+            "{paced:?}"
+        );
+        for now in [1_000, 1_001] {
+            assert!(started(&start(&mut desk, &mut core, now, Some(false))));
+            assert!(started(&start(&mut desk, &mut core, now, None)));
+        }
     }
 }
