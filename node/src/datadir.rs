@@ -278,18 +278,7 @@ mod tests {
             "{text}"
         );
         drop(first);
-        // Free again once the holder is gone (a child another test forked
-        // may hold the descriptor for the moment until it execs).
-        let again = (0..200).find_map(|_| match DataDir::open(dir.path()) {
-            Err(DataDirError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                None
-            }
-            r => Some(r),
-        });
-        again
-            .expect("unlocked")
-            .expect("free again once the holder is gone");
+        open_when_free(dir.path()).expect("free again once the holder is gone");
     }
 
     #[test]

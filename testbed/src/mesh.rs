@@ -278,8 +278,8 @@ impl Maxwell {
         if movable.is_empty() {
             return;
         }
-        let rule = (&PlaceParams::DEFAULT, &MoveParams::DEFAULT);
-        let Some(mv) = self.cores[h].plan_move(now_ms, &movable, rule.0, rule.1) else {
+        let (place, rule) = (&PlaceParams::DEFAULT, &MoveParams::DEFAULT);
+        let Some(mv) = self.cores[h].plan_move(now_ms, &movable, place, rule) else {
             return;
         };
         let Target::Peer { node, .. } = mv.target else {
