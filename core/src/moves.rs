@@ -3,17 +3,19 @@
 //!
 //! The rule: once this node's price has stayed at least `margin` above the
 //! cheapest counting, cool peer's for `after`, it moves the largest of its
-//! lowest-bidding movable guests (the most heat per move) to a peer chosen
-//! as a submission's would be (power of d choices among those with room, at
-//! or below the guest's bid), and only to one at least `margin` cheaper than
-//! here. Then it waits `after` again. The target takes one such guest per
-//! `admit_every_ms` ([`crate::NodeCore::offer_moved_guest`]), so for that
-//! long this node sends no other there.
+//! movable guests (the most heat per move; the lowest bidder among guests
+//! of one size) to a peer chosen as a submission's would be (power of d
+//! choices among those with room, at or below the guest's bid), and only to
+//! one at least `margin` cheaper than here. Then it waits `after` again.
+//! The target takes one such guest per `admit_every_ms`
+//! ([`crate::NodeCore::offer_moved_guest`]), so for that long this node
+//! sends no other there.
 //! At most `max_per_minute` moves start in any minute; a guest that arrived
 //! here, or was picked, within `cooldown` is not picked, unless the driver
-//! says its move did not happen ([`crate::NodeCore::handle_move_failed`]). A guest that just
-//! moved to a cheaper node can only come back once that node is dearer by
-//! the margin than this one, and not before its cooldown: no ping-pong.
+//! says its move did not happen ([`crate::NodeCore::handle_move_failed`]).
+//! A guest that just moved to a cheaper node can only come back once that
+//! node is dearer by the margin than this one, and not before its cooldown:
+//! no ping-pong.
 
 use crate::guests::GuestLoad;
 use crate::placement::{self, Need, PlaceParams, Target};
@@ -135,8 +137,9 @@ impl Mover {
                     .is_none_or(|t| now.saturating_sub(t) >= p.cooldown_ms)
             })
             .collect();
-        // Of the lowest bidders, the largest first: the most heat per move.
-        order.sort_by_key(|m| (m.bid_milli, std::cmp::Reverse(m.load.vcpus), m.vm));
+        // The largest first, the most heat per move (and so the fewest
+        // moves); among equals, the lowest bidder.
+        order.sort_by_key(|m| (std::cmp::Reverse(m.load.vcpus), m.bid_milli, m.vm));
         for m in order {
             let need = Need {
                 load: m.load,

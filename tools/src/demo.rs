@@ -180,7 +180,7 @@ fn start_guests(addrs: &[SocketAddr], dir: &Path) -> String {
         "
 Each agent runs two guests in its market: gold bids the price ceiling, spot 30 % over its node's price at start.
          When a node heats, its price passes spot's bid and spot is paused; gold runs on at a smaller share.
-         Once it has stayed dear for 3 s it moves its guests, lowest bid first, to cool, cheap nodes (shown there as spot<-NODE).
+         Once it has stayed dear for 3 s it moves its guests, largest first and of equal size the lowest bid (spot), to cool, cheap nodes (shown there as spot<-NODE).
 "
             .into()
     } else {

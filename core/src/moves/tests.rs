@@ -86,7 +86,7 @@ fn a_node_dear_for_long_enough_moves_its_lowest_bid_to_a_cheaper_peer() {
 }
 
 #[test]
-fn of_the_lowest_bidders_the_largest_goes_first_for_the_most_heat_per_move() {
+fn the_largest_goes_first_for_the_most_heat_per_move_then_the_lowest_bid() {
     let sized = |vm, bid, vcpus| Movable {
         load: GuestLoad {
             vcpus,
@@ -96,14 +96,16 @@ fn of_the_lowest_bidders_the_largest_goes_first_for_the_most_heat_per_move() {
     };
     let g = [
         sized(1, 2_000, 1),
-        sized(2, 2_000, 3),
-        sized(3, 2_000, 2),
-        sized(4, 9_000, 4),
+        sized(2, 9_000, 3),
+        sized(3, 2_000, 3),
+        sized(4, 2_000, 2),
     ];
     let mut m = Mover::default();
     assert_eq!(plan(&mut m, 0, 4_000, &g), None);
-    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((2, "n1".into())));
-    assert_eq!(plan(&mut m, 20_000, 4_000, &g), Some((3, "n1".into())));
+    // Of the two largest, the lower bid; then the other, whatever it bids.
+    assert_eq!(plan(&mut m, 10_000, 4_000, &g), Some((3, "n1".into())));
+    assert_eq!(plan(&mut m, 20_000, 4_000, &g), Some((2, "n1".into())));
+    assert_eq!(plan(&mut m, 70_000, 4_000, &g), Some((4, "n1".into())));
     // One the peers have no room for is passed over for the next.
     let g = [sized(5, 2_000, 5), sized(6, 2_000, 1)];
     let mut m = Mover::default();
