@@ -428,10 +428,20 @@ impl Guests {
         let Some(backend) = &self.backend else {
             return Vec::new();
         };
-        let p = lock(&self.placed);
-        accounts
-            .iter()
-            .filter(|m| !p.held.contains(&m.vm) && !p.pinned.contains(&m.vm) && !moving(m.vm))
+        // The book's lock is not held across the backend's calls.
+        let candidates: Vec<maxwell_core::Movable> = {
+            let p = lock(&self.placed);
+            accounts
+                .iter()
+                .filter(|m| !p.held.contains(&m.vm) && !p.pinned.contains(&m.vm) && !moving(m.vm))
+                .map(|m| maxwell_core::Movable {
+                    arrived_at_ms: p.arrived.get(&m.vm).copied(),
+                    ..*m
+                })
+                .collect()
+        };
+        candidates
+            .into_iter()
             .filter(|m| {
                 let live = backend.info(GuestId(m.vm)).is_ok_and(|i| {
                     matches!(
@@ -443,10 +453,6 @@ impl Guests {
                     backend.name() != maxwell_vmm::BackendName::Kvm
                         || matches!(s.kind, maxwell_vmm::GuestKind::Workload(_))
                 })
-            })
-            .map(|m| maxwell_core::Movable {
-                arrived_at_ms: p.arrived.get(&m.vm).copied(),
-                ..*m
             })
             .collect()
     }
