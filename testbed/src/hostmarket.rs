@@ -13,7 +13,7 @@ use maxwell_types::NodeId;
 use std::collections::{BTreeMap, HashMap};
 
 /// A guest's bid per unit of its value, milli-credits per CPU-second: a
-/// class-0 guest (value 1) bids 3 credits, so it is outbid only on a host
+/// class-0 guest (value 1) bids 6 credits, so it is outbid only on a host
 /// well above the base price.
 pub const BID_PER_VALUE_MILLI: f64 = 6_000.0;
 
