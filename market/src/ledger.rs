@@ -16,8 +16,10 @@
 //!   it (the driver syncs before answering any call that moved money, and
 //!   once per tick);
 //! - opening scans the newest segment: a torn or corrupt tail (a crash in
-//!   mid-write) is cut at the last whole frame and reported once; damage in
-//!   an older, closed segment is an error, never silently dropped. A frame
+//!   mid-write: a bad frame with no whole frame anywhere after it) is cut
+//!   at the last whole frame and reported once; a bad frame with a whole
+//!   one after it, or damage in an older, closed segment, is an error,
+//!   never silently dropped. A frame
 //!   whose checksum holds but which does not decode (another version wrote
 //!   it), or an unknown header, is an error too: a crash cannot write one,
 //!   so cutting it would drop acknowledged entries;
@@ -409,13 +411,25 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
     };
     let mut at = MAGIC.len();
     let mut entries = Vec::new();
-    let torn = |why: String| Some(Stop::Torn(why));
+    let decode = |payload: &[u8]| match v1 {
+        true => legacy::decode(payload),
+        false => whole::<Entry>(payload),
+    };
+    // A crash tears only what it was writing, the end: a bad frame with a
+    // whole one anywhere after it is damage, and cutting there would drop
+    // acknowledged entries.
+    let torn = |at: usize, why: String| match whole_frame_after(bytes, at + 1, &decode) {
+        None => Some(Stop::Torn(why)),
+        Some(next) => Some(Stop::Damaged(format!(
+            "{why}, with a whole entry at offset {next} after it (damage, not a torn tail)"
+        ))),
+    };
     let why = loop {
         if at == bytes.len() {
             break None;
         }
         let Some(head) = bytes.get(at..at + 8) else {
-            break torn("a partial frame header".to_string());
+            break torn(at, "a partial frame header".to_string());
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
@@ -426,19 +440,15 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
             break Some(Stop::Damaged("a hole of zeros before more data".into()));
         }
         if len == 0 || len > MAX_FRAME {
-            break torn(format!("a frame length of {len}"));
+            break torn(at, format!("a frame length of {len}"));
         }
         let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else {
-            break torn(format!("a frame of {len} bytes cut short"));
+            break torn(at, format!("a frame of {len} bytes cut short"));
         };
         if crc32(payload) != crc {
-            break torn("a checksum mismatch".into());
+            break torn(at, "a checksum mismatch".into());
         }
-        let entry = match v1 {
-            true => legacy::decode(payload),
-            false => whole::<Entry>(payload),
-        };
-        match entry {
+        match decode(payload) {
             Ok(e) => entries.push(e),
             Err(e) => {
                 break Some(Stop::Damaged(format!(
@@ -449,6 +459,28 @@ pub fn scan_bytes(bytes: &[u8]) -> (Vec<Entry>, u64, Option<Stop>) {
         at += 8 + len as usize;
     };
     (entries, at as u64, why)
+}
+
+/// The first offset at or after `from` where a whole frame starts: its
+/// length fits, its checksum holds and it decodes. Only a scan that stopped
+/// early asks, so the cost (a checksum per offset whose length fits) is
+/// paid on a damaged segment alone.
+fn whole_frame_after<E>(
+    bytes: &[u8],
+    from: usize,
+    decode: &impl Fn(&[u8]) -> Result<Entry, E>,
+) -> Option<usize> {
+    (from..bytes.len().saturating_sub(7)).find(|&o| {
+        let h = &bytes[o..o + 8];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if len == 0 || len > MAX_FRAME {
+            return false;
+        }
+        bytes
+            .get(o + 8..o + 8 + len as usize)
+            .is_some_and(|p| crc32(p) == crc && decode(p).is_ok())
+    })
 }
 
 /// `payload` decoded, with nothing left over: bytes past the end would be
@@ -543,6 +575,38 @@ mod tests {
             assert!(matches!(err, LedgerError::Damaged { .. }), "{err}");
             assert_eq!(fs::read(&path).expect("read"), bytes, "nothing was cut");
         }
+    }
+
+    #[test]
+    fn a_bad_frame_with_a_whole_one_after_it_is_damage_and_is_never_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("00000001.log");
+        let mut bytes = MAGIC.to_vec();
+        let mut starts = Vec::new();
+        for i in 1..=3 {
+            starts.push(bytes.len());
+            bytes.extend(frame(&open_entry(i)).expect("frame"));
+        }
+        // The second frame's payload, its checksum, its length made huge,
+        // and its length made a little longer: each with frame 3 after it.
+        for flip in [starts[1] + 9, starts[1] + 5, starts[1] + 3, starts[1]] {
+            let mut bad = bytes.clone();
+            bad[flip] ^= if flip == starts[1] { 0x04 } else { 0xff };
+            fs::write(&path, &bad).expect("write");
+            let err = Ledger::open(dir.path(), LedgerConfig::default()).expect_err("damaged");
+            assert!(
+                matches!(&err, LedgerError::Damaged { why, .. } if why.contains("not a torn tail")),
+                "byte {flip}: {err}"
+            );
+            assert_eq!(fs::read(&path).expect("read"), bad, "nothing was cut");
+        }
+        // The same damage in the last frame is a torn tail: cut there.
+        let mut last = bytes.clone();
+        last[starts[2] + 9] ^= 0xff;
+        fs::write(&path, &last).expect("write");
+        let opened = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        assert_eq!(opened.entries, vec![open_entry(1), open_entry(2)]);
+        assert_eq!(opened.torn.map(|t| t.at), Some(starts[2] as u64));
     }
 
     #[test]

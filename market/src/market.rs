@@ -177,6 +177,13 @@ pub enum MarketError {
     Amount(u64),
     #[error("a transfer of {0} micro-credits is above {MAX_CREDIT_MILLI} milli-credits")]
     TransferAmount(u64),
+    #[error("a top-up of {amount_micro} micro-credits would take the wallet of {wallet_micro} above the most a wallet holds, {MAX_CREDIT_MILLI} milli-credits")]
+    WalletFull {
+        wallet_micro: u64,
+        amount_micro: u64,
+    },
+    #[error("{0} micro-credits more would overflow this node's books (deposits and wallets moved in are counted in 64 bits)")]
+    BooksFull(u64),
 }
 
 /// The market. See the crate documentation.
@@ -321,14 +328,28 @@ impl Market {
 
     // --- calls that make entries; the driver persists, then applies ---
 
-    /// The entry that opens an account for `order`, run as backend guest `vm`.
-    pub fn open(&self, vm: u64, order: Order, now_ms: u64) -> Entry {
-        Entry::Open {
+    /// The entry that opens an account for `order`, run as backend guest
+    /// `vm`; refused if its wallet would overflow the books.
+    pub fn open(&self, vm: u64, order: Order, now_ms: u64) -> Result<Entry, MarketError> {
+        self.takes_in(order.wallet_milli * 1000)?;
+        Ok(Entry::Open {
             account: self.next_account,
             vm,
             order,
             at_ms: now_ms,
-        }
+        })
+    }
+
+    /// Whether `amount_micro` more can come in (a deposit, a top-up, a
+    /// wallet moved in) with every total still exact: the books are summed
+    /// in 64 bits, and a saturated sum would make money vanish.
+    pub(crate) fn takes_in(&self, amount_micro: u64) -> Result<(), MarketError> {
+        let t = &self.totals;
+        t.deposited_micro
+            .checked_add(t.moved_in_micro)
+            .and_then(|s| s.checked_add(amount_micro))
+            .map(|_| ())
+            .ok_or(MarketError::BooksFull(amount_micro))
     }
 
     /// The entry of a top-up of `amount_milli`.
@@ -338,13 +359,21 @@ impl Market {
         amount_milli: u64,
         now_ms: u64,
     ) -> Result<Entry, MarketError> {
-        self.open_account(account)?;
         if amount_milli == 0 || amount_milli > MAX_CREDIT_MILLI {
             return Err(MarketError::Amount(amount_milli));
         }
+        let amount_micro = amount_milli * 1000;
+        let wallet_micro = self.open_account(account)?.wallet_micro;
+        if wallet_micro.saturating_add(amount_micro) > crate::transfer::MAX_TRANSFER_MICRO {
+            return Err(MarketError::WalletFull {
+                wallet_micro,
+                amount_micro,
+            });
+        }
+        self.takes_in(amount_micro)?;
         Ok(Entry::Fund {
             account,
-            amount_micro: amount_milli * 1000,
+            amount_micro,
             at_ms: now_ms,
         })
     }

@@ -58,9 +58,7 @@ fn invalid(field: &'static str, why: impl Into<String>) -> Invalid {
     }
 }
 
-/// The most credit one order may bring or one top-up may add (10^12
-/// credits), so that sums never overflow.
-pub const MAX_CREDIT_MILLI: u64 = 1_000_000_000_000_000;
+pub use maxwell_types::units::MAX_CREDIT_MILLI;
 
 impl Order {
     /// Checks the terms; `max_cpu` is a fraction of one core per vCPU.

@@ -174,7 +174,7 @@ fn rotation_starts_each_segment_from_a_snapshot_and_keeps_a_bounded_history() {
     for i in 0..200u64 {
         let order = Order::new(&format!("g{i}"), 1, 64, 1_000, 5_000, Class::Pausable, None)
             .expect("order");
-        let e = market.open(i, order, i);
+        let e = market.open(i, order, i).expect("opens");
         ledger.append(&e).expect("append");
         market.apply(&e, true);
         if ledger.wants_rotation() {

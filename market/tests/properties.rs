@@ -4,8 +4,8 @@
 //! rebuild the very same state.
 
 use maxwell_market::{
-    Act, Change, Class, Conditions, Entry, Market, MarketConfig, Order, Power, Reason, Standing,
-    TickInput,
+    Act, Change, Class, Conditions, Entry, Market, MarketConfig, MarketError, Order, Power, Reason,
+    Standing, TickInput, MAX_TRANSFER_MICRO,
 };
 use maxwell_types::rng::Rng;
 use maxwell_types::NodeId;
@@ -172,7 +172,7 @@ fn run_case(seed: u64, steps: usize) -> Run {
         match rng.below(10) {
             0..=2 => {
                 let o = order(&mut rng, step as u64);
-                let e = run.market.open(run.next_vm, o, run.now);
+                let e = run.market.open(run.next_vm, o, run.now).expect("opens");
                 run.next_vm += 1;
                 run.record(e);
             }
@@ -334,7 +334,7 @@ fn a_guest_paused_again_soon_after_resuming_waits_twice_as_long() {
     let mut m = Market::new(MarketConfig::default(), NodeId([1; 10]));
     let order =
         Order::new("flap", 1, 16, 2_000, 1_000_000_000, Class::Pausable, None).expect("order");
-    let e = m.open(1, order, 0);
+    let e = m.open(1, order, 0).expect("opens");
     m.apply(&e, true);
     let usage = BTreeMap::new();
     let (mut pauses, mut resumes) = (Vec::new(), Vec::new());
@@ -369,4 +369,34 @@ fn a_guest_paused_again_soon_after_resuming_waits_twice_as_long() {
         [11, 21, 41, 81],
         "pauses {pauses:?}, resumes {resumes:?}"
     );
+}
+
+/// Money never saturates: a top-up that would take a wallet past the most
+/// it holds, or any inflow that would overflow the 64-bit books, is
+/// refused before it is written, and the books still balance.
+#[test]
+fn a_full_wallet_or_full_books_refuse_more_money_and_the_books_still_balance() {
+    let mut m = Market::new(MarketConfig::default(), NodeId([1; 10]));
+    let max = MAX_TRANSFER_MICRO / 1_000;
+    let order =
+        |name: &str| Order::new(name, 1, 16, 2_000, max, Class::Pausable, None).expect("order");
+    let e = m.open(1, order("full"), 0).expect("opens");
+    m.apply(&e, true);
+    let id = m.account_of_vm(1).expect("account").id;
+    let err = m.fund(id, 1, 1).expect_err("the wallet is full");
+    assert!(matches!(err, MarketError::WalletFull { .. }), "{err}");
+    assert!(err.to_string().contains("the most a wallet holds"), "{err}");
+    // Full wallets until the books cannot count one more.
+    let mut vm = 2;
+    let refused = loop {
+        match m.open(vm, order("more"), vm) {
+            Ok(e) => m.apply(&e, true),
+            Err(e) => break e,
+        }
+        vm += 1;
+        assert!(vm < 100, "the books never filled");
+    };
+    assert!(matches!(refused, MarketError::BooksFull(_)), "{refused}");
+    assert_eq!(m.check_books(), Ok(()));
+    assert_eq!(m.totals().deposited_micro, (vm - 1) * max * 1_000);
 }

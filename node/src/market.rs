@@ -130,6 +130,10 @@ impl Bazaar {
         for e in &opened.entries {
             market.apply(e, false);
         }
+        // Guest ids go on past those the ledger knows: never reused.
+        if let Some(last) = market.accounts().map(|a| a.vm).max() {
+            maxwell_vmm::GuestId::skip_through(last);
+        }
         let mut bazaar = Bazaar {
             market,
             ledger: opened.ledger,
@@ -299,7 +303,10 @@ impl Bazaar {
             t.max_cpu.map(f64::from),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let e = self.market.open(vm, order, now_ms);
+        let e = self
+            .market
+            .open(vm, order, now_ms)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         self.commit(vec![e])
     }
 

@@ -100,7 +100,9 @@ impl HostMarkets {
                     None,
                 )
                 .expect("a valid order");
-                let e = m.open(g as u64, order, now);
+                let e = m
+                    .open(g as u64, order, now)
+                    .expect("a sim wallet fits the books");
                 if let Entry::Open { account, .. } = &e {
                     slot.insert(*account);
                 }

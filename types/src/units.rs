@@ -5,6 +5,11 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The most credit, in milli-credits, that one order may bid or bring, or
+/// one top-up add (10^12 credits): so that sums never overflow, and so that
+/// a guest spec is refused before anything is started, not after.
+pub const MAX_CREDIT_MILLI: u64 = 1_000_000_000_000_000;
+
 /// A temperature in thousandths of a degree Celsius (hwmon's `temp*_input` scale).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,

@@ -10,11 +10,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[serde(transparent)]
 pub struct GuestId(pub u64);
 
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
 impl GuestId {
     /// A fresh id.
     pub(crate) fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
         GuestId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Fresh ids from now on are above `last`: an agent that restarts tells
+    /// this the highest id its ledger knows, so a new guest never takes the
+    /// id of one from before (whose receipts are found by that id).
+    pub fn skip_through(last: u64) {
+        NEXT.fetch_max(last.saturating_add(1), Ordering::Relaxed);
     }
 }
 

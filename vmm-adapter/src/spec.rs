@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, VmmError};
+use maxwell_types::units::MAX_CREDIT_MILLI;
 
 /// Most vCPUs one guest may have.
 pub const MAX_VCPUS: u8 = 64;
@@ -309,6 +310,18 @@ impl RawGuestSpec {
                 "a bid is at least 1 milli-credit per CPU-second",
             ));
         }
+        // The market's bounds, checked here so that nothing starts first.
+        for (field, v) in [
+            ("bid_milli", Some(bid_milli)),
+            ("wallet_milli", self.wallet_milli),
+        ] {
+            if v.is_some_and(|v| v > MAX_CREDIT_MILLI) {
+                return Err(VmmError::invalid(
+                    field,
+                    format!("{} is above {MAX_CREDIT_MILLI}", v.unwrap_or(0)),
+                ));
+            }
+        }
         let max_cpu = match self.max_cpu {
             Some(f) => Some(CpuCap::new(f).map_err(|_| {
                 VmmError::invalid(
@@ -579,6 +592,15 @@ mod tests {
             (
                 "name",
                 r#"{"name":"a b","kind":"workload","vcpus":1,"memory_mib":4,"payload":"hash"}"#,
+            ),
+            // The market's bounds, refused before anything starts.
+            (
+                "bid_milli",
+                r#"{"kind":"workload","vcpus":1,"memory_mib":4,"payload":"hash","bid_milli":1000000000000001}"#,
+            ),
+            (
+                "wallet_milli",
+                r#"{"kind":"workload","vcpus":1,"memory_mib":4,"payload":"hash","bid_milli":1,"wallet_milli":1000000000000001}"#,
             ),
         ] {
             match GuestSpec::from_json(json) {

@@ -64,6 +64,7 @@ impl Market {
         if transfer.amount_micro > MAX_TRANSFER_MICRO {
             return Err(MarketError::TransferAmount(transfer.amount_micro));
         }
+        self.takes_in(transfer.amount_micro)?;
         Ok(Entry::In {
             account: self.next_account,
             vm,

@@ -117,3 +117,27 @@ fn a_ledger_in_doubt_answers_no_arrival_until_a_new_segment_holds_it() {
         other => panic!("the new segment starts with {other:?}"),
     }
 }
+
+#[test]
+fn guest_ids_after_a_restart_go_on_past_those_the_ledger_knows() {
+    use maxwell_vmm::{GuestBackend, ProcessBackend};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = RawMarket::default().validate().expect("defaults");
+    let key = SigningKey::from_bytes(&[4; 32]);
+    let node = NodeId([4; 10]);
+    let spec = GuestSpec::from_json(
+        r#"{"name":"g","kind":"workload","vcpus":1,"memory_mib":4,"payload":"count","bid_milli":7,"wallet_milli":5000}"#,
+    )
+    .expect("spec");
+    let high = 5_000_000;
+    {
+        let mut b = Bazaar::open(&settings, dir.path(), node, key.clone(), 2, 1_000).expect("open");
+        b.join(high, &spec, 1_000).expect("join");
+    }
+    // The restart: the ledger is replayed, then a real guest starts.
+    let _b = Bazaar::open(&settings, dir.path(), node, key, 2, 2_000).expect("reopen");
+    let backend = ProcessBackend::new();
+    let id = backend.start(&spec).expect("a process guest starts");
+    let _ = backend.kill(id);
+    assert!(id.0 > high, "g{} reuses an id the ledger knows", id.0);
+}

@@ -112,7 +112,7 @@ fn send(a: &mut Market, b: &mut Market, logs: (&mut Vec<Entry>, &mut Vec<Entry>)
 fn a_delivered_wallet_is_in_exactly_one_ledger_at_every_step() {
     let (mut a, mut b) = (market(A), market(B));
     let (mut la, mut lb) = (Vec::new(), Vec::new());
-    let open = a.open(5, order(), 1_000);
+    let open = a.open(5, order(), 1_000).expect("opens");
     put(&mut a, &open, &mut la);
     tick(&mut a, 1_000, 0, &mut la);
     tick(&mut a, 6_000, 2_000, &mut la);
@@ -148,7 +148,7 @@ fn an_aborted_transfer_comes_back_into_a_new_account_or_is_refunded() {
     for back in [true, false] {
         let (mut a, b) = (market(A), market(B));
         let mut la = Vec::new();
-        let open = a.open(5, order(), 1_000);
+        let open = a.open(5, order(), 1_000).expect("opens");
         put(&mut a, &open, &mut la);
         let t = a.transfer_out(1, B, 2_000).expect("movable");
         let wallet = t.amount_micro;
@@ -193,7 +193,7 @@ fn a_closed_account_or_one_in_arrears_does_not_move() {
     let mut a = market(A);
     let mut log = Vec::new();
     let crit = Order::new("c", 1, 64, 2_000, 0, Class::Critical, None).expect("order");
-    let e = a.open(5, crit, 1_000);
+    let e = a.open(5, crit, 1_000).expect("opens");
     put(&mut a, &e, &mut log);
     tick(&mut a, 1_000, 0, &mut log);
     tick(&mut a, 3_000, 1_000, &mut log);

@@ -42,7 +42,7 @@ pub fn run(sizes: &[usize]) -> String {
         let mut rng = Rng::new(n as u64);
         let mut m = Market::new(MarketConfig::default(), NodeId([0; 10]));
         for i in 0..n {
-            let e = m.open(i as u64, order(&mut rng, i), 1_000);
+            let e = m.open(i as u64, order(&mut rng, i), 1_000).expect("opens");
             m.apply(&e, true);
         }
         let cores = (n as u64 / 2).max(1) * 1000;
@@ -97,7 +97,9 @@ pub fn run(sizes: &[usize]) -> String {
         let t = Instant::now();
         let mut new_ids = Vec::new();
         for i in 0..arrivals {
-            let e = m.open(1_000_000 + i as u64, order(&mut rng, i), now);
+            let e = m
+                .open(1_000_000 + i as u64, order(&mut rng, i), now)
+                .expect("opens");
             if let maxwell_market::Entry::Open { account, .. } = &e {
                 new_ids.push(*account);
             }
