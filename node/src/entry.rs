@@ -11,6 +11,22 @@ use std::time::Duration;
 /// Runs the `maxwell` command line `args` (the program name first).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode {
     let cli = Cli::parse_from(args);
+    if matches!(
+        cli.command,
+        Command::Status(_)
+            | Command::Members(_)
+            | Command::Guests(_)
+            | Command::Receipts(_)
+            | Command::Keygen
+    ) {
+        // A one-shot printer whose reader went away (`| head`) ends quietly,
+        // as Unix tools do, rather than panicking on a broken pipe. The
+        // agent and the commands that run maxwell-tools keep SIGPIPE ignored.
+        // SAFETY: before any thread is started; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The agent's config may name the log level: read it before logging starts.
     let mut config = None;
     let level = match &cli.command {

@@ -130,8 +130,15 @@ impl Bazaar {
         for e in &opened.entries {
             market.apply(e, false);
         }
-        // Guest ids go on past those the ledger knows: never reused.
-        if let Some(last) = market.accounts().map(|a| a.vm).max() {
+        // Guest ids go on past those the ledger knows (every account the
+        // newest segment opened or its snapshot holds), so a market guest's
+        // id is not taken again, and its receipts stay under it.
+        let opened_vms = opened.entries.iter().flat_map(|e| match e {
+            Entry::Open { vm, .. } | Entry::In { vm, .. } => vec![*vm],
+            Entry::Snapshot(s) => s.accounts.iter().map(|a| a.vm).collect(),
+            _ => Vec::new(),
+        });
+        if let Some(last) = opened_vms.chain(market.accounts().map(|a| a.vm)).max() {
             maxwell_vmm::GuestId::skip_through(last);
         }
         let mut bazaar = Bazaar {

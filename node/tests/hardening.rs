@@ -1101,3 +1101,20 @@ fn sighup_reloads_sigquit_stops_cleanly_and_sigusr_is_ignored() {
         assert!(gone, "guest process {p} outlived the agent");
     }
 }
+
+/// A one-shot command whose reader has gone (`maxwell keygen | head -c0`)
+/// ends on SIGPIPE, as Unix tools do, not with a panic on a broken pipe.
+#[test]
+fn a_printer_whose_reader_went_away_ends_quietly() {
+    let mut child = Command::new(BIN)
+        .arg("keygen")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("maxwell keygen starts");
+    // The read end closes before the child has written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -133,6 +133,12 @@ fn guest_ids_after_a_restart_go_on_past_those_the_ledger_knows() {
     {
         let mut b = Bazaar::open(&settings, dir.path(), node, key.clone(), 2, 1_000).expect("open");
         b.join(high, &spec, 1_000).expect("join");
+        b.gone(high, 1_100);
+        // More closed after it than the market keeps listed.
+        for vm in 1..=70 {
+            b.join(vm, &spec, 1_200).expect("join");
+            b.gone(vm, 1_300);
+        }
     }
     // The restart: the ledger is replayed, then a real guest starts.
     let _b = Bazaar::open(&settings, dir.path(), node, key, 2, 2_000).expect("reopen");
