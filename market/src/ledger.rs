@@ -19,10 +19,10 @@
 //!   mid-write: a bad frame with no whole frame anywhere after it) is cut
 //!   at the last whole frame and reported once; a bad frame with a whole
 //!   one after it, or damage in an older, closed segment, is an error,
-//!   never silently dropped. A frame
-//!   whose checksum holds but which does not decode (another version wrote
-//!   it), or an unknown header, is an error too: a crash cannot write one,
-//!   so cutting it would drop acknowledged entries;
+//!   never silently dropped. A frame whose checksum holds but which does
+//!   not decode (another version wrote it), or an unknown header, is an
+//!   error too: a crash cannot write one, so cutting it would drop
+//!   acknowledged entries;
 //! - a new segment is written under a temporary name, synced and renamed,
 //!   so a crash while rotating leaves the old segment in force.
 //!
