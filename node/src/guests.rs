@@ -401,8 +401,23 @@ impl Guests {
     /// Marks guest `vm` as moving: held, so nothing but the move runs it
     /// (the market's resumes wait, an operator's are refused).
     pub fn begin_move(&self, vm: u64) -> Result<(), ApiError> {
+        let paused = self.backend.as_ref().is_some_and(|b| {
+            b.info(GuestId(vm))
+                .is_ok_and(|i| i.state == maxwell_vmm::GuestState::Paused)
+        });
         let mut p = lock(&self.placed);
         may_move(&p, vm)?;
+        // The target runs what arrives, unless its own market pauses it:
+        // an operator's pause would be lost on the way.
+        if paused && !p.market_paused.contains(&vm) {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "guest g{vm} is paused by an operator: resume it first (it would run on the target)"
+                ),
+                state_changed: false,
+            });
+        }
         p.held.insert(vm);
         Ok(())
     }
@@ -429,31 +444,36 @@ impl Guests {
             return Vec::new();
         };
         // The book's lock is not held across the backend's calls.
-        let candidates: Vec<maxwell_core::Movable> = {
+        let candidates: Vec<(maxwell_core::Movable, bool)> = {
             let p = lock(&self.placed);
             accounts
                 .iter()
                 .filter(|m| !p.held.contains(&m.vm) && !p.pinned.contains(&m.vm) && !moving(m.vm))
-                .map(|m| maxwell_core::Movable {
-                    arrived_at_ms: p.arrived.get(&m.vm).copied(),
-                    ..*m
+                .map(|m| {
+                    let movable = maxwell_core::Movable {
+                        arrived_at_ms: p.arrived.get(&m.vm).copied(),
+                        ..*m
+                    };
+                    (movable, p.market_paused.contains(&m.vm))
                 })
                 .collect()
         };
         candidates
             .into_iter()
-            .filter(|m| {
-                let live = backend.info(GuestId(m.vm)).is_ok_and(|i| {
-                    matches!(
-                        i.state,
-                        maxwell_vmm::GuestState::Running | maxwell_vmm::GuestState::Paused
-                    )
+            .filter(|(m, market_paused)| {
+                // Paused by the market it moves (and stays paused there);
+                // paused by an operator it stays.
+                let live = backend.info(GuestId(m.vm)).is_ok_and(|i| match i.state {
+                    maxwell_vmm::GuestState::Running => true,
+                    maxwell_vmm::GuestState::Paused => *market_paused,
+                    _ => false,
                 });
                 live && backend.spec(GuestId(m.vm)).is_ok_and(|s| {
                     backend.name() != maxwell_vmm::BackendName::Kvm
                         || matches!(s.kind, maxwell_vmm::GuestKind::Workload(_))
                 })
             })
+            .map(|(m, _)| m)
             .collect()
     }
 

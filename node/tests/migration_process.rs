@@ -194,6 +194,27 @@ fn a_process_guest_restarts_on_the_target_with_its_wallet() {
 }
 
 #[test]
+fn a_guest_an_operator_paused_does_not_move_and_stays_paused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = [("src", "r1", 1, 40.0), ("dst", "r1", 2, 40.0)];
+    let mut extra = flags(0);
+    extra.extend(["--set".into(), "guests.backend=\"process\"".into()]);
+    let nodes = mesh(dir.path(), &layout, &extra);
+    converged(&nodes, 2);
+    let g = start(&nodes[0], "held-still");
+    let t = Duration::from_secs(10);
+    nodes[0]
+        .api
+        .post(&format!("/v1/guests/{}/pause", g.id), "", t)
+        .expect("paused");
+    let err = move_to(&nodes[0], g.id, "dst").expect_err("an operator's pause does not move");
+    assert!(err.contains("paused by an operator"), "{err}");
+    let here = guest(&nodes[0], "held-still").expect("still on the source");
+    assert_eq!(here.state.as_str(), "paused");
+    assert!(guest(&nodes[1], "held-still").is_none());
+}
+
+#[test]
 fn a_crash_of_either_side_mid_move_leaves_one_copy_and_one_wallet() {
     if !kvm() {
         return;
