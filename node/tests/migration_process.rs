@@ -166,14 +166,21 @@ fn a_running_kvm_guest_moves_with_its_wallet_and_counts_on() {
     assert_eq!(running_on(&nodes, "mover"), ["src"]);
 }
 
-#[test]
-fn a_process_guest_restarts_on_the_target_with_its_wallet() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Two agents on the process backend, `src` and `dst`, converged, with the
+/// heat rule off.
+fn process_pair(dir: &std::path::Path) -> Vec<Node> {
     let layout = [("src", "r1", 1, 40.0), ("dst", "r1", 2, 40.0)];
     let mut extra = flags(0);
     extra.extend(["--set".into(), "guests.backend=\"process\"".into()]);
-    let nodes = mesh(dir.path(), &layout, &extra);
+    let nodes = mesh(dir, &layout, &extra);
     converged(&nodes, 2);
+    nodes
+}
+
+#[test]
+fn a_process_guest_restarts_on_the_target_with_its_wallet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = process_pair(dir.path());
     let g = start(&nodes[0], "proc");
     until("the guest counting", 10, || {
         guest(&nodes[0], "proc").filter(|g| g.progress > 0)
@@ -196,11 +203,7 @@ fn a_process_guest_restarts_on_the_target_with_its_wallet() {
 #[test]
 fn a_guest_an_operator_paused_does_not_move_and_stays_paused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let layout = [("src", "r1", 1, 40.0), ("dst", "r1", 2, 40.0)];
-    let mut extra = flags(0);
-    extra.extend(["--set".into(), "guests.backend=\"process\"".into()]);
-    let nodes = mesh(dir.path(), &layout, &extra);
-    converged(&nodes, 2);
+    let nodes = process_pair(dir.path());
     let g = start(&nodes[0], "held-still");
     let t = Duration::from_secs(10);
     nodes[0]
