@@ -133,10 +133,10 @@ impl Bazaar {
         // Guest ids go on past those the ledger knows (every account the
         // newest segment opened or its snapshot holds), so a market guest's
         // id is not taken again, and its receipts stay under it.
-        let opened_vms = opened.entries.iter().flat_map(|e| match e {
-            Entry::Open { vm, .. } | Entry::In { vm, .. } => vec![*vm],
-            Entry::Snapshot(s) => s.accounts.iter().map(|a| a.vm).collect(),
-            _ => Vec::new(),
+        let opened_vms = opened.entries.iter().filter_map(|e| match e {
+            Entry::Open { vm, .. } | Entry::In { vm, .. } => Some(*vm),
+            Entry::Snapshot(s) => s.accounts.iter().map(|a| a.vm).max(),
+            _ => None,
         });
         if let Some(last) = opened_vms.chain(market.accounts().map(|a| a.vm)).max() {
             maxwell_vmm::GuestId::skip_through(last);

@@ -315,10 +315,10 @@ impl RawGuestSpec {
             ("bid_milli", Some(bid_milli)),
             ("wallet_milli", self.wallet_milli),
         ] {
-            if v.is_some_and(|v| v > MAX_CREDIT_MILLI) {
+            if let Some(v) = v.filter(|v| *v > MAX_CREDIT_MILLI) {
                 return Err(VmmError::invalid(
                     field,
-                    format!("{} is above {MAX_CREDIT_MILLI}", v.unwrap_or(0)),
+                    format!("{v} is above {MAX_CREDIT_MILLI}"),
                 ));
             }
         }
