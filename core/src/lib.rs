@@ -247,6 +247,8 @@ impl NodeCore {
         if std::mem::take(&mut self.stuck_reported) {
             self.event(Event::SensorRecovered);
         }
+        let (hottest, _) = reading.temperature_or_limit(self.config.default_critical);
+        self.mover.observe(now, hottest);
         self.last_reading = Some(reading.clone());
         self.reprice(now);
     }
@@ -446,8 +448,15 @@ impl NodeCore {
             .iter()
             .filter_map(|m| placement::Seen::member(m, extra, ttl).ok())
             .collect();
-        self.mover
-            .plan(now, price, peers, movable, (place, params), &mut self.rng)
+        let cores = self.config.admission.cores;
+        self.mover.plan(
+            now,
+            (price, cores),
+            peers,
+            movable,
+            (place, params),
+            &mut self.rng,
+        )
     }
 
     /// This node as placement sees it: its latest reading at its price now.

@@ -7,6 +7,13 @@
 //! of one size) to a peer chosen as a submission's would be (power of d
 //! choices among those with room, at or below the guest's bid), and only to
 //! one at least `margin` cheaper than here. Then it waits `after` again.
+//! A move must take the hot spot down, not carry it: a peer is a target
+//! for a guest only if it would still be no hotter than this node once the
+//! guest's heat lands there, counting a guest granted `m` milli-cores of
+//! this node's `c` cores as `m / 1000c` of `full_load_rise`, and this node as hot as its
+//! rise over the last [`TREND_MS`] would take it in as long again (a
+//! node heating up is hotter than it reads). A guest no peer is cool
+//! enough for stays, and a smaller one may go instead.
 //! The target takes one such guest per `admit_every_ms`
 //! ([`crate::NodeCore::offer_moved_guest`]), so for that long this node
 //! sends no other there.
@@ -19,7 +26,7 @@
 
 use crate::guests::GuestLoad;
 use crate::placement::{self, Need, PlaceParams, Target};
-use maxwell_types::{rng::Rng, NodeId};
+use maxwell_types::{rng::Rng, MilliCelsius, NodeId};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The rule's settings; validated by their owner (the agent's `[placement]`).
@@ -37,19 +44,27 @@ pub struct MoveParams {
     /// limit): hot nodes that all heard of the same cheap one cannot pile
     /// onto it before its heat, and so its price, shows what it took.
     pub admit_every_ms: u64,
+    /// How much hotter than idle this node runs fully loaded: a guest is
+    /// taken to carry its share of it to where it lands (0: no check).
+    pub full_load_rise: MilliCelsius,
 }
+
+/// How far back the rule looks at this node's own temperature trend, ms.
+pub const TREND_MS: u64 = 10_000;
 
 impl MoveParams {
     /// The agent's defaults, declared once: a node 0.5 dearer than its
     /// cheapest cool peer for 3 s moves a guest, at most 6 a minute, each
-    /// then staying 2 minutes; a node takes one moved guest per 10 s
-    /// (docs/placement.md says why, from the rack simulation).
+    /// then staying 2 minutes; a node takes one moved guest per 10 s; a
+    /// fully loaded node runs 45 °C above idle (docs/placement.md says
+    /// why, from the rack simulation).
     pub const DEFAULT: Self = Self {
         margin_milli: 500,
         after_ms: 3_000,
         max_per_minute: 6,
         cooldown_ms: 120_000,
         admit_every_ms: 10_000,
+        full_load_rise: MilliCelsius(45_000),
     };
 }
 
@@ -59,6 +74,9 @@ impl MoveParams {
 pub struct Movable {
     pub vm: u64,
     pub load: GuestLoad,
+    /// The CPU it may burn now (its market share), milli-cores: the heat
+    /// it takes with it is that share of this node's `full_load_rise`.
+    pub mcores: u64,
     pub bid_milli: u64,
     pub arrived_at_ms: Option<u64>,
 }
@@ -82,15 +100,37 @@ pub(crate) struct Mover {
     /// Peers sent a guest, and when: each takes one per `admit_every_ms`,
     /// so another sent there sooner would be refused.
     sent: BTreeMap<NodeId, u64>,
+    /// This node's own temperature over the last [`TREND_MS`].
+    temps: VecDeque<(u64, MilliCelsius)>,
 }
 
 impl Mover {
+    /// This node's hottest sensor read `t` at `now`.
+    pub(crate) fn observe(&mut self, now: u64, t: MilliCelsius) {
+        self.temps.push_back((now, t));
+        while self
+            .temps
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) > TREND_MS)
+        {
+            self.temps.pop_front();
+        }
+    }
+
+    /// Where this node's temperature is heading: its latest reading plus
+    /// its rise over the window (a fall counts as none).
+    fn heading(&self) -> Option<i64> {
+        let (&(_, first), &(_, last)) = (self.temps.front()?, self.temps.back()?);
+        Some(last.0.saturating_add(last.0.saturating_sub(first.0).max(0)))
+    }
+
     /// The move to start now, if the rule calls for one. `peers` are the
-    /// counting peers as placement sees them; `price` is ours.
+    /// counting peers as placement sees them; `price` is ours; `cores` the
+    /// vCPUs this node sells.
     pub(crate) fn plan(
         &mut self,
         now: u64,
-        price: u64,
+        (price, cores): (u64, u64),
         peers: Vec<placement::Seen>,
         movable: &[Movable],
         (place, p): (&PlaceParams, &MoveParams),
@@ -140,7 +180,16 @@ impl Mover {
         // The largest first, the most heat per move (and so the fewest
         // moves); among equals, the lowest bidder.
         order.sort_by_key(|m| (std::cmp::Reverse(m.load.vcpus), m.bid_milli, m.vm));
+        let heading = self.heading();
         for m in order {
+            // The heat this guest takes with it, by its share of the node.
+            let carried = i128::from(p.full_load_rise.0) * i128::from(m.mcores)
+                / (i128::from(cores.max(1)) * 1000);
+            let carried = i64::try_from(carried).unwrap_or(i64::MAX);
+            let cool_enough = |s: &&placement::Seen| {
+                p.full_load_rise.0 == 0
+                    || heading.is_none_or(|h| s.hottest.0.saturating_add(carried) <= h)
+            };
             let need = Need {
                 load: m.load,
                 bid_milli: Some(m.bid_milli),
@@ -149,7 +198,7 @@ impl Mover {
                 max_offers: 1,
                 ..*place
             };
-            let seen = cheap.iter().cloned().map(Ok);
+            let seen = cheap.iter().filter(cool_enough).cloned().map(Ok);
             if let Some(target) = placement::place(seen, &need, &one, rng).targets.pop() {
                 if let Target::Peer { node, .. } = &target {
                     self.sent.insert(*node, now);

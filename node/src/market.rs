@@ -425,6 +425,7 @@ impl Bazaar {
                     vcpus: u64::from(a.order.vcpus),
                     memory_mib: a.order.memory_mib,
                 },
+                mcores: a.share_mcores,
                 bid_milli: a.order.bid_milli,
                 arrived_at_ms: None,
             })

@@ -1,6 +1,7 @@
 //! `maxwell bench thermal`: every scenario × every policy, the oracle, and
 //! Maxwell's ratio to the oracle.
 
+use crate::bound::fewest_moves;
 use crate::mesh::Maxwell;
 use crate::metrics::{RunMetrics, RunResult};
 use crate::oracle::run_oracle;
@@ -78,7 +79,8 @@ pub struct Row {
 pub struct ThermalBenchReport {
     /// What was run.
     pub config: BenchConfig,
-    /// One row per scenario × policy, the oracle last in each scenario.
+    /// One row per scenario × policy, the oracle last in each scenario;
+    /// after a fan failure also the bound on its moves ([`crate::bound`]).
     pub rows: Vec<Row>,
     /// Oracle failures, by scenario (empty when every LP solved).
     pub oracle_errors: Vec<(&'static str, String)>,
@@ -116,12 +118,23 @@ pub fn run_thermal_bench_with(cfg: &BenchConfig) -> ThermalBenchReport {
             let r = run(cfg.layout, &sc, p.as_mut(), cfg.seed, cfg.duration_s);
             runs.push((p.name(), r));
         }
+        let best_baseline = runs
+            .iter()
+            .filter(|(p, _)| crate::goals::BASELINES.contains(p))
+            .map(|(_, r)| r.metrics.peak_c)
+            .fold(f64::INFINITY, f64::min);
+        let bound = fewest_moves(cfg.layout, &sc, cfg.seed, cfg.duration_s, best_baseline);
         match run_oracle(cfg.layout, &sc, cfg.seed, cfg.duration_s) {
             Ok(r) => runs.push(("oracle", r)),
             Err(e) => oracle_errors.push((sc.name, e)),
         }
         if sc.kind == Kind::FanFailure {
             plots = fan_failure_plots(cfg, &sc, &runs);
+        }
+        if let Some(r) = bound {
+            // Before the oracle, which stays last.
+            let at = runs.len() - usize::from(runs.last().is_some_and(|(p, _)| *p == "oracle"));
+            runs.insert(at, (crate::bound::NAME, r));
         }
         rows.extend(runs.into_iter().map(|(policy, r)| Row {
             scenario: sc.name,

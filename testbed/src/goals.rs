@@ -3,7 +3,9 @@
 //! throttle-seconds no worse than any baseline's; a peak within 1 °C of the
 //! oracle's; fewer moves than the central rule; and in the heavy scenario
 //! at least 95 % of the oracle's value. Figures are compared as they are
-//! printed: temperatures to 0.1 °C, the value share to 0.001.
+//! printed: temperatures to 0.1 °C, the value share to 0.001. Where no
+//! policy can make fewer moves than the central rule (it made none, or
+//! [`crate::bound`] needs as many), the verdict says so.
 
 use crate::bench::Row;
 use crate::metrics::RunMetrics;
@@ -28,6 +30,9 @@ pub struct Verdict {
     pub above_oracle_c: f64,
     /// Maxwell's moves and the central rule's.
     pub moves: (u64, u64),
+    /// The fewest moves any policy could meet the best baseline's peak
+    /// with, where [`crate::bound`] knows.
+    pub fewest: Option<u64>,
     /// Maxwell's value over the oracle's, in the value scenario.
     pub value_share: Option<f64>,
 }
@@ -72,6 +77,7 @@ pub fn verdicts(rows: &[Row]) -> Vec<Verdict> {
                 worse: (!worse.is_empty()).then(|| worse.join(", ")),
                 above_oracle_c: (tenth(mx.peak_c) - tenth(oracle.peak_c)) as f64 / 10.0,
                 moves: (mx.moves, central.moves),
+                fewest: get(crate::bound::NAME).map(|r| r.metrics.moves),
                 value_share: (s == VALUE_SCENARIO).then(|| mx.value / oracle.value),
             })
         })
@@ -94,11 +100,20 @@ impl fmt::Display for Verdict {
         };
         let near = self.above_oracle_c <= NEAR_ORACLE_C;
         let (mine, central) = self.moves;
-        let fewer = match mine.cmp(&central) {
+        let mut fewer = match mine.cmp(&central) {
             std::cmp::Ordering::Less => "yes",
             std::cmp::Ordering::Equal => "equal",
             std::cmp::Ordering::Greater => "NO",
-        };
+        }
+        .to_string();
+        if central == 0 {
+            fewer.push_str(" (fewer than none cannot be)");
+        } else if let Some(k) = self.fewest {
+            let can = if k < central { "can" } else { "cannot" };
+            fewer.push_str(&format!(
+                " (fewest at the best baseline's peak: {k}, so fewer {can} be)"
+            ));
+        }
         let value = self.value_share.map_or("-".to_string(), |v| {
             let met = (v * 1000.0).round() >= VALUE_SHARE * 1000.0;
             format!("{v:.3} {}", yes(met))
@@ -158,6 +173,20 @@ mod tests {
         assert_eq!(v.worse.as_deref(), Some("peak 80.0 > 79.5 (local-cap)"));
         assert!(v.to_string().contains("value/LP 0.950 yes"), "as printed");
         assert!(v.to_string().contains("moves 10 vs central 11 yes"));
+        // The bound, where there is one, says whether fewer can be.
+        let mut bound = row(crate::bound::NAME, 72.0, 11, 90.0);
+        rows.insert(4, bound.clone());
+        let text = verdicts(&rows)[0].to_string();
+        assert!(text.contains("moves 10 vs central 11 yes (fewest at the best baseline's peak: 11, so fewer cannot be)"), "{text}");
+        bound.metrics.moves = 3;
+        rows[4] = bound;
+        let text = verdicts(&rows)[0].to_string();
+        assert!(text.contains("peak: 3, so fewer can be)"), "{text}");
+        rows.remove(4);
+        rows[3].metrics.moves = 0;
+        assert!(verdicts(&rows)[0]
+            .to_string()
+            .contains("moves 10 vs central 0 NO (fewer than none cannot be)"));
         // A scenario without the oracle has no verdict.
         rows.pop();
         assert!(verdicts(&rows).is_empty());

@@ -12,7 +12,8 @@
 //!   over simulated gossip with delay and loss, moving guests by the
 //!   agent's heat rule) and [`hostmarket`]: the agent's market core serving
 //!   each host's guests.
-//! - [`oracle`]: omniscient divisible placement as a linear program (`microlp`).
+//! - [`oracle`]: omniscient divisible placement as a linear program (`microlp`);
+//!   [`bound`]: the fewest moves a fan failure can be met with.
 //! - [`metrics`], [`plot`] (hand-written SVG), [`bench`](mod@bench):
 //!   [`run_thermal_bench_with`] and its printable [`ThermalBenchReport`],
 //!   which ends with [`goals`]: the market issue's goals, met or not.
@@ -22,6 +23,7 @@
 //! [`BenchConfig`] gives the same report, bit for bit.
 
 pub mod bench;
+pub mod bound;
 pub mod goals;
 pub mod hostmarket;
 pub mod mesh;

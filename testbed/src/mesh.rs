@@ -271,6 +271,8 @@ impl Maxwell {
             .map(|&g| Movable {
                 vm: g as u64,
                 load: load(w, g),
+                // A simulated vCPU is busy all of this second.
+                mcores: load(w, g).vcpus * 1000,
                 bid_milli: bid_milli(w.guests[g].class),
                 arrived_at_ms: self.arrived_at.get(&g).copied(),
             })

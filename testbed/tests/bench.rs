@@ -21,7 +21,9 @@ fn row<'a>(r: &'a ThermalBenchReport, scenario: &str, policy: &str) -> &'a maxwe
 fn every_scenario_has_every_policy_and_the_oracle() {
     let r = report();
     assert!(r.oracle_errors.is_empty(), "{:?}", r.oracle_errors);
-    assert_eq!(r.rows.len(), 6 * 6);
+    // Six policies and the oracle in each scenario; after the fan failure
+    // also the bound on its moves.
+    assert_eq!(r.rows.len(), 6 * 6 + 1);
     let text = r.to_string();
     for name in [
         "steady-40%",
@@ -88,6 +90,30 @@ fn maxwell_drains_work_away_from_a_failed_fan() {
     );
     assert!(mx.throttle_s <= hw.throttle_s);
     assert!(mx.moves > 0 && mx.price_osc_milli.is_some());
+}
+
+#[test]
+fn the_bound_on_a_fan_failures_moves_meets_the_best_baseline_with_the_fewest() {
+    let r = report();
+    let b = &row(r, "fan-failure", maxwell_testbed::bound::NAME).metrics;
+    let best = ["hw-throttle", "least-loaded", "local-cap", "central-80%"]
+        .map(|p| row(r, "fan-failure", p).metrics.peak_c)
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+    assert!(b.moves > 0, "the failed host must shed something");
+    assert!(
+        (b.peak_c * 10.0).round() <= (best * 10.0).round(),
+        "{} > {best}",
+        b.peak_c
+    );
+    // One bound, after the fan failure only.
+    assert!(
+        r.rows
+            .iter()
+            .filter(|x| x.policy == maxwell_testbed::bound::NAME)
+            .count()
+            == 1
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ const RULE: MoveParams = MoveParams {
     max_per_minute: 2,
     cooldown_ms: 120_000,
     admit_every_ms: 10_000,
+    full_load_rise: MilliCelsius(45_000),
 };
 
 fn peer(k: u8, celsius: i64, price_milli: u64) -> Seen {
@@ -45,6 +46,7 @@ fn guest(vm: u64, bid_milli: u64) -> Movable {
             vcpus: 1,
             memory_mib: 64,
         },
+        mcores: 1_000,
         bid_milli,
         arrived_at_ms: None,
     }
@@ -61,7 +63,7 @@ fn to(m: &Option<Move>) -> Option<(u64, String)> {
 fn plan(mover: &mut Mover, now: u64, price: u64, movable: &[Movable]) -> Option<(u64, String)> {
     let peers = vec![peer(1, 40, 1_000), peer(2, 40, 3_000)];
     let mut rng = Rng::new(3);
-    to(&mover.plan(now, price, peers, movable, (&PLACE, &RULE), &mut rng))
+    to(&mover.plan(now, (price, 4), peers, movable, (&PLACE, &RULE), &mut rng))
 }
 
 #[test]
@@ -114,6 +116,79 @@ fn the_largest_goes_first_for_the_most_heat_per_move_then_the_lowest_bid() {
 }
 
 #[test]
+fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_heading() {
+    let sized = |vm, vcpus: u64| Movable {
+        load: GuestLoad {
+            vcpus,
+            memory_mib: 64,
+        },
+        mcores: vcpus * 1000,
+        ..guest(vm, 5_000)
+    };
+    // Of 4 cores at 45 °C fully loaded, the big guest (2 cores' worth)
+    // carries 22.5 °C, the small one 11.25.
+    let g = [sized(1, 2), sized(2, 1)];
+    let first = |temps: [i64; 2], peers: Vec<Seen>| {
+        let mut m = Mover::default();
+        m.observe(0, MilliCelsius(temps[0] * 1000));
+        m.observe(TREND_MS, MilliCelsius(temps[1] * 1000));
+        let mut rng = Rng::new(3);
+        let _ = m.plan(0, (4_000, 4), peers.clone(), &g, (&PLACE, &RULE), &mut rng);
+        to(&m.plan(
+            RULE.after_ms,
+            (4_000, 4),
+            peers,
+            &g,
+            (&PLACE, &RULE),
+            &mut rng,
+        ))
+    };
+    // At 70 °C a peer at 55 is cool enough for the small guest only: the
+    // big one would take it to 77.5, a hotter spot than this one.
+    assert_eq!(
+        first([70, 70], vec![peer(1, 55, 1_000)]),
+        Some((2, "n1".into()))
+    );
+    // A cooler peer takes the big one (67.5 there).
+    assert_eq!(
+        first([70, 70], vec![peer(1, 45, 1_000)]),
+        Some((1, "n1".into()))
+    );
+    // Rising 8 °C in the window, this node is heading for 78: the big one
+    // goes to the peer at 55 after all. A fall counts as no trend.
+    assert_eq!(
+        first([62, 70], vec![peer(1, 55, 1_000)]),
+        Some((1, "n1".into()))
+    );
+    assert_eq!(
+        first([78, 70], vec![peer(1, 55, 1_000)]),
+        Some((2, "n1".into()))
+    );
+    // No peer cool enough for either: nothing moves.
+    assert_eq!(first([70, 70], vec![peer(1, 60, 1_000)]), None);
+    // The check switched off: the big one goes anywhere cheaper, even to
+    // a peer hotter than this node.
+    let off = MoveParams {
+        full_load_rise: MilliCelsius(0),
+        ..RULE
+    };
+    let mut m = Mover::default();
+    m.observe(0, MilliCelsius(70_000));
+    let mut rng = Rng::new(3);
+    let peers = || vec![peer(1, 75, 1_000)];
+    let _ = m.plan(0, (4_000, 4), peers(), &g, (&PLACE, &off), &mut rng);
+    let planned = m.plan(
+        off.after_ms,
+        (4_000, 4),
+        peers(),
+        &g,
+        (&PLACE, &off),
+        &mut rng,
+    );
+    assert_eq!(to(&planned), Some((1, "n1".into())));
+}
+
+#[test]
 fn no_second_guest_goes_to_a_peer_before_it_takes_one_again() {
     // Both peers are cheaper by the margin; n1 is the cheapest.
     let quick = MoveParams {
@@ -126,7 +201,7 @@ fn no_second_guest_goes_to_a_peer_before_it_takes_one_again() {
     let mut rng = Rng::new(3);
     let mut at = |now| {
         let peers = vec![peer(1, 40, 1_000), peer(2, 40, 3_000)];
-        to(&m.plan(now, 4_000, peers, &g, (&PLACE, &quick), &mut rng)).map(|(_, n)| n)
+        to(&m.plan(now, (4_000, 4), peers, &g, (&PLACE, &quick), &mut rng)).map(|(_, n)| n)
     };
     assert_eq!(at(0), None);
     let first = at(1_000).expect("a move");
@@ -199,7 +274,7 @@ fn guests_arrived_or_picked_recently_stay_and_hot_or_unaffordable_peers_are_no_t
     let hot = || vec![peer(1, 90, 1_000)];
     let g = [guest(7, 5_000)];
     for now in [0, 10_000, 20_000] {
-        let planned = m.plan(now, 4_000, hot(), &g, (&PLACE, &RULE), &mut rng);
+        let planned = m.plan(now, (4_000, 4), hot(), &g, (&PLACE, &RULE), &mut rng);
         assert_eq!(planned, None);
     }
     // Switched off.
@@ -211,7 +286,7 @@ fn guests_arrived_or_picked_recently_stay_and_hot_or_unaffordable_peers_are_no_t
     for now in [0, 10_000, 20_000] {
         let peers = vec![peer(1, 40, 1_000)];
         assert_eq!(
-            m.plan(now, 4_000, peers, &g, (&PLACE, &off), &mut rng),
+            m.plan(now, (4_000, 4), peers, &g, (&PLACE, &off), &mut rng),
             None
         );
     }

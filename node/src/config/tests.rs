@@ -161,9 +161,10 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
             m.after_ms,
             m.max_per_minute,
             m.cooldown_ms,
-            m.admit_every_ms
+            m.admit_every_ms,
+            m.full_load_rise.0
         ),
-        (500, 3_000, 6, 120_000, 10_000)
+        (500, 3_000, 6, 120_000, 10_000, 45_000)
     );
     // The core hears the pace its moved guests are taken at.
     assert_eq!(
@@ -196,6 +197,10 @@ fn p2p_and_placement_sections_default_follow_gossip_and_refuse_nonsense() {
         (
             "[placement]\nmove_admit_every_ms = 3600001\n",
             "placement.move_admit_every_ms",
+        ),
+        (
+            "[placement]\nmove_full_load_rise_celsius = -5.0\n",
+            "placement.move_full_load_rise_celsius",
         ),
     ] {
         let err = parse(text).expect_err(text);

@@ -30,6 +30,7 @@ pub struct RawPlacement {
     pub max_moves_per_minute: Option<u64>,
     pub move_cooldown_ms: Option<u64>,
     pub move_admit_every_ms: Option<u64>,
+    pub move_full_load_rise_celsius: Option<f64>,
 }
 
 /// Validated placement settings: where submissions go, and when guests
@@ -132,6 +133,13 @@ impl RawPlacement {
                 self.move_admit_every_ms,
                 dm.admit_every_ms,
                 (0, 3_600_000),
+            )?,
+            full_load_rise: celsius(
+                "placement.move_full_load_rise_celsius",
+                self.move_full_load_rise_celsius
+                    .unwrap_or(dm.full_load_rise.0 as f64 / 1000.0),
+                0.0,
+                150.0,
             )?,
         };
         let place = PlaceParams {
