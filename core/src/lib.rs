@@ -247,8 +247,11 @@ impl NodeCore {
         if std::mem::take(&mut self.stuck_reported) {
             self.event(Event::SensorRecovered);
         }
-        let (hottest, _) = reading.temperature_or_limit(self.config.default_critical);
-        self.mover.observe(now, hottest);
+        // The rule's trend is of temperatures read, never of a stand-in.
+        match reading.hottest {
+            Some((t, _)) => self.mover.observe(now, t),
+            None => self.mover.forget_temperatures(),
+        }
         self.last_reading = Some(reading.clone());
         self.reprice(now);
     }

@@ -9,11 +9,14 @@
 //! one at least `margin` cheaper than here. Then it waits `after` again.
 //! A move must take the hot spot down, not carry it: a peer is a target
 //! for a guest only if it would still be no hotter than this node once the
-//! guest's heat lands there, counting a guest granted `m` milli-cores of
-//! this node's `c` cores as `m / 1000c` of `full_load_rise`, and this node as hot as its
-//! rise over the last [`TREND_MS`] would take it in as long again (a
-//! node heating up is hotter than it reads). A guest no peer is cool
-//! enough for stays, and a smaller one may go instead.
+//! guest's heat lands there, counting a guest that may burn `m`
+//! milli-cores of this node's `c` cores as `m / 1000c` of
+//! `full_load_rise`, and this node as hot as its rise over the last
+//! [`TREND_MS`] would take it in as long again (a node heating up is
+//! hotter than it reads). A guest no peer is cool enough for stays, and a
+//! smaller one may go instead. A node that reads no temperature has
+//! nothing to check against (its price is at the limit): the check waits
+//! for a reading.
 //! The target takes one such guest per `admit_every_ms`
 //! ([`crate::NodeCore::offer_moved_guest`]), so for that long this node
 //! sends no other there.
@@ -74,8 +77,10 @@ impl MoveParams {
 pub struct Movable {
     pub vm: u64,
     pub load: GuestLoad,
-    /// The CPU it may burn now (its market share), milli-cores: the heat
-    /// it takes with it is that share of this node's `full_load_rise`.
+    /// The most CPU it may burn (its vCPUs at its `max_cpu`), milli-cores:
+    /// the heat it takes with it is that share of this node's
+    /// `full_load_rise`. Not its share now: a guest the market paused
+    /// burns nothing here and all it may where it resumes.
     pub mcores: u64,
     pub bid_milli: u64,
     pub arrived_at_ms: Option<u64>,
@@ -115,6 +120,11 @@ impl Mover {
         {
             self.temps.pop_front();
         }
+    }
+
+    /// This node read no temperature: no trend, and no check, until it does.
+    pub(crate) fn forget_temperatures(&mut self) {
+        self.temps.clear();
     }
 
     /// Where this node's temperature is heading: its latest reading plus

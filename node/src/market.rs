@@ -425,7 +425,7 @@ impl Bazaar {
                     vcpus: u64::from(a.order.vcpus),
                     memory_mib: a.order.memory_mib,
                 },
-                mcores: a.share_mcores,
+                mcores: u64::from(a.order.vcpus) * u64::from(a.order.max_cpu_milli),
                 bid_milli: a.order.bid_milli,
                 arrived_at_ms: None,
             })

@@ -89,11 +89,12 @@ fn a_node_dear_for_long_enough_moves_its_lowest_bid_to_a_cheaper_peer() {
 
 #[test]
 fn the_largest_goes_first_for_the_most_heat_per_move_then_the_lowest_bid() {
-    let sized = |vm, bid, vcpus| Movable {
+    let sized = |vm, bid, vcpus: u64| Movable {
         load: GuestLoad {
             vcpus,
             memory_mib: 64,
         },
+        mcores: vcpus * 1000,
         ..guest(vm, bid)
     };
     let g = [
@@ -164,6 +165,13 @@ fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_
         first([78, 70], vec![peer(1, 55, 1_000)]),
         Some((2, "n1".into()))
     );
+    // A reading older than the window is no part of the trend.
+    let mut m = Mover::default();
+    m.observe(0, MilliCelsius(50_000));
+    m.observe(TREND_MS + 1, MilliCelsius(70_000));
+    assert_eq!(m.heading(), Some(70_000));
+    m.observe(TREND_MS + 2, MilliCelsius(71_000));
+    assert_eq!(m.heading(), Some(72_000));
     // No peer cool enough for either: nothing moves.
     assert_eq!(first([70, 70], vec![peer(1, 60, 1_000)]), None);
     // The check switched off: the big one goes anywhere cheaper, even to
@@ -186,6 +194,61 @@ fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_
         &mut rng,
     );
     assert_eq!(to(&planned), Some((1, "n1".into())));
+}
+
+/// The first move a core at `temps` (one reading a second, the last
+/// repeated) plans for a 2-core and a 1-core guest, with one cheap peer
+/// at 55 °C; `None` if none within 30 s.
+fn first_move_of_a_core(temps: &[f64], hottest_known: bool) -> Option<u64> {
+    use crate::tests::{config, peer as member, reading, T0};
+    let mut core = crate::NodeCore::new(config(), T0, 7);
+    let sized = |vm, vcpus: u64| Movable {
+        load: GuestLoad {
+            vcpus,
+            memory_mib: 64,
+        },
+        mcores: vcpus * 1000,
+        ..guest(vm, 50_000)
+    };
+    let g = [sized(1, 2), sized(2, 1)];
+    for s in 0..30u64 {
+        let now = T0 + s * 1000;
+        let t = temps[(s as usize).min(temps.len() - 1)];
+        let mut r = reading(t);
+        if !hottest_known {
+            r.hottest = None;
+        }
+        core.handle_reading(now, &r);
+        let mut cool = member(1, 3, 55.0, maxwell_gossip::MemberStatus::Alive);
+        let rep = cool.report.as_mut().expect("a report");
+        rep.timestamp_ms = now;
+        rep.price_milli = 100;
+        rep.p2p = Some(SocketAddr::from(([127, 0, 0, 1], 7948)));
+        rep.room = Room {
+            guests: 0,
+            free_vcpus: 8,
+            free_memory_mib: 4096,
+        };
+        core.handle_peers(now, vec![cool], Vec::new());
+        if let Some(m) = core.plan_move(now, &g, &PLACE, &RULE) {
+            return Some(m.vm);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_core_feeds_the_rule_its_own_temperature_and_trend() {
+    // At a steady 70 °C of 4 cores, the peer at 55 takes the 1-core guest
+    // (11.25 °C) but not the 2-core one (22.5).
+    assert_eq!(first_move_of_a_core(&[70.0], true), Some(2));
+    // Rising from 62 to 70 over 10 s, the node is heading for 78: the
+    // 2-core guest goes first.
+    let rising: Vec<f64> = (0..=10).map(|s| 62.0 + 0.8 * s as f64).collect();
+    assert_eq!(first_move_of_a_core(&rising, true), Some(1));
+    // A node that reads no temperature prices itself at its limit, and
+    // the check has nothing to go on: the largest goes.
+    assert_eq!(first_move_of_a_core(&[70.0], false), Some(1));
 }
 
 #[test]
