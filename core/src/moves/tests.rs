@@ -52,6 +52,18 @@ fn guest(vm: u64, bid_milli: u64) -> Movable {
     }
 }
 
+/// A guest of `vcpus`, each busy.
+fn sized(vm: u64, bid_milli: u64, vcpus: u64) -> Movable {
+    Movable {
+        load: GuestLoad {
+            vcpus,
+            memory_mib: 64,
+        },
+        mcores: vcpus * 1000,
+        ..guest(vm, bid_milli)
+    }
+}
+
 fn to(m: &Option<Move>) -> Option<(u64, String)> {
     m.as_ref().map(|m| match &m.target {
         Target::Peer { name, .. } => (m.vm, name.clone()),
@@ -89,14 +101,6 @@ fn a_node_dear_for_long_enough_moves_its_lowest_bid_to_a_cheaper_peer() {
 
 #[test]
 fn the_largest_goes_first_for_the_most_heat_per_move_then_the_lowest_bid() {
-    let sized = |vm, bid, vcpus: u64| Movable {
-        load: GuestLoad {
-            vcpus,
-            memory_mib: 64,
-        },
-        mcores: vcpus * 1000,
-        ..guest(vm, bid)
-    };
     let g = [
         sized(1, 2_000, 1),
         sized(2, 9_000, 3),
@@ -118,17 +122,9 @@ fn the_largest_goes_first_for_the_most_heat_per_move_then_the_lowest_bid() {
 
 #[test]
 fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_heading() {
-    let sized = |vm, vcpus: u64| Movable {
-        load: GuestLoad {
-            vcpus,
-            memory_mib: 64,
-        },
-        mcores: vcpus * 1000,
-        ..guest(vm, 5_000)
-    };
     // Of 4 cores at 45 °C fully loaded, the big guest (2 cores' worth)
     // carries 22.5 °C, the small one 11.25.
-    let g = [sized(1, 2), sized(2, 1)];
+    let g = [sized(1, 5_000, 2), sized(2, 5_000, 1)];
     let first = |temps: [i64; 2], peers: Vec<Seen>| {
         let mut m = Mover::default();
         m.observe(0, MilliCelsius(temps[0] * 1000));
@@ -202,15 +198,7 @@ fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_
 fn first_move_of_a_core(temps: &[f64], hottest_known: bool) -> Option<u64> {
     use crate::tests::{config, peer as member, reading, T0};
     let mut core = crate::NodeCore::new(config(), T0, 7);
-    let sized = |vm, vcpus: u64| Movable {
-        load: GuestLoad {
-            vcpus,
-            memory_mib: 64,
-        },
-        mcores: vcpus * 1000,
-        ..guest(vm, 50_000)
-    };
-    let g = [sized(1, 2), sized(2, 1)];
+    let g = [sized(1, 50_000, 2), sized(2, 50_000, 1)];
     for s in 0..30u64 {
         let now = T0 + s * 1000;
         let t = temps[(s as usize).min(temps.len() - 1)];
