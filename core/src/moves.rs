@@ -14,7 +14,9 @@
 //! `full_load_rise`, and this node as hot as its rise over the last
 //! [`TREND_MS`] would take it in as long again (a node heating up is
 //! hotter than it reads). A guest no peer is cool enough for stays, and a
-//! smaller one may go instead. A node that reads no temperature has
+//! smaller one may go instead. A node that cooled by more than
+//! [`COOLING_MC`] over that window moves nothing yet: its last move, or
+//! the market's pauses, are still taking effect. A node that reads no temperature has
 //! nothing to check against (its price is at the limit): the check waits
 //! for a reading.
 //! The target takes one such guest per `admit_every_ms`
@@ -54,6 +56,10 @@ pub struct MoveParams {
 
 /// How far back the rule looks at this node's own temperature trend, ms.
 pub const TREND_MS: u64 = 10_000;
+/// A node that cooled by more than this over [`TREND_MS`], milli-°C, moves
+/// nothing yet: what it already did (a move, the market's pauses) is
+/// still taking effect, and its price lags its heat.
+pub const COOLING_MC: i64 = 300;
 
 impl MoveParams {
     /// The agent's defaults, declared once: a node 0.5 dearer than its
@@ -127,6 +133,14 @@ impl Mover {
         self.temps.clear();
     }
 
+    /// Whether this node cooled by more than [`COOLING_MC`] over the window.
+    fn cooling(&self) -> bool {
+        match (self.temps.front(), self.temps.back()) {
+            (Some((_, first)), Some((_, last))) => first.0.saturating_sub(last.0) > COOLING_MC,
+            _ => false,
+        }
+    }
+
     /// Where this node's temperature is heading: its latest reading plus
     /// its rise over the window (a fall counts as none).
     fn heading(&self) -> Option<i64> {
@@ -170,7 +184,10 @@ impl Mover {
             return None;
         }
         let since = *self.dear_since.get_or_insert(now);
-        if now.saturating_sub(since) < p.after_ms || self.started.len() >= p.max_per_minute {
+        if now.saturating_sub(since) < p.after_ms
+            || self.started.len() >= p.max_per_minute
+            || self.cooling()
+        {
             return None;
         }
         let sent = &self.sent;

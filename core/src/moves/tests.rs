@@ -152,14 +152,10 @@ fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_
         Some((1, "n1".into()))
     );
     // Rising 8 °C in the window, this node is heading for 78: the big one
-    // goes to the peer at 55 after all. A fall counts as no trend.
+    // goes to the peer at 55 after all.
     assert_eq!(
         first([62, 70], vec![peer(1, 55, 1_000)]),
         Some((1, "n1".into()))
-    );
-    assert_eq!(
-        first([78, 70], vec![peer(1, 55, 1_000)]),
-        Some((2, "n1".into()))
     );
     // A reading older than the window is no part of the trend.
     let mut m = Mover::default();
@@ -168,6 +164,15 @@ fn a_guest_goes_only_where_its_heat_leaves_the_peer_no_hotter_than_this_node_is_
     assert_eq!(m.heading(), Some(70_000));
     m.observe(TREND_MS + 2, MilliCelsius(71_000));
     assert_eq!(m.heading(), Some(72_000));
+    // Cooling by more than 0.3 °C over the window, it waits for what it
+    // did to take effect; by 0.3 or less, it does not, and a fall counts
+    // as no trend.
+    assert_eq!(first([71, 70], vec![peer(1, 45, 1_000)]), None);
+    let mut m = Mover::default();
+    m.observe(0, MilliCelsius(70_300));
+    m.observe(TREND_MS, MilliCelsius(70_000));
+    assert!(!m.cooling());
+    assert_eq!(m.heading(), Some(70_000));
     // No peer cool enough for either: nothing moves.
     assert_eq!(first([70, 70], vec![peer(1, 60, 1_000)]), None);
     // The check switched off: the big one goes anywhere cheaper, even to
