@@ -16,9 +16,9 @@
 //! hotter than it reads). A guest no peer is cool enough for stays, and a
 //! smaller one may go instead. A node that cooled by more than
 //! [`COOLING_MC`] over that window moves nothing yet: its last move, or
-//! the market's pauses, are still taking effect. A node that reads no temperature has
-//! nothing to check against (its price is at the limit): the check waits
-//! for a reading.
+//! the market's pauses, are still taking effect. A node that reads no
+//! temperature has nothing to check against (its price is at the limit):
+//! the check waits for a reading.
 //! The target takes one such guest per `admit_every_ms`
 //! ([`crate::NodeCore::offer_moved_guest`]), so for that long this node
 //! sends no other there.
@@ -133,19 +133,22 @@ impl Mover {
         self.temps.clear();
     }
 
+    /// This node's latest temperature and its change over the window.
+    fn trend(&self) -> Option<(i64, i64)> {
+        let (&(_, first), &(_, last)) = (self.temps.front()?, self.temps.back()?);
+        Some((last.0, last.0.saturating_sub(first.0)))
+    }
+
     /// Whether this node cooled by more than [`COOLING_MC`] over the window.
     fn cooling(&self) -> bool {
-        match (self.temps.front(), self.temps.back()) {
-            (Some((_, first)), Some((_, last))) => first.0.saturating_sub(last.0) > COOLING_MC,
-            _ => false,
-        }
+        self.trend().is_some_and(|(_, change)| -change > COOLING_MC)
     }
 
     /// Where this node's temperature is heading: its latest reading plus
     /// its rise over the window (a fall counts as none).
     fn heading(&self) -> Option<i64> {
-        let (&(_, first), &(_, last)) = (self.temps.front()?, self.temps.back()?);
-        Some(last.0.saturating_add(last.0.saturating_sub(first.0).max(0)))
+        self.trend()
+            .map(|(last, change)| last.saturating_add(change.max(0)))
     }
 
     /// The move to start now, if the rule calls for one. `peers` are the
@@ -207,15 +210,15 @@ impl Mover {
         // The largest first, the most heat per move (and so the fewest
         // moves); among equals, the lowest bidder.
         order.sort_by_key(|m| (std::cmp::Reverse(m.load.vcpus), m.bid_milli, m.vm));
-        let heading = self.heading();
+        // No check when it is switched off, or with no temperature read.
+        let heading = self.heading().filter(|_| p.full_load_rise.0 != 0);
         for m in order {
             // The heat this guest takes with it, by its share of the node.
             let carried = i128::from(p.full_load_rise.0) * i128::from(m.mcores)
                 / (i128::from(cores.max(1)) * 1000);
             let carried = i64::try_from(carried).unwrap_or(i64::MAX);
             let cool_enough = |s: &&placement::Seen| {
-                p.full_load_rise.0 == 0
-                    || heading.is_none_or(|h| s.hottest.0.saturating_add(carried) <= h)
+                heading.is_none_or(|h| s.hottest.0.saturating_add(carried) <= h)
             };
             let need = Need {
                 load: m.load,

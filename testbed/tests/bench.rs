@@ -97,7 +97,7 @@ fn the_bound_on_a_fan_failures_moves_is_the_fewest_that_hold_the_best_baselines_
     use maxwell_testbed::bound::{best_of, failed_host_peak, NAME};
     let r = report();
     let cfg = &r.config;
-    let best = ["hw-throttle", "least-loaded", "local-cap", "central-80%"]
+    let best = maxwell_testbed::goals::BASELINES
         .map(|p| row(r, "fan-failure", p).metrics.peak_c)
         .into_iter()
         .fold(f64::INFINITY, f64::min);
